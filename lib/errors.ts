@@ -1,0 +1,42 @@
+/**
+ * The few thrown error classes. Expected failures of tasks, gates and boots are
+ * values (see pipeline/outcome.ts); these are for when the run itself cannot go on.
+ * Only bin/ maps them to exit codes.
+ */
+export interface SourceLocation {
+  file: string;
+  line: number;
+  col: number;
+}
+
+/** The user's input is wrong: a bad spec, option or path. Printed without a stack. */
+export class UserError extends Error {
+  override readonly name = 'UserError';
+  constructor(
+    message: string,
+    readonly hint?: string,
+    readonly location?: SourceLocation,
+  ) {
+    super(message);
+  }
+}
+
+/** The machine cannot do what was asked: a missing tool, firmware, disk space. */
+export class InfraError extends Error {
+  override readonly name = 'InfraError';
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A bug in clawos-build itself. Printed with a stack. */
+export class InternalError extends Error {
+  override readonly name = 'InternalError';
+}
+
+export function formatLocation(loc: SourceLocation): string {
+  return `${loc.file}:${loc.line}:${loc.col}`;
+}

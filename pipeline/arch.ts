@@ -1,0 +1,49 @@
+/** Architecture definitions: data in specs/arch/<name>.yaml, schema-checked. */
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadYamlDocument } from './yaml-source.js';
+
+export interface ArchSpec {
+  name: string;
+  debian_arch: string;
+  kernel: {
+    make_arch: string;
+    cross_compile: string;
+    compiler_package: string;
+    image: string;
+    fragment: string;
+  };
+  debs: string[];
+  rootfs: { busybox: string };
+  iso: {
+    grub_mkrescue_args: string[];
+    grub_platform_dirs: string[];
+    host_packages: string[];
+    console: string;
+    grub_serial: string;
+  };
+  guest: { cpu_flags: string[] };
+  qemu: string;
+}
+
+/** Where `apt-get download` + `dpkg-deb -x` unpack a target-arch package. */
+export function debRoot(cacheDir: string, arch: ArchSpec, pkg: string): string {
+  return join(cacheDir, 'debs', arch.debian_arch, pkg, 'root');
+}
+
+/** Expand {deb:NAME} in an arch path. */
+export function expandArchPath(template: string, cacheDir: string, arch: ArchSpec): string {
+  return template.replace(/\{deb:([a-z0-9][a-z0-9+.-]+)\}/g, (_, pkg: string) => debRoot(cacheDir, arch, pkg));
+}
+
+export async function loadArches(repoRoot: string): Promise<Map<string, ArchSpec>> {
+  const dir = join(repoRoot, 'specs', 'arch');
+  const schema = JSON.parse(await readFile(join(repoRoot, 'specs', 'schemas', 'arch.schema.json'), 'utf8'));
+  const out = new Map<string, ArchSpec>();
+  for (const f of (await readdir(dir)).filter((n) => n.endsWith('.yaml')).sort()) {
+    const doc = await loadYamlDocument(join(dir, f), `specs/arch/${f}`, schema);
+    const spec = doc as ArchSpec;
+    out.set(spec.name, spec);
+  }
+  return out;
+}
