@@ -21,6 +21,12 @@ export interface ArchSpec {
     host_packages: string[];
     console: string;
     grub_serial: string;
+    /** Kernel command line words after console= and panic=-1. */
+    cmdline?: string[];
+    /** El Torito platforms the ISO must carry, as xorriso names them in lower case: bios, uefi. */
+    expect_boot?: string[];
+    /** Debian package that provides each host grub_platform_dirs entry (for the fix in the error). */
+    platform_packages?: Record<string, string>;
   };
   guest: { cpu_flags: string[] };
   qemu: string;

@@ -1,0 +1,30 @@
+/** Environment that makes a kernel build reproducible from SOURCE_DATE_EPOCH. */
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/**
+ * `date -u` style ("Tue Nov 14 22:13:20 UTC 2023"): Linux puts
+ * KBUILD_BUILD_TIMESTAMP verbatim into `uname -v` and also feeds it to
+ * `date -d` (gen_initramfs.sh) and `tar --mtime` (gen_kheaders.sh), so it must
+ * read well and parse; "@<epoch>" would parse but show up raw in uname -v.
+ */
+export function kbuildTimestamp(epochSeconds: number): string {
+  const d = new Date(epochSeconds * 1000);
+  const p2 = (n: number) => String(n).padStart(2, '0');
+  return `${DAYS[d.getUTCDay()]} ${MONTHS[d.getUTCMonth()]} ${p2(d.getUTCDate())} ${p2(d.getUTCHours())}:${p2(
+    d.getUTCMinutes(),
+  )}:${p2(d.getUTCSeconds())} UTC ${d.getUTCFullYear()}`;
+}
+
+export function kbuildEnv(epochSeconds: number): Record<string, string> {
+  return {
+    KBUILD_BUILD_TIMESTAMP: kbuildTimestamp(epochSeconds),
+    KBUILD_BUILD_USER: 'clawos',
+    KBUILD_BUILD_HOST: 'clawos-build',
+    KBUILD_BUILD_VERSION: '1',
+    SOURCE_DATE_EPOCH: String(epochSeconds),
+    // Messages in the log the same on every machine.
+    LC_ALL: 'C',
+  };
+}

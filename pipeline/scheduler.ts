@@ -1,0 +1,385 @@
+/**
+ * Runs task instances with bounded concurrency. For each instance: skip it when
+ * its fingerprint and outputs are unchanged; otherwise run its action under its
+ * timeout (the whole process group dies with it), check the declared outputs,
+ * run validation_cmd, run rollback_cmd on failure, hash the outputs into the
+ * state and the vault manifest. Emits events; never prints.
+ */
+import { mkdir, readdir, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { run as runProcess, type RunOptions } from '../lib/proc.js';
+import type { HashCache } from '../lib/hash-cache.js';
+import { recordInManifest } from '../vault/manifest.js';
+import type { ArchSpec } from './arch.js';
+import { buildComponent, componentOutputs, notConfigured } from './component-build.js';
+import type { LocalConfig } from './config.js';
+import type { EventSink } from './events.js';
+import { fingerprintOf, hashRepoPath, type FingerprintParts, type ToolVersions } from './fingerprint.js';
+import type { TaskGraph } from './graph.js';
+import type { Catalog } from './load-tasks.js';
+import { fail, infra, type Outcome } from './outcome.js';
+import type { InstanceRecord, OutputRecord, StateStore } from './state.js';
+import type { Step, StepContext } from './step.js';
+import { expandArch, expandParams, type TaskInstance } from './task-spec.js';
+import type { AgentLogs } from './agent-log.js';
+
+export interface RunContext {
+  repoRoot: string;
+  buildDir: string;
+  cacheDir: string;
+  logs: AgentLogs;
+  catalog: Catalog;
+  graph: TaskGraph;
+  arches: Map<string, ArchSpec>;
+  steps: Map<string, Step>;
+  state: StateStore;
+  hashCache: HashCache;
+  tools: ToolVersions;
+  config: LocalConfig;
+  jobs: number;
+  sourceDateEpoch: number;
+  emit: EventSink;
+  signal: AbortSignal;
+  clawosVersion: string;
+  /** Heartbeat interval for long tasks (ms); 0 disables. */
+  heartbeatMs: number;
+}
+
+const OK_STATUSES = new Set(['PASS', 'NOT_CONFIGURED']);
+
+function outDirOf(rc: RunContext, inst: TaskInstance): string {
+  const agent = inst.task.spec.agent;
+  return inst.arch ? join(rc.buildDir, agent, inst.arch) : join(rc.buildDir, agent);
+}
+
+/** Build-relative output paths an instance must produce. */
+export function declaredOutputs(rc: RunContext, inst: TaskInstance): string[] {
+  const spec = inst.task.spec;
+  const outs = spec.outputs.map((o) => expandArch(o, inst.arch));
+  if (spec.component && rc.config.components[spec.component]) {
+    outs.push(...componentOutputs(relative(rc.buildDir, outDirOf(rc, inst)), rc.config.components[spec.component]!));
+  }
+  return outs;
+}
+
+export function stepOf(rc: RunContext, inst: TaskInstance): Step | null {
+  return inst.task.spec.uses ? (rc.steps.get(inst.task.spec.uses) ?? null) : null;
+}
+
+export function paramsOf(inst: TaskInstance): Record<string, unknown> {
+  return (expandParams(inst.task.spec.with ?? {}, inst.arch) as Record<string, unknown>) ?? {};
+}
+
+export function toolPackagesOf(rc: RunContext, inst: TaskInstance): string[] {
+  const step = stepOf(rc, inst);
+  const arch = inst.arch ? (rc.arches.get(inst.arch) ?? null) : null;
+  return step ? step.toolPackages(arch, paramsOf(inst)) : [];
+}
+
+export async function computeFingerprint(rc: RunContext, inst: TaskInstance): Promise<{ fingerprint: string; parts: FingerprintParts }> {
+  const spec = inst.task.spec;
+  const arch = inst.arch ? (rc.arches.get(inst.arch) ?? null) : null;
+  const step = stepOf(rc, inst);
+  const params = paramsOf(inst);
+  const inputs: Record<string, string> = {};
+  const inputPaths = [...spec.inputs.map((i) => expandArch(i, inst.arch)), ...(step?.implicitInputs?.(arch, params) ?? [])];
+  if (arch) inputPaths.push(`specs/arch/${arch.name}.yaml`);
+  for (const p of [...new Set(inputPaths)].sort()) inputs[p] = await hashRepoPath(rc.repoRoot, p, rc.hashCache);
+  const frozen: Record<string, string> = {};
+  for (const p of spec.frozen_spec_deps) frozen[p] = await hashRepoPath(rc.repoRoot, p, rc.hashCache);
+  const deps: FingerprintParts['deps'] = {};
+  for (const d of inst.deps) {
+    const r = rc.state.instance(d);
+    deps[d] = { status: r?.status ?? 'missing', outputs: Object.fromEntries(Object.entries(r?.outputs ?? {}).map(([k, v]) => [k, v.sha256])) };
+  }
+  const tools: Record<string, string> = {};
+  for (const p of toolPackagesOf(rc, inst).sort()) tools[p] = rc.tools.get(p);
+  const parts: FingerprintParts = {
+    spec,
+    arch,
+    step: step ? { name: step.name, version: step.version } : null,
+    inputs,
+    frozen_specs: frozen,
+    deps,
+    tools,
+    component: spec.component ? (rc.config.components[spec.component] ?? 'not-configured') : null,
+    source_date_epoch: rc.sourceDateEpoch,
+  };
+  return { fingerprint: fingerprintOf({ ...parts, clawos: rc.clawosVersion } as FingerprintParts), parts };
+}
+
+/** Every file under the declared outputs (a directory output counts file by file). */
+async function expandOutputFiles(buildDir: string, rel: string): Promise<string[] | null> {
+  const abs = join(buildDir, rel);
+  const st = await stat(abs).catch(() => null);
+  if (!st) return null;
+  if (st.isFile()) return [rel];
+  const out: string[] = [];
+  for (const e of (await readdir(abs, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+    const sub = await expandOutputFiles(buildDir, `${rel}/${e.name}`);
+    if (sub) out.push(...sub);
+  }
+  return out;
+}
+
+async function hashOutputs(buildDir: string, files: string[], cache: HashCache): Promise<Record<string, OutputRecord>> {
+  const out: Record<string, OutputRecord> = {};
+  for (const f of files) {
+    const e = await cache.file(join(buildDir, f));
+    out[f] = { sha256: e.sha256, size: e.size, mtimeMs: e.mtimeMs };
+  }
+  return out;
+}
+
+/** Recorded outputs still there with the recorded content. */
+export async function outputsIntact(rc: RunContext, rec: InstanceRecord): Promise<boolean> {
+  for (const [rel, o] of Object.entries(rec.outputs)) {
+    try {
+      const e = await rc.hashCache.file(join(rc.buildDir, rel));
+      if (e.sha256 !== o.sha256) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+let manifestChain: Promise<unknown> = Promise.resolve();
+function recordVault(buildDir: string, producer: string, outputs: Record<string, OutputRecord>): Promise<void> {
+  const entries = Object.entries(outputs).map(([path, o]) => ({ path, sha256: o.sha256, size: o.size }));
+  const next = manifestChain.then(() => recordInManifest(buildDir, producer, entries));
+  manifestChain = next.catch(() => {});
+  return next.then(() => {});
+}
+
+async function runAction(rc: RunContext, inst: TaskInstance, ctx: StepContext): Promise<Outcome> {
+  const spec = inst.task.spec;
+  if (spec.pending) return { status: 'NOT_CONFIGURED', reason: 'not-configured', message: spec.pending };
+  if (spec.component) {
+    const cfg = rc.config.components[spec.component];
+    const decl = rc.catalog.components.get(spec.component);
+    if (!cfg) return notConfigured(spec.component, decl?.needs ?? '', rc.config.file ? relative(rc.repoRoot, rc.config.file) : null);
+    return buildComponent(ctx, spec.component, cfg);
+  }
+  if (spec.run) {
+    const r = await ctx.run(['bash', '-c', spec.run], { cwd: ctx.outDir });
+    if (r.ok) return { status: 'PASS', message: 'run: command succeeded' };
+    return fail('exit-non-zero', `run: command exited ${r.exitCode ?? r.signal}: ${r.tail.slice(-3).join(' | ')}`);
+  }
+  const step = stepOf(rc, inst);
+  if (!step) return infra(`unknown step ${spec.uses}`);
+  return step.run(ctx);
+}
+
+function taskEnv(rc: RunContext, inst: TaskInstance, outDir: string): Record<string, string> {
+  return {
+    CLAWOS_BUILD_DIR: rc.buildDir,
+    CLAWOS_OUT: outDir,
+    CLAWOS_ARCH: inst.arch ?? '',
+    CLAWOS_REPO: rc.repoRoot,
+    CLAWOS_TASK: inst.id,
+    SOURCE_DATE_EPOCH: String(rc.sourceDateEpoch),
+  };
+}
+
+async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<InstanceRecord> {
+  const spec = inst.task.spec;
+  const outDir = outDirOf(rc, inst);
+  const logPath = relative(rc.buildDir, rc.logs.pathFor(spec.agent));
+  const base = {
+    id: inst.id,
+    task_id: spec.task_id,
+    arch: inst.arch,
+    phase: spec.phase,
+    agent: spec.agent,
+    log: logPath,
+  };
+  const now = () => new Date().toISOString();
+
+  // A dependency that did not pass decides this instance without running it.
+  for (const d of inst.deps) {
+    const r = rc.state.instance(d);
+    if (!r || !OK_STATUSES.has(r.status)) {
+      const rec: InstanceRecord = {
+        ...base,
+        status: 'BLOCKED',
+        reason: 'dependency-failed',
+        message: `not run: dependency ${d} is ${r?.status ?? 'not built'}`,
+        fingerprint: '',
+        fingerprint_parts: {},
+        outputs: {},
+        started_at: now(),
+        finished_at: now(),
+        duration_ms: 0,
+      };
+      await rc.state.putInstance(rec);
+      rc.emit({ type: 'task-end', id: inst.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: 0, log: logPath });
+      return rec;
+    }
+  }
+
+  const { fingerprint, parts } = await computeFingerprint(rc, inst);
+  const prev = rc.state.instance(inst.id);
+  if (prev && prev.fingerprint === fingerprint && OK_STATUSES.has(prev.status) && (await outputsIntact(rc, prev))) {
+    rc.emit({ type: 'task-up-to-date', id: inst.id, status: prev.status, message: prev.message });
+    return prev;
+  }
+
+  const notConfiguredDep = inst.deps.find((d) => rc.state.instance(d)?.status === 'NOT_CONFIGURED');
+  const startedAt = now();
+  const started = Date.now();
+  const log = rc.logs.writer(spec.agent, inst.id);
+  rc.emit({ type: 'task-start', id: inst.id, title: spec.title, agent: spec.agent });
+  log(`start ${spec.task_id} "${spec.title}"${inst.arch ? ` for ${inst.arch}` : ''} fingerprint ${fingerprint.slice(0, 16)}`);
+
+  const ac = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    log(`timeout: ${spec.timeout_minutes} min elapsed, killing the task's process groups`);
+    ac.abort();
+  }, spec.timeout_minutes * 60_000);
+  const onRunAbort = () => ac.abort();
+  rc.signal.addEventListener('abort', onRunAbort, { once: true });
+  const prevDuration = prev?.duration_ms ?? null;
+  const heartbeat =
+    rc.heartbeatMs > 0
+      ? setInterval(() => {
+          const elapsed = Date.now() - started;
+          rc.emit({ type: 'task-heartbeat', id: inst.id, elapsedMs: elapsed, etaMs: prevDuration !== null ? Math.max(0, prevDuration - elapsed) : null });
+        }, rc.heartbeatMs)
+      : undefined;
+
+  await mkdir(outDir, { recursive: true });
+  const env = taskEnv(rc, inst, outDir);
+  const sink: RunOptions['sink'] = (_stream, line) => log(line);
+  const ctx: StepContext = {
+    taskId: spec.task_id,
+    instanceId: inst.id,
+    arch: inst.arch ? rc.arches.get(inst.arch)! : null,
+    params: paramsOf(inst),
+    repoRoot: rc.repoRoot,
+    buildDir: rc.buildDir,
+    outDir,
+    cacheDir: rc.cacheDir,
+    buildPath: (rel: string) => (rel.startsWith('/') ? rel : join(rc.buildDir, rel)),
+    sourceDateEpoch: rc.sourceDateEpoch,
+    jobs: rc.jobs,
+    log,
+    progress: (message: string) => {
+      log(`progress: ${message}`);
+      rc.emit({ type: 'task-progress', id: inst.id, message });
+    },
+    run: (argv, opts = {}) =>
+      runProcess(argv, {
+        ...opts,
+        env: { ...env, ...(opts.env ?? {}) },
+        signal: opts.signal ?? ac.signal,
+        sink: opts.sink ?? sink,
+      }),
+    signal: ac.signal,
+  };
+
+  let outcome: Outcome;
+  if (notConfiguredDep) {
+    const dep = rc.state.instance(notConfiguredDep)!;
+    outcome = { status: 'NOT_CONFIGURED', reason: 'not-configured', message: `not run: needs ${notConfiguredDep}, which is NOT_CONFIGURED (${dep.message})` };
+  } else {
+    try {
+      outcome = await runAction(rc, inst, ctx);
+    } catch (err) {
+      const e = err as Error;
+      log(`error: ${e.stack ?? e.message}`);
+      outcome = infra(`${e.name === 'InfraError' ? '' : 'internal error: '}${e.message}`);
+    }
+  }
+  if (timedOut) outcome = { status: 'TIMEOUT', reason: 'timeout', message: `timed out after ${spec.timeout_minutes} min; its process group was killed` };
+  else if (rc.signal.aborted) outcome = infra('interrupted');
+
+  let outputs: Record<string, OutputRecord> = {};
+  if (outcome.status === 'PASS') {
+    const files: string[] = [];
+    const missing: string[] = [];
+    for (const rel of declaredOutputs(rc, inst)) {
+      const found = await expandOutputFiles(rc.buildDir, rel);
+      if (!found || !found.length) missing.push(rel);
+      else files.push(...found);
+    }
+    if (missing.length) {
+      outcome = fail('output-missing', `declared output${missing.length > 1 ? 's' : ''} missing: ${missing.join(', ')}`);
+    } else if (spec.validation_cmd) {
+      const r = await ctx.run(['bash', '-c', spec.validation_cmd], { cwd: outDir, signal: rc.signal });
+      if (!r.ok) outcome = fail('validation-failed', `validation_cmd exited ${r.exitCode ?? r.signal}: ${spec.validation_cmd}`, { evidence: outcome.evidence });
+    }
+    if (outcome.status === 'PASS') outputs = await hashOutputs(rc.buildDir, files, rc.hashCache);
+  }
+  if (outcome.status !== 'PASS' && outcome.status !== 'NOT_CONFIGURED' && spec.rollback_cmd) {
+    const r = await ctx.run(['bash', '-c', spec.rollback_cmd], { cwd: outDir, signal: rc.signal });
+    log(`rollback_cmd exited ${r.exitCode ?? r.signal}`);
+  }
+  clearTimeout(timer);
+  if (heartbeat) clearInterval(heartbeat);
+  rc.signal.removeEventListener('abort', onRunAbort);
+
+  const rec: InstanceRecord = {
+    ...base,
+    status: outcome.status,
+    reason: outcome.reason,
+    message: outcome.message,
+    fingerprint: outcome.status === 'PASS' || outcome.status === 'NOT_CONFIGURED' ? fingerprint : '',
+    fingerprint_parts: parts as unknown as Record<string, unknown>,
+    outputs,
+    evidence: outcome.evidence,
+    data: outcome.data,
+    started_at: startedAt,
+    finished_at: now(),
+    duration_ms: Date.now() - started,
+  };
+  log(`end ${outcome.status}${outcome.reason ? ` (${outcome.reason})` : ''}: ${outcome.message}`);
+  if (outcome.status === 'PASS') await recordVault(rc.buildDir, inst.id, outputs);
+  await rc.state.putInstance(rec);
+  rc.emit({ type: 'task-end', id: inst.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: rec.duration_ms, log: logPath });
+  return rec;
+}
+
+class Semaphore {
+  private queue: (() => void)[] = [];
+  constructor(private free: number) {}
+  async acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return;
+    }
+    await new Promise<void>((r) => this.queue.push(r));
+  }
+  release(): void {
+    const next = this.queue.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
+/** Run the given instances (dependencies outside the set must already be recorded). */
+export async function runInstances(rc: RunContext, instances: TaskInstance[]): Promise<InstanceRecord[]> {
+  const inRun = new Set(instances.map((i) => i.id));
+  const sem = new Semaphore(Math.max(1, rc.jobs));
+  const results = new Map<string, Promise<InstanceRecord>>();
+  const schedule = (inst: TaskInstance): Promise<InstanceRecord> => {
+    const existing = results.get(inst.id);
+    if (existing) return existing;
+    const p = (async () => {
+      await Promise.all(inst.deps.filter((d) => inRun.has(d)).map((d) => schedule(rc.graph.byId.get(d)!)));
+      await sem.acquire();
+      try {
+        return await executeInstance(rc, inst);
+      } finally {
+        sem.release();
+      }
+    })();
+    results.set(inst.id, p);
+    return p;
+  };
+  const all = await Promise.all(instances.map(schedule));
+  await rc.hashCache.save();
+  return all;
+}

@@ -1,0 +1,275 @@
+/**
+ * kernel-build: the ClawOS kernel for one arch, out of tree in <outDir>/obj.
+ * tinyconfig + fragments -> olddefconfig -> every requested option checked ->
+ * make -jN -> BTF check -> the clawos_canary module built and signed.
+ */
+import { existsSync } from 'node:fs';
+import { cp, mkdir, open, readFile, rm } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
+import { UserError } from '../../lib/errors.js';
+import { sha256File } from '../../lib/hash.js';
+import type { RunOptions, RunResult } from '../../lib/proc.js';
+import type { ArchSpec } from '../arch.js';
+import { kbuildEnv } from '../kernel/build-env.js';
+import { checkRequested, openKconfigIndex, parseConfig, parseFragment, type ConfigRequest } from '../kernel/kconfig.js';
+import { SOURCE_YAML, loadKernelSourceConfig, prepareKernelSource } from '../kernel/source.js';
+import { fail, infra, pass, type Evidence, type Outcome } from '../outcome.js';
+import type { Step, StepContext } from '../step.js';
+
+export const CANARY_DIR = 'kernel-config/modules/clawos_canary';
+const CANARY = 'clawos_canary';
+const SIG_MAGIC = '~Module signature appended~\n';
+
+/** Files kernel-build leaves in ctx.outDir (besides obj/ and canary/). */
+export const KERNEL_OUTPUTS = [
+  'vmlinuz',
+  'config',
+  'kernel.release',
+  'System.map',
+  `modules/${CANARY}.ko`,
+  `modules/${CANARY}-unsigned.ko`,
+  'signing_key.x509',
+  'kconfig-report.json',
+  'build-info.json',
+] as const;
+
+/**
+ * The fragments source.yaml lists today. implicitInputs() is synchronous and
+ * gets no repo root, so it cannot read source.yaml; a test keeps the two in step.
+ */
+export const COMMON_FRAGMENTS = ['kernel-config/common.config', 'kernel-config/boot.config'];
+
+interface CommandRecord {
+  phase: string;
+  command: string;
+  durationMs: number;
+  exitCode: number | null;
+}
+
+// Kbuild's short progress lines: "  CC      mm/slub.o", "  CC [M]  /x/canary.o".
+const KBUILD_LINE = /^\s{2}([A-Z][A-Z0-9_]*(?: \[M\])?)\s+(\S+)/;
+
+export const kernelBuildStep: Step = {
+  name: 'kernel-build',
+  version: 1,
+  toolPackages(arch: ArchSpec | null): string[] {
+    return [arch?.kernel.compiler_package ?? 'gcc', 'make', 'flex', 'bison', 'bc', 'dwarves', 'libelf-dev', 'libssl-dev', 'kmod'];
+  },
+  implicitInputs(arch: ArchSpec | null): string[] {
+    return [SOURCE_YAML, ...COMMON_FRAGMENTS, ...(arch ? [arch.kernel.fragment] : []), CANARY_DIR];
+  },
+  run: runKernelBuild,
+};
+
+async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
+  const started = Date.now();
+  const arch = ctx.arch;
+  if (!arch) return fail('spec-invalid', 'kernel-build builds for one architecture; give the task an arch');
+
+  let cfg;
+  try {
+    cfg = await loadKernelSourceConfig(ctx.repoRoot);
+  } catch (err) {
+    if (err instanceof UserError) return fail('spec-invalid', err.message);
+    throw err;
+  }
+  const fragments = [...cfg.fragments, arch.kernel.fragment];
+  for (const f of [...fragments, CANARY_DIR]) {
+    if (!existsSync(join(ctx.repoRoot, f))) return fail('spec-invalid', `kernel-build: ${f} not found in ${ctx.repoRoot}`);
+  }
+
+  ctx.progress('source');
+  const src = await prepareKernelSource(cfg, { cacheDir: ctx.cacheDir, log: ctx.log, run: ctx.run, signal: ctx.signal });
+  if (!src.ok) return src.outcome;
+  const srcDir = src.srcDir;
+
+  const out = ctx.outDir;
+  const obj = join(out, 'obj');
+  await mkdir(obj, { recursive: true });
+  // A failed run must not leave the previous run's kernel looking current.
+  await Promise.all(KERNEL_OUTPUTS.map((f) => rm(join(out, f), { force: true })));
+
+  const env = kbuildEnv(ctx.sourceDateEpoch);
+  const kbuild = [
+    'make',
+    '-C',
+    srcDir,
+    `O=${obj}`,
+    `ARCH=${arch.kernel.make_arch}`,
+    `CROSS_COMPILE=${arch.kernel.cross_compile}`,
+  ];
+  const commands: CommandRecord[] = [];
+  const buildInfo = (extra: Record<string, unknown> = {}) => ({
+    arch: arch.name,
+    source: { tarball: src.tarball, url: cfg.url, sha256: src.sha256, srcDir },
+    base: cfg.base,
+    fragments,
+    jobs: ctx.jobs,
+    sourceDateEpoch: ctx.sourceDateEpoch,
+    env,
+    commands,
+    totalMs: Date.now() - started,
+    ...extra,
+  });
+
+  let phase = 'configure';
+  let lastProgress = 0;
+  const sink: RunOptions['sink'] = (stream, line) => {
+    ctx.log(stream === 'stderr' ? `! ${line}` : line);
+    const m = KBUILD_LINE.exec(line);
+    if (m && Date.now() - lastProgress > 1000) {
+      lastProgress = Date.now();
+      ctx.progress(`${phase}: ${m[1]} ${m[2]}`);
+    }
+  };
+  const step = async (argv: string[], opts: RunOptions = {}): Promise<RunResult> => {
+    const r = await ctx.run(argv, { env, signal: ctx.signal, sink, tailLines: 200, ...opts });
+    commands.push({ phase, command: r.reproducer, durationMs: r.durationMs, exitCode: r.exitCode });
+    return r;
+  };
+  const failed = async (what: string, r: RunResult): Promise<Outcome> => {
+    await writeJsonAtomic(join(out, 'build-info.json'), buildInfo({ failed: what }));
+    if (r.timedOut || r.aborted) {
+      return { status: 'TIMEOUT', reason: 'timeout', message: `${what} ${r.timedOut ? 'timed out' : 'was interrupted'}` };
+    }
+    if (r.spawnError) return infra(`${what}: ${r.spawnError}`);
+    return fail('exit-non-zero', `${what} failed (exit ${r.exitCode ?? r.signal}):\n${diagnosticLines(r.tail).join('\n')}`, {
+      data: { command: r.reproducer },
+    });
+  };
+
+  // ---- configure
+  ctx.progress('configure');
+  let r = await step([...kbuild, cfg.base]);
+  if (!r.ok) return failed(`make ${cfg.base}`, r);
+  // merge_config.sh makes its temp files in the current directory.
+  r = await step(
+    [join(srcDir, 'scripts/kconfig/merge_config.sh'), '-m', '-O', obj, join(obj, '.config'), ...fragments.map((f) => join(ctx.repoRoot, f))],
+    { cwd: obj },
+  );
+  if (!r.ok) return failed('merge_config.sh', r);
+  r = await step([...kbuild, 'olddefconfig']);
+  if (!r.ok) return failed('make olddefconfig', r);
+
+  // ---- every requested option must have survived olddefconfig
+  const requests: ConfigRequest[] = [];
+  for (const f of fragments) requests.push(...parseFragment(await readFile(join(ctx.repoRoot, f), 'utf8'), f));
+  const finalConfigText = await readFile(join(obj, '.config'), 'utf8');
+  const check = checkRequested(requests, parseConfig(finalConfigText), openKconfigIndex(srcDir, arch.kernel.make_arch));
+  const report = {
+    arch: arch.name,
+    fragments,
+    symbols: check.results.map((s) => ({ ...s, symbol: `CONFIG_${s.symbol}`, at: `${s.file}:${s.line}` })),
+    dropped: check.dropped,
+    unknown: check.unknown,
+  };
+  await writeJsonAtomic(join(out, 'kconfig-report.json'), report);
+  if (check.dropped.length > 0 || check.unknown.length > 0) {
+    await writeJsonAtomic(join(out, 'build-info.json'), buildInfo({ failed: 'kconfig check' }));
+    const n = check.dropped.length + check.unknown.length;
+    const lines = [...check.dropped.map((d) => d.message), ...check.unknown.map((u) => u.message)];
+    return fail(
+      check.dropped.length > 0 ? 'config-dropped' : 'config-unknown-symbol',
+      `${n} requested kernel option${n === 1 ? '' : 's'} not in the final .config:\n${lines.join('\n')}`,
+      { data: { dropped: check.dropped, unknown: check.unknown } },
+    );
+  }
+
+  // ---- compile
+  phase = 'compile';
+  ctx.progress('compile');
+  r = await step([...kbuild, `-j${Math.max(1, ctx.jobs)}`]);
+  if (!r.ok) return failed('make (kernel build)', r);
+  const image = join(obj, arch.kernel.image);
+  for (const f of [image, join(obj, 'vmlinux'), join(obj, 'System.map')]) {
+    if (!existsSync(f)) return fail('output-missing', `make succeeded but ${relative(obj, f)} is missing in ${obj}`);
+  }
+  r = await step([`${arch.kernel.cross_compile}readelf`, '-S', '--wide', join(obj, 'vmlinux')], { captureStdout: true });
+  if (!r.ok) return failed('readelf -S vmlinux', r);
+  if (!/\s\.BTF\s/.test(r.stdout)) {
+    return fail('output-missing', `vmlinux has no .BTF section (CONFIG_DEBUG_INFO_BTF=y needs pahole from dwarves): ${join(obj, 'vmlinux')}`);
+  }
+  r = await step([...kbuild, '-s', 'kernelrelease'], { captureStdout: true });
+  if (!r.ok) return failed('make kernelrelease', r);
+  const release = r.stdout.split('\n').map((l) => l.trim()).filter((l) => /^\d/.test(l)).pop();
+  if (!release) return fail('output-missing', `make kernelrelease printed no release:\n${r.tail.join('\n')}`);
+
+  // ---- the canary module, built against this tree
+  phase = 'modules';
+  ctx.progress('modules');
+  const canary = join(out, 'canary');
+  await rm(canary, { recursive: true, force: true });
+  await cp(join(ctx.repoRoot, CANARY_DIR), canary, { recursive: true });
+  r = await step([...kbuild, `M=${canary}`, 'modules']);
+  if (!r.ok) return failed(`make M=${canary} modules`, r);
+  const unsignedKo = join(canary, `${CANARY}.ko`);
+  if (!existsSync(unsignedKo)) return fail('output-missing', `make M=${canary} modules built no ${CANARY}.ko`);
+
+  // ---- sign a copy with the kernel's own key (MODULE_SIG_FORCE refuses anything else)
+  phase = 'sign';
+  ctx.progress('sign');
+  const signFile = join(obj, 'scripts/sign-file');
+  const key = join(obj, 'certs/signing_key.pem');
+  const x509 = join(obj, 'certs/signing_key.x509');
+  for (const f of [signFile, key, x509]) {
+    if (!existsSync(f)) return fail('output-missing', `${relative(obj, f)} is missing in ${obj} (is CONFIG_MODULE_SIG=y?)`);
+  }
+  const signedKo = join(canary, `${CANARY}.signed.ko`);
+  r = await step([signFile, 'sha512', key, x509, unsignedKo, signedKo]);
+  if (!r.ok) return failed('sign-file', r);
+  if (!(await endsWith(signedKo, SIG_MAGIC))) {
+    return fail('validation-failed', `${signedKo} does not end with the module signature magic after sign-file`);
+  }
+  if (await endsWith(unsignedKo, SIG_MAGIC)) {
+    return fail('validation-failed', `${unsignedKo} is already signed; the unsigned canary must stay unsigned`);
+  }
+
+  // ---- outputs, each copied atomically
+  const copies: [string, string][] = [
+    [image, 'vmlinuz'],
+    [join(obj, '.config'), 'config'],
+    [join(obj, 'System.map'), 'System.map'],
+    [signedKo, `modules/${CANARY}.ko`],
+    [unsignedKo, `modules/${CANARY}-unsigned.ko`],
+    [x509, 'signing_key.x509'],
+  ];
+  for (const [from, to] of copies) await writeFileAtomic(join(out, to), await readFile(from));
+  await writeFileAtomic(join(out, 'kernel.release'), release + '\n');
+  await writeJsonAtomic(join(out, 'build-info.json'), buildInfo({ kernelRelease: release }));
+
+  const evidence: Evidence[] = [];
+  for (const f of ['vmlinuz', 'config', `modules/${CANARY}.ko`, 'kconfig-report.json']) {
+    evidence.push({ label: f, path: relative(ctx.buildDir, join(out, f)), sha256: await sha256File(join(out, f)) });
+  }
+  const secs = Math.round((Date.now() - started) / 1000);
+  return pass(
+    `built Linux ${release} for ${arch.name}: ${check.results.length} requested options confirmed, BTF present, ${CANARY} signed (${secs} s)`,
+    { evidence, data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS] } },
+  );
+}
+
+/** The error lines (they scroll away under -j) followed by the last lines. */
+export function diagnosticLines(tail: string[], last = 15): string[] {
+  const lastLines = tail.slice(-last);
+  const errors = tail
+    .slice(0, -last)
+    .filter((l) => /\berror\b|\*\*\*|Error \d/i.test(l))
+    .slice(-10);
+  return [...errors, ...lastLines];
+}
+
+async function endsWith(path: string, magic: string): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    const n = Buffer.byteLength(magic);
+    if (size < n) return false;
+    const buf = Buffer.alloc(n);
+    await fh.read(buf, 0, n, size - n);
+    return buf.toString('utf8') === magic;
+  } finally {
+    await fh.close();
+  }
+}
+

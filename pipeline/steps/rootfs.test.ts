@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest';
+import { dir as tmpDir } from 'tmp-promise';
+import { mkdir, readFile, writeFile, chmod, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../../lib/proc.js';
+import { sha256Hex } from '../../lib/hash.js';
+import { fakeStepContext, makeDeb, testArch } from '../debs.fixtures.js';
+import { rootfsStep } from './rootfs.js';
+
+const arch = { ...testArch, guest: { cpu_flags: ['smep', 'smap'] } };
+
+async function setup(d: string) {
+  const repo = join(d, 'repo');
+  const overlay = join(repo, 'ov');
+  await mkdir(join(overlay, 'usr', 'lib', 'clawos'), { recursive: true });
+  await writeFile(join(overlay, 'init'), '#!/bin/busybox sh\necho init\n');
+  await chmod(join(overlay, 'init'), 0o755);
+  await writeFile(join(overlay, 'usr', 'lib', 'clawos', 'checks.sh'), 'true\n');
+  await symlink('/bin/busybox', join(overlay, 'linuxrc'));
+  await mkdir(join(repo, 'kernel-config'), { recursive: true });
+  await writeFile(join(repo, 'kernel-config', 'common.config'), 'CONFIG_LSM="lockdown,yama,apparmor,bpf"\n');
+  await writeFile(join(repo, 'f.config'), '# arch fragment\n');
+  const build = join(d, 'build');
+  await mkdir(join(build, 'kernel', 'modules'), { recursive: true });
+  await writeFile(join(build, 'kernel', 'kernel.release'), '6.1.0-clawos\n');
+  await writeFile(join(build, 'kernel', 'modules', 'clawos_canary.ko'), 'signed');
+  await writeFile(join(build, 'kernel', 'modules', 'clawos_canary-unsigned.ko'), 'unsigned');
+  const deb = await makeDeb(d, 'busybox-static', '1:1.35.0-4', { 'bin/busybox': 'BUSYBOX' });
+  return { repo, build, deb };
+}
+
+describe('rootfsStep', () => {
+  it('writes the same initramfs bytes twice, with busybox, overlay, expect.env, modules and /dev/console', async () => {
+    const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
+    try {
+      const { repo, build, deb } = await setup(d);
+      const outs: Buffer[] = [];
+      for (const n of [1, 2]) {
+        const outDir = join(build, `out${n}`);
+        const ctx = fakeStepContext({
+          arch,
+          repoRoot: repo,
+          buildDir: build,
+          outDir,
+          params: { kernel_dir: 'kernel', overlay: 'ov' },
+          debs: { 'busybox-static:arm64': deb },
+        });
+        const o = await rootfsStep.run(ctx);
+        expect(o.status).toBe('PASS');
+        expect(o.message).toMatch(/^rootfs: 25 entries, busybox-static 1:1\.35\.0-4, kernel 6\.1\.0-clawos, \d+ bytes$/);
+        const img = await readFile(join(outDir, 'initramfs.cpio.gz'));
+        expect(o.evidence?.[0]).toEqual({ label: 'initramfs', path: `out${n}/initramfs.cpio.gz`, sha256: sha256Hex(img) });
+        expect(o.data).toEqual({
+          debs: [{ package: 'busybox-static', version: '1:1.35.0-4', sha256: expect.stringMatching(/^[0-9a-f]{64}$/) }],
+          kernelRelease: '6.1.0-clawos',
+          missingModules: [],
+        });
+        outs.push(img);
+      }
+      expect(outs[0]!.equals(outs[1]!)).toBe(true);
+
+      const man = await readFile(join(build, 'out1', 'rootfs-manifest.txt'), 'utf8');
+      expect(man).toContain(`100755 0 0 7 ${sha256Hex('BUSYBOX')} /bin/busybox\n`);
+      expect(man).toContain('020600 0 0 0 char:5,1 /dev/console\n');
+      expect(man).toContain('041777 0 0 0 - /tmp\n');
+      expect(man).toContain(`120777 0 0 12 ${sha256Hex('/bin/busybox')} /linuxrc -> /bin/busybox\n`);
+      expect(man).toContain(`100755 0 0 28 ${sha256Hex('#!/bin/busybox sh\necho init\n')} /init\n`);
+
+      const x = join(d, 'x');
+      await mkdir(x);
+      const r = await run(['sh', '-c', `zcat ${join(build, 'out1', 'initramfs.cpio.gz')} | cpio -id --quiet`], { cwd: x });
+      expect(r.ok || !process.getuid?.()).toBe(true);
+      expect(await readFile(join(x, 'etc', 'clawos', 'expect.env'), 'utf8')).toBe(
+        "# Written by clawos-build (rootfs step): what the in-guest checks expect.\nARCH='testarch'\nKERNEL_RELEASE='6.1.0-clawos'\nLSMS='lockdown yama apparmor bpf'\nCPU_FLAGS='smep smap'\n",
+      );
+      expect(await readFile(join(x, 'lib', 'modules', 'clawos_canary-unsigned.ko'), 'utf8')).toBe('unsigned');
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('fails with output-missing when the kernel build left no kernel.release', async () => {
+    const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
+    try {
+      const { repo, build, deb } = await setup(d);
+      const ctx = fakeStepContext({
+        arch,
+        repoRoot: repo,
+        buildDir: build,
+        outDir: join(build, 'out'),
+        params: { kernel_dir: 'nokernel', overlay: 'ov' },
+        debs: { 'busybox-static:arm64': deb },
+      });
+      expect(await rootfsStep.run(ctx)).toEqual({
+        status: 'FAIL',
+        reason: 'output-missing',
+        message: 'rootfs: nokernel/kernel.release is missing or empty: the kernel build did not record its release',
+      });
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('is an INFRA_ERROR naming the fix when apt cannot deliver busybox-static', async () => {
+    const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
+    try {
+      const { repo, build } = await setup(d);
+      const ctx = fakeStepContext({
+        arch,
+        repoRoot: repo,
+        buildDir: build,
+        outDir: join(build, 'out'),
+        params: { kernel_dir: 'kernel', overlay: 'ov' },
+        debs: {},
+      });
+      expect(await rootfsStep.run(ctx)).toEqual({
+        status: 'INFRA_ERROR',
+        reason: 'infra',
+        message:
+          'apt-get download busybox-static:arm64 failed: E: Unable to locate package busybox-static:arm64; fix: the apt lists do not know busybox-static:arm64: run `dpkg --add-architecture arm64 && apt-get update`',
+      });
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('declares its overlay and the LSM fragments as inputs and no host tool packages', () => {
+    expect(rootfsStep.implicitInputs?.(arch, {})).toEqual([
+      'buildroot-external/board/clawos/rootfs-overlay',
+      'kernel-config/common.config',
+      'f.config',
+    ]);
+    expect(rootfsStep.toolPackages(arch, {})).toEqual([]);
+  });
+});

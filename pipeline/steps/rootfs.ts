@@ -1,0 +1,202 @@
+/**
+ * `uses: rootfs` — the ClawOS initramfs: the target-arch busybox-static, the
+ * overlay (/init and the checks), /etc/clawos/expect.env, the kernel build's
+ * canary modules and /dev/console, packed by lib/cpio.ts so the same inputs
+ * give the same bytes.
+ *
+ * Outputs in ctx.outDir: initramfs.cpio.gz, rootfs-manifest.txt.
+ */
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { InfraError } from '../../lib/errors.js';
+import { writeFileAtomic } from '../../lib/atomic-write.js';
+import { sha256Hex } from '../../lib/hash.js';
+import { initramfs, type CpioEntry } from '../../lib/cpio.js';
+import { expandArchPath, type ArchSpec } from '../arch.js';
+import { debsReferenced, fetchDebs } from '../debs.js';
+import { fail, infra, pass, type Outcome } from '../outcome.js';
+import type { Step, StepContext } from '../step.js';
+
+export const DEFAULT_OVERLAY = 'buildroot-external/board/clawos/rootfs-overlay';
+/** Kernel config fragments CONFIG_LSM is read from (later ones win) when `lsms` is not given. */
+const LSM_SOURCES = (arch: ArchSpec) => ['kernel-config/common.config', arch.kernel.fragment];
+const MODULES = ['clawos_canary.ko', 'clawos_canary-unsigned.ko'];
+/** Mount points and the dirs `busybox --install -s` writes its applet links into. */
+const BASE_DIRS: Array<[string, number]> = [
+  ['bin', 0o755],
+  ['dev', 0o755],
+  ['etc', 0o755],
+  ['etc/clawos', 0o755],
+  ['lib', 0o755],
+  ['lib/modules', 0o755],
+  ['proc', 0o555],
+  ['root', 0o700],
+  ['run', 0o755],
+  ['sbin', 0o755],
+  // sysfs provides sys/kernel/security and sys/fs/cgroup once mounted.
+  ['sys', 0o555],
+  ['tmp', 0o1777],
+  ['usr', 0o755],
+  ['usr/bin', 0o755],
+  ['usr/lib', 0o755],
+  ['usr/sbin', 0o755],
+];
+
+function str(params: Record<string, unknown>, key: string, dflt?: string): string {
+  const v = params[key] ?? dflt;
+  if (typeof v !== 'string' || v === '') throw new ParamError(`rootfs: parameter '${key}' must be a non-empty string`);
+  return v;
+}
+class ParamError extends Error {}
+
+/** Single-quoted for /bin/sh. */
+const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+async function readOverlay(root: string, rel: string, out: Map<string, CpioEntry>): Promise<void> {
+  for (const name of (await readdir(rel ? join(root, rel) : root)).sort()) {
+    const path = rel ? `${rel}/${name}` : name;
+    const abs = join(root, path);
+    const st = await lstat(abs);
+    if (st.isSymbolicLink()) out.set(path, { type: 'symlink', path, target: await readlink(abs) });
+    else if (st.isDirectory()) {
+      if (!out.has(path)) out.set(path, { type: 'dir', path, mode: 0o755 });
+      await readOverlay(root, path, out);
+    } else if (st.isFile()) {
+      // Only the executable bit survives a git checkout, so only it counts.
+      out.set(path, { type: 'file', path, mode: st.mode & 0o111 ? 0o755 : 0o644, data: await readFile(abs) });
+    }
+  }
+}
+
+/** CONFIG_LSM="a,b,c" from the fragments, last one wins. */
+async function lsmsFromConfig(repoRoot: string, files: string[]): Promise<string[] | null> {
+  let found: string[] | null = null;
+  for (const f of files) {
+    const text = await readFile(join(repoRoot, f), 'utf8').catch(() => '');
+    for (const m of text.matchAll(/^CONFIG_LSM="([^"]*)"/gm)) found = m[1]!.split(',').filter(Boolean);
+  }
+  return found;
+}
+
+const TYPE_BITS = { dir: 0o040000, file: 0o100000, symlink: 0o120000, char: 0o020000, block: 0o060000 } as const;
+
+/** "mode uid gid size sha256 path" per entry, sorted by path. */
+export function manifest(entries: CpioEntry[]): string {
+  return (
+    [...entries]
+      .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+      .map((e) => {
+        const mode = (TYPE_BITS[e.type] | (e.type === 'symlink' ? 0o777 : e.mode)).toString(8).padStart(6, '0');
+        switch (e.type) {
+          case 'dir':
+            return `${mode} 0 0 0 - /${e.path}`;
+          case 'file':
+            return `${mode} 0 0 ${e.data.length} ${sha256Hex(e.data)} /${e.path}`;
+          case 'symlink':
+            return `${mode} 0 0 ${Buffer.byteLength(e.target)} ${sha256Hex(e.target)} /${e.path} -> ${e.target}`;
+          default:
+            return `${mode} 0 0 0 ${e.type}:${e.major},${e.minor} /${e.path}`;
+        }
+      })
+      .join('\n') + '\n'
+  );
+}
+
+async function runRootfs(ctx: StepContext): Promise<Outcome> {
+  const arch = ctx.arch;
+  if (!arch) return fail('spec-invalid', 'rootfs: this step builds for one arch; the task has none');
+  const kernelDir = ctx.buildPath(str(ctx.params, 'kernel_dir'));
+  const overlayRel = str(ctx.params, 'overlay', DEFAULT_OVERLAY);
+  const overlay = join(ctx.repoRoot, overlayRel);
+
+  const releasePath = join(kernelDir, 'kernel.release');
+  const release = (await readFile(releasePath, 'utf8').catch(() => '')).trim();
+  if (!release) {
+    return fail('output-missing', `rootfs: ${relative(ctx.buildDir, releasePath)} is missing or empty: the kernel build did not record its release`);
+  }
+  const lsms = Array.isArray(ctx.params['lsms'])
+    ? (ctx.params['lsms'] as unknown[]).map(String)
+    : await lsmsFromConfig(ctx.repoRoot, LSM_SOURCES(arch));
+  if (!lsms || lsms.length === 0) {
+    return fail('spec-invalid', `rootfs: no CONFIG_LSM="…" in ${LSM_SOURCES(arch).join(', ')} and no 'lsms' parameter`);
+  }
+
+  ctx.progress(`fetching busybox-static:${arch.debian_arch}`);
+  const debs = await fetchDebs(ctx, arch, debsReferenced([arch.rootfs.busybox]));
+  const busyboxPath = expandArchPath(arch.rootfs.busybox, ctx.cacheDir, arch);
+  const busybox = await readFile(busyboxPath).catch(() => null);
+  if (!busybox) return infra(`rootfs: ${busyboxPath} (arch rootfs.busybox) is missing from the unpacked package`);
+
+  ctx.progress('laying out the initramfs');
+  const entries = new Map<string, CpioEntry>();
+  for (const [path, mode] of BASE_DIRS) entries.set(path, { type: 'dir', path, mode });
+  const overlayOk = await lstat(overlay).then((s) => s.isDirectory(), () => false);
+  if (!overlayOk) return fail('spec-invalid', `rootfs: overlay ${overlayRel} is not a directory in the repository`);
+  await readOverlay(overlay, '', entries);
+  if (entries.get('init')?.type !== 'file') return fail('spec-invalid', `rootfs: overlay ${overlayRel} has no init file`);
+
+  entries.set('bin/busybox', { type: 'file', path: 'bin/busybox', mode: 0o755, data: busybox });
+  // The kernel opens /dev/console for init before devtmpfs is mounted.
+  entries.set('dev/console', { type: 'char', path: 'dev/console', mode: 0o600, major: 5, minor: 1 });
+  const env =
+    [
+      '# Written by clawos-build (rootfs step): what the in-guest checks expect.',
+      `ARCH=${shq(arch.name)}`,
+      `KERNEL_RELEASE=${shq(release)}`,
+      `LSMS=${shq(lsms.join(' '))}`,
+      `CPU_FLAGS=${shq(arch.guest.cpu_flags.join(' '))}`,
+    ].join('\n') + '\n';
+  entries.set('etc/clawos/expect.env', { type: 'file', path: 'etc/clawos/expect.env', mode: 0o644, data: Buffer.from(env) });
+  const missingModules: string[] = [];
+  for (const m of MODULES) {
+    const data = await readFile(join(kernelDir, 'modules', m)).catch(() => null);
+    // Absent modules are not fatal here: the guest's module-sig check reports them.
+    if (data) entries.set(`lib/modules/${m}`, { type: 'file', path: `lib/modules/${m}`, mode: 0o644, data });
+    else missingModules.push(m);
+  }
+  if (missingModules.length) ctx.log(`rootfs: kernel_dir has no modules/${missingModules.join(', modules/')}: module-sig will fail in the guest`);
+
+  const list = [...entries.values()];
+  const image = initramfs(list, ctx.sourceDateEpoch);
+  const man = manifest(list);
+  const imagePath = join(ctx.outDir, 'initramfs.cpio.gz');
+  const manPath = join(ctx.outDir, 'rootfs-manifest.txt');
+  await writeFileAtomic(imagePath, image);
+  await writeFileAtomic(manPath, man);
+  const rel = (p: string) => relative(ctx.buildDir, p);
+  return pass(
+    `rootfs: ${list.length} entries, busybox-static ${debs.map((d) => d.version).join(', ')}, kernel ${release}, ${image.length} bytes` +
+      (missingModules.length ? ` (no canary modules)` : ''),
+    {
+      evidence: [
+        { label: 'initramfs', path: rel(imagePath), sha256: sha256Hex(image) },
+        { label: 'rootfs manifest', path: rel(manPath), sha256: sha256Hex(man) },
+      ],
+      data: {
+        debs: debs.map((d) => ({ package: d.package, version: d.version, sha256: d.sha256 })),
+        kernelRelease: release,
+        missingModules,
+      },
+    },
+  );
+}
+
+export const rootfsStep: Step = {
+  name: 'rootfs',
+  version: 1,
+  // busybox-static is fetched for the target arch, not a host tool: its version is in data.debs.
+  toolPackages: () => [],
+  implicitInputs: (arch, params) => [
+    typeof params['overlay'] === 'string' ? params['overlay'] : DEFAULT_OVERLAY,
+    ...(arch && !Array.isArray(params['lsms']) ? LSM_SOURCES(arch) : []),
+  ],
+  async run(ctx) {
+    try {
+      return await runRootfs(ctx);
+    } catch (err) {
+      if (err instanceof InfraError) return infra(err.message);
+      if (err instanceof ParamError) return fail('spec-invalid', err.message);
+      throw err;
+    }
+  },
+};

@@ -1,0 +1,237 @@
+/**
+ * QEMU machine definitions: data in qemu/<arch>.yaml, checked against
+ * specs/schemas/qemu-machine.schema.json. Everything arch-specific about a boot
+ * (binary, machine, firmware, how the ISO is attached) comes from here, so the
+ * code never branches on the arch name.
+ */
+import { readFileSync } from 'node:fs';
+import { access, constants, copyFile, readFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import AjvModule from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { UserError } from '../lib/errors.js';
+
+export interface FirmwareFile {
+  /** Placeholder name used in args. */
+  name: string;
+  path: string;
+  /** Debian package that provides the file. */
+  package: string;
+  /** The placeholder expands to a per-boot copy (UEFI variable stores). */
+  writable_copy?: boolean;
+}
+
+export interface BootVariant {
+  name: string;
+  description: string;
+  machine?: string;
+  firmware: FirmwareFile[];
+  args: string[];
+}
+
+export interface Accelerator {
+  name: 'kvm' | 'tcg';
+  cpu: string;
+  timeout_s: number;
+  host_arches?: string[];
+  device?: string;
+  probe_timeout_s?: number;
+}
+
+export interface QemuMachine {
+  arch: string;
+  binary: string;
+  binary_package?: string;
+  packages: string[];
+  machine: string;
+  memory: string;
+  smp?: number;
+  common_args: string[];
+  iso_args: string[];
+  direct_kernel?: { args: string[]; initrd_args?: string[] };
+  accelerators: Accelerator[];
+  variants: BootVariant[];
+}
+
+/** What the guest boots from. */
+export type BootMedia = { iso: string } | { kernel: string; initrd?: string; append?: string };
+
+const Ajv = AjvModule.default;
+let validator: ReturnType<InstanceType<typeof Ajv>['compile']> | undefined;
+
+function schemaPath(repoRoot: string): string {
+  return join(repoRoot, 'specs', 'schemas', 'qemu-machine.schema.json');
+}
+
+function validate(doc: unknown, display: string, schemaText: string): QemuMachine {
+  if (!validator) {
+    const ajv = new Ajv({ allErrors: true, strict: true });
+    validator = ajv.compile(JSON.parse(schemaText));
+  }
+  if (!validator(doc)) {
+    const errs = (validator.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'invalid'}`).join('; ');
+    throw new UserError(`${display}: not a valid QEMU machine definition: ${errs}`);
+  }
+  const m = doc as QemuMachine;
+  // What the schema cannot say: names must be unique and placeholders must resolve.
+  const seen = new Set<string>();
+  for (const v of m.variants) {
+    if (seen.has(v.name)) throw new UserError(`${display}: variant ${v.name} is defined twice`);
+    seen.add(v.name);
+    const known = new Set(['iso', ...v.firmware.map((f) => f.name)]);
+    for (const a of [...v.args, ...m.iso_args]) {
+      for (const p of placeholders(a)) {
+        if (!known.has(p)) throw new UserError(`${display}: variant ${v.name}: unknown placeholder {${p}} in "${a}"`);
+      }
+    }
+  }
+  return m;
+}
+
+/** Load and check qemu/<arch>.yaml. `relPath` is repo-relative (ArchSpec.qemu). */
+export async function loadMachine(repoRoot: string, relPath: string): Promise<QemuMachine> {
+  const abs = resolve(repoRoot, relPath);
+  let text: string;
+  try {
+    text = await readFile(abs, 'utf8');
+  } catch (err) {
+    throw new UserError(`${relPath}: cannot read QEMU machine definition: ${(err as Error).message}`);
+  }
+  return validate(parseDoc(text, relPath), relPath, await readFile(schemaPath(repoRoot), 'utf8'));
+}
+
+/** Synchronous variant for Step.toolPackages(), which cannot await. */
+export function loadMachineSync(repoRoot: string, relPath: string): QemuMachine {
+  const text = readFileSync(resolve(repoRoot, relPath), 'utf8');
+  return validate(parseDoc(text, relPath), relPath, readFileSync(schemaPath(repoRoot), 'utf8'));
+}
+
+function parseDoc(text: string, display: string): unknown {
+  try {
+    return parseYaml(text);
+  } catch (err) {
+    throw new UserError(`${display}: YAML syntax error: ${(err as Error).message}`);
+  }
+}
+
+/** The repository root as seen from this module (works from qemu/ and from dist/qemu/). */
+export function findRepoRoot(probe = join('specs', 'schemas', 'qemu-machine.schema.json')): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      readFileSync(join(dir, probe));
+      return dir;
+    } catch {
+      /* keep climbing */
+    }
+    const up = dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
+}
+
+export function findVariant(m: QemuMachine, name: string): BootVariant {
+  const v = m.variants.find((x) => x.name === name);
+  if (!v) throw new UserError(`QEMU machine ${m.arch} has no boot variant "${name}" (have: ${m.variants.map((x) => x.name).join(', ')})`);
+  return v;
+}
+
+export function findAccelerator(m: QemuMachine, name: string): Accelerator {
+  const a = m.accelerators.find((x) => x.name === name);
+  if (!a) throw new UserError(`QEMU machine ${m.arch} does not allow accelerator "${name}"`);
+  return a;
+}
+
+function placeholders(arg: string): string[] {
+  return [...arg.matchAll(/\{([a-z0-9_]+)\}/g)].map((m) => m[1]!);
+}
+
+/**
+ * Expand {name} placeholders. A value right after "=" sits inside a QEMU option
+ * list (file=…), where a comma must be doubled; elsewhere it is taken verbatim.
+ */
+export function expandArg(arg: string, values: Record<string, string>): string {
+  return arg.replace(/(=?)\{([a-z0-9_]+)\}/g, (_all, eq: string, name: string) => {
+    const v = values[name];
+    if (v === undefined) throw new UserError(`QEMU argument "${arg}": no value for {${name}}`);
+    return eq ? `=${v.replace(/,/g, ',,')}` : v;
+  });
+}
+
+/** Firmware files of a variant that are not there, as "path (Debian package pkg)". */
+export async function missingFirmware(v: BootVariant): Promise<string[]> {
+  const missing: string[] = [];
+  for (const f of v.firmware) {
+    try {
+      await access(f.path, constants.R_OK);
+    } catch {
+      missing.push(`${f.path} (Debian package ${f.package})`);
+    }
+  }
+  return missing;
+}
+
+export interface PreparedBoot {
+  argv: string[];
+  /** Per-boot copies made for writable firmware files. */
+  copies: string[];
+}
+
+/**
+ * The full QEMU argv for one boot. Writable firmware (UEFI vars) is copied into
+ * `scratchDir` first: the system file is never opened for writing.
+ */
+export async function prepareBoot(opts: {
+  machine: QemuMachine;
+  variant: BootVariant;
+  accel: Accelerator;
+  media: BootMedia;
+  scratchDir: string;
+  binary?: string;
+}): Promise<PreparedBoot> {
+  const { machine: m, variant: v, accel, media, scratchDir } = opts;
+  const values: Record<string, string> = {};
+  const copies: string[] = [];
+  for (const f of v.firmware) {
+    if (f.writable_copy) {
+      const copy = join(scratchDir, `${v.name}.${basename(f.path)}`);
+      await copyFile(f.path, copy);
+      copies.push(copy);
+      values[f.name] = copy;
+    } else {
+      values[f.name] = f.path;
+    }
+  }
+  let mediaArgs: string[];
+  if ('iso' in media) {
+    values.iso = media.iso;
+    mediaArgs = m.iso_args;
+  } else {
+    if (!m.direct_kernel) throw new UserError(`QEMU machine ${m.arch} has no direct_kernel section`);
+    values.kernel = media.kernel;
+    values.append = media.append ?? '';
+    mediaArgs = [...m.direct_kernel.args];
+    if (media.initrd) {
+      values.initrd = media.initrd;
+      mediaArgs.push(...(m.direct_kernel.initrd_args ?? []));
+    }
+  }
+  const argv = [
+    opts.binary ?? m.binary,
+    '-machine',
+    v.machine ?? m.machine,
+    '-accel',
+    accel.name,
+    '-cpu',
+    accel.cpu,
+    '-m',
+    m.memory,
+    '-smp',
+    String(m.smp ?? 1),
+    ...m.common_args,
+    ...v.args.map((a) => expandArg(a, values)),
+    ...mediaArgs.map((a) => expandArg(a, values).trimEnd()),
+  ];
+  return { argv, copies };
+}
