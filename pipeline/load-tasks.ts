@@ -68,6 +68,7 @@ export async function loadTasks(opts: LoadOptions): Promise<LoadResult> {
   const tasks = new Map<string, LoadedTask>();
   const relDir = tasksDir.startsWith(repoRoot + '/') ? tasksDir.slice(repoRoot.length + 1) : tasksDir;
 
+  const archNames = (await readdir(join(repoRoot, 'specs', 'arch'))).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -5)).sort();
   const files = (await readdir(tasksDir)).filter((f) => /\.ya?ml$/.test(f)).sort();
   for (const f of files) {
     const rel = `${relDir}/${f}`;
@@ -93,6 +94,16 @@ export async function loadTasks(opts: LoadOptions): Promise<LoadResult> {
 
   for (const t of tasks.values()) {
     const s = t.spec;
+    const actions = (['run', 'uses', 'component', 'pending'] as const).filter((k) => s[k] !== undefined);
+    if (actions.length !== 1) {
+      diagnostics.push({
+        ...t.locate(actions.length ? [actions[1] ?? actions[0]!] : ['task_id'], true),
+        message: actions.length
+          ? `a task has exactly one action (run, uses, component or pending); this one has ${actions.join(' and ')}`
+          : 'a task needs an action: run, uses, component or pending',
+      });
+    }
+    if (s.with !== undefined && !s.uses) diagnostics.push({ ...t.locate(['with'], true), message: '`with:` parameters go with `uses:`' });
     if (!agents.has(s.agent)) {
       diagnostics.push({ ...t.locate(['agent']), message: `unknown agent "${s.agent}" (known: ${[...agents.keys()].join(', ')})` });
     }
@@ -126,7 +137,10 @@ export async function loadTasks(opts: LoadOptions): Promise<LoadResult> {
       }
     });
     for (const [i, p] of s.inputs.entries()) {
-      if (!(await exists(join(repoRoot, p)))) diagnostics.push({ ...t.locate(['inputs', i]), message: `input ${p} does not exist in the repository` });
+      const expanded = p.includes('{arch}') ? archNames.map((a) => p.replaceAll('{arch}', a)) : [p];
+      for (const e of expanded) {
+        if (!(await exists(join(repoRoot, e)))) diagnostics.push({ ...t.locate(['inputs', i]), message: `input ${e} does not exist in the repository` });
+      }
     }
     for (const [i, p] of s.frozen_spec_deps.entries()) {
       if (!(await exists(join(repoRoot, p)))) diagnostics.push({ ...t.locate(['frozen_spec_deps', i]), message: `frozen spec ${p} does not exist` });

@@ -68,6 +68,8 @@ describe('loadKernelSourceConfig', () => {
   it('rejects a missing pin and a file with both tarball and url', async () => {
     await writeSourceYaml(tmp.path, 'tarball: /x.tar.xz\n');
     await expect(loadKernelSourceConfig(tmp.path, {})).rejects.toThrow("kernel-config/source.yaml: 'sha256' must be 64 hex digits");
+    await writeSourceYaml(tmp.path, `tarball: /x\nsha256: ${'1'.repeat(64)}\n`);
+    await expect(loadKernelSourceConfig(tmp.path, {})).rejects.toThrow('kernel-config/source.yaml: quote the sha256 value ("...")');
     await writeSourceYaml(tmp.path, `tarball: /x\nurl: http://x/y\nsha256: ${SHA_A}\n`);
     await expect(loadKernelSourceConfig(tmp.path, {})).rejects.toThrow(
       "kernel-config/source.yaml: give exactly one of 'tarball' and 'url'",

@@ -38,33 +38,42 @@ const SHA_RE = /^[0-9a-f]{64}$/;
 export async function loadKernelSourceConfig(
   repoRoot: string,
   env: Record<string, string | undefined> = process.env,
+  /** Repo-relative; the kernel-build step's `source:` parameter. */
+  file: string = SOURCE_YAML,
 ): Promise<KernelSourceConfig> {
-  const text = await readFile(join(repoRoot, SOURCE_YAML), 'utf8');
+  let text: string;
+  try {
+    text = await readFile(join(repoRoot, file), 'utf8');
+  } catch {
+    throw new UserError(`${file} not found in ${repoRoot}`);
+  }
   let doc: unknown;
   try {
     doc = parseYaml(text);
   } catch (err) {
-    throw new UserError(`${SOURCE_YAML}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new UserError(`${file}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`${SOURCE_YAML}: expected a mapping`);
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`${file}: expected a mapping`);
   const d = doc as Record<string, unknown>;
   const known = new Set(['tarball', 'url', 'sha256', 'base', 'fragments']);
-  for (const k of Object.keys(d)) if (!known.has(k)) throw new UserError(`${SOURCE_YAML}: unknown key '${k}'`);
+  for (const k of Object.keys(d)) if (!known.has(k)) throw new UserError(`${file}: unknown key '${k}'`);
   const str = (k: string): string | undefined => {
     const v = d[k];
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'string' || v === '') throw new UserError(`${SOURCE_YAML}: '${k}' must be a non-empty string`);
+    if (typeof v !== 'string' || v === '') throw new UserError(`${file}: '${k}' must be a non-empty string`);
     return v;
   };
+  // YAML reads an all-digit hash as a number, which has lost digits by now.
+  if (typeof d['sha256'] === 'number') throw new UserError(`${file}: quote the sha256 value ("...")`);
   let tarball = str('tarball');
   let url = str('url');
   let sha256 = str('sha256')?.toLowerCase();
   const base = str('base') ?? 'tinyconfig';
   const fragments = d['fragments'] ?? [];
   if (!Array.isArray(fragments) || !fragments.every((f) => typeof f === 'string' && f !== '')) {
-    throw new UserError(`${SOURCE_YAML}: 'fragments' must be a list of repo-relative paths`);
+    throw new UserError(`${file}: 'fragments' must be a list of repo-relative paths`);
   }
-  let pinnedIn = SOURCE_YAML;
+  let pinnedIn = file;
 
   const envSrc = env['CLAWOS_KERNEL_SOURCE'] || undefined;
   const envSha = env['CLAWOS_KERNEL_SHA256'] || undefined;
@@ -80,7 +89,7 @@ export async function loadKernelSourceConfig(
     pinnedIn = 'CLAWOS_KERNEL_SHA256';
   }
   if ((tarball === undefined) === (url === undefined)) {
-    throw new UserError(`${SOURCE_YAML}: give exactly one of 'tarball' and 'url'`);
+    throw new UserError(`${file}: give exactly one of 'tarball' and 'url'`);
   }
   if (!sha256 || !SHA_RE.test(sha256)) throw new UserError(`${pinnedIn}: 'sha256' must be 64 hex digits`);
   if (tarball !== undefined && !isAbsolute(tarball)) tarball = resolve(repoRoot, tarball);
@@ -168,8 +177,8 @@ export async function prepareKernelSource(cfg: KernelSourceConfig, ctx: SourceCo
 
 function mismatch(file: string, cfg: KernelSourceConfig, actual: string): Outcome {
   const how =
-    cfg.pinnedIn === SOURCE_YAML
-      ? `if this is the source you want, set sha256: ${actual} in ${SOURCE_YAML}`
+    cfg.pinnedIn !== 'CLAWOS_KERNEL_SHA256'
+      ? `if this is the source you want, set sha256: ${actual} in ${cfg.pinnedIn}`
       : `if this is the source you want, set CLAWOS_KERNEL_SHA256=${actual}`;
   return fail('source-mismatch', `kernel source ${file}: sha256 mismatch: expected ${cfg.sha256}, actual ${actual}; ${how}`, {
     data: { file, expected: cfg.sha256, actual },

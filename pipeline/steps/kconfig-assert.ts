@@ -7,10 +7,12 @@
  *     config: kernel-engineer/{arch}/config
  *     symbols: { RANDOMIZE_BASE: y, LSM: '"lockdown,yama,apparmor,bpf"', SLOB: n }
  *     btf_vmlinux_from: kernel-engineer/{arch}/obj/vmlinux   # optional
+ *     report: A-02-kconfig.json     # optional, written into the task's output dir
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
+import { writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File } from '../../lib/hash.js';
 import type { ArchSpec } from '../arch.js';
 import { parseConfig } from '../kernel/kconfig.js';
@@ -22,12 +24,14 @@ export interface KconfigAssertParams {
   /** SYMBOL (with or without CONFIG_) -> expected value; 'n' or 'not set' for unset. */
   symbols: Record<string, string>;
   btf_vmlinux_from?: string;
+  /** File name (relative to ctx.outDir) of a JSON report, written on PASS and FAIL. */
+  report?: string;
 }
 
 /** Validate the `with:` block; returns an error text or the params. */
 export function parseKconfigAssertParams(p: Record<string, unknown>): KconfigAssertParams | string {
   for (const k of Object.keys(p)) {
-    if (!['config', 'symbols', 'btf_vmlinux_from'].includes(k)) return `kconfig-assert: unknown parameter '${k}'`;
+    if (!['config', 'symbols', 'btf_vmlinux_from', 'report'].includes(k)) return `kconfig-assert: unknown parameter '${k}'`;
   }
   if (typeof p['config'] !== 'string' || p['config'] === '') return "kconfig-assert: 'config' must be a build-relative path";
   const syms = p['symbols'];
@@ -45,7 +49,11 @@ export function parseKconfigAssertParams(p: Record<string, unknown>): KconfigAss
   }
   const btf = p['btf_vmlinux_from'];
   if (btf !== undefined && (typeof btf !== 'string' || btf === '')) return "kconfig-assert: 'btf_vmlinux_from' must be a path";
-  return { config: p['config'] as string, symbols, btf_vmlinux_from: btf as string | undefined };
+  const report = p['report'];
+  if (report !== undefined && (typeof report !== 'string' || !/^[A-Za-z0-9._-]+$/.test(report) || report.startsWith('.'))) {
+    return "kconfig-assert: 'report' must be a plain file name";
+  }
+  return { config: p['config'] as string, symbols, btf_vmlinux_from: btf as string | undefined, report: report as string | undefined };
 }
 
 const isUnset = (v: string | undefined) => v === undefined || v === 'n' || v === 'not set';
@@ -92,6 +100,11 @@ export const kconfigAssertStep: Step = {
     }
     const data = { confirmed, mismatches, btf: btf ?? null };
     const evidence = [{ label: 'final .config', path: shown, sha256: await sha256File(configPath) }];
+    if (params.report) {
+      const reportPath = join(ctx.outDir, params.report);
+      await writeJsonAtomic(reportPath, { config: shown, ok: lines.length === 0, problems: lines, ...data });
+      evidence.push({ label: 'kconfig-assert report', path: relative(ctx.buildDir, reportPath), sha256: await sha256File(reportPath) });
+    }
     if (lines.length > 0) {
       return fail('config-dropped', `${lines.length} kernel option check${lines.length === 1 ? '' : 's'} failed:\n${lines.join('\n')}`, {
         data,

@@ -56,8 +56,9 @@ export const kernelBuildStep: Step = {
   toolPackages(arch: ArchSpec | null): string[] {
     return [arch?.kernel.compiler_package ?? 'gcc', 'make', 'flex', 'bison', 'bc', 'dwarves', 'libelf-dev', 'libssl-dev', 'kmod'];
   },
-  implicitInputs(arch: ArchSpec | null): string[] {
-    return [SOURCE_YAML, ...COMMON_FRAGMENTS, ...(arch ? [arch.kernel.fragment] : []), CANARY_DIR];
+  implicitInputs(arch: ArchSpec | null, params: Record<string, unknown>): string[] {
+    const src = typeof params['source'] === 'string' ? params['source'] : SOURCE_YAML;
+    return [src, ...COMMON_FRAGMENTS, ...(arch ? [arch.kernel.fragment] : []), CANARY_DIR];
   },
   run: runKernelBuild,
 };
@@ -67,9 +68,14 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
   const arch = ctx.arch;
   if (!arch) return fail('spec-invalid', 'kernel-build builds for one architecture; give the task an arch');
 
+  for (const k of Object.keys(ctx.params)) {
+    if (k !== 'source') return fail('spec-invalid', `kernel-build: unknown parameter '${k}' (known: source)`);
+  }
+  const sourceParam = ctx.params['source'] ?? SOURCE_YAML;
+  if (typeof sourceParam !== 'string') return fail('spec-invalid', "kernel-build: 'source' must be a repo-relative path");
   let cfg;
   try {
-    cfg = await loadKernelSourceConfig(ctx.repoRoot);
+    cfg = await loadKernelSourceConfig(ctx.repoRoot, process.env, sourceParam);
   } catch (err) {
     if (err instanceof UserError) return fail('spec-invalid', err.message);
     throw err;
@@ -79,16 +85,17 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
     if (!existsSync(join(ctx.repoRoot, f))) return fail('spec-invalid', `kernel-build: ${f} not found in ${ctx.repoRoot}`);
   }
 
+  const out = ctx.outDir;
+  // A failed run must not leave the previous run's kernel looking current.
+  await Promise.all(KERNEL_OUTPUTS.map((f) => rm(join(out, f), { force: true })));
+
   ctx.progress('source');
   const src = await prepareKernelSource(cfg, { cacheDir: ctx.cacheDir, log: ctx.log, run: ctx.run, signal: ctx.signal });
   if (!src.ok) return src.outcome;
   const srcDir = src.srcDir;
 
-  const out = ctx.outDir;
   const obj = join(out, 'obj');
   await mkdir(obj, { recursive: true });
-  // A failed run must not leave the previous run's kernel looking current.
-  await Promise.all(KERNEL_OUTPUTS.map((f) => rm(join(out, f), { force: true })));
 
   const env = kbuildEnv(ctx.sourceDateEpoch);
   const kbuild = [

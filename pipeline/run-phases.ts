@@ -1,0 +1,87 @@
+/**
+ * Phases in order, each ending in its gate. A phase refuses to start until the
+ * previous gate said GO on the same inputs (the fingerprints of its task
+ * instances now equal the ones the gate judged).
+ */
+import { UserError } from '../lib/errors.js';
+import { recordInManifest } from '../vault/manifest.js';
+import { evaluateGate, gateInputsFingerprint, writeGateReport, type GateReport, type GateSpec } from './gates.js';
+import { phaseInstances } from './graph.js';
+import { computeFingerprint, runInstances, type RunContext } from './scheduler.js';
+import type { InstanceRecord } from './state.js';
+import { PHASES, type Phase } from './task-spec.js';
+import { sha256File } from '../lib/hash.js';
+import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
+
+export interface PhaseResult {
+  phase: Phase;
+  records: InstanceRecord[];
+  gate: GateReport;
+}
+
+export async function requireGate(rc: RunContext, gatePhase: Phase, forPhase: Phase): Promise<void> {
+  const g = rc.state.gate(gatePhase);
+  const cmd = `clawos-build ${gatePhase.toLowerCase()}`;
+  if (!g) throw new UserError(`phase ${forPhase} cannot start: gate ${gatePhase} has not been run in ${rc.buildDir}`, `run \`${cmd}\` first (or \`clawos-build all\`)`);
+  if (g.recommendation !== 'GO') {
+    throw new UserError(
+      `phase ${forPhase} cannot start: gate ${gatePhase} said NO-GO: ${g.blockers[0] ?? 'see its report'}${g.blockers.length > 1 ? ` (+${g.blockers.length - 1} more)` : ''}`,
+      `see ${join(rc.buildDir, g.report_md)}, fix the blockers and run \`${cmd}\``,
+    );
+  }
+  const arches = [...rc.graph.arches];
+  if ([...arches].sort().join(',') !== [...g.arches].sort().join(',')) {
+    throw new UserError(
+      `phase ${forPhase} cannot start: gate ${gatePhase} was decided for ${g.arches.join(', ')}, this run selects ${arches.join(', ')}`,
+      `run \`${cmd} --arch ${arches.join(',')}\` first`,
+    );
+  }
+  const insts = phaseInstances(rc.graph, gatePhase);
+  const current: { id: string; fingerprint: string }[] = [];
+  const changed: string[] = [];
+  for (const inst of insts) {
+    const { fingerprint } = await computeFingerprint(rc, inst);
+    current.push({ id: inst.id, fingerprint });
+    const rec = rc.state.instance(inst.id);
+    if (!rec || rec.fingerprint !== fingerprint) changed.push(inst.id);
+  }
+  if (gateInputsFingerprint(current, arches) !== g.inputs_fingerprint) {
+    throw new UserError(
+      `phase ${forPhase} cannot start: gate ${gatePhase} passed on other inputs; changed since: ${changed.join(', ') || 'the set of task instances'}`,
+      `run \`${cmd}\` again (\`clawos-build explain TASK\` will say what changed)`,
+    );
+  }
+}
+
+export async function runPhase(rc: RunContext, phase: Phase, gateSpecs: Record<Phase, GateSpec>): Promise<PhaseResult> {
+  const idx = PHASES.indexOf(phase);
+  if (idx > 0) await requireGate(rc, PHASES[idx - 1]!, phase);
+  const instances = phaseInstances(rc.graph, phase);
+  const spec = gateSpecs[phase];
+  rc.emit({ type: 'phase-start', phase, title: spec.title, instances: instances.map((i) => ({ id: i.id, title: i.task.spec.title })) });
+  const records = await runInstances(rc, instances);
+  const gate = await evaluateGate({ phase, spec, instances, state: rc.state, arches: [...rc.graph.arches], buildDir: rc.buildDir, hashCache: rc.hashCache });
+  const rec = await writeGateReport(rc.buildDir, gate);
+  const entries = [];
+  for (const rel of [rec.report_json, rec.report_md]) {
+    const abs = join(rc.buildDir, rel);
+    entries.push({ path: rel, sha256: await sha256File(abs), size: (await stat(abs)).size });
+  }
+  await recordInManifest(rc.buildDir, `gate:${phase}`, entries);
+  await rc.state.putGate(rec);
+  await rc.hashCache.save();
+  rc.emit({ type: 'gate', phase, recommendation: gate.recommendation, blockers: gate.blockers, coverage: gate.coverage.line, report: rec.report_md });
+  return { phase, records, gate };
+}
+
+/** Run phases in order, stopping at the first NO-GO. */
+export async function runPhases(rc: RunContext, phases: Phase[], gateSpecs: Record<Phase, GateSpec>): Promise<PhaseResult[]> {
+  const out: PhaseResult[] = [];
+  for (const p of phases) {
+    const r = await runPhase(rc, p, gateSpecs);
+    out.push(r);
+    if (r.gate.recommendation !== 'GO') break;
+  }
+  return out;
+}

@@ -1,0 +1,109 @@
+/** Everything a command needs, opened once: catalog, arches, state, caches, logs. */
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { UserError } from '../lib/errors.js';
+import { HashCache } from '../lib/hash-cache.js';
+import { AgentLogs } from './agent-log.js';
+import { loadArches, type ArchSpec } from './arch.js';
+import { loadLocalConfig } from './config.js';
+import type { EventSink } from './events.js';
+import { ToolVersions } from './fingerprint.js';
+import { buildGraph } from './graph.js';
+import { loadTasks, type Catalog } from './load-tasks.js';
+import { toolPackagesOf, type RunContext } from './scheduler.js';
+import { StateStore } from './state.js';
+import { builtinSteps } from './steps/index.js';
+import { formatDiagnostic } from './yaml-source.js';
+import type { Step } from './step.js';
+
+export { repoRootDir } from '../lib/repo-root.js';
+
+export async function clawosVersion(repoRoot: string): Promise<string> {
+  const pkg = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export async function loadValidCatalog(repoRoot: string, tasksDir?: string, steps: Map<string, Step> = builtinSteps()): Promise<Catalog> {
+  const { catalog, diagnostics } = await loadTasks({ repoRoot, tasksDir, stepNames: new Set(steps.keys()) });
+  if (diagnostics.length) {
+    throw new UserError(
+      `${diagnostics.length} error(s) in the task specs:\n${diagnostics.map(formatDiagnostic).join('\n')}`,
+      'run `clawos-build validate` to see them all',
+      diagnostics[0],
+    );
+  }
+  return catalog;
+}
+
+export async function selectArches(repoRoot: string, wanted: string[] | null): Promise<Map<string, ArchSpec>> {
+  const all = await loadArches(repoRoot);
+  if (!wanted) return all;
+  const out = new Map<string, ArchSpec>();
+  for (const a of wanted) {
+    const spec = all.get(a);
+    if (!spec) throw new UserError(`unknown architecture "${a}"`, `known: ${[...all.keys()].join(', ')}`);
+    out.set(a, spec);
+  }
+  return out;
+}
+
+export interface SessionOptions {
+  repoRoot: string;
+  buildDir: string;
+  logDir?: string;
+  arches: string[] | null;
+  jobs: number;
+  configFile?: string;
+  tasksDir?: string;
+  emit: EventSink;
+  signal: AbortSignal;
+  heartbeatMs: number;
+  sourceDateEpoch?: number;
+  /** Replace the built-in steps (tests). */
+  steps?: Map<string, Step>;
+}
+
+/** SOURCE_DATE_EPOCH: from the environment, else specs/release.yaml. */
+export async function sourceDateEpoch(repoRoot: string): Promise<number> {
+  const env = process.env.SOURCE_DATE_EPOCH;
+  if (env !== undefined && env !== '') {
+    if (!/^\d+$/.test(env)) throw new UserError(`SOURCE_DATE_EPOCH must be a number of seconds, not ${JSON.stringify(env)}`);
+    return Number(env);
+  }
+  const m = /^source_date_epoch:\s*(\d+)/m.exec(await readFile(join(repoRoot, 'specs/release.yaml'), 'utf8'));
+  if (!m) throw new UserError('specs/release.yaml has no source_date_epoch');
+  return Number(m[1]);
+}
+
+export async function openRun(o: SessionOptions): Promise<RunContext> {
+  const steps = o.steps ?? builtinSteps();
+  const catalog = await loadValidCatalog(o.repoRoot, o.tasksDir, steps);
+  const arches = await selectArches(o.repoRoot, o.arches);
+  const buildDir = resolve(o.buildDir);
+  const graph = buildGraph(catalog.tasks, [...arches.keys()]);
+  const state = await StateStore.open(buildDir);
+  const hashCache = await HashCache.open(join(buildDir, 'cache', 'hash-cache.json'));
+  const config = await loadLocalConfig(o.repoRoot, o.configFile);
+  const rc: RunContext = {
+    repoRoot: o.repoRoot,
+    buildDir,
+    cacheDir: join(buildDir, 'cache'),
+    logs: new AgentLogs(o.logDir ? resolve(o.logDir) : join(buildDir, 'logs')),
+    catalog,
+    graph,
+    arches,
+    steps,
+    state,
+    hashCache,
+    tools: new ToolVersions(),
+    config,
+    jobs: o.jobs,
+    sourceDateEpoch: o.sourceDateEpoch ?? (await sourceDateEpoch(o.repoRoot)),
+    emit: o.emit,
+    signal: o.signal,
+    clawosVersion: await clawosVersion(o.repoRoot),
+    heartbeatMs: o.heartbeatMs,
+  };
+  await rc.tools.load(graph.order.flatMap((i) => toolPackagesOf(rc, i)));
+  return rc;
+}

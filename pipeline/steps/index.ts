@@ -1,0 +1,14 @@
+/** The built-in steps a task spec may name with `uses:`. */
+import type { Step } from '../step.js';
+import { guestCheckStep } from './guest-check.js';
+import { isoStep } from './iso.js';
+import { kconfigAssertStep } from './kconfig-assert.js';
+import { kernelBuildStep } from './kernel-build.js';
+import { qemuBootStep } from './qemu-boot.js';
+import { rootfsStep } from './rootfs.js';
+import { specFreezeStep } from './spec-freeze.js';
+
+export function builtinSteps(): Map<string, Step> {
+  const all = [specFreezeStep, kernelBuildStep, kconfigAssertStep, rootfsStep, isoStep, qemuBootStep, guestCheckStep];
+  return new Map(all.map((s) => [s.name, s]));
+}

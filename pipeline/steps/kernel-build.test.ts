@@ -1,0 +1,212 @@
+import { existsSync } from 'node:fs';
+import { cp, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { dir, type DirectoryResult } from 'tmp-promise';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sha256File } from '../../lib/hash.js';
+import { run } from '../../lib/proc.js';
+import { FAKE_KERNEL_PARENT, fakeStepContext, fakeX86Arch } from '../../test/fakes/fake-kernel/fake-step-context.js';
+import { extractedDirName } from '../kernel/source.js';
+import { COMMON_FRAGMENTS, KERNEL_OUTPUTS, diagnosticLines, kernelBuildStep } from './kernel-build.js';
+
+const REPO = join(import.meta.dirname, '../..');
+
+let tarDir: DirectoryResult;
+let tarball: string;
+let tarSha: string;
+beforeAll(async () => {
+  tarDir = await dir({ unsafeCleanup: true });
+  tarball = join(tarDir.path, 'linux-fake.tar.xz');
+  const r = await run(['tar', '-cJf', tarball, '-C', FAKE_KERNEL_PARENT, 'linux-fake']);
+  expect(r.ok).toBe(true);
+  tarSha = await sha256File(tarball);
+});
+afterAll(async () => {
+  await tarDir.cleanup();
+});
+
+let work: DirectoryResult;
+let repo: string;
+let build: string;
+beforeEach(async (t) => {
+  work = await dir({ unsafeCleanup: true });
+  t.onTestFinished(() => work.cleanup());
+  repo = join(work.path, 'repo');
+  build = join(work.path, 'build');
+  await mkdir(join(repo, 'kernel-config'), { recursive: true });
+  await cp(join(REPO, 'kernel-config/modules'), join(repo, 'kernel-config/modules'), { recursive: true });
+  await writeFile(
+    join(repo, 'kernel-config/source.yaml'),
+    `tarball: ${tarball}\nsha256: ${tarSha}\nbase: tinyconfig\nfragments:\n  - kernel-config/common.config\n`,
+  );
+  await writeFile(join(repo, 'kernel-config/x86_64.config'), 'CONFIG_FAKE_X86_ONLY=y\n');
+});
+
+const common = (extra = '') =>
+  writeFile(
+    join(repo, 'kernel-config/common.config'),
+    `# fake ClawOS fragment\nCONFIG_MODULES=y\nCONFIG_DEBUG_INFO_BTF=y\nCONFIG_LOCALVERSION="-clawos"\n${extra}`,
+  );
+
+describe('kernelBuildStep on the fake kernel', () => {
+  it('builds, checks, signs and writes every output', async () => {
+    await common('CONFIG_FAKE_EVENTS=y\nCONFIG_FAKE_LSM=y\n');
+    const ctx = fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch });
+    const o = await kernelBuildStep.run(ctx);
+    expect(o.message).toMatch(/^built Linux 6\.1\.0-fake-clawos for x86_64: 6 requested options confirmed, BTF present, clawos_canary signed \(\d+ s\)$/);
+    expect(o.status).toBe('PASS');
+    const out = ctx.outDir;
+    for (const f of KERNEL_OUTPUTS) expect(existsSync(join(out, f)), f).toBe(true);
+    expect(await readFile(join(out, 'vmlinuz'), 'utf8')).toBe('fake x86_64 kernel image\n');
+    expect(await readFile(join(out, 'kernel.release'), 'utf8')).toBe('6.1.0-fake-clawos\n');
+    expect(await readFile(join(out, 'config'), 'utf8')).toContain('CONFIG_FAKE_LSM=y\n');
+    const signed = await readFile(join(out, 'modules/clawos_canary.ko'), 'utf8');
+    const unsigned = await readFile(join(out, 'modules/clawos_canary-unsigned.ko'), 'utf8');
+    expect(unsigned).toBe('fake module clawos_canary\n');
+    expect(signed).toBe('fake module clawos_canary\nfake-sha512-signature~Module signature appended~\n');
+    // The private key never leaves obj/.
+    expect(await readdir(out)).not.toContain('signing_key.pem');
+    // Extracted once into the shared cache, built out of tree.
+    const srcDir = join(build, 'cache/src', extractedDirName(tarSha));
+    expect(existsSync(join(srcDir, '.config'))).toBe(false);
+    expect(existsSync(join(out, 'obj/.config'))).toBe(true);
+
+    const report = JSON.parse(await readFile(join(out, 'kconfig-report.json'), 'utf8'));
+    expect(report.symbols).toContainEqual({
+      symbol: 'CONFIG_FAKE_LSM', requested: 'y', final: 'y', ok: true,
+      file: 'kernel-config/common.config', line: 6, at: 'kernel-config/common.config:6',
+    });
+    expect(report.symbols).toHaveLength(6);
+    const info = JSON.parse(await readFile(join(out, 'build-info.json'), 'utf8'));
+    expect(info.commands.map((c: { phase: string }) => c.phase)).toEqual([
+      'configure', 'configure', 'configure', 'compile', 'compile', 'compile', 'modules', 'sign',
+    ]);
+    expect(info.commands[0].command).toBe(
+      `env $'KBUILD_BUILD_TIMESTAMP=Tue Nov 14 22:13:20 UTC 2023' KBUILD_BUILD_USER=clawos KBUILD_BUILD_HOST=clawos-build ` +
+        `KBUILD_BUILD_VERSION=1 SOURCE_DATE_EPOCH=1700000000 LC_ALL=C make -C ${srcDir} O=${join(out, 'obj')} ARCH=x86_64 CROSS_COMPILE= tinyconfig`,
+    );
+    expect(info.commands[3].command).toMatch(/ -j2$/);
+    expect(info.kernelRelease).toBe('6.1.0-fake-clawos');
+    expect(ctx.progressLines.slice(0, 2)).toEqual(['source', 'configure']);
+    expect(ctx.progressLines).toEqual(expect.arrayContaining(['compile', 'modules', 'sign']));
+    expect(o.evidence?.map((e) => e.path)).toEqual([
+      'kernel-engineer/x86_64/vmlinuz',
+      'kernel-engineer/x86_64/config',
+      'kernel-engineer/x86_64/modules/clawos_canary.ko',
+      'kernel-engineer/x86_64/kconfig-report.json',
+    ]);
+  });
+
+  it('fails config-dropped naming the symbol, values and depends-on line', async () => {
+    await common('CONFIG_FAKE_LSM=y\n');
+    const ctx = fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch });
+    const o = await kernelBuildStep.run(ctx);
+    expect(o.status).toBe('FAIL');
+    expect(o.reason).toBe('config-dropped');
+    expect(o.message).toBe(
+      '1 requested kernel option not in the final .config:\n' +
+        'CONFIG_FAKE_LSM: requested y (kernel-config/common.config:5), final not set; depends on FAKE_EVENTS (kernel/bpf/Kconfig:8)',
+    );
+    expect(o.data).toMatchObject({ dropped: [{ symbol: 'FAKE_LSM', requested: 'y', final: 'not set' }], unknown: [] });
+    expect(existsSync(join(ctx.outDir, 'kconfig-report.json'))).toBe(true);
+    expect(existsSync(join(ctx.outDir, 'vmlinuz'))).toBe(false);
+  });
+
+  it('lists every offending symbol, dropped and unknown', async () => {
+    await common('CONFIG_FAKE_LSM=y\nCONFIG_MNT_NS=y\n');
+    const o = await kernelBuildStep.run(fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch }));
+    expect(o.reason).toBe('config-dropped');
+    expect(o.message).toBe(
+      '2 requested kernel options not in the final .config:\n' +
+        'CONFIG_FAKE_LSM: requested y (kernel-config/common.config:5), final not set; depends on FAKE_EVENTS (kernel/bpf/Kconfig:8)\n' +
+        'CONFIG_MNT_NS: requested y (kernel-config/common.config:6), but no Kconfig file of this kernel defines it',
+    );
+  });
+
+  it('fails config-unknown-symbol for a symbol no Kconfig defines', async () => {
+    await common('CONFIG_MNT_NS=y\n');
+    const o = await kernelBuildStep.run(fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch }));
+    expect(o).toMatchObject({ status: 'FAIL', reason: 'config-unknown-symbol' });
+    expect(o.message).toBe(
+      '1 requested kernel option not in the final .config:\n' +
+        'CONFIG_MNT_NS: requested y (kernel-config/common.config:5), but no Kconfig file of this kernel defines it',
+    );
+  });
+
+  it('fails closed on a sha256 mismatch and extracts nothing', async () => {
+    await common();
+    await writeFile(join(repo, 'kernel-config/source.yaml'), `tarball: ${tarball}\nsha256: "${'0'.repeat(64)}"\nfragments: [kernel-config/common.config]\n`);
+    const ctx = fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch });
+    const o = await kernelBuildStep.run(ctx);
+    expect(o).toMatchObject({ status: 'FAIL', reason: 'source-mismatch' });
+    expect(o.message).toBe(
+      `kernel source ${tarball}: sha256 mismatch: expected ${'0'.repeat(64)}, actual ${tarSha}; ` +
+        `if this is the source you want, set sha256: ${tarSha} in kernel-config/source.yaml`,
+    );
+    expect(existsSync(join(build, 'cache/src'))).toBe(false);
+    expect(existsSync(join(ctx.outDir, 'obj'))).toBe(false);
+  });
+
+  it('reports the failing lines when make fails', async () => {
+    await common('CONFIG_FAKE_BREAK_BUILD=y\n');
+    const ctx = fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch });
+    const o = await kernelBuildStep.run(ctx);
+    expect(o).toMatchObject({ status: 'FAIL', reason: 'exit-non-zero' });
+    const lines = o.message.split('\n');
+    expect(lines[0]).toBe('make (kernel build) failed (exit 2):');
+    expect(lines).toContain("fake/broken.c:3:1: error: expected ';' before '}' token");
+    expect(lines).toContain('make[2]: *** [scripts/Makefile.build:250: fake/broken.o] Error 1');
+    const info = JSON.parse(await readFile(join(ctx.outDir, 'build-info.json'), 'utf8'));
+    expect(info.failed).toBe('make (kernel build)');
+  });
+
+  it('fails when vmlinux has no BTF', async () => {
+    await writeFile(join(repo, 'kernel-config/common.config'), 'CONFIG_MODULES=y\n');
+    const ctx = fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch });
+    const o = await kernelBuildStep.run(ctx);
+    expect(o).toMatchObject({ status: 'FAIL', reason: 'output-missing' });
+    expect(o.message).toBe(
+      `vmlinux has no .BTF section (CONFIG_DEBUG_INFO_BTF=y needs pahole from dwarves): ${join(ctx.outDir, 'obj/vmlinux')}`,
+    );
+  });
+
+  it('takes source: from the task and rejects unknown parameters', async () => {
+    await common();
+    const bad = await kernelBuildStep.run(fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch, params: { source: 'kernel-config/other.yaml' } }));
+    expect(bad).toMatchObject({ status: 'FAIL', reason: 'spec-invalid', message: `kernel-config/other.yaml not found in ${repo}` });
+    const odd = await kernelBuildStep.run(fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch, params: { jobs: 4 } }));
+    expect(odd).toMatchObject({ status: 'FAIL', reason: 'spec-invalid', message: "kernel-build: unknown parameter 'jobs' (known: source)" });
+  });
+
+  it('needs an arch', async () => {
+    const o = await kernelBuildStep.run(fakeStepContext({ repoRoot: repo, buildDir: build, arch: null }));
+    expect(o).toMatchObject({ status: 'FAIL', reason: 'spec-invalid' });
+  });
+});
+
+describe('kernelBuildStep metadata', () => {
+  it('fingerprints the tools and the config inputs', () => {
+    expect(kernelBuildStep.name).toBe('kernel-build');
+    expect(kernelBuildStep.toolPackages(fakeX86Arch, {})).toEqual([
+      'gcc', 'make', 'flex', 'bison', 'bc', 'dwarves', 'libelf-dev', 'libssl-dev', 'kmod',
+    ]);
+    expect(kernelBuildStep.implicitInputs?.(fakeX86Arch, {})).toEqual([
+      'kernel-config/source.yaml',
+      'kernel-config/common.config',
+      'kernel-config/boot.config',
+      'kernel-config/x86_64.config',
+      'kernel-config/modules/clawos_canary',
+    ]);
+  });
+
+  it('keeps COMMON_FRAGMENTS in step with kernel-config/source.yaml', async () => {
+    const doc = parseYaml(await readFile(join(REPO, 'kernel-config/source.yaml'), 'utf8'));
+    expect(doc.fragments).toEqual(COMMON_FRAGMENTS);
+  });
+
+  it('puts error lines that scrolled away before the last lines', () => {
+    const tail = ['a: error: x', ...Array.from({ length: 20 }, (_, i) => `l${i}`)];
+    expect(diagnosticLines(tail, 3)).toEqual(['a: error: x', 'l17', 'l18', 'l19']);
+  });
+});

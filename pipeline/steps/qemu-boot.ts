@@ -1,0 +1,179 @@
+/**
+ * `uses: qemu-boot`: boot the arch's ISO under QEMU in every boot variant of its
+ * machine definition (qemu/<arch>.yaml) and judge each serial console.
+ * params:
+ *   iso                    ISO path, relative to the build dir
+ *   variants               optional subset of the machine's variant names
+ *   expected_checks_file   repo-relative YAML: `checks: [{name, arches?}, …]`
+ */
+import { access, constants, readFile } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { sha256File } from '../../lib/hash.js';
+import { UserError } from '../../lib/errors.js';
+import type { Step, StepContext } from '../step.js';
+import type { ArchSpec } from '../arch.js';
+import { fail, infra, pass, type Evidence, type Outcome } from '../outcome.js';
+import { bootIso, type BootRecord } from '../../qemu/boot.js';
+import { chooseAccelerator } from '../../qemu/kvm-probe.js';
+import { findRepoRoot, loadMachine, loadMachineSync, type QemuMachine } from '../../qemu/machine.js';
+
+const SCHEMA = 'specs/schemas/qemu-machine.schema.json';
+
+/** The checks one arch must report: entries without `arches` apply to every arch. */
+export async function loadExpectedChecks(file: string, arch: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UserError(`expected checks file ${file}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new UserError(`expected checks file ${file}: YAML syntax error: ${(err as Error).message}`);
+  }
+  const list = (doc as { checks?: unknown } | null)?.checks;
+  if (!Array.isArray(list)) throw new UserError(`expected checks file ${file}: no "checks:" list`);
+  const names: string[] = [];
+  for (const [i, entry] of list.entries()) {
+    const e = typeof entry === 'string' ? { name: entry } : (entry as { name?: unknown; arches?: unknown } | null);
+    if (!e || typeof e.name !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(e.name)) {
+      throw new UserError(`expected checks file ${file}: checks[${i}] has no usable name`);
+    }
+    if (e.arches !== undefined && !(Array.isArray(e.arches) && e.arches.every((a) => typeof a === 'string'))) {
+      throw new UserError(`expected checks file ${file}: checks[${i}] (${e.name}): arches must be a list of arch names`);
+    }
+    if (e.arches === undefined || (e.arches as string[]).includes(arch)) {
+      if (!names.includes(e.name)) names.push(e.name);
+    }
+  }
+  return names;
+}
+
+function stringList(v: unknown, what: string): string[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
+  throw new UserError(`qemu-boot: ${what} must be a list of strings`);
+}
+
+function machineFor(arch: ArchSpec | null): QemuMachine | null {
+  const root = findRepoRoot();
+  if (!arch || !root) return null;
+  try {
+    return loadMachineSync(root, arch.qemu);
+  } catch {
+    // A broken machine file fails the step itself, with the full error.
+    return null;
+  }
+}
+
+export const qemuBootStep: Step = {
+  name: 'qemu-boot',
+  version: 1,
+
+  toolPackages(arch) {
+    return [...(machineFor(arch)?.packages ?? [])].sort();
+  },
+
+  implicitInputs(arch, params) {
+    const out = [SCHEMA];
+    if (arch) out.push(arch.qemu);
+    if (typeof params.expected_checks_file === 'string') out.push(params.expected_checks_file);
+    return out;
+  },
+
+  async run(ctx: StepContext): Promise<Outcome> {
+    if (!ctx.arch) return fail('spec-invalid', 'qemu-boot needs an architecture (task must run per arch)');
+    const arch = ctx.arch;
+    let machine: QemuMachine;
+    let variants: string[];
+    let expected: string[] = [];
+    const isoParam = ctx.params.iso;
+    try {
+      if (typeof isoParam !== 'string' || !isoParam) throw new UserError('qemu-boot: param "iso" (path relative to the build dir) is required');
+      machine = await loadMachine(ctx.repoRoot, arch.qemu);
+      if (machine.arch !== arch.name) throw new UserError(`${arch.qemu}: arch is ${machine.arch}, expected ${arch.name}`);
+      const all = machine.variants.map((v) => v.name);
+      variants = stringList(ctx.params.variants, 'param "variants"') ?? all;
+      const unknown = variants.filter((v) => !all.includes(v));
+      if (unknown.length) throw new UserError(`qemu-boot: unknown variant(s) ${unknown.join(', ')} for ${arch.name} (have: ${all.join(', ')})`);
+      if (!variants.length) throw new UserError('qemu-boot: param "variants" is empty');
+      const checksFile = ctx.params.expected_checks_file;
+      if (checksFile !== undefined) {
+        if (typeof checksFile !== 'string') throw new UserError('qemu-boot: param "expected_checks_file" must be a path');
+        expected = await loadExpectedChecks(resolve(ctx.repoRoot, checksFile), arch.name);
+      }
+    } catch (err) {
+      if (err instanceof UserError) return fail('spec-invalid', err.message);
+      throw err;
+    }
+    const iso = ctx.buildPath(isoParam);
+    try {
+      await access(iso, constants.R_OK);
+    } catch {
+      return fail('output-missing', `ISO not found: ${relative(ctx.buildDir, iso) || iso}`);
+    }
+    ctx.log(`qemu-boot: ${arch.name} ${variants.join(', ')}; expected checks: ${expected.join(', ') || '(none)'}`);
+
+    ctx.progress(`${arch.name}: choosing accelerator`);
+    const decision = await chooseAccelerator({
+      machine,
+      probe: { variant: variants[0], media: { iso } },
+      runner: ctx.run,
+      sink: (_s, line) => ctx.log(line),
+      signal: ctx.signal,
+      cacheFile: join(ctx.cacheDir, 'qemu-accel.json'),
+    });
+    ctx.log(`qemu-boot: accelerator ${decision.accel}: ${decision.note}`);
+
+    const records: BootRecord[] = [];
+    for (const variant of variants) {
+      if (ctx.signal.aborted) break;
+      ctx.progress(`${arch.name}: booting ${variant} (${decision.accel})`);
+      const rec = await bootIso({
+        machine,
+        variant,
+        iso,
+        accel: decision.accel,
+        accelNote: decision.note,
+        outDir: ctx.outDir,
+        expectedChecks: expected,
+        signal: ctx.signal,
+        runner: ctx.run,
+        sink: (_s, line) => ctx.log(line),
+      });
+      ctx.log(`qemu-boot: ${variant}: ${rec.verdict} at stage ${rec.stage}: ${rec.message}`);
+      records.push(rec);
+    }
+
+    const evidence: Evidence[] = [];
+    for (const rec of records) {
+      for (const [label, file] of [
+        [`${rec.variant} boot record`, `${rec.variant}.json`],
+        [`${rec.variant} serial log`, rec.serial_log],
+      ] as const) {
+        const abs = join(ctx.outDir, file);
+        try {
+          evidence.push({ label, path: relative(ctx.buildDir, abs), sha256: await sha256File(abs) });
+        } catch {
+          /* not written: the record says why */
+        }
+      }
+    }
+    const extra = { evidence, data: records };
+    const bad = records.find((r) => r.verdict !== 'PASS');
+    if (bad) {
+      const message = `${bad.variant}: ${bad.verdict} at stage ${bad.stage}: ${bad.message}`;
+      if (bad.verdict === 'INFRA_ERROR') return infra(message, extra);
+      if (bad.verdict === 'TIMEOUT') return { status: 'TIMEOUT', reason: 'boot-timeout', message, ...extra };
+      return fail(bad.reason ?? 'boot-marker-missing', message, extra);
+    }
+    if (records.length < variants.length) {
+      return { status: 'TIMEOUT', reason: 'timeout', message: `aborted after ${records.length} of ${variants.length} boots`, ...extra };
+    }
+    const summary = records.map((r) => `${r.variant} ${(r.duration_ms / 1000).toFixed(0)} s`).join(', ');
+    return pass(`${arch.name}: all ${records.length} boots passed under ${decision.accel.toUpperCase()} (${summary})`, extra);
+  },
+};
