@@ -53,10 +53,12 @@ options:
 exit codes: 0 ok · 1 a task, gate or boot failed · 2 usage error · 3 invalid input (specs, config, state)
             4 infrastructure error (missing tool, firmware, disk) · 70 internal error · 130 interrupted`;
 
+const DEFAULT_ARCHES = 'x86_64,aarch64';
+
 interface Parsed {
   command: string;
   positionals: string[];
-  arch: string[] | null;
+  arch: string[];
   jobs: number;
   buildDir: string;
   logDir?: string;
@@ -112,8 +114,8 @@ export function parseCli(argv: string[]): Parsed | 'help' | 'version' {
     if (!/^[1-9]\d*$/.test(v.repeat)) throw new UsageError(`--repeat takes a positive whole number, not "${v.repeat}"`);
     repeat = Number(v.repeat);
   }
-  const arch = v.arch !== undefined ? v.arch.split(',').map((s) => s.trim()).filter(Boolean) : null;
-  if (arch && !arch.length) throw new UsageError('--arch needs at least one architecture');
+  const arch = (v.arch ?? DEFAULT_ARCHES).split(',').map((s) => s.trim()).filter(Boolean);
+  if (!arch.length) throw new UsageError('--arch needs at least one architecture');
   if (command !== 'boot' && (v.iso || v.firmware || v.repeat)) throw new UsageError('--iso, --firmware and --repeat go with the boot command');
   return {
     command,

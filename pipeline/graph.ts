@@ -35,7 +35,7 @@ export function buildGraph(tasks: Map<string, LoadedTask>, arches: string[]): Ta
   }
   const key = (id: string) => {
     const i = byId.get(id)!;
-    return `${PHASES.indexOf(i.task.spec.phase)}:${i.task.spec.task_id}:${i.arch ?? ''}`;
+    return `${PHASES.indexOf(i.task.spec.phase)}:${i.task.spec.task_id}:${i.arch === null ? 0 : arches.indexOf(i.arch) + 1}`;
   };
   const ready = [...byId.keys()].filter((id) => indeg.get(id) === 0);
   const order: TaskInstance[] = [];

@@ -1,6 +1,7 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { machine as hostMachine } from 'node:os';
 import { join } from 'node:path';
 import { dir, type DirectoryResult } from 'tmp-promise';
@@ -43,6 +44,7 @@ function machineWithKvm(): QemuMachine {
 describe('chooseAccelerator', () => {
   test('KVM that hangs at the firmware falls back to TCG, saying why', async () => {
     const argsFile = join(tmp.path, 'args');
+    const tag = `k${process.pid}x${Date.now()}`;
     const opts = {
       machine: machineWithKvm(),
       probe: { media: { iso } },
@@ -53,10 +55,15 @@ describe('chooseAccelerator', () => {
         FAKE_QEMU_KVM_HANG: '1',
         FAKE_QEMU_KVM_LOG: join(LOGS, 'x86_64-kvm-hang-no-output.log'),
         FAKE_QEMU_ARGS_FILE: argsFile,
+        FAKE_QEMU_TAG: tag,
       },
     };
     const d = await chooseAccelerator(opts);
     expect(d).toEqual({ accel: 'tcg', note: 'KVM probe failed: no kernel output in 1 s; using TCG' });
+    // The hung probe was killed with its whole process group.
+    await new Promise((r) => setTimeout(r, 300));
+    const ps = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
+    expect(ps.split('\n').filter((l) => l.includes(`fake-qemu-child-${tag}`))).toEqual([]);
     const args = readFileSync(argsFile, 'utf8');
     expect(args).toContain('-accel\nkvm\n-cpu\nhost\n');
     // Memoised for the run: no second probe.
