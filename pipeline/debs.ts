@@ -109,7 +109,14 @@ export async function fetchDeb(ctx: DebContext, arch: ArchSpec, pkg: string): Pr
 
     await mkdir(pkgDir, { recursive: true });
     await rm(root, { recursive: true, force: true });
-    await rename(unpack, root);
+    try {
+      await rename(unpack, root);
+    } catch (err) {
+      // Another task published the same package between the rm and the rename:
+      // same .deb, same tree, so theirs will do.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+    }
     const rec: FetchedDeb = { package: pkg, version, arch: arch.debian_arch, sha256, root };
     await writeJsonAtomic(recordPath, rec);
     ctx.log(`debs: ${spec} ${version} sha256=${sha256} unpacked at ${root}`);

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { classifyBoot, stripAnsi, type BootClassification } from './classify-boot.js';
+import { classifyBoot, isTerminalLine, stripAnsi, type BootClassification } from './classify-boot.js';
 
 const FIXTURES = join(import.meta.dirname, '..', 'test', 'fixtures', 'serial-logs');
 const fixture = (name: string) => readFileSync(join(FIXTURES, name), 'utf8');
@@ -176,6 +176,23 @@ describe('guest protocol', () => {
   test('infra errors pass through', () => {
     expect(classifyBoot({ log: '', expectedChecks: [], infraError: 'no qemu' })).toMatchObject({ verdict: 'INFRA_ERROR', reason: 'infra', message: 'no qemu' });
   });
+});
+
+test('firmware dropping to the UEFI shell is a failure at stage firmware', () => {
+  const log = [
+    'UEFI firmware (version  built at 13:10:49 on Nov  5 2024)\r',
+    '\x1b[2J\x1b[01;01HBdsDxe: failed to load Boot0001 "UEFI QEMU QEMU CD-ROM " from PciRoot(0x0)/Pci(0x1,0x0)/Scsi(0x0,0x0): Not Found\r',
+    'BdsDxe: starting Boot0002 "EFI Internal Shell" from Fv(64074AFE)\r',
+    '\x1b[2J\x1b[01;01H\x1b[01;01HUEFI Interactive Shell v2.2\r',
+  ].join('\n');
+  expect(isTerminalLine('UEFI Interactive Shell v2.2')).toBe(true);
+  expect(classifyBoot({ log, expectedChecks: [], timedOut: false })).toMatchObject({
+    verdict: 'FAIL',
+    reason: 'boot-marker-missing',
+    stage: 'firmware',
+    message: 'firmware found nothing to boot: BdsDxe: failed to load Boot0001 "UEFI QEMU QEMU CD-ROM " from PciRoot(0x0)/Pci(0x1,0x0)/Scsi(0x0,0x0): Not Found',
+  });
+  expect(classifyBoot({ log: 'SeaBIOS (version 1.16.2)\nNo bootable device.', expectedChecks: [] }).message).toBe('firmware found nothing to boot: No bootable device.');
 });
 
 test('stripAnsi removes CSI, RIS and charset escapes', () => {

@@ -41,6 +41,8 @@ export const STAGE_PATTERNS: ReadonlyArray<{ stage: ReachedStage; pattern: RegEx
 const PANIC = /Kernel panic - not syncing.*/;
 const OOPS = /\b(?:Oops|BUG): .*/;
 const NO_INITIAL_CONSOLE = /[Uu]nable to open an initial console/;
+/** The firmware found nothing it could boot: waiting on only burns the timeout. */
+const FIRMWARE_GAVE_UP = /No bootable device|UEFI Interactive Shell|Boot failed: not a bootable/;
 /** The kernel's own banner: without it the kernel never reached its console. */
 const KERNEL_BANNER = /Linux version \d/;
 /** QEMU's own messages (stderr in captures made with 2>&1): not guest output. */
@@ -108,7 +110,7 @@ export function stageOfLine(line: string): BootStage {
 export function isTerminalLine(rawLine: string): boolean {
   const line = stripAnsi(rawLine);
   if (HOST_LINE.test(line)) return false;
-  return PANIC.test(line) || (/CLAWOS-BOOT-(?:OK|FAILED)\b/.test(line) && !CHECK_LINE.test(line));
+  return PANIC.test(line) || FIRMWARE_GAVE_UP.test(line) || (/CLAWOS-BOOT-(?:OK|FAILED)\b/.test(line) && !CHECK_LINE.test(line));
 }
 
 function clip(s: string, max = 160): string {
@@ -132,6 +134,8 @@ export function classifyBoot(input: ClassifyInput): BootClassification {
   let oops: { text: string; idx: number } | undefined;
   let marker: { ok: boolean; failedIds: string[] } | undefined;
   let noInitialConsole: string | undefined;
+  let firmwareGaveUp: string | undefined;
+  let bootOptionFailed: string | undefined;
   let kernelBanner = false;
   let killedInLog = false;
   let lastGuestLine = '';
@@ -158,6 +162,8 @@ export function classifyBoot(input: ClassifyInput): BootClassification {
       const o = OOPS.exec(line);
       if (o && !oops) oops = { text: o[0], idx };
       if (!noInitialConsole && NO_INITIAL_CONSOLE.test(line)) noInitialConsole = line;
+      if (!firmwareGaveUp && stage === 'firmware' && FIRMWARE_GAVE_UP.test(line)) firmwareGaveUp = line;
+      if (!bootOptionFailed && /BdsDxe: failed to load/.test(line)) bootOptionFailed = line.slice(line.indexOf('BdsDxe'));
     }
     const chk = CHECK_LINE.exec(line);
     if (chk) {
@@ -229,6 +235,10 @@ export function classifyBoot(input: ClassifyInput): BootClassification {
       reason: null,
       message: n ? `CLAWOS-BOOT-OK, all ${n} expected checks passed` : 'CLAWOS-BOOT-OK (no checks expected)',
     };
+  }
+  // Checked before the timeout: QEMU is stopped soon after this line on purpose.
+  if (firmwareGaveUp) {
+    return { ...base, verdict: 'FAIL', reason: 'boot-marker-missing', message: `firmware found nothing to boot: ${clip(bootOptionFailed ?? firmwareGaveUp)}` };
   }
   if (input.timedOut || killedInLog) {
     const message = stage === 'none' ? 'timed out with no guest output' : `timed out at stage ${stage}${lastOut}`;

@@ -136,6 +136,15 @@ describe.skipIf(!existsSync(join(REAL, 'Kconfig')))('checkRequested on the real 
     expect(look.definitions.map((d) => d.file)).toEqual(['arch/arm64/Kconfig']);
   });
 
+  it('explains arm64 CMDLINE_FROM_BOOTLOADER, hidden with its choice while CMDLINE is empty', () => {
+    const index = openKconfigIndex(REAL, 'arm64');
+    const reqs = parseFragment('CONFIG_CMDLINE_FROM_BOOTLOADER=y\n', 'kernel-config/aarch64.config');
+    const r = checkRequested(reqs, parseConfig('CONFIG_CMDLINE=""\n'), index);
+    expect(r.dropped.map((d) => d.message)).toEqual([
+      'CONFIG_CMDLINE_FROM_BOOTLOADER: requested y (kernel-config/aarch64.config:1), final not set; in a choice shown only if CMDLINE != "" (arch/arm64/Kconfig:2341)',
+    ]);
+  });
+
   it('maps ARCH to SRCARCH', () => {
     expect(srcArchFor('x86_64')).toBe('x86');
     expect(srcArchFor('arm64')).toBe('arm64');

@@ -51,7 +51,7 @@ export function effectiveRequests(requests: ConfigRequest[]): ConfigRequest[] {
 
 // ---------------------------------------------------------------- Kconfig index
 
-export type ConditionKind = 'depends on' | 'if' | 'menu' | 'choice';
+export type ConditionKind = 'depends on' | 'if' | 'menu' | 'choice' | 'choice prompt if';
 
 export interface KconfigCondition {
   kind: ConditionKind;
@@ -96,7 +96,7 @@ export function srcArchFor(makeArch: string): string {
 /**
  * Parses lazily on the first lookup (a drop or an absent symbol needs explaining):
  * follows `source` from the top-level Kconfig with SRCARCH substituted, so the
- * enclosing `if` blocks of sourcing files count too. ~1700 files take well under a second.
+ * enclosing `if` blocks of sourcing files count too. Linux 6.1 (~1700 files) takes about a second.
  */
 export function openKconfigIndex(srcDir: string, makeArch: string): KconfigIndex {
   const vars: Record<string, string> = { SRCARCH: srcArchFor(makeArch), ARCH: makeArch };
@@ -187,7 +187,10 @@ export function openKconfigIndex(srcDir: string, makeArch: string): KconfigIndex
           case 'tristate':
             // A choice's prompt names it in diagnostics.
             if (current && current.length > 0 && current[0]!.kind === 'choice' && current[0]!.expr === '') {
-              current[0]!.expr = arg.replace(/\s+if\s+.*$/, '');
+              const m = /^("(?:[^"\\]|\\.)*")(?:\s+if\s+(.*))?$/.exec(arg);
+              current[0]!.expr = m ? m[1]! : arg;
+              // `prompt "..." if COND`: an invisible choice writes none of its symbols.
+              if (m?.[2]) current.push({ kind: 'choice prompt if', expr: m[2], file, line: lineNo });
             }
             break;
           case 'depends':
@@ -493,5 +496,7 @@ function describeCondition(c: KconfigCondition): string {
       return `inside a menu that depends on ${c.expr} ${at}`;
     case 'choice':
       return `in choice ${c.expr ? c.expr + ' ' : ''}${at}`;
+    case 'choice prompt if':
+      return `in a choice shown only if ${c.expr} ${at}`;
   }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { sha256File } from '../../lib/hash.js';
 import { fakeStepContext, testArch } from '../debs.fixtures.js';
 import type { ArchSpec } from '../arch.js';
-import { elToritoPlatforms, grubCfg, isoStep } from './iso.js';
+import { elToritoPlatforms, grubCfg, isoStep, xorrisoDates } from './iso.js';
 
 const x86: ArchSpec = {
   ...testArch,
@@ -63,6 +63,10 @@ describe('grubCfg', () => {
     );
   });
 
+  it('pins xorriso dates to SOURCE_DATE_EPOCH', () => {
+    expect(xorrisoDates(0)).toEqual(['-volume_date', 'all_file_dates', '=0', '-volume_date', 'uuid', '1970010100000000']);
+  });
+
   it('reads El Torito platforms from xorriso', () => {
     const rep = [
       'El Torito images   :   N  Pltf  B   Emul  Ld_seg  Hdpt  Ldsiz         LBA',
@@ -88,7 +92,11 @@ describe('isoStep', () => {
       expect(o.data).toEqual({ iso: 'iso/clawos-x86_64.iso', bootPlatforms: ['bios', 'uefi'], debs: [] });
       expect(await readFile(join(build, 'iso', 'clawos-x86_64.iso.grub.cfg'), 'utf8')).toBe(grubCfg(x86));
       const gm = ctx.calls.find((c) => c[0] === 'grub-mkrescue')!;
-      expect(gm.slice(3)).toEqual([expect.stringMatching(/\/iso\/\.iso-\w+\/tree$/)]);
+      expect(gm.slice(3)).toEqual([
+        expect.stringMatching(/\/iso\/\.iso-\w+\/tree$/),
+        '--',
+        ...['-volume_date', 'all_file_dates', '=1700000000', '-volume_date', 'uuid', '2023111422132000'],
+      ]);
       // No temp dirs left behind.
       expect((await readdir(join(build, 'iso'))).sort()).toEqual(['clawos-x86_64.iso', 'clawos-x86_64.iso.grub.cfg']);
       expect(isoStep.toolPackages(x86, {})).toEqual(x86.iso.host_packages);

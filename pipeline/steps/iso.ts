@@ -47,6 +47,18 @@ export function elToritoPlatforms(report: string): string[] {
   return out;
 }
 
+/**
+ * Native xorriso commands (grub-mkrescue passes what follows `--` on) that pin
+ * every file date and the volume UUID to SOURCE_DATE_EPOCH: grub-mkrescue
+ * copies GRUB's modules into a fresh temp dir, so their mtimes are "now".
+ * What still differs between runs is the 4-byte FAT serial mformat gives the
+ * EFI image.
+ */
+export function xorrisoDates(epoch: number): string[] {
+  const uuid = new Date(epoch * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14) + '00';
+  return ['-volume_date', 'all_file_dates', `=${epoch}`, '-volume_date', 'uuid', uuid];
+}
+
 async function isDir(p: string): Promise<boolean> {
   return stat(p).then(
     (s) => s.isDirectory(),
@@ -100,7 +112,7 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
 
     const tmpIso = join(work, name);
     const args = arch.iso.grub_mkrescue_args.map((a) => expandArchPath(a, ctx.cacheDir, arch));
-    const r = await ctx.run(['grub-mkrescue', '-o', tmpIso, ...args, tree], {
+    const r = await ctx.run(['grub-mkrescue', '-o', tmpIso, ...args, tree, '--', ...xorrisoDates(ctx.sourceDateEpoch)], {
       env: { SOURCE_DATE_EPOCH: String(ctx.sourceDateEpoch) },
       timeoutMs: 10 * 60_000,
       signal: ctx.signal,

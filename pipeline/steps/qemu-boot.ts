@@ -109,6 +109,13 @@ export const qemuBootStep: Step = {
       if (err instanceof UserError) return fail('spec-invalid', err.message);
       throw err;
     }
+    // Records go to `out` (build-relative, inside the task's own directory) or the task dir itself.
+    const outDir = typeof ctx.params.out === 'string' ? ctx.buildPath(ctx.params.out) : ctx.outDir;
+    if (outDir !== ctx.outDir && !outDir.startsWith(ctx.outDir + '/')) {
+      return fail('spec-invalid', `qemu-boot: param "out" (${String(ctx.params.out)}) must lie inside the task's directory ${relative(ctx.buildDir, ctx.outDir)}`);
+    }
+    // Stale records of an earlier run (a variant since removed) must not count as evidence.
+    if (outDir !== ctx.outDir) await rm(outDir, { recursive: true, force: true });
     const iso = ctx.buildPath(isoParam);
     try {
       await access(iso, constants.R_OK);
@@ -121,8 +128,8 @@ export const qemuBootStep: Step = {
     const decision = await chooseAccelerator({
       machine,
       probe: { variant: variants[0], media: { iso } },
+      // ctx.run logs every line itself; bootIso/the probe only add a sink to watch.
       runner: ctx.run,
-      sink: (_s, line) => ctx.log(line),
       signal: ctx.signal,
       cacheFile: join(ctx.cacheDir, 'qemu-accel.json'),
     });
@@ -138,11 +145,10 @@ export const qemuBootStep: Step = {
         iso,
         accel: decision.accel,
         accelNote: decision.note,
-        outDir: ctx.outDir,
+        outDir,
         expectedChecks: expected,
         signal: ctx.signal,
         runner: ctx.run,
-        sink: (_s, line) => ctx.log(line),
       });
       ctx.log(`qemu-boot: ${variant}: ${rec.verdict} at stage ${rec.stage}: ${rec.message}`);
       records.push(rec);
@@ -154,7 +160,7 @@ export const qemuBootStep: Step = {
         [`${rec.variant} boot record`, `${rec.variant}.json`],
         [`${rec.variant} serial log`, rec.serial_log],
       ] as const) {
-        const abs = join(ctx.outDir, file);
+        const abs = join(outDir, file);
         try {
           evidence.push({ label, path: relative(ctx.buildDir, abs), sha256: await sha256File(abs) });
         } catch {

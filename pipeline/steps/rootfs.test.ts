@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { run } from '../../lib/proc.js';
 import { sha256Hex } from '../../lib/hash.js';
 import { fakeStepContext, makeDeb, testArch } from '../debs.fixtures.js';
-import { rootfsStep } from './rootfs.js';
+import { DEFAULT_OVERLAY, rootfsStep } from './rootfs.js';
 
 const arch = { ...testArch, guest: { cpu_flags: ['smep', 'smap'] } };
 
@@ -131,5 +131,40 @@ describe('rootfsStep', () => {
       'f.config',
     ]);
     expect(rootfsStep.toolPackages(arch, {})).toEqual([]);
+  });
+});
+
+// The guest's check functions run on the build host too (busybox sh), which
+// shows each of them can fail and what it then says.
+describe('guest checks.sh', () => {
+  const checks = join(process.cwd(), DEFAULT_OVERLAY, 'usr/lib/clawos/checks.sh');
+  const sh = async (script: string, env: Record<string, string> = {}) => {
+    const r = await run(['busybox', 'sh', '-c', `. ${checks}; ${script}`], { captureStdout: true, env });
+    return r.stdout.trimEnd();
+  };
+
+  it('check_kernel fails on a release mismatch and on a missing expectation', async () => {
+    const release = (await readFile('/proc/sys/kernel/osrelease', 'utf8')).trim();
+    expect(await sh('check_kernel; echo "$? $VALUE"', { KERNEL_RELEASE: '0.0-wrong' })).toBe(`1 uname -r=${release} expected 0.0-wrong`);
+    expect(await sh('check_kernel; echo "$? $VALUE"', { KERNEL_RELEASE: '' })).toBe(
+      `1 uname -r=${release} but no KERNEL_RELEASE in /etc/clawos/expect.env`,
+    );
+    expect(await sh('check_kernel; echo "$? $VALUE"', { KERNEL_RELEASE: release })).toBe(`0 ${release}`);
+  });
+
+  it('missing_words compares comma- or space-separated words exactly', async () => {
+    expect(await sh('missing_words "lockdown,capability,yama,bpf" lockdown yama apparmor bpf; echo "[$MISSING]"')).toBe('[apparmor]');
+    // "cpuset" must not count as "cpu".
+    expect(await sh('missing_words "cpuset io memory pids" memory pids cpu; echo "[$MISSING]"')).toBe('[cpu]');
+  });
+
+  it('check_cpu_flags fails on a flag the CPU does not have', async () => {
+    expect(await sh('check_cpu_flags; echo "$? $VALUE"', { CPU_FLAGS: 'no_such_flag' })).toBe('1 missing=no_such_flag');
+  });
+
+  it('check_module_sig fails when the canary modules are absent', async () => {
+    expect(await sh('check_module_sig; echo "$? $VALUE"')).toBe(
+      '1 missing: /lib/modules/clawos_canary-unsigned.ko /lib/modules/clawos_canary.ko',
+    );
   });
 });
