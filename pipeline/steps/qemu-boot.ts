@@ -6,7 +6,7 @@
  *   variants               optional subset of the machine's variant names
  *   expected_checks_file   repo-relative YAML: `checks: [{name, arches?}, …]`
  */
-import { access, constants, readFile } from 'node:fs/promises';
+import { access, constants, readFile, rm } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { sha256File } from '../../lib/hash.js';
