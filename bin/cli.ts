@@ -262,14 +262,21 @@ async function cmdRun(p: Parsed, repoRoot: string, phases: Phase[]): Promise<num
       duration_ms: Date.now() - started,
       build_dir: resolve(p.buildDir),
       gates: results.map((r) => ({ phase: r.phase, recommendation: r.gate.recommendation, blockers: r.gate.blockers, coverage: r.gate.coverage })),
-      tasks: records.map((r) => ({ id: r.id, status: r.status, reason: r.reason, message: r.message, duration_ms: r.duration_ms })),
+      tasks: records.map((r) => ({
+        id: r.id,
+        status: r.status,
+        reason: r.reason,
+        message: r.message,
+        duration_ms: r.duration_ms,
+        ran: Date.parse(r.finished_at) >= started,
+      })),
     });
   } else {
-    const upToDate = records.length;
+    const ran = records.filter((r) => Date.parse(r.finished_at) >= started).length;
     process.stderr.write(
       `${code === EXIT.ok ? 'done' : ac.signal.aborted ? 'interrupted' : 'FAILED'} in ${formatDuration(Date.now() - started)}: ` +
         results.map((r) => `${r.phase} ${r.gate.recommendation}`).join(', ') +
-        ` (${upToDate} task instances; build dir ${resolve(p.buildDir)})\n`,
+        ` (${records.length} task instances, ${ran} run, ${records.length - ran} up to date; build dir ${resolve(p.buildDir)})\n`,
     );
   }
   return code;

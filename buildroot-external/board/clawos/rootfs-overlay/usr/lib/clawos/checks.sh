@@ -95,6 +95,9 @@ nsids() {
   done
 }
 
+# Devices the tunnel drivers create in every net ns (fb_tunnels_only_for_init_net=0).
+FALLBACK_TUNNELS="sit0 tunl0 ip6tnl0 ip6gre0 gre0 gretap0 erspan0 ip_vti0 ip6_vti0"
+
 # User ns without a uid map (uid reads as the overflow uid: 65534), then a
 # pid+mount+net+uts+ipc set as root: capabilities do not survive exec in an
 # unmapped user ns, so the two are separate runs.
@@ -146,7 +149,13 @@ EOT
   [ "$_hostcomm2" = "$_hostcomm" ] || _bad="$_bad host-proc-changed"
   [ "$_hn" = clawos-ns ] || _bad="$_bad uts-set"
   [ "$_hosthn" = clawos ] || _bad="$_bad uts-leaked"
-  [ "$_links" = lo ] || _bad="$_bad net-links"
+  # Every new net ns gets lo plus the fallback device of each tunnel driver
+  # built in (sit0 with IPV6_SIT …): those are the ns's own, not the host's.
+  _own= _fb=
+  for _n in $_links; do
+    case " $FALLBACK_TUNNELS " in *" $_n "*) _fb="$_fb $_n" ;; *) _own="$_own $_n" ;; esac
+  done
+  [ "$_own" = " lo" ] || _bad="$_bad net-links"
   [ "$_lo" = down ] && [ "$_hostlo" = up ] || _bad="$_bad net-lo"
   _same=
   for _id in $_ids; do
@@ -154,7 +163,7 @@ EOT
   done
   [ -z "$_same" ] && [ -n "$_ids" ] || _bad="$_bad same-ns:${_same:-none}"
 
-  VALUE="user:uid=$_uid; pid:self=$_pid proc1=$_comm1 host-proc1=$_hostcomm2; uts:inside=$_hn host=$_hosthn; net:links=$_links lo=$_lo host-lo=$_hostlo; new-ns=${_ids// /,}"
+  VALUE="user:uid=$_uid; pid:self=$_pid proc1=$_comm1 host-proc1=$_hostcomm2; uts:inside=$_hn host=$_hosthn; net:links=$_links${_fb:+ (fallback tunnels:$_fb)} lo=$_lo host-lo=$_hostlo; new-ns=${_ids// /,}"
   if [ -n "$_bad" ]; then
     VALUE="$VALUE; FAILED:$_bad; output: $_o"
     return 1
@@ -183,6 +192,30 @@ check_module_sig() {
     *) VALUE="$_uv signed=inserted but no 'clawos_canary: loaded' in dmesg"; return 1 ;;
   esac
   VALUE="$_uv signed=loaded(dmesg: clawos_canary: loaded)"
+}
+
+# C-05: in a new mount namespace, pivot_root into a minimal tmpfs root holding
+# only busybox and a marker, drop the old root, and run a command there.
+check_pivot_root() {
+  _o=$(unshare -m sh -c '
+    mount --make-rprivate / || exit 10
+    mkdir -p /tmp/pivot && mount -t tmpfs pivot /tmp/pivot || exit 11
+    mkdir -p /tmp/pivot/bin /tmp/pivot/old || exit 12
+    cp /bin/busybox /tmp/pivot/bin/busybox || exit 13
+    echo clawos-pivot >/tmp/pivot/marker
+    cd /tmp/pivot || exit 14
+    pivot_root . old || exit 15
+    exec /bin/busybox sh -c "/bin/busybox umount -l /old && /bin/busybox echo root=\$(/bin/busybox ls /) marker=\$(/bin/busybox cat /marker)"
+  ' 2>&1)
+  _rc=$?
+  VALUE="$_o"
+  [ $_rc = 0 ] || { VALUE="pivot failed (step $_rc): $_o"; return 1; }
+  case "$_o" in
+    "root=bin marker old marker=clawos-pivot") ;;
+    *) VALUE="unexpected view after pivot_root: $_o"; return 1 ;;
+  esac
+  # The host's root must be untouched.
+  [ -x /init ] || { VALUE="$VALUE; host root changed"; return 1; }
 }
 
 check_cpu_flags() {

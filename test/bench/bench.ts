@@ -1,0 +1,138 @@
+/**
+ * `npm run bench`: prints clawos-build's figures, each the median of several runs.
+ *   1. no-op `all` (a second run with nothing changed), in ms;
+ *   2. the x86_64 kernel build through clawos-build against a plain `make -j2`
+ *      of the same tree (the same commands, replayed from build-info.json), as a ratio;
+ *   3. boot time to the final marker per arch and firmware (from `clawos-build boot`).
+ * Options: --runs N (default 3), --kernel-runs N (default 1: each kernel run
+ * costs two full builds, ~12 min on 2 cores), --skip-kernel, --build-dir DIR.
+ * Needs a finished `clawos-build all` in the build dir for 1 and 3.
+ */
+import { parseArgs } from 'node:util';
+import { cp, mkdir, readFile, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { run } from '../../lib/proc.js';
+import { repoRootDir } from '../../lib/repo-root.js';
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    'kernel-runs': { type: 'string', default: '1' },
+    'skip-kernel': { type: 'boolean', default: false },
+    'build-dir': { type: 'string', default: 'build' },
+  },
+});
+const runs = Number(values.runs);
+const kernelRuns = Number(values['kernel-runs']);
+const repo = repoRootDir();
+const buildDir = resolve(values['build-dir']!);
+const cli = join(repo, 'bin', 'clawos-build.js');
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const fmt = (ms: number) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
+
+async function timed(argv: string[], opts: Parameters<typeof run>[1] = {}): Promise<{ ms: number; ok: boolean; stdout: string }> {
+  const t = process.hrtime.bigint();
+  const r = await run(argv, { captureStdout: true, ...opts });
+  return { ms: Number(process.hrtime.bigint() - t) / 1e6, ok: r.ok, stdout: r.stdout };
+}
+
+async function state(): Promise<{ instances: Record<string, { status: string; duration_ms: number; data?: unknown }> }> {
+  return JSON.parse(await readFile(join(buildDir, 'state.json'), 'utf8'));
+}
+
+async function noopAll(): Promise<void> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const r = await timed(['node', cli, 'all', '--build-dir', buildDir, '--json']);
+    if (!r.ok) {
+      console.log(`no-op all: skipped (\`clawos-build all\` does not pass in ${buildDir}; run it first)`);
+      return;
+    }
+    const ran = (JSON.parse(r.stdout) as { tasks: { ran: boolean }[] }).tasks.filter((t) => t.ran).length;
+    if (ran) console.log(`  note: run ${i + 1} re-ran ${ran} task(s); the figure is not a no-op`);
+    times.push(r.ms);
+  }
+  console.log(`no-op all: median ${fmt(median(times))} over ${runs} runs (${times.map(fmt).join(', ')})`);
+}
+
+async function kernel(): Promise<void> {
+  const info = JSON.parse(await readFile(join(buildDir, 'kernel-engineer/x86_64/build-info.json'), 'utf8').catch(() => 'null')) as {
+    commands?: { argv: string[]; cwd?: string; env?: Record<string, string> }[];
+  } | null;
+  if (!info?.commands?.length) {
+    console.log('kernel build: skipped (no kernel-engineer/x86_64/build-info.json: run `clawos-build all --arch x86_64` first)');
+    return;
+  }
+  const objDir = join(buildDir, 'kernel-engineer/x86_64/obj');
+  const through: number[] = [];
+  const plain: number[] = [];
+  for (let i = 0; i < kernelRuns; i++) {
+    // Through clawos-build: the A-01@x86_64 task alone, from a clean object dir, in a scratch build dir sharing the source cache.
+    const scratch = join(buildDir, 'bench', `k${i}`);
+    await rm(scratch, { recursive: true, force: true });
+    await mkdir(scratch, { recursive: true });
+    await cp(join(buildDir, 'cache', 'src'), join(scratch, 'cache', 'src'), { recursive: true });
+    await run(['node', cli, 'p1', '--arch', 'x86_64', '--build-dir', scratch, '--json'], { captureStdout: true });
+    const t = await timed(['node', cli, 'p2', '--arch', 'x86_64', '--build-dir', scratch, '--json', '-j', '2']);
+    const a01 = JSON.parse(await readFile(join(scratch, 'state.json'), 'utf8')).instances['A-01@x86_64'] as { status: string; duration_ms: number };
+    if (a01?.status !== 'PASS') {
+      console.log(`kernel build: A-01@x86_64 did not pass in the bench run (${a01?.status}); see ${scratch}`);
+      return;
+    }
+    through.push(a01.duration_ms);
+    void t;
+    // Plain: the same make commands, replayed by bash into a fresh object dir.
+    const plainObj = join(buildDir, 'bench', `plain${i}`);
+    await rm(plainObj, { recursive: true, force: true });
+    const script = info.commands
+      .map((c) => c.argv.map((a) => a.replaceAll(objDir, plainObj)).map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' '))
+      .join(' && ');
+    const env = Object.assign({}, ...info.commands.map((c) => c.env ?? {})) as Record<string, string>;
+    await mkdir(plainObj, { recursive: true });
+    const p = await timed(['bash', '-c', script], { env, cwd: info.commands[0]!.cwd });
+    if (!p.ok) {
+      console.log('kernel build: the plain make replay failed; see build-info.json');
+      return;
+    }
+    plain.push(p.ms);
+    await rm(scratch, { recursive: true, force: true });
+    await rm(plainObj, { recursive: true, force: true });
+  }
+  const ratio = median(through) / median(plain);
+  console.log(
+    `kernel build x86_64: through clawos-build median ${fmt(median(through))}, plain make median ${fmt(median(plain))}, ratio ${ratio.toFixed(3)} (overhead ${((ratio - 1) * 100).toFixed(1)}%, goal < 2%) over ${kernelRuns} run(s)`,
+  );
+}
+
+async function boots(): Promise<void> {
+  for (const arch of ['x86_64', 'aarch64']) {
+    const iso = join(buildDir, 'build-engineer', arch, `clawos-${arch}.iso`);
+    const r = await run(['node', cli, 'boot', '--iso', iso, '--arch', arch, '--repeat', String(runs), '--build-dir', buildDir, '--json'], { captureStdout: true });
+    if (!r.stdout.trim()) {
+      console.log(`boot ${arch}: skipped (${iso} missing or unbootable)`);
+      continue;
+    }
+    const out = JSON.parse(r.stdout) as { boots: { variant: string; verdict: string; accel: string; stage_ms: { marker: number | null } }[] };
+    const byVariant = new Map<string, number[]>();
+    for (const b of out.boots) {
+      if (b.verdict !== 'PASS' || b.stage_ms.marker === null) continue;
+      byVariant.set(b.variant, [...(byVariant.get(b.variant) ?? []), b.stage_ms.marker]);
+    }
+    for (const [variant, xs] of byVariant) {
+      console.log(`boot to marker ${arch} ${variant} (${out.boots[0]?.accel}): median ${fmt(median(xs))} over ${xs.length} boots (${xs.map(fmt).join(', ')})`);
+    }
+    const failed = out.boots.filter((b) => b.verdict !== 'PASS').length;
+    if (failed) console.log(`  ${failed} boot(s) of ${arch} did not PASS and are left out`);
+  }
+}
+
+console.log(`clawos-build bench (${new Date().toISOString()}, build dir ${buildDir})`);
+await noopAll();
+if (!values['skip-kernel']) await kernel();
+await boots();
+void state;
