@@ -57,8 +57,18 @@ export function formatEvent(e: RunEvent): string | null {
 export function createReporter(mode: ReporterMode, out: NodeJS.WritableStream = process.stderr): Reporter {
   if (mode === 'json') return { sink: () => {}, finish: async () => {} };
   if (mode === 'plain') {
+    // Progress can arrive per compiled file: print a task's progress when its
+    // phase (the text before ':') changes, else at most every 15 s.
+    const lastProgress = new Map<string, { phase: string; at: number }>();
     return {
       sink: (e) => {
+        if (e.type === 'task-progress') {
+          const phase = e.message.split(':')[0]!;
+          const prev = lastProgress.get(e.id);
+          const now = Date.now();
+          if (prev && prev.phase === phase && now - prev.at < 15_000) return;
+          lastProgress.set(e.id, { phase, at: now });
+        }
         const line = formatEvent(e);
         if (line !== null) out.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
       },

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { writeFile, mkdir } from 'node:fs/promises';
+import { dir } from 'tmp-promise';
+import { run } from '../lib/proc.js';
+import { repoRootDir } from '../lib/repo-root.js';
+import { parseCli } from '../bin/cli.js';
+
+const cli = join(repoRootDir(), 'bin', 'clawos-build.js');
+const hasDist = async () => (await run(['test', '-f', join(repoRootDir(), 'dist/bin/cli.js')])).ok;
+
+describe('command line parsing', () => {
+  it('defaults to both arches, ./build and the CPU count', () => {
+    const p = parseCli(['all']);
+    expect(p).toMatchObject({ command: 'all', arch: ['x86_64', 'aarch64'], buildDir: 'build', json: false });
+  });
+  it('refuses unknown words and bad values with a usage error, not a stack trace', () => {
+    expect(() => parseCli(['frobnicate'])).toThrow('unknown command "frobnicate"');
+    expect(() => parseCli(['all', '--bogus'])).toThrow("Unknown option '--bogus'");
+    expect(() => parseCli(['all', '-j', 'zero'])).toThrow('-j/--jobs takes a positive whole number, not "zero"');
+    expect(() => parseCli(['all', '--iso', 'x.iso'])).toThrow('--iso, --firmware and --repeat go with the boot command');
+    expect(() => parseCli([])).toThrow('no command given');
+  });
+});
+
+describe('clawos-build binary', () => {
+  it('prints usage and exits 2 on a wrong word', async () => {
+    if (!(await hasDist())) throw new Error('dist/ missing: run npm run build first');
+    const r = await run(['node', cli, 'frobnicate'], { captureStdout: true });
+    expect(r.exitCode).toBe(2);
+    expect(r.tail[0]).toBe('clawos-build: unknown command "frobnicate"');
+    expect(r.tail.join('\n')).toContain('usage: clawos-build <command> [options]');
+    expect(r.tail.join('\n')).not.toMatch(/\bat .*\.js:\d+/);
+  });
+
+  it('validates the real catalog', async () => {
+    const r = await run(['node', cli, 'validate']);
+    expect(r.exitCode).toBe(0);
+    expect(r.tail).toContain('48 task specs valid (47 required, 1 optional)');
+  });
+
+  it('reports a corrupt state file as invalid input with a hint, exit 3', async () => {
+    const d = await dir({ unsafeCleanup: true });
+    await mkdir(join(d.path, 'b'), { recursive: true });
+    await writeFile(join(d.path, 'b', 'state.json'), '{"format": "clawos-build-state@1", "instan');
+    const r = await run(['node', cli, 'status', '--build-dir', join(d.path, 'b')]);
+    expect(r.exitCode).toBe(3);
+    expect(r.tail[0]).toMatch(/^clawos-build: .*state\.json is not valid JSON/);
+    expect(r.tail[1]).toBe('hint: it is only ever replaced atomically, so it was edited by hand: restore it or remove the build dir');
+    await d.cleanup();
+  });
+
+  it('plans 60 task instances for both arches in phase order', async () => {
+    const r = await run(['node', cli, 'plan', '--json'], { captureStdout: true });
+    expect(r.exitCode).toBe(0);
+    const plan = JSON.parse(r.stdout) as { instances: { id: string; phase: string }[] };
+    expect(plan.instances).toHaveLength(60);
+    const phases = plan.instances.map((i) => i.phase);
+    expect([...phases].sort()).toEqual(phases);
+    expect(plan.instances.findIndex((i) => i.id === 'A-01@x86_64')).toBeLessThan(plan.instances.findIndex((i) => i.id === 'A-04@x86_64'));
+  });
+
+  it('boot needs an ISO and one arch', async () => {
+    const r = await run(['node', cli, 'boot', '--arch', 'x86_64']);
+    expect(r.exitCode).toBe(3);
+    expect(r.tail[0]).toBe('clawos-build: boot needs --iso FILE');
+  });
+});
