@@ -168,7 +168,7 @@ export function gateReportMarkdown(r: GateReport): string {
   return out.join('\n');
 }
 
-export async function writeGateReport(buildDir: string, r: GateReport): Promise<GateRecord> {
+export async function writeGateReport(buildDir: string, r: GateReport, fingerprints: Record<string, string>): Promise<GateRecord> {
   const dir = join(buildDir, 'gates', r.phase);
   const jsonPath = join(dir, 'gate-report.json');
   const mdPath = join(dir, 'gate-report.md');
@@ -178,6 +178,7 @@ export async function writeGateReport(buildDir: string, r: GateReport): Promise<
     phase: r.phase,
     recommendation: r.recommendation,
     inputs_fingerprint: r.inputs_fingerprint,
+    fingerprints,
     arches: r.arches,
     decided_at: r.decided_at,
     report_json: `gates/${r.phase}/gate-report.json`,

@@ -118,7 +118,10 @@ function listrReporter(out: NodeJS.WritableStream): Reporter {
               pending.set(i.id, p);
               if (p.progress) task.output = p.progress;
               const r = await waitFor(i.id);
-              if (r.status === 'UP_TO_DATE') return task.skip(`${i.id} up to date`);
+              if (r.status === 'UP_TO_DATE') {
+                task.title = `${i.id} ${i.title} (up to date)`;
+                return;
+              }
               if (r.status === 'NOT_CONFIGURED') return task.skip(`${i.id} NOT_CONFIGURED: ${r.message}`);
               if (r.status !== 'PASS') throw new Error(`${i.id} ${r.status}: ${r.message}`);
               task.title = `${i.id} ${i.title} (${formatDuration(r.durationMs)})`;

@@ -42,6 +42,8 @@ export interface GateRecord {
   phase: Phase;
   recommendation: 'GO' | 'NO-GO';
   inputs_fingerprint: string;
+  /** Fingerprint of each task instance the gate judged. */
+  fingerprints: Record<string, string>;
   arches: string[];
   decided_at: string;
   report_json: string;

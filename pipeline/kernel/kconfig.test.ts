@@ -1,7 +1,8 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FAKE_KERNEL_PARENT } from '../../test/fakes/fake-kernel/fake-step-context.js';
+import { repoRootDir } from '../../lib/repo-root.js';
 import {
   checkRequested,
   effectiveRequests,
@@ -13,7 +14,15 @@ import {
 } from './kconfig.js';
 
 const FAKE = join(FAKE_KERNEL_PARENT, 'linux-fake');
-const REAL = '/work/scratch/linux-source-6.1';
+// A real Linux tree for the Kconfig tests: CLAWOS_TEST_KERNEL_SRC, or the one a
+// previous `clawos-build all` unpacked into build/cache/src. Without one these
+// tests are skipped (and say so); .ci/run runs them after its real build.
+const REAL = (() => {
+  if (process.env.CLAWOS_TEST_KERNEL_SRC) return process.env.CLAWOS_TEST_KERNEL_SRC;
+  const cache = join(repoRootDir(), 'build', 'cache', 'src');
+  const found = existsSync(cache) ? readdirSync(cache).filter((d) => d.startsWith('linux-')) : [];
+  return found.length ? join(cache, found[0]!) : '/nonexistent-kernel-tree';
+})();
 
 describe('parseFragment / parseConfig', () => {
   it('reads set and unset lines with file and line', () => {

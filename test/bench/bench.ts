@@ -61,51 +61,48 @@ async function noopAll(): Promise<void> {
 }
 
 async function kernel(): Promise<void> {
-  const info = JSON.parse(await readFile(join(buildDir, 'kernel-engineer/x86_64/build-info.json'), 'utf8').catch(() => 'null')) as {
-    commands?: { argv: string[]; cwd?: string; env?: Record<string, string> }[];
-  } | null;
-  if (!info?.commands?.length) {
-    console.log('kernel build: skipped (no kernel-engineer/x86_64/build-info.json: run `clawos-build all --arch x86_64` first)');
-    return;
-  }
-  const objDir = join(buildDir, 'kernel-engineer/x86_64/obj');
   const through: number[] = [];
   const plain: number[] = [];
   for (let i = 0; i < kernelRuns; i++) {
-    // Through clawos-build: the A-01@x86_64 task alone, from a clean object dir, in a scratch build dir sharing the source cache.
+    // Through clawos-build: P1, then P2 for x86_64 from a clean object dir, in a scratch
+    // build dir that shares the unpacked source (the unpacking is a one-time cost).
     const scratch = join(buildDir, 'bench', `k${i}`);
     await rm(scratch, { recursive: true, force: true });
-    await mkdir(scratch, { recursive: true });
-    await cp(join(buildDir, 'cache', 'src'), join(scratch, 'cache', 'src'), { recursive: true });
+    await mkdir(join(scratch, 'cache'), { recursive: true });
+    await cp(join(buildDir, 'cache', 'src'), join(scratch, 'cache', 'src'), { recursive: true }).catch(() => {});
     await run(['node', cli, 'p1', '--arch', 'x86_64', '--build-dir', scratch, '--json'], { captureStdout: true });
-    const t = await timed(['node', cli, 'p2', '--arch', 'x86_64', '--build-dir', scratch, '--json', '-j', '2']);
-    const a01 = JSON.parse(await readFile(join(scratch, 'state.json'), 'utf8')).instances['A-01@x86_64'] as { status: string; duration_ms: number };
+    await run(['node', cli, 'p2', '--arch', 'x86_64', '--build-dir', scratch, '--json', '-j', '2'], { captureStdout: true });
+    const st = JSON.parse(await readFile(join(scratch, 'state.json'), 'utf8')) as { instances: Record<string, { status: string; duration_ms: number }> };
+    const a01 = st.instances['A-01@x86_64'];
     if (a01?.status !== 'PASS') {
-      console.log(`kernel build: A-01@x86_64 did not pass in the bench run (${a01?.status}); see ${scratch}`);
+      console.log(`kernel build: A-01@x86_64 did not pass in the bench run (${a01?.status ?? 'not run'}); see ${scratch}`);
       return;
     }
     through.push(a01.duration_ms);
-    void t;
-    // Plain: the same make commands, replayed by bash into a fresh object dir.
-    const plainObj = join(buildDir, 'bench', `plain${i}`);
-    await rm(plainObj, { recursive: true, force: true });
+    // Plain: the same configure and compile commands (from build-info.json), replayed by bash into a fresh object dir.
+    const outDir = join(scratch, 'kernel-engineer', 'x86_64');
+    const info = JSON.parse(await readFile(join(outDir, 'build-info.json'), 'utf8')) as { commands: { phase: string; command: string }[] };
+    const plainDir = join(buildDir, 'bench', `plain${i}`);
+    await rm(plainDir, { recursive: true, force: true });
+    await mkdir(join(plainDir, 'obj'), { recursive: true });
     const script = info.commands
-      .map((c) => c.argv.map((a) => a.replaceAll(objDir, plainObj)).map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' '))
+      .filter((c) => (c.phase === 'configure' || c.phase === 'compile') && /\bmake\b|merge_config/.test(c.command))
+      .map((c) => c.command.replaceAll(outDir, plainDir))
       .join(' && ');
-    const env = Object.assign({}, ...info.commands.map((c) => c.env ?? {})) as Record<string, string>;
-    await mkdir(plainObj, { recursive: true });
-    const p = await timed(['bash', '-c', script], { env, cwd: info.commands[0]!.cwd });
+    const p = await timed(['bash', '-c', script]);
     if (!p.ok) {
       console.log('kernel build: the plain make replay failed; see build-info.json');
       return;
     }
     plain.push(p.ms);
     await rm(scratch, { recursive: true, force: true });
-    await rm(plainObj, { recursive: true, force: true });
+    await rm(plainDir, { recursive: true, force: true });
   }
   const ratio = median(through) / median(plain);
   console.log(
-    `kernel build x86_64: through clawos-build median ${fmt(median(through))}, plain make median ${fmt(median(plain))}, ratio ${ratio.toFixed(3)} (overhead ${((ratio - 1) * 100).toFixed(1)}%, goal < 2%) over ${kernelRuns} run(s)`,
+    `kernel build x86_64: through clawos-build median ${fmt(median(through))} (whole A-01: source check, configure, compile, canary module, signing), ` +
+      `plain make median ${fmt(median(plain))} (configure + compile), ratio ${ratio.toFixed(3)} ` +
+      `(overhead ${((ratio - 1) * 100).toFixed(1)}%, goal < 2%) over ${kernelRuns} run(s)`,
   );
 }
 
