@@ -3,6 +3,7 @@
  * Outcome; only a broken run (bad CLI input, no disk, a bug) throws.
  */
 import type { SourceLocation } from '../lib/errors.js';
+import type { BootFailureReason } from '../qemu/classify-boot.js';
 
 export type Status = 'PASS' | 'FAIL' | 'TIMEOUT' | 'INFRA_ERROR' | 'NOT_CONFIGURED';
 
@@ -16,13 +17,8 @@ export type FailureReason =
   | 'source-mismatch'
   | 'output-missing'
   | 'validation-failed'
-  | 'boot-panic'
-  | 'boot-oops'
-  | 'boot-check-failed'
-  | 'boot-marker-missing'
-  | 'boot-no-console'
-  | 'boot-timeout'
-  | 'infra'
+  // boot-panic, boot-oops, boot-check-failed, boot-marker-missing, boot-no-console, boot-timeout, infra
+  | BootFailureReason
   | 'not-configured'
   | 'dependency-failed'
   | 'spec-invalid';

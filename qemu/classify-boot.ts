@@ -11,7 +11,7 @@
 
 export type BootVerdict = 'PASS' | 'FAIL' | 'TIMEOUT' | 'INFRA_ERROR';
 
-/** The boot subset of pipeline/outcome.ts FailureReason (qemu/ must not import pipeline/). */
+/** Why a boot failed; pipeline/outcome.ts FailureReason includes these (qemu/ must not import pipeline/). */
 export type BootFailureReason =
   | 'boot-panic'
   | 'boot-oops'
