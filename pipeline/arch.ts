@@ -30,6 +30,13 @@ export interface ArchSpec {
   };
   guest: { cpu_flags: string[] };
   qemu: string;
+  /** The Buildroot backend (pipeline/steps/buildroot.ts); absent: the arch has no Buildroot build. */
+  buildroot?: {
+    /** configs/<defconfig> in buildroot-external/, as `make <defconfig>` takes it. */
+    defconfig: string;
+    /** The ISO the build leaves, relative to Buildroot's output dir (O=). */
+    iso: string;
+  };
 }
 
 /** Where `apt-get download` + `dpkg-deb -x` unpack a target-arch package. */

@@ -138,7 +138,9 @@ describe('scheduler, fingerprints and gates', () => {
   it('kills the whole process group when a task times out, leaving no orphan', async () => {
     repo = await makeTestRepo(GATES);
     const marker = `clawos-timeout-test-${process.pid}`;
-    await repo.writeTask('A-01', taskYaml({ id: 'A-01', timeout: 0.02, action: `run: "sleep 300 & sleep 300; echo ${marker}"` }));
+    // A sleep length unique to this test process, so another run on the machine cannot confuse the ps check.
+    const secs = 1000 + (process.pid % 50000);
+    await repo.writeTask('A-01', taskYaml({ id: 'A-01', timeout: 0.02, action: `run: "sleep ${secs} & sleep ${secs}; echo ${marker}"` }));
     const started = Date.now();
     const { events } = await runAll(repo, { phases: ['P1'] });
     expect(Date.now() - started).toBeLessThan(15_000);
@@ -146,7 +148,7 @@ describe('scheduler, fingerprints and gates', () => {
     expect(end).toMatchObject({ status: 'TIMEOUT', message: 'timed out after 0.02 min; its process group was killed' });
     const ps = await run(['ps', '-eo', 'pid,args'], { captureStdout: true });
     expect(ps.stdout.split('\n').filter((l) => l.includes(marker) && !l.includes('ps -eo'))).toEqual([]);
-    expect(ps.stdout.split('\n').filter((l) => /\bsleep 300\b/.test(l))).toEqual([]);
+    expect(ps.stdout.split('\n').filter((l) => l.includes(`sleep ${secs}`))).toEqual([]);
   });
 
   it('reports an unconfigured component as NOT_CONFIGURED, and builds and hashes it once configured', async () => {

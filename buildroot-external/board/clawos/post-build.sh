@@ -1,0 +1,43 @@
+#!/bin/sh
+# Buildroot post-build script (BR2_ROOTFS_POST_BUILD_SCRIPT), run as
+#   post-build.sh TARGET_DIR [key=value ...]   (BR2_ROOTFS_POST_SCRIPT_ARGS)
+# It fails the build early, with the reason, when the target tree lacks what the
+# in-guest checks need: a broken image would otherwise only show up at boot.
+set -eu
+
+TARGET=${1:?usage: post-build.sh TARGET_DIR [arch=NAME ...]}
+shift
+ARCH=
+for arg in "$@"; do
+  case "$arg" in arch=*) ARCH=${arg#arch=} ;; esac
+done
+
+missing=
+need() { [ -e "$TARGET/$1" ] || missing="$missing /$1"; }
+need init
+need bin/busybox
+need usr/lib/clawos/checks.sh
+need etc/clawos/expect.env
+need lib/modules/clawos_canary.ko
+need lib/modules/clawos_canary-unsigned.ko
+if [ -n "$missing" ]; then
+  echo "clawos post-build: the target tree lacks:$missing" >&2
+  exit 1
+fi
+[ -x "$TARGET/init" ] || { echo "clawos post-build: /init is not executable" >&2; exit 1; }
+
+# expect.env is what the checks compare against: an empty value would make them fail in the guest.
+for key in ARCH KERNEL_RELEASE LSMS; do
+  if ! grep -q "^$key='[^']" "$TARGET/etc/clawos/expect.env"; then
+    echo "clawos post-build: /etc/clawos/expect.env has no $key value" >&2
+    exit 1
+  fi
+done
+if [ -n "$ARCH" ] && ! grep -qx "ARCH='$ARCH'" "$TARGET/etc/clawos/expect.env"; then
+  echo "clawos post-build: /etc/clawos/expect.env is for another arch (want ARCH='$ARCH')" >&2
+  exit 1
+fi
+
+# /init runs `busybox --install -s`; links Buildroot installed are harmless
+# duplicates, but /linuxrc is a leftover of busybox's init we do not use.
+rm -f "$TARGET/linuxrc"

@@ -1,0 +1,96 @@
+/**
+ * The BR2_EXTERNAL tree cannot be built here (no Buildroot, no network), so its
+ * well-formedness and its agreement with the busybox backend's data are checked
+ * statically: symbols, package files, sourcing, fragments, overlay, kernel pin,
+ * GRUB menus.
+ */
+import { describe, expect, it } from 'vitest';
+import { dir as tmpDir } from 'tmp-promise';
+import { cp, readFile, rm, writeFile, appendFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { repoRootDir } from '../lib/repo-root.js';
+import { loadArches } from '../pipeline/arch.js';
+import { loadKernelSourceConfig } from '../pipeline/kernel/source.js';
+import { lintExternalTree } from '../pipeline/buildroot/lint-external-tree.js';
+import { configMap } from '../pipeline/buildroot/defconfig.js';
+import { grubCfg } from '../pipeline/steps/iso.js';
+import { DEFAULT_OVERLAY } from '../pipeline/steps/rootfs.js';
+
+const real = repoRootDir();
+const arches = [...(await loadArches(real)).values()];
+// The pin as committed, whatever CLAWOS_KERNEL_SOURCE says in this shell.
+const kernelSource = await loadKernelSourceConfig(real, {});
+
+const withoutComments = (t: string) => t.split('\n').filter((l) => !l.startsWith('#')).join('\n');
+
+describe('buildroot-external', () => {
+  it('is a well-formed BR2_EXTERNAL tree that agrees with the arch data, the kernel pin and the fragments', async () => {
+    expect(await lintExternalTree({ repoRoot: real, external: 'buildroot-external', arches, kernelSource })).toEqual([]);
+  });
+
+  it('has a Buildroot defconfig for every arch, using the overlay the busybox backend uses', async () => {
+    expect(arches.map((a) => a.buildroot?.defconfig)).toEqual(['clawos_aarch64_defconfig', 'clawos_x86_64_defconfig']);
+    for (const a of arches) {
+      const cfg = configMap(await readFile(join(real, 'buildroot-external', 'configs', a.buildroot!.defconfig), 'utf8'));
+      expect(cfg.get('BR2_ROOTFS_OVERLAY')).toBe(`"${DEFAULT_OVERLAY.replace('buildroot-external', '$(BR2_EXTERNAL_CLAWOS_PATH)')}"`);
+    }
+  });
+
+  it("boots with the busybox backend's GRUB menu on each arch", async () => {
+    const board = join(real, 'buildroot-external', 'board', 'clawos');
+    for (const a of arches) {
+      const cfg = configMap(await readFile(join(real, 'buildroot-external', 'configs', a.buildroot!.defconfig), 'utf8'));
+      const menu = cfg.get('BR2_TARGET_ROOTFS_ISO9660_BOOT_MENU');
+      if (menu) {
+        const file = menu.replace(/^"\$\(BR2_EXTERNAL_CLAWOS_PATH\)\/board\/clawos\/|"$/g, '');
+        const want = grubCfg(a).replace('/boot/vmlinuz', '__KERNEL_PATH__').replace('/boot/initramfs.cpio.gz', '__INITRD_PATH__');
+        expect(withoutComments(await readFile(join(board, file), 'utf8'))).toBe(want);
+      } else {
+        const arg = /grub_cfg=([^\s"]+)/.exec(cfg.get('BR2_ROOTFS_POST_SCRIPT_ARGS') ?? '')?.[1];
+        expect(arg).toBeDefined();
+        expect(withoutComments(await readFile(join(board, arg!), 'utf8'))).toBe(grubCfg(a));
+      }
+    }
+  });
+
+  it('reports each kind of problem with its file and line', async () => {
+    const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
+    try {
+      const ext = join(d, 'buildroot-external');
+      await cp(join(real, 'buildroot-external'), ext, { recursive: true });
+      await cp(join(real, 'kernel-config'), join(d, 'kernel-config'), { recursive: true });
+      // A package without Config.in, one downloading without a .hash, one not sourced.
+      await rm(join(ext, 'package', 'clawos-policies', 'Config.in'));
+      await mkdir(join(ext, 'package', 'clawos-net'));
+      await writeFile(
+        join(ext, 'package', 'clawos-net', 'clawos-net.mk'),
+        'CLAWOS_NET_VERSION = 1.0\nCLAWOS_NET_SITE = https://example.org/net\nNET_EXTRA = 1\n$(eval $(generic-package))\n',
+      );
+      await writeFile(join(ext, 'package', 'clawos-net', 'Config.in'), 'config BR2_PACKAGE_CLAWOS_NET\n\tbool "clawos-net"\n\nconfig BR2_CLAWOS_DEBUG\n\tbool "debug"\n');
+      const dc = join(ext, 'configs', 'clawos_x86_64_defconfig');
+      const n = (await readFile(dc, 'utf8')).split('\n').length;
+      await appendFile(dc, 'BR2_PACKAGE_CLAWOS_MISSING=y\nBR2_REPRODUCIBLE=y\nFOO=y\nBR2_PACKAGE_CLAWOS_INIT_CPU_FLAGS="smep"\n');
+      const problems = await lintExternalTree({ repoRoot: d, external: 'buildroot-external', arches, kernelSource });
+      const r = 'buildroot-external';
+      expect(problems).toEqual([
+        `${r}/Config.in:7: sources package/clawos-policies/Config.in, which does not exist`,
+        `${r}/package/clawos-net/Config.in: not sourced from ${r}/Config.in`,
+        `${r}/package/clawos-net/Config.in:4: BR2_CLAWOS_DEBUG must start with BR2_PACKAGE_CLAWOS_NET`,
+        `${r}/package/clawos-net/clawos-net.mk:3: variable NET_EXTRA must start with CLAWOS_NET_`,
+        `${r}/package/clawos-net: downloads from https://example.org/net but has no clawos-net.hash`,
+        `${r}/package/clawos-policies/Config.in: missing`,
+        `${r}/configs/clawos_x86_64_defconfig:${n + 1}: BR2_REPRODUCIBLE is already set on line 12`,
+        `${r}/configs/clawos_x86_64_defconfig:${n + 2}: not a defconfig line: FOO=y`,
+        `${r}/configs/clawos_x86_64_defconfig:${n + 3}: BR2_PACKAGE_CLAWOS_INIT_CPU_FLAGS is already set on line 45`,
+        `${r}/configs/clawos_x86_64_defconfig: BR2_PACKAGE_CLAWOS_INIT_CPU_FLAGS is "smep", want "smep smap" (specs/arch/x86_64.yaml guest.cpu_flags)`,
+        `${r}/package/clawos-net/Config.in: BR2_CLAWOS_DEBUG: ClawOS symbols are BR2_PACKAGE_CLAWOS_*`,
+        // clawos-policies lost its Config.in, so its symbol is now defined nowhere.
+        `${r}/configs/clawos_aarch64_defconfig:49: BR2_PACKAGE_CLAWOS_POLICIES is defined by no package Config.in`,
+        `${r}/configs/clawos_x86_64_defconfig:48: BR2_PACKAGE_CLAWOS_POLICIES is defined by no package Config.in`,
+        `${r}/configs/clawos_x86_64_defconfig:${n}: BR2_PACKAGE_CLAWOS_MISSING is defined by no package Config.in`,
+      ]);
+    } finally {
+      await cleanup();
+    }
+  });
+});

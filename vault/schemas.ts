@@ -1,0 +1,37 @@
+/**
+ * The JSON Schemas of the bundle files (specs/schemas/vault/*.schema.json),
+ * compiled once. Unknown fields are refused everywhere (fail closed).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Ajv, type ValidateFunction } from 'ajv';
+import { repoRootDir } from '../lib/repo-root.js';
+
+export type VaultSchema = 'event' | 'dsse-envelope' | 'trust-root' | 'bundle-manifest' | 'spec-freeze' | 'statement';
+
+const cache = new Map<VaultSchema, ValidateFunction>();
+let ajv: Ajv | undefined;
+
+export function schemaPath(name: VaultSchema): string {
+  return join(repoRootDir(), 'specs', 'schemas', 'vault', `${name}.schema.json`);
+}
+
+function validator(name: VaultSchema): ValidateFunction {
+  let v = cache.get(name);
+  if (!v) {
+    ajv ??= new Ajv({ allErrors: false, strict: true, allowUnionTypes: true, logger: false });
+    v = ajv.compile(JSON.parse(readFileSync(schemaPath(name), 'utf8')) as object);
+    cache.set(name, v);
+  }
+  return v;
+}
+
+/** undefined when valid, else the first error as "<pointer> <message>". */
+export function schemaError(name: VaultSchema, value: unknown): string | undefined {
+  const v = validator(name);
+  if (v(value)) return undefined;
+  const e = v.errors?.[0];
+  if (!e) return `does not match ${name}.schema.json`;
+  const extra = e.keyword === 'additionalProperties' ? ` (${String((e.params as { additionalProperty?: string }).additionalProperty)})` : '';
+  return `${name}.schema.json: ${e.instancePath || '/'} ${e.message ?? 'is invalid'}${extra}`;
+}
