@@ -4,7 +4,7 @@
  * - plain: one line per event, for CI and logs (no TTY, or CI=true);
  * - json: nothing during the run (bin/ prints one JSON document at the end).
  */
-import { Listr, type ListrTaskWrapper } from 'listr2';
+import type { ListrTaskWrapper } from 'listr2';
 import type { EventSink, RunEvent } from './events.js';
 import type { InstanceStatus } from './state.js';
 
@@ -109,7 +109,7 @@ function listrReporter(out: NodeJS.WritableStream): Reporter {
   const sink: EventSink = (e) => {
     switch (e.type) {
       case 'phase-start': {
-        const list = new Listr(
+        const makeList = (Listr: typeof import('listr2').Listr) => new Listr(
           e.instances.map((i) => ({
             title: `${i.id} ${i.title}`,
             task: async (_ctx: unknown, task: ListrTaskWrapper<unknown, never, never>) => {
@@ -132,7 +132,8 @@ function listrReporter(out: NodeJS.WritableStream): Reporter {
         const header = formatEvent(e);
         chain = chain.then(() => {
           out.write(`${header}\n`);
-          return list.run().then(
+          // listr2 is loaded only for a terminal: plain and JSON runs start faster without it.
+          return import('listr2').then(({ Listr }) => makeList(Listr).run()).then(
             () => undefined,
             () => undefined,
           );

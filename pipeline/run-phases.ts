@@ -8,6 +8,7 @@ import { recordInManifest } from '../vault/manifest.js';
 import { evaluateGate, writeGateReport, type GateReport, type GateSpec } from './gates.js';
 import { phaseInstances } from './graph.js';
 import { computeFingerprint, runInstances, type RunContext } from './scheduler.js';
+import { describeChange } from './explain-change.js';
 import type { InstanceRecord } from './state.js';
 import { PHASES, type Phase } from './task-spec.js';
 import { sha256File } from '../lib/hash.js';
@@ -42,13 +43,16 @@ export async function requireGate(rc: RunContext, gatePhase: Phase, forPhase: Ph
   }
   const changed: string[] = [];
   for (const inst of insts) {
-    const { fingerprint } = await computeFingerprint(rc, inst);
-    if (g.fingerprints[inst.id] !== fingerprint) changed.push(inst.id);
+    const { fingerprint, parts } = await computeFingerprint(rc, inst);
+    if (g.fingerprints[inst.id] !== fingerprint) {
+      const why = describeChange(rc.state.instance(inst.id)?.fingerprint_parts, parts as unknown as Record<string, unknown>);
+      changed.push(`${inst.id} (${why.slice(0, 3).join('; ')})`);
+    }
   }
   if (changed.length) {
     throw new UserError(
       `phase ${forPhase} cannot start: gate ${gatePhase} passed on other inputs; changed since: ${changed.join(', ')}`,
-      `run \`${cmd}\` again (\`clawos-build status\` shows what it recorded)`,
+      `run \`${cmd}\` again`,
     );
   }
 }

@@ -22,6 +22,7 @@ import type { InstanceRecord, OutputRecord, StateStore } from './state.js';
 import type { Step, StepContext } from './step.js';
 import { expandArch, expandParams, type TaskInstance } from './task-spec.js';
 import type { AgentLogs } from './agent-log.js';
+import { describeChange } from './explain-change.js';
 
 export interface RunContext {
   repoRoot: string;
@@ -231,6 +232,7 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
   const log = rc.logs.writer(spec.agent, inst.id);
   rc.emit({ type: 'task-start', id: inst.id, title: spec.title, agent: spec.agent });
   log(`start ${spec.task_id} "${spec.title}"${inst.arch ? ` for ${inst.arch}` : ''} fingerprint ${fingerprint.slice(0, 16)}`);
+  log(`why it runs: ${describeChange(prev?.fingerprint_parts, parts as unknown as Record<string, unknown>).join('; ')}`);
 
   const ac = new AbortController();
   let timedOut = false;

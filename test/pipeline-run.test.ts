@@ -112,7 +112,7 @@ describe('scheduler, fingerprints and gates', () => {
     await repo.write('in.txt', 'two\n');
     const err = await runAll(repo, { phases: ['P2'] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UserError);
-    expect((err as UserError).message).toBe('phase P2 cannot start: gate P1 passed on other inputs; changed since: A-01');
+    expect((err as UserError).message).toBe('phase P2 cannot start: gate P1 passed on other inputs; changed since: A-01 (input in.txt changed)');
   });
 
   it('fails a task whose output is missing or whose validation fails, runs its rollback, and says NO-GO', async () => {

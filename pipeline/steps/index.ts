@@ -1,5 +1,6 @@
 /** The built-in steps a task spec may name with `uses:`. */
 import type { Step } from '../step.js';
+import { buildrootStep } from './buildroot.js';
 import { guestCheckStep } from './guest-check.js';
 import { isoStep } from './iso.js';
 import { kconfigAssertStep } from './kconfig-assert.js';
@@ -9,6 +10,6 @@ import { rootfsStep } from './rootfs.js';
 import { specFreezeStep } from './spec-freeze.js';
 
 export function builtinSteps(): Map<string, Step> {
-  const all = [specFreezeStep, kernelBuildStep, kconfigAssertStep, rootfsStep, isoStep, qemuBootStep, guestCheckStep];
+  const all = [specFreezeStep, kernelBuildStep, kconfigAssertStep, rootfsStep, isoStep, qemuBootStep, guestCheckStep, buildrootStep];
   return new Map(all.map((s) => [s.name, s]));
 }

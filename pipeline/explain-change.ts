@@ -1,0 +1,41 @@
+/**
+ * Why a task instance's fingerprint changed: the first differing parts, in
+ * words ("input kernel-config changed", "tool gcc 12.2.0-14 -> 12.2.0-15").
+ */
+import { stableJson } from './fingerprint.js';
+
+type Parts = Record<string, unknown>;
+
+function diffMap(label: string, a: unknown, b: unknown): string[] {
+  const x = (a ?? {}) as Record<string, unknown>;
+  const y = (b ?? {}) as Record<string, unknown>;
+  const out: string[] = [];
+  for (const k of [...new Set([...Object.keys(x), ...Object.keys(y)])].sort()) {
+    if (!(k in x)) out.push(`${label} ${k} added`);
+    else if (!(k in y)) out.push(`${label} ${k} removed`);
+    else if (stableJson(x[k]) !== stableJson(y[k])) {
+      const show = typeof x[k] === 'string' && typeof y[k] === 'string' && (x[k] as string).length < 40 ? ` (${x[k]} -> ${y[k]})` : ' changed';
+      out.push(`${label} ${k}${show}`);
+    }
+  }
+  return out;
+}
+
+export function describeChange(before: Parts | undefined, after: Parts): string[] {
+  if (!before || !Object.keys(before).length) return ['no earlier result'];
+  const out: string[] = [];
+  if (stableJson(before.spec) !== stableJson(after.spec)) out.push('task spec changed');
+  if (stableJson(before.arch) !== stableJson(after.arch)) out.push('architecture definition changed');
+  if (stableJson(before.step) !== stableJson(after.step)) out.push('step implementation version changed');
+  out.push(...diffMap('input', before.inputs, after.inputs));
+  out.push(...diffMap('frozen spec', before.frozen_specs, after.frozen_specs));
+  out.push(...diffMap('tool', before.tools, after.tools));
+  const depsA = (before.deps ?? {}) as Record<string, unknown>;
+  const depsB = (after.deps ?? {}) as Record<string, unknown>;
+  for (const d of [...new Set([...Object.keys(depsA), ...Object.keys(depsB)])].sort()) {
+    if (stableJson(depsA[d]) !== stableJson(depsB[d])) out.push(`outputs of ${d} changed`);
+  }
+  if (stableJson(before.component) !== stableJson(after.component)) out.push('component configuration changed');
+  if (stableJson(before.source_date_epoch) !== stableJson(after.source_date_epoch)) out.push('SOURCE_DATE_EPOCH changed');
+  return out.length ? out : ['clawos-build version changed'];
+}
