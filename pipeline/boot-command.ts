@@ -49,7 +49,7 @@ export async function bootCommand(o: BootCommandOptions): Promise<number> {
   const all = machine.variants.map((v) => v.name);
   if (o.firmware && !all.includes(o.firmware)) throw new UserError(`unknown --firmware ${o.firmware} for ${arch.name}`, `choose one of: ${all.join(', ')}`);
   const variants = o.firmware ? [o.firmware] : all;
-  const expected = await loadExpectedChecks(join(o.repoRoot, 'buildroot-external/board/clawos/checks.yaml'), arch.name);
+  const expected = await loadExpectedChecks(join(o.repoRoot, 'buildroot-external/board/clawos/checks.yaml'), arch.name, arch.guest as unknown as Record<string, unknown>);
   const buildDir = resolve(o.buildDir);
   const decision = await chooseAccelerator({ machine, probe: { variant: variants[0], media: { iso } }, cacheFile: join(buildDir, 'cache', 'qemu-accel.json') });
   if (!o.json) o.printErr(`accelerator: ${decision.accel} (${decision.note})\n`);

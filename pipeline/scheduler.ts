@@ -284,8 +284,18 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
 
   let outcome: Outcome;
   if (notConfiguredDep) {
+    // Name the root cause once, not the whole chain of dependants.
     const dep = rc.state.instance(notConfiguredDep)!;
-    outcome = { status: 'NOT_CONFIGURED', reason: 'not-configured', message: `not run: needs ${notConfiguredDep}, which is NOT_CONFIGURED (${dep.message})` };
+    const root = (dep.data as { not_configured_root?: { id: string; message: string } } | undefined)?.not_configured_root ?? {
+      id: notConfiguredDep,
+      message: dep.message,
+    };
+    outcome = {
+      status: 'NOT_CONFIGURED',
+      reason: 'not-configured',
+      message: `not run: needs ${notConfiguredDep}, which is NOT_CONFIGURED${root.id !== notConfiguredDep ? ` because ${root.id} is` : ''}: ${root.message}`,
+      data: { not_configured_root: root },
+    };
   } else {
     try {
       outcome = await runAction(rc, inst, ctx);

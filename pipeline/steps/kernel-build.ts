@@ -223,7 +223,9 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
     if (!existsSync(f)) return fail('output-missing', `${relative(obj, f)} is missing in ${obj} (is CONFIG_MODULE_SIG=y?)`);
   }
   const signedKo = join(canary, `${CANARY}.signed.ko`);
-  r = await step([signFile, 'sha512', key, x509, unsignedKo, signedKo]);
+  // The hash the kernel itself uses for module signatures (CONFIG_MODULE_SIG_HASH).
+  const sigHash = /^CONFIG_MODULE_SIG_HASH="([^"]+)"$/m.exec(await readFile(join(obj, '.config'), 'utf8'))?.[1] ?? 'sha256';
+  r = await step([signFile, sigHash, key, x509, unsignedKo, signedKo]);
   if (!r.ok) return failed('sign-file', r);
   if (!(await endsWith(signedKo, SIG_MAGIC))) {
     return fail('validation-failed', `${signedKo} does not end with the module signature magic after sign-file`);

@@ -184,3 +184,15 @@ describe('loadExpectedChecks', () => {
     await expect(loadExpectedChecks(f, 'x86_64')).rejects.toThrow('no "checks:" list');
   });
 });
+
+describe('loadExpectedChecks with `when:`', () => {
+  test('expects cpu-flags only on arches whose guest.cpu_flags is non-empty', async () => {
+    const { repoRootDir } = await import('../../lib/repo-root.js');
+    const f = `${repoRootDir()}/buildroot-external/board/clawos/checks.yaml`;
+    const x86 = await loadExpectedChecks(f, 'x86_64', { cpu_flags: ['smep', 'smap'] });
+    const arm = await loadExpectedChecks(f, 'aarch64', { cpu_flags: [] });
+    expect(x86).toContain('cpu-flags');
+    expect(arm).not.toContain('cpu-flags');
+    expect(arm).toEqual(x86.filter((c) => c !== 'cpu-flags'));
+  });
+});

@@ -20,8 +20,12 @@ import { findRepoRoot, loadMachine, loadMachineSync, type QemuMachine } from '..
 
 const SCHEMA = 'specs/schemas/qemu-machine.schema.json';
 
-/** The checks one arch must report: entries without `arches` apply to every arch. */
-export async function loadExpectedChecks(file: string, arch: string): Promise<string[]> {
+/**
+ * The checks one arch must report: entries without `arches` apply to every arch;
+ * an entry with `when: KEY` applies only where the arch's guest.KEY list is non-empty
+ * (cpu-flags: only arches that name CPU flags).
+ */
+export async function loadExpectedChecks(file: string, arch: string, guest: Record<string, unknown> = {}): Promise<string[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -44,6 +48,12 @@ export async function loadExpectedChecks(file: string, arch: string): Promise<st
     }
     if (e.arches !== undefined && !(Array.isArray(e.arches) && e.arches.every((a) => typeof a === 'string'))) {
       throw new UserError(`expected checks file ${file}: checks[${i}] (${e.name}): arches must be a list of arch names`);
+    }
+    const when = (e as { when?: unknown }).when;
+    if (when !== undefined) {
+      if (typeof when !== 'string') throw new UserError(`expected checks file ${file}: checks[${i}] (${e.name}): when must name a guest field`);
+      const v = guest[when];
+      if (!Array.isArray(v) || v.length === 0) continue;
     }
     if (e.arches === undefined || (e.arches as string[]).includes(arch)) {
       if (!names.includes(e.name)) names.push(e.name);
@@ -103,7 +113,7 @@ export const qemuBootStep: Step = {
       const checksFile = ctx.params.expected_checks_file;
       if (checksFile !== undefined) {
         if (typeof checksFile !== 'string') throw new UserError('qemu-boot: param "expected_checks_file" must be a path');
-        expected = await loadExpectedChecks(resolve(ctx.repoRoot, checksFile), arch.name);
+        expected = await loadExpectedChecks(resolve(ctx.repoRoot, checksFile), arch.name, arch.guest as unknown as Record<string, unknown>);
       }
     } catch (err) {
       if (err instanceof UserError) return fail('spec-invalid', err.message);

@@ -186,7 +186,11 @@ check_module_sig() {
     *"Key was rejected"*) _uv="unsigned=refused(${_out##*: })" ;;
     *) VALUE="unsigned refused for another reason: $_out"; return 1 ;;
   esac
-  if ! _out=$(insmod $_si 2>&1); then VALUE="$_uv signed=refused(${_out##*: })"; return 1; fi
+  if ! _out=$(insmod $_si 2>&1); then
+    # The kernel says why in its log (hidden from the console by the low printk level).
+    VALUE="$_uv signed=refused(${_out##*: }) kernel: $(dmesg | grep -i -e canary -e 'module' | tail -n 3)"
+    return 1
+  fi
   case "$(dmesg)" in
     *"clawos_canary: loaded"*) ;;
     *) VALUE="$_uv signed=inserted but no 'clawos_canary: loaded' in dmesg"; return 1 ;;
