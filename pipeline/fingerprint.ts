@@ -5,7 +5,8 @@
  * its dependencies, the versions of the tools it runs, and clawos-build's own step
  * version. The parts are kept so `explain` can say what changed.
  */
-import { lstat } from 'node:fs/promises';
+import { lstat, readFile, stat } from 'node:fs/promises';
+import { writeJsonAtomic } from '../lib/atomic-write.js';
 import { join } from 'node:path';
 import { sha256Hex, sha256Path } from '../lib/hash.js';
 import type { HashCache } from '../lib/hash-cache.js';
@@ -52,18 +53,34 @@ export async function hashRepoPath(repoRoot: string, rel: string, cache: HashCac
   }
 }
 
-/** Versions of Debian packages, asked of dpkg once per run. */
+/**
+ * Versions of Debian packages, asked of dpkg once per run, and remembered in a
+ * cache file while dpkg's database (/var/lib/dpkg/status) is unchanged.
+ */
 export class ToolVersions {
   private versions = new Map<string, string>();
+  constructor(
+    private readonly cacheFile: string | null = null,
+    private readonly dpkgStatus = '/var/lib/dpkg/status',
+  ) {}
   async load(packages: Iterable<string>): Promise<void> {
     const want = [...new Set(packages)].filter((p) => !this.versions.has(p)).sort();
     if (!want.length) return;
+    const stamp = await stat(this.dpkgStatus).then((s) => `${s.size}:${s.mtimeMs}`, () => null);
+    if (this.cacheFile && stamp) {
+      const cached = await readFile(this.cacheFile, 'utf8').then((t) => JSON.parse(t) as { stamp: string; versions: Record<string, string> }, () => null);
+      if (cached?.stamp === stamp && want.every((p) => p in cached.versions)) {
+        for (const p of want) this.versions.set(p, cached.versions[p]!);
+        return;
+      }
+    }
     const r = await run(['dpkg-query', '-W', '-f', '${Package} ${Version} ${db:Status-Abbrev}\n', ...want], { captureStdout: true });
     for (const p of want) this.versions.set(p, 'not-installed');
     for (const line of r.stdout.split('\n')) {
       const [name, version, status] = line.split(' ');
       if (name && version && status?.startsWith('ii')) this.versions.set(name.replace(/:.*$/, ''), version);
     }
+    if (this.cacheFile && stamp) await writeJsonAtomic(this.cacheFile, { stamp, versions: Object.fromEntries(this.versions) });
   }
   get(pkg: string): string {
     return this.versions.get(pkg) ?? 'unknown';

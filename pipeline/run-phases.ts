@@ -13,7 +13,10 @@ import type { InstanceRecord } from './state.js';
 import { PHASES, type Phase } from './task-spec.js';
 import { sha256File } from '../lib/hash.js';
 import { join } from 'node:path';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { readManifest } from '../vault/manifest.js';
+import { stableJson } from './fingerprint.js';
+import type { GateRecord } from './state.js';
 
 export interface PhaseResult {
   phase: Phase;
@@ -64,8 +67,17 @@ export async function runPhase(rc: RunContext, phase: Phase, gateSpecs: Record<P
   const spec = gateSpecs[phase];
   rc.emit({ type: 'phase-start', phase, title: spec.title, instances: instances.map((i) => ({ id: i.id, title: i.task.spec.title })) });
   const records = await runInstances(rc, instances);
-  const gate = await evaluateGate({ phase, spec, instances, state: rc.state, arches: [...rc.graph.arches], buildDir: rc.buildDir, hashCache: rc.hashCache });
   const fingerprints = Object.fromEntries(instances.map((i) => [i.id, rc.state.instance(i.id)?.fingerprint ?? '']));
+  // Nothing changed since the recorded decision: re-check its evidence, keep its reports.
+  const prev = rc.state.gate(phase);
+  if (prev && stableJson(prev.fingerprints) === stableJson(fingerprints) && stableJson(prev.arches) === stableJson([...rc.graph.arches])) {
+    const kept = await keptGate(rc, prev);
+    if (kept) {
+      rc.emit({ type: 'gate', phase, recommendation: kept.recommendation, blockers: kept.blockers, coverage: kept.coverage.line, report: prev.report_md });
+      return { phase, records, gate: kept };
+    }
+  }
+  const gate = await evaluateGate({ phase, spec, instances, state: rc.state, arches: [...rc.graph.arches], buildDir: rc.buildDir, hashCache: rc.hashCache });
   const rec = await writeGateReport(rc.buildDir, gate, fingerprints);
   const entries = [];
   for (const rel of [rec.report_json, rec.report_md]) {
@@ -77,6 +89,27 @@ export async function runPhase(rc: RunContext, phase: Phase, gateSpecs: Record<P
   await rc.hashCache.save();
   rc.emit({ type: 'gate', phase, recommendation: gate.recommendation, blockers: gate.blockers, coverage: gate.coverage.line, report: rec.report_md });
   return { phase, records, gate };
+}
+
+/**
+ * The recorded gate report, if its files still hash to what the vault recorded and
+ * every piece of evidence it cites is unchanged; else null (decide again).
+ */
+async function keptGate(rc: RunContext, prev: GateRecord): Promise<GateReport | null> {
+  const manifest = await readManifest(rc.buildDir);
+  for (const rel of [prev.report_json, prev.report_md]) {
+    const entry = manifest.entries.find((e) => e.path === rel);
+    const now = await rc.hashCache.file(join(rc.buildDir, rel)).catch(() => null);
+    if (!entry || !now || now.sha256 !== entry.sha256) return null;
+  }
+  const report = JSON.parse(await readFile(join(rc.buildDir, prev.report_json), 'utf8')) as GateReport;
+  for (const c of report.checks) {
+    for (const ev of c.evidence) {
+      const now = await rc.hashCache.file(join(rc.buildDir, ev.path)).catch(() => null);
+      if (!now || now.sha256 !== ev.sha256) return null;
+    }
+  }
+  return report;
 }
 
 /** Run phases in order, stopping at the first NO-GO. */

@@ -95,7 +95,7 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     steps,
     state,
     hashCache,
-    tools: new ToolVersions(),
+    tools: new ToolVersions(join(buildDir, 'cache', 'tool-versions.json')),
     config,
     jobs: o.jobs,
     sourceDateEpoch: o.sourceDateEpoch ?? (await sourceDateEpoch(o.repoRoot)),
