@@ -64,7 +64,7 @@ describe('kernelBuildStep on the fake kernel', () => {
     const signed = await readFile(join(out, 'modules/clawos_canary.ko'), 'utf8');
     const unsigned = await readFile(join(out, 'modules/clawos_canary-unsigned.ko'), 'utf8');
     expect(unsigned).toBe('fake module clawos_canary\n');
-    expect(signed).toBe('fake module clawos_canary\nfake-sha512-signature~Module signature appended~\n');
+    expect(signed).toBe('fake module clawos_canary\nfake-sha256-signature~Module signature appended~\n');
     // The private key never leaves obj/.
     expect(await readdir(out)).not.toContain('signing_key.pem');
     // Extracted once into the shared cache, built out of tree.
