@@ -41,10 +41,6 @@ async function timed(argv: string[], opts: Parameters<typeof run>[1] = {}): Prom
   return { ms: Number(process.hrtime.bigint() - t) / 1e6, ok: r.ok, stdout: r.stdout };
 }
 
-async function state(): Promise<{ instances: Record<string, { status: string; duration_ms: number; data?: unknown }> }> {
-  return JSON.parse(await readFile(join(buildDir, 'state.json'), 'utf8'));
-}
-
 async function noopAll(): Promise<void> {
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -132,4 +128,3 @@ console.log(`clawos-build bench (${new Date().toISOString()}, build dir ${buildD
 await noopAll();
 if (!values['skip-kernel']) await kernel();
 await boots();
-void state;
