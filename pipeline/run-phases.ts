@@ -4,19 +4,17 @@
  * instances now equal the ones the gate judged).
  */
 import { UserError } from '../lib/errors.js';
-import { recordInManifest } from '../vault/manifest.js';
+import { readManifest, recordInManifest } from '../vault/manifest.js';
 import { evaluateGate, writeGateReport, type GateReport, type GateSpec } from './gates.js';
 import { phaseInstances } from './graph.js';
 import { computeFingerprint, runInstances, type RunContext } from './scheduler.js';
 import { describeChange } from './explain-change.js';
-import type { InstanceRecord } from './state.js';
+import type { GateRecord, InstanceRecord } from './state.js';
 import { PHASES, type Phase } from './task-spec.js';
 import { sha256File } from '../lib/hash.js';
 import { join } from 'node:path';
 import { readFile, stat } from 'node:fs/promises';
-import { readManifest } from '../vault/manifest.js';
 import { stableJson } from './fingerprint.js';
-import type { GateRecord } from './state.js';
 
 export interface PhaseResult {
   phase: Phase;
