@@ -167,4 +167,42 @@ describe('guest checks.sh', () => {
       '1 missing: /lib/modules/clawos_canary-unsigned.ko /lib/modules/clawos_canary.ko',
     );
   });
+  it('adds generated files and directories from the build dir with `extras`, and names a missing one', async () => {
+    const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
+    try {
+      const { repo, build, deb } = await setup(d);
+      await mkdir(join(build, 'security', 'seccomp'), { recursive: true });
+      await writeFile(join(build, 'security', 'seccomp', 'filter.bpf'), 'BPF');
+      await writeFile(join(build, 'security', 'seccomp', 'loader'), 'ELF');
+      await chmod(join(build, 'security', 'seccomp', 'loader'), 0o755);
+      await writeFile(join(build, 'security', 'policy.bin'), 'AA');
+      const params = {
+        kernel_dir: 'kernel',
+        overlay: 'ov',
+        extras: [
+          { from: 'security/seccomp', to: 'usr/lib/clawos/seccomp' },
+          { from: 'security/policy.bin', to: 'etc/apparmor/clawos.bin' },
+        ],
+      };
+      const ctx = fakeStepContext({ arch, repoRoot: repo, buildDir: build, outDir: join(build, 'out'), params, debs: { 'busybox-static:arm64': deb } });
+      expect((await rootfsStep.run(ctx)).status).toBe('PASS');
+      const man = await readFile(join(build, 'out', 'rootfs-manifest.txt'), 'utf8');
+      expect(man).toContain(`100644 0 0 3 ${sha256Hex('BPF')} /usr/lib/clawos/seccomp/filter.bpf\n`);
+      expect(man).toContain(`100755 0 0 3 ${sha256Hex('ELF')} /usr/lib/clawos/seccomp/loader\n`);
+      expect(man).toContain('040755 0 0 0 - /etc/apparmor\n');
+      expect(man).toContain(`100644 0 0 2 ${sha256Hex('AA')} /etc/apparmor/clawos.bin\n`);
+
+      const missing = { ...params, extras: [{ from: 'security/nope', to: 'x' }] };
+      const o = await rootfsStep.run(fakeStepContext({ arch, repoRoot: repo, buildDir: build, outDir: join(build, 'out2'), params: missing, debs: { 'busybox-static:arm64': deb } }));
+      expect(o).toMatchObject({
+        status: 'FAIL',
+        reason: 'output-missing',
+        message: 'rootfs: extras entry security/nope does not exist in the build dir (the task that makes it has not run?)',
+      });
+      const bad = await rootfsStep.run(fakeStepContext({ arch, repoRoot: repo, buildDir: build, outDir: join(build, 'out3'), params: { ...params, extras: [{ from: 'a', to: '../etc' }] }, debs: { 'busybox-static:arm64': deb } }));
+      expect(bad).toMatchObject({ status: 'FAIL', reason: 'spec-invalid', message: "rootfs: extras[0] needs 'from' (build-relative path) and 'to' (a relative path in the image without ..)" });
+    } finally {
+      await cleanup();
+    }
+  });
 });

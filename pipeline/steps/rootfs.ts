@@ -49,6 +49,32 @@ function str(params: Record<string, unknown>, key: string, dflt?: string): strin
 }
 class ParamError extends Error {}
 
+interface Extra {
+  from: string;
+  to: string;
+}
+
+function extrasOf(params: Record<string, unknown>): Extra[] {
+  const v = params['extras'];
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new ParamError(`rootfs: parameter 'extras' must be a list of {from, to}`);
+  return v.map((x, i) => {
+    const e = x as Record<string, unknown>;
+    const from = e?.['from'];
+    const to = e?.['to'];
+    if (typeof from !== 'string' || !from || typeof to !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9._/-]*$/.test(to) || to.split('/').includes('..')) {
+      throw new ParamError(`rootfs: extras[${i}] needs 'from' (build-relative path) and 'to' (a relative path in the image without ..)`);
+    }
+    return { from, to: to.replace(/\/+$/, '') };
+  });
+}
+
+/** "a/b/c" -> ["a", "a/b"]. */
+function parentsOf(path: string): string[] {
+  const parts = path.split('/');
+  return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+}
+
 /** Single-quoted for /bin/sh. */
 const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -156,6 +182,23 @@ async function runRootfs(ctx: StepContext): Promise<Outcome> {
   }
   if (missingModules.length) ctx.log(`rootfs: kernel_dir has no modules/${missingModules.join(', modules/')}: module-sig will fail in the guest`);
 
+  // Generated policies and tools from other tasks (seccomp filters, AppArmor policy …):
+  // `extras: [{from: <build-relative file or dir>, to: <path in the image>}]`.
+  for (const x of extrasOf(ctx.params)) {
+    const from = ctx.buildPath(x.from);
+    const st = await lstat(from).catch(() => null);
+    if (!st) return fail('output-missing', `rootfs: extras entry ${x.from} does not exist in the build dir (the task that makes it has not run?)`);
+    for (const parent of parentsOf(x.to)) if (!entries.has(parent)) entries.set(parent, { type: 'dir', path: parent, mode: 0o755 });
+    if (st.isDirectory()) {
+      if (!entries.has(x.to)) entries.set(x.to, { type: 'dir', path: x.to, mode: 0o755 });
+      const sub = new Map<string, CpioEntry>();
+      await readOverlay(from, '', sub);
+      for (const e of sub.values()) entries.set(`${x.to}/${e.path}`, { ...e, path: `${x.to}/${e.path}` });
+    } else {
+      entries.set(x.to, { type: 'file', path: x.to, mode: st.mode & 0o111 ? 0o755 : 0o644, data: await readFile(from) });
+    }
+  }
+
   const list = [...entries.values()];
   const image = initramfs(list, ctx.sourceDateEpoch);
   const man = manifest(list);
@@ -183,7 +226,7 @@ async function runRootfs(ctx: StepContext): Promise<Outcome> {
 
 export const rootfsStep: Step = {
   name: 'rootfs',
-  version: 1,
+  version: 2,
   // busybox-static is fetched for the target arch, not a host tool: its version is in data.debs.
   toolPackages: () => [],
   implicitInputs: (arch, params) => [
