@@ -30,6 +30,13 @@ export interface ArchSpec {
   };
   guest: { cpu_flags: string[] };
   qemu: string;
+  /** G-08: Debian's stock kernel booted with the same initramfs for comparison (pipeline/stock-bench.ts). */
+  baseline?: {
+    /** The meta package naming the current versioned kernel package, e.g. linux-image-amd64. */
+    kernel_package: string;
+    /** The qemu/<arch>.yaml variant both kernels boot in (direct -kernel boot). */
+    variant: string;
+  };
   /** The Buildroot backend (pipeline/steps/buildroot.ts); absent: the arch has no Buildroot build. */
   buildroot?: {
     /** configs/<defconfig> in buildroot-external/, as `make <defconfig>` takes it. */

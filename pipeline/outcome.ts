@@ -21,7 +21,12 @@ export type FailureReason =
   | BootFailureReason
   | 'not-configured'
   | 'dependency-failed'
-  | 'spec-invalid';
+  | 'spec-invalid'
+  // a frozen_spec_deps entry does not match the verified freeze record (specs/p1/freeze.dsse.json)
+  | 'frozen-spec-mismatch'
+  // G-08: a metric below the catalog's bar, or a boot that gave no figure
+  | 'bench-below-bar'
+  | 'bench-no-figure';
 
 /** A file that backs a claim: where it is and what it hashed to. */
 export interface Evidence {

@@ -8,8 +8,9 @@ import { kernelBuildStep } from './kernel-build.js';
 import { qemuBootStep } from './qemu-boot.js';
 import { rootfsStep } from './rootfs.js';
 import { specFreezeStep } from './spec-freeze.js';
+import { stockBenchStep } from './stock-bench.js';
 
 export function builtinSteps(): Map<string, Step> {
-  const all = [specFreezeStep, kernelBuildStep, kconfigAssertStep, rootfsStep, isoStep, qemuBootStep, guestCheckStep, buildrootStep];
+  const all = [specFreezeStep, kernelBuildStep, kconfigAssertStep, rootfsStep, isoStep, qemuBootStep, guestCheckStep, buildrootStep, stockBenchStep];
   return new Map(all.map((s) => [s.name, s]));
 }
