@@ -43,6 +43,8 @@ export interface ArchSpec {
     defconfig: string;
     /** The ISO the build leaves, relative to Buildroot's output dir (O=). */
     iso: string;
+    /** The kernel image the build leaves, relative to O= (images/bzImage, images/Image). */
+    kernel: string;
   };
 }
 

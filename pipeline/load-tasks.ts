@@ -107,6 +107,12 @@ export async function loadTasks(opts: LoadOptions): Promise<LoadResult> {
     if (!agents.has(s.agent)) {
       diagnostics.push({ ...t.locate(['agent']), message: `unknown agent "${s.agent}" (known: ${[...agents.keys()].join(', ')})` });
     }
+    for (const [name, b] of Object.entries(s.backends ?? {})) {
+      if (!s.uses) diagnostics.push({ ...t.locate(['backends'], true), message: '`backends:` alternatives go with `uses:` (the default backend)' });
+      else if (!opts.stepNames.has(b.uses)) {
+        diagnostics.push({ ...t.locate(['backends', name, 'uses']), message: `unknown built-in step "${b.uses}" (known: ${[...opts.stepNames].sort().join(', ')})` });
+      }
+    }
     if (s.uses && !opts.stepNames.has(s.uses)) {
       diagnostics.push({ ...t.locate(['uses']), message: `unknown built-in step "${s.uses}" (known: ${[...opts.stepNames].sort().join(', ')})` });
     }

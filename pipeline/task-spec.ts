@@ -20,6 +20,8 @@ export interface TaskSpec {
   run?: string;
   uses?: string;
   with?: Record<string, unknown>;
+  /** Alternative steps for a run-wide backend choice (pipeline/backends.ts). */
+  backends?: Record<string, { uses: string; with?: Record<string, unknown> }>;
   component?: string;
   pending?: string;
 }

@@ -51,9 +51,10 @@ describe('buildrootStep', () => {
       const { repo, build } = await setup(d);
       const ctx = ctxFor(repo, build, x86, { buildroot: FAKE_BUILDROOT_DIR });
       const o = await buildrootStep.run(ctx);
-      expect(o.message).toBe('buildroot: clawos_x86_64_defconfig built: initramfs (15 entries) and clawos-x86_64.iso');
-      expect(o.status).toBe('PASS');
       const out = join(build, 'build-engineer', 'x86_64');
+      const entries = (await readFile(join(out, 'rootfs-manifest.txt'), 'utf8')).split('\n').filter(Boolean).length;
+      expect(o.message).toBe(`buildroot: clawos_x86_64_defconfig built: initramfs (${entries} entries), kernel and buildroot/clawos-x86_64.iso`);
+      expect(o.status).toBe('PASS');
       const obj = join(out, 'buildroot-x86_64');
       const ext = join(repo, 'buildroot-external');
       const dl = join(build, 'cache', 'buildroot-dl');
@@ -72,8 +73,10 @@ describe('buildrootStep', () => {
       expect(ctx.logs).toContain('buildroot: all 82 kernel fragment symbols kept');
       expect(existsSync(join(dl, 'busybox', 'busybox-1.36.1.tar.bz2'))).toBe(true);
 
-      expect((await readdir(out)).sort()).toEqual(['buildroot-x86_64', 'buildroot.config', 'clawos-x86_64.iso', 'initramfs.cpio.gz', 'rootfs-manifest.txt']);
-      expect(await readFile(join(out, 'clawos-x86_64.iso'), 'utf8')).toBe(`FAKE ISO9660 ${ext}/board/clawos/grub-x86_64.cfg\n`);
+      expect((await readdir(out)).sort()).toEqual(['buildroot', 'buildroot-x86_64', 'buildroot.config', 'initramfs.cpio.gz', 'rootfs-manifest.txt']);
+      expect((await readdir(join(out, 'buildroot'))).sort()).toEqual(['clawos-x86_64.iso', 'vmlinuz']);
+      expect(await readFile(join(out, 'buildroot', 'clawos-x86_64.iso'), 'utf8')).toBe(`FAKE ISO9660 ${ext}/board/clawos/grub-x86_64.cfg\n`);
+      expect(await readFile(join(out, 'buildroot', 'vmlinuz'), 'utf8')).toBe('FAKE bzImage\n');
       const man = await readFile(join(out, 'rootfs-manifest.txt'), 'utf8');
       const init = await readFile(join(real, 'buildroot-external', 'board', 'clawos', 'rootfs-overlay', 'init'));
       expect(man).toContain(`100755 0 0 ${init.length} ${await sha256File(join(real, 'buildroot-external/board/clawos/rootfs-overlay/init'))} /init\n`);
@@ -83,7 +86,8 @@ describe('buildrootStep', () => {
       expect(o.evidence).toEqual([
         { label: 'initramfs', path: 'build-engineer/x86_64/initramfs.cpio.gz', sha256: await sha256File(join(out, 'initramfs.cpio.gz')) },
         { label: 'rootfs manifest', path: 'build-engineer/x86_64/rootfs-manifest.txt', sha256: await sha256File(join(out, 'rootfs-manifest.txt')) },
-        { label: 'iso', path: 'build-engineer/x86_64/clawos-x86_64.iso', sha256: await sha256File(join(out, 'clawos-x86_64.iso')) },
+        { label: 'iso', path: 'build-engineer/x86_64/buildroot/clawos-x86_64.iso', sha256: await sha256File(join(out, 'buildroot', 'clawos-x86_64.iso')) },
+        { label: 'kernel', path: 'build-engineer/x86_64/buildroot/vmlinuz', sha256: await sha256File(join(out, 'buildroot', 'vmlinuz')) },
         { label: 'buildroot .config', path: 'build-engineer/x86_64/buildroot.config', sha256: await sha256File(join(out, 'buildroot.config')) },
       ]);
     } finally {
@@ -102,12 +106,13 @@ describe('buildrootStep', () => {
       process.env['CLAWOS_BUILDROOT_SHA256'] = sha;
       const ctx = ctxFor(repo, build, arm, {});
       const o = await buildrootStep.run(ctx);
-      expect(o.message).toBe('buildroot: clawos_aarch64_defconfig built: initramfs (15 entries) and clawos-aarch64.iso');
+      expect(o.message).toMatch(/^buildroot: clawos_aarch64_defconfig built: initramfs \(\d+ entries\), kernel and buildroot\/clawos-aarch64\.iso$/);
       expect(o.status).toBe('PASS');
       const src = join(build, 'cache', 'buildroot', `src-${sha.slice(0, 16)}`);
       expect(existsSync(join(src, 'Makefile'))).toBe(true);
       expect(ctx.logs).toContain(`buildroot: ${tarball} extracted to ${src}`);
-      expect(await readFile(join(build, 'build-engineer', 'aarch64', 'clawos-aarch64.iso'), 'utf8')).toBe('FAKE UEFI ISO\n');
+      expect(await readFile(join(build, 'build-engineer', 'aarch64', 'buildroot', 'clawos-aarch64.iso'), 'utf8')).toBe('FAKE UEFI ISO\n');
+      expect(await readFile(join(build, 'build-engineer', 'aarch64', 'buildroot', 'vmlinuz'), 'utf8')).toBe('FAKE Image\n');
       expect(o.data).toMatchObject({ buildroot: tarball, buildrootSha256: sha, defconfig: 'buildroot-external/configs/clawos_aarch64_defconfig' });
     } finally {
       await cleanup();

@@ -9,14 +9,15 @@
  * .config, as the kernel-build step does.
  *
  * Outputs in ctx.outDir, named as the busybox backend names them:
- * initramfs.cpio.gz, rootfs-manifest.txt, clawos-<arch>.iso, plus
- * buildroot.config (the final .config).
+ * initramfs.cpio.gz, rootfs-manifest.txt, plus buildroot.config (the final
+ * .config), buildroot/vmlinuz (Buildroot's kernel, which signed the rootfs's
+ * modules) and buildroot/clawos-<arch>.iso (Buildroot's own image).
  *
  * Params: buildroot (dir or tarball; env CLAWOS_BUILDROOT), buildroot_sha256
  * (required for a tarball; env CLAWOS_BUILDROOT_SHA256), dl_dir (default
  * <cacheDir>/buildroot-dl), external (default buildroot-external).
  */
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { isAbsolute, join, relative } from 'node:path';
 import { writeFileAtomic } from '../../lib/atomic-write.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
@@ -38,6 +39,16 @@ const LINUX_BUILD_DIR = 'build/linux-custom';
 const EXTERNAL_PATH_VAR = '$(BR2_EXTERNAL_CLAWOS_PATH)';
 
 class ParamError extends Error {}
+
+/**
+ * Copy by temp file + rename: an earlier output may be a read-only hard link
+ * into the vault's content store, which an in-place copy would overwrite.
+ */
+async function copyFileAtomic(src: string, dst: string): Promise<void> {
+  const tmp = `${dst}.tmp-${process.pid}`;
+  await copyFile(src, tmp);
+  await rename(tmp, dst);
+}
 
 function optStr(params: Record<string, unknown>, key: string): string | null {
   const v = params[key];
@@ -155,16 +166,23 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
   const rel = (p: string) => relative(ctx.buildDir, p);
   const cpioSrc = join(obj, 'images', 'rootfs.cpio.gz');
   const isoSrc = join(obj, brSpec.iso);
+  const kernelSrc = join(obj, brSpec.kernel);
   const isoName = `clawos-${arch.name}.iso`;
-  for (const p of [cpioSrc, isoSrc]) {
+  for (const p of [cpioSrc, isoSrc, kernelSrc]) {
     if (!(await readFile(p).then(() => true, () => false))) return fail('output-missing', `buildroot: the build left no ${relative(obj, p)} in ${obj}`);
   }
+  // Buildroot's kernel signed the canary modules in its rootfs, so the ISO task
+  // packs that kernel (buildroot/vmlinuz) with this initramfs; Buildroot's own ISO
+  // is kept beside it for those who want the image exactly as Buildroot made it.
   const cpioDst = join(ctx.outDir, 'initramfs.cpio.gz');
-  const isoDst = join(ctx.outDir, isoName);
+  const isoDst = join(ctx.outDir, 'buildroot', isoName);
+  const kernelDst = join(ctx.outDir, 'buildroot', 'vmlinuz');
   const cfgDst = join(ctx.outDir, 'buildroot.config');
   const manDst = join(ctx.outDir, 'rootfs-manifest.txt');
-  await copyFile(cpioSrc, cpioDst);
-  await copyFile(isoSrc, isoDst);
+  await mkdir(join(ctx.outDir, 'buildroot'), { recursive: true });
+  await copyFileAtomic(cpioSrc, cpioDst);
+  await copyFileAtomic(isoSrc, isoDst);
+  await copyFileAtomic(kernelSrc, kernelDst);
   await writeFileAtomic(cfgDst, dotConfigText);
   let man: string;
   try {
@@ -177,10 +195,11 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
     { label: 'initramfs', path: rel(cpioDst), sha256: await sha256File(cpioDst) },
     { label: 'rootfs manifest', path: rel(manDst), sha256: sha256Hex(man) },
     { label: 'iso', path: rel(isoDst), sha256: await sha256File(isoDst) },
+    { label: 'kernel', path: rel(kernelDst), sha256: await sha256File(kernelDst) },
     { label: 'buildroot .config', path: rel(cfgDst), sha256: sha256Hex(dotConfigText) },
   ];
   const entries = man.split('\n').filter(Boolean).length;
-  return pass(`buildroot: ${brSpec.defconfig} built: initramfs (${entries} entries) and ${isoName}`, {
+  return pass(`buildroot: ${brSpec.defconfig} built: initramfs (${entries} entries), kernel and buildroot/${isoName}`, {
     evidence,
     data: {
       buildroot: located.tarball ?? br,
@@ -235,7 +254,7 @@ async function checkKernelFragments(ctx: StepContext, obj: string, external: str
 
 export const buildrootStep: Step = {
   name: 'buildroot',
-  version: 1,
+  version: 2,
   // Buildroot builds its own toolchain and host tools; the host needs make and a C compiler.
   toolPackages: () => ['make', 'gcc'],
   implicitInputs: (arch, params) => [

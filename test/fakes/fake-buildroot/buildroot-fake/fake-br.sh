@@ -104,6 +104,9 @@ build)
   done
   echo ">>>   Generating filesystem image rootfs.cpio"
   (cd "$T" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -n >"$O/images/rootfs.cpio.gz"
+  echo ">>> linux custom Installing images"
+  [ "$(cfg BR2_LINUX_KERNEL_BZIMAGE)" = y ] && printf 'FAKE bzImage\n' >"$O/images/bzImage"
+  [ "$(cfg BR2_LINUX_KERNEL_IMAGE)" = y ] && printf 'FAKE Image\n' >"$O/images/Image"
   if [ "$(cfg BR2_TARGET_ROOTFS_ISO9660)" = y ]; then
     echo ">>>   Generating filesystem image rootfs.iso9660"
     printf 'FAKE ISO9660 %s\n' "$(cfg BR2_TARGET_ROOTFS_ISO9660_BOOT_MENU)" >"$O/images/rootfs.iso9660"
