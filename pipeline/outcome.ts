@@ -26,7 +26,9 @@ export type FailureReason =
   | 'frozen-spec-mismatch'
   // G-08: a metric below the catalog's bar, or a boot that gave no figure
   | 'bench-below-bar'
-  | 'bench-no-figure';
+  | 'bench-no-figure'
+  // G-03/G-04: a non-waived CRITICAL finding (or a HIGH without a mitigation)
+  | 'audit-critical';
 
 /** A file that backs a claim: where it is and what it hashed to. */
 export interface Evidence {

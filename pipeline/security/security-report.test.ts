@@ -1,0 +1,266 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { repoRootDir } from '../../lib/repo-root.js';
+import { formatDiagnostic } from '../yaml-source.js';
+import type { AuditEntry } from './kconfig-audit.js';
+import { computeSecurityReport, LAYERS_FILE, LAYERS_SCHEMA, parseSecurityLayers, securityLayersDiagnostics, securityReportMarkdown, type Layer, type ReportInputs } from './security-report.js';
+
+const repo = repoRootDir();
+const STATE = { path: 'state.json', sha256: 'a'.repeat(64) };
+
+const layers: Layer[] = [
+  { id: 'kernel', title: 'Kernel', tasks: [{ id: 'A-01', gap: { severity: 'CRITICAL' } }, { id: 'G-03', gap: { severity: 'CRITICAL' } }] },
+  {
+    id: 'seccomp',
+    title: 'seccomp',
+    tasks: [
+      { id: 'C-01', gap: { severity: 'CRITICAL' } },
+      { id: 'C-08', gap: { severity: 'CRITICAL' } },
+      { id: 'C-02', gap: { severity: 'MEDIUM', mitigation: 'the whitelist is enforced as written' } },
+    ],
+  },
+  { id: 'ebpf', title: 'eBPF', tasks: [{ id: 'B-01', gap: { severity: 'HIGH', mitigation: 'other layers confine' } }, { id: 'B-02', gap: { severity: 'HIGH', mitigation: 'other layers confine' } }] },
+  { id: 'apparmor', title: 'AppArmor', tasks: [{ id: 'F-02', gap: { severity: 'HIGH' } }, { id: 'F-06', gap: { severity: 'CRITICAL' } }] },
+];
+
+const catalog = new Map([
+  ['A-01', { per_arch: true, optional: false }],
+  ['G-03', { per_arch: true, optional: false }],
+  ['C-01', { per_arch: false, optional: false }],
+  ['C-08', { per_arch: true, optional: false }],
+  ['C-02', { per_arch: false, optional: false }],
+  ['B-01', { per_arch: false, optional: false }],
+  ['B-02', { per_arch: false, optional: false }],
+  ['F-02', { per_arch: false, optional: false }],
+]);
+
+const rec = (id: string, status: string, extra: Record<string, unknown> = {}) => ({
+  id,
+  task_id: id.split('@')[0]!,
+  arch: id.includes('@') ? id.split('@')[1]! : null,
+  status,
+  message: `${id} ${status.toLowerCase()}`,
+  ...extra,
+});
+
+const auditEntry = (option: string, check_result: string, severity: AuditEntry['severity'], waived = false): AuditEntry => ({
+  option_name: option,
+  type: 'kconfig',
+  desired_val: 'y',
+  decision: 'kspp',
+  reason: 'self_protection',
+  check_result,
+  check_result_bool: check_result.startsWith('OK'),
+  severity,
+  waived,
+  waiver_reason: waived ? 'needed by ClawOS' : null,
+  waiver_who: waived ? 'security' : null,
+  rationale: `${option} matters`,
+  mitigation: `set ${option}`,
+  rule: 'specs/audit/kconfig-rules.yaml:1',
+});
+
+function inputs(): ReportInputs {
+  return {
+    layers,
+    catalog,
+    arches: ['aarch64', 'x86_64'],
+    records: {
+      'A-01@aarch64': rec('A-01@aarch64', 'PASS'),
+      'A-01@x86_64': rec('A-01@x86_64', 'PASS', { evidence: [{ label: 'config', path: 'kernel-engineer/x86_64/config', sha256: 'c'.repeat(64) }] }),
+      'G-03@aarch64': rec('G-03@aarch64', 'PASS'),
+      'G-03@x86_64': rec('G-03@x86_64', 'PASS'),
+      'C-01': rec('C-01', 'PASS'),
+      'C-08@x86_64': rec('C-08@x86_64', 'PASS'),
+      'C-08@aarch64': rec('C-08@aarch64', 'FAIL', { reason: 'exit-non-zero', message: 'open: not a syscall on aarch64' }),
+      'C-02': rec('C-02', 'NOT_CONFIGURED', { reason: 'not-configured', message: 'component ironclaw is not configured' }),
+      'B-01': rec('B-01', 'NOT_CONFIGURED', { reason: 'not-configured', message: 'component aya-ebpf is not configured' }),
+      'B-02': rec('B-02', 'NOT_CONFIGURED', {
+        reason: 'not-configured',
+        message: 'not run: needs B-01',
+        data: { not_configured_root: { id: 'B-01', message: 'component aya-ebpf is not configured' } },
+      }),
+      // F-02: no record at all.
+    },
+    state: STATE,
+    boots: [
+      { arch: 'aarch64', dir: 'build-engineer/aarch64/boot', records: [] },
+      {
+        arch: 'x86_64',
+        dir: 'build-engineer/x86_64/boot',
+        records: [
+          {
+            path: 'build-engineer/x86_64/boot/ovmf.json',
+            sha256: 'b'.repeat(64),
+            boot: { variant: 'ovmf', verdict: 'PASS', checks: [{ name: 'kernel', result: 'pass' }, { name: 'seccomp', result: 'pass' }, { name: 'lockdown', result: 'pass' }] },
+          },
+          {
+            path: 'build-engineer/x86_64/boot/seabios.json',
+            sha256: 'd'.repeat(64),
+            boot: {
+              variant: 'seabios',
+              verdict: 'FAIL',
+              checks: [{ name: 'kernel', result: 'pass' }, { name: 'lockdown', result: 'fail', value: 'none integrity [confidentiality]? no: [none]' }],
+              missing_checks: ['seccomp'],
+            },
+          },
+        ],
+      },
+    ],
+    checkTasks: new Map([
+      ['kernel', ['A-01']],
+      ['seccomp', ['C-01', 'C-08']],
+      ['lockdown', ['A-06', 'F-05']],
+    ]),
+    audits: [
+      { arch: 'aarch64', path: 'qa/aarch64/kconfig-audit.json', sha256: null, entries: null, error: 'qa/aarch64/kconfig-audit.json is missing: G-03 did not audit aarch64' },
+      {
+        arch: 'x86_64',
+        path: 'qa/x86_64/kconfig-audit.json',
+        sha256: 'e'.repeat(64),
+        entries: [
+          auditEntry('CONFIG_LSM', 'OK', 'CRITICAL'),
+          auditEntry('CONFIG_VMAP_STACK', 'FAIL: "is not set"', 'HIGH'),
+          auditEntry('CONFIG_USER_NS', 'FAIL: "y"', 'CRITICAL', true),
+          auditEntry('CONFIG_KALLSYMS', 'FAIL: "y"', 'LOW', true),
+        ],
+      },
+    ],
+    auditLayer: 'kernel',
+  };
+}
+
+describe('computeSecurityReport', () => {
+  it('collects every finding from the recorded results, with severity, status, evidence and mitigation', () => {
+    const r = computeSecurityReport(inputs());
+    expect(r.findings.map((f) => [f.id, f.layer, f.severity, f.status, f.mitigation])).toEqual([
+      ['AUDIT:aarch64', 'kernel', 'CRITICAL', 'open', null],
+      ['GUEST:x86_64/seabios:seccomp', 'seccomp', 'CRITICAL', 'open', null],
+      ['TASK:C-08@aarch64', 'seccomp', 'CRITICAL', 'open', null],
+      ['GUEST:aarch64', 'unclassified', 'CRITICAL', 'open', null],
+      ['GUEST:x86_64/seabios:lockdown', 'unclassified', 'CRITICAL', 'open', null],
+      ['KCONFIG@x86_64:CONFIG_USER_NS', 'kernel', 'CRITICAL', 'waived', 'set CONFIG_USER_NS'],
+      ['KCONFIG@x86_64:CONFIG_VMAP_STACK', 'kernel', 'HIGH', 'open', 'set CONFIG_VMAP_STACK'],
+      ['GAP:ebpf:B-01', 'ebpf', 'HIGH', 'open', 'other layers confine'],
+      ['GAP:apparmor:F-02', 'apparmor', 'HIGH', 'open', null],
+      ['GAP:seccomp:C-02', 'seccomp', 'MEDIUM', 'open', 'the whitelist is enforced as written'],
+      ['KCONFIG@x86_64:CONFIG_KALLSYMS', 'kernel', 'LOW', 'waived', 'set CONFIG_KALLSYMS'],
+    ]);
+    const byId = new Map(r.findings.map((f) => [f.id, f]));
+    // NOT_CONFIGURED dependants are one finding with their root cause.
+    expect(byId.get('GAP:ebpf:B-01')).toMatchObject({ title: 'not built: B-01, B-02', detail: 'B-01: component aya-ebpf is not configured' });
+    expect(byId.get('GAP:apparmor:F-02')).toMatchObject({ title: 'not built: F-02', detail: 'no recorded result (not run)' });
+    expect(byId.get('TASK:C-08@aarch64')).toMatchObject({
+      title: 'C-08@aarch64 FAIL (exit-non-zero)',
+      detail: 'open: not a syscall on aarch64',
+      rests_on: 'the recorded result of C-08@aarch64 in state.json',
+      evidence: [{ label: 'recorded result of C-08@aarch64', path: 'state.json', sha256: STATE.sha256 }],
+    });
+    expect(byId.get('GUEST:x86_64/seabios:lockdown')).toMatchObject({
+      title: 'in-guest check lockdown fail on x86_64 (seabios)',
+      detail: 'lockdown: none integrity [confidentiality]? no: [none]',
+      rests_on: 'the boot record build-engineer/x86_64/boot/seabios.json (in-guest check lockdown)',
+      evidence: [{ label: 'boot x86_64 seabios', path: 'build-engineer/x86_64/boot/seabios.json', sha256: 'd'.repeat(64) }],
+    });
+    expect(byId.get('GUEST:x86_64/seabios:seccomp')?.title).toBe('in-guest check seccomp missing on x86_64 (seabios)');
+    expect(byId.get('KCONFIG@x86_64:CONFIG_USER_NS')).toMatchObject({
+      title: 'CONFIG_USER_NS=y (kspp): FAIL: "y"',
+      detail: 'CONFIG_USER_NS matters',
+      waiver: { reason: 'needed by ClawOS', who: 'security' },
+      evidence: [{ label: 'kernel config audit x86_64', path: 'qa/x86_64/kconfig-audit.json', sha256: 'e'.repeat(64) }],
+      rests_on: 'the G-03 audit entry for CONFIG_USER_NS in qa/x86_64/kconfig-audit.json (rule specs/audit/kconfig-rules.yaml:1)',
+    });
+    expect(r.summary).toEqual({
+      findings: 11,
+      open: { CRITICAL: 5, HIGH: 3, MEDIUM: 1, LOW: 0 },
+      waived: { CRITICAL: 1, HIGH: 0, MEDIUM: 0, LOW: 1 },
+    });
+  });
+
+  it('FAILs on every open CRITICAL and on an open HIGH without a mitigation; a waived CRITICAL does not block', () => {
+    const r = computeSecurityReport(inputs());
+    expect(r.verdict).toBe('FAIL');
+    expect(r.blocking).toEqual([
+      'AUDIT:aarch64: CRITICAL: aarch64: no kernel config audit',
+      'GUEST:x86_64/seabios:seccomp: CRITICAL: in-guest check seccomp missing on x86_64 (seabios)',
+      'TASK:C-08@aarch64: CRITICAL: C-08@aarch64 FAIL (exit-non-zero)',
+      'GUEST:aarch64: CRITICAL: aarch64: no boot records',
+      'GUEST:x86_64/seabios:lockdown: CRITICAL: in-guest check lockdown fail on x86_64 (seabios)',
+      'GAP:apparmor:F-02: HIGH without a mitigation: not built: F-02',
+    ]);
+  });
+
+  it('says per layer what is proven on the host and in each guest', () => {
+    const r = computeSecurityReport(inputs());
+    expect(r.layers.map((l) => [l.id, l.host_passed, l.guest, l.not_in_catalog])).toEqual([
+      ['kernel', ['A-01@aarch64', 'A-01@x86_64', 'G-03@aarch64', 'G-03@x86_64'], { aarch64: { passed: [], failed: [] }, x86_64: { passed: ['kernel'], failed: [] } }, []],
+      ['seccomp', ['C-01', 'C-08@x86_64'], { aarch64: { passed: [], failed: [] }, x86_64: { passed: [], failed: ['seccomp'] } }, []],
+      ['ebpf', [], { aarch64: { passed: [], failed: [] }, x86_64: { passed: [], failed: [] } }, []],
+      ['apparmor', [], { aarch64: { passed: [], failed: [] }, x86_64: { passed: [], failed: [] } }, ['F-06']],
+    ]);
+    const md = securityReportMarkdown(r, ['aarch64', 'x86_64']);
+    expect(md).toContain('| seccomp | C-01, C-08@x86_64 | – | **seccomp (not passed)** | 2 CRITICAL, 0 HIGH, 1 MEDIUM, 0 LOW |');
+    expect(md).toContain('| AppArmor | – (not in tasks/: F-06) | – | – | 0 CRITICAL, 1 HIGH, 0 MEDIUM, 0 LOW |');
+    expect(md).toContain('- mitigation: **none recorded**');
+  });
+
+  it('PASSes when what is left is waived, mitigated or below HIGH', () => {
+    const inp = inputs();
+    inp.records['C-08@aarch64'] = rec('C-08@aarch64', 'PASS');
+    inp.records['F-02'] = rec('F-02', 'PASS');
+    const okBoot = { variant: 'virt', verdict: 'PASS', checks: [{ name: 'kernel', result: 'pass' }, { name: 'seccomp', result: 'pass' }, { name: 'lockdown', result: 'pass' }] };
+    inp.boots = [
+      { arch: 'aarch64', dir: 'b/aarch64', records: [{ path: 'b/aarch64/virt.json', sha256: 'f'.repeat(64), boot: okBoot }] },
+      { arch: 'x86_64', dir: 'b/x86_64', records: [{ path: 'b/x86_64/ovmf.json', sha256: 'b'.repeat(64), boot: okBoot }] },
+    ];
+    inp.audits = [{ ...inp.audits[1]!, arch: 'aarch64', path: 'qa/aarch64/kconfig-audit.json' }, inp.audits[1]!];
+    const r = computeSecurityReport(inp);
+    expect(r.blocking).toEqual([]);
+    expect(r.verdict).toBe('PASS');
+    expect(r.summary.open).toEqual({ CRITICAL: 0, HIGH: 3, MEDIUM: 1, LOW: 0 });
+    expect(r.layers.find((l) => l.id === 'seccomp')?.guest).toEqual({ aarch64: { passed: ['seccomp'], failed: [] }, x86_64: { passed: ['seccomp'], failed: [] } });
+  });
+
+  it('one failed in-guest check is enough to FAIL', () => {
+    const inp = inputs();
+    inp.records['C-08@aarch64'] = rec('C-08@aarch64', 'PASS');
+    inp.records['F-02'] = rec('F-02', 'PASS');
+    inp.audits = [{ ...inp.audits[1]!, arch: 'aarch64' }, inp.audits[1]!];
+    const bad = { variant: 'uefi-dt', verdict: 'FAIL', checks: [{ name: 'seccomp', result: 'fail', value: 'no Seccomp field' }] };
+    inp.boots = [
+      { arch: 'aarch64', dir: 'b', records: [{ path: 'b/uefi-dt.json', sha256: 'f'.repeat(64), boot: bad }] },
+      { arch: 'x86_64', dir: 'c', records: [{ path: 'c/ovmf.json', sha256: 'b'.repeat(64), boot: { variant: 'ovmf', verdict: 'PASS', checks: [{ name: 'seccomp', result: 'pass' }] } }] },
+    ];
+    const r = computeSecurityReport(inp);
+    expect(r.verdict).toBe('FAIL');
+    expect(r.blocking).toEqual(['GUEST:aarch64/uefi-dt:seccomp: CRITICAL: in-guest check seccomp fail on aarch64 (uefi-dt)']);
+  });
+});
+
+describe('the layers file', () => {
+  it('specs/audit/security-layers.yaml is valid', async () => {
+    const schema = JSON.parse(await readFile(join(repo, LAYERS_SCHEMA), 'utf8')) as object;
+    const r = parseSecurityLayers(await readFile(join(repo, LAYERS_FILE), 'utf8'), LAYERS_FILE, schema);
+    expect(r.ok ? r.layers.map((l) => l.id) : r.problems.map(formatDiagnostic)).toEqual([
+      'kernel',
+      'module-signing-lockdown',
+      'seccomp',
+      'apparmor',
+      'cgroups-namespaces',
+      'ebpf',
+      'secrets',
+      'boot',
+    ]);
+    expect(await securityLayersDiagnostics(repo)).toEqual([]);
+    // Every HIGH gap says what limits the risk today.
+    if (r.ok) for (const l of r.layers) for (const t of l.tasks) if (t.gap.severity === 'HIGH') expect(t.gap.mitigation, `${l.id} ${t.id}`).toBeTruthy();
+  });
+
+  it('a task in two layers is refused with its location', async () => {
+    const schema = JSON.parse(await readFile(join(repo, LAYERS_SCHEMA), 'utf8')) as object;
+    const text = 'format: clawos-security-layers\nversion: 1.0.0\nlayers:\n  - id: a\n    title: A\n    tasks: [A-01]\n    gap: { severity: CRITICAL }\n  - id: b\n    title: B\n    tasks: [B-01, A-01]\n    gap: { severity: LOW }\n';
+    const r = parseSecurityLayers(text, 'layers.yaml', schema);
+    expect(r.ok ? [] : r.problems.map(formatDiagnostic)).toEqual(['layers.yaml:10:19: A-01 is already in layer a']);
+  });
+});

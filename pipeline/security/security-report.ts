@@ -1,0 +1,407 @@
+/**
+ * The security report (G-04): every finding of every ClawOS security layer,
+ * computed only from what the build recorded: the state's task instance records
+ * (status, reason, message, evidence, data), each boot's in-guest checks, and
+ * the kernel config audit (G-03). Nothing in it is written by hand; each finding
+ * says what evidence it rests on (path + sha256).
+ *
+ * Severity: a failed task of a layer and a failed or missing in-guest check are
+ * CRITICAL; an audit entry keeps its rule's severity; a task that was not built
+ * has its layer's `gap` severity (specs/audit/security-layers.yaml). The report
+ * FAILs on any open CRITICAL and on any open HIGH without a mitigation text.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Evidence } from '../outcome.js';
+import { parseYaml, validateLocated, type Diagnostic } from '../yaml-source.js';
+import type { AuditEntry } from './kconfig-audit.js';
+import { ruleName, SEVERITIES, type Severity } from './kconfig-audit-spec.js';
+
+export const LAYERS_FILE = 'specs/audit/security-layers.yaml';
+export const LAYERS_SCHEMA = 'specs/schemas/audit/security-layers.schema.json';
+
+export interface Gap {
+  severity: Severity;
+  mitigation?: string;
+}
+
+export interface LayerTask {
+  id: string;
+  gap: Gap;
+}
+
+export interface Layer {
+  id: string;
+  title: string;
+  tasks: LayerTask[];
+}
+
+/** Parse and check the layers file; a task in two layers is an error. */
+export function parseSecurityLayers(text: string, file: string, schema: object): { ok: true; layers: Layer[] } | { ok: false; problems: Diagnostic[] } {
+  const src = parseYaml(text, file);
+  const diags = validateLocated(src, schema);
+  if (diags.length) return { ok: false, problems: diags };
+  const doc = src.value as { layers: { id: string; title: string; tasks: (string | { id: string; gap: Gap })[]; gap: Gap }[] };
+  const problems: Diagnostic[] = [];
+  const owner = new Map<string, string>();
+  const layers = doc.layers.map((l, li) => ({
+    id: l.id,
+    title: l.title,
+    tasks: l.tasks.map((t, ti) => {
+      const id = typeof t === 'string' ? t : t.id;
+      const prev = owner.get(id);
+      if (prev) problems.push({ ...src.locate(['layers', li, 'tasks', ti]), message: `${id} is already in layer ${prev}` });
+      owner.set(id, l.id);
+      return { id, gap: typeof t === 'string' ? l.gap : t.gap };
+    }),
+  }));
+  const ids = new Set<string>();
+  doc.layers.forEach((l, li) => {
+    if (ids.has(l.id)) problems.push({ ...src.locate(['layers', li, 'id']), message: `layer ${l.id} is defined twice` });
+    ids.add(l.id);
+  });
+  return problems.length ? { ok: false, problems } : { ok: true, layers };
+}
+
+/** For `clawos-build validate`: the layers file's problems, [] when it is valid. */
+export async function securityLayersDiagnostics(repoRoot: string, file = LAYERS_FILE): Promise<Diagnostic[]> {
+  const schema = JSON.parse(await readFile(join(repoRoot, LAYERS_SCHEMA), 'utf8')) as object;
+  const r = parseSecurityLayers(await readFile(join(repoRoot, file), 'utf8'), file, schema);
+  return r.ok ? [] : r.problems;
+}
+
+/** The parts of a state instance record the report reads. */
+export interface RecordLike {
+  id: string;
+  task_id: string;
+  arch: string | null;
+  status: string;
+  reason?: string;
+  message: string;
+  evidence?: Evidence[];
+  outputs?: Record<string, { sha256: string }>;
+  data?: unknown;
+}
+
+export interface BootLike {
+  variant?: string;
+  verdict?: string;
+  checks?: { name: string; result: string; value?: string }[];
+  missing_checks?: string[];
+}
+
+export interface ReportInputs {
+  layers: Layer[];
+  /** Tasks that exist in tasks/, with what the report needs of their spec. */
+  catalog: ReadonlyMap<string, { per_arch: boolean; optional: boolean }>;
+  arches: readonly string[];
+  records: Readonly<Record<string, RecordLike>>;
+  /** The state file the records were read from, with the sha256 of the bytes read. */
+  state: { path: string; sha256: string };
+  /** Per arch: the boot record dir and every boot record in it (none: the ISO was not booted). */
+  boots: { arch: string; dir: string; records: { path: string; sha256: string; boot: BootLike }[] }[];
+  /** In-guest check name -> the catalog tasks it proves (checks.yaml). */
+  checkTasks: ReadonlyMap<string, readonly string[]>;
+  /** Per arch: the G-03 audit JSON (entries null when it is missing or unreadable). */
+  audits: { arch: string; path: string; sha256: string | null; entries: AuditEntry[] | null; error?: string }[];
+  /** The layer the kernel config audit belongs to. */
+  auditLayer: string;
+}
+
+export type FindingStatus = 'open' | 'waived';
+
+export interface Finding {
+  id: string;
+  layer: string;
+  severity: Severity;
+  status: FindingStatus;
+  title: string;
+  detail: string;
+  /** What the finding rests on, in words; `evidence` gives the files and their sha256. */
+  rests_on: string;
+  evidence: Evidence[];
+  mitigation: string | null;
+  waiver?: { reason: string; who: string };
+}
+
+export interface LayerSummary {
+  id: string;
+  title: string;
+  /** Task instances of the layer that passed (host-side records, including guest-check tasks). */
+  host_passed: string[];
+  /** Per arch: in-guest checks of the layer that passed in every boot, and those that did not. */
+  guest: Record<string, { passed: string[]; failed: string[] }>;
+  /** Layer tasks named in the layers file that tasks/ does not have (yet). */
+  not_in_catalog: string[];
+  open: Record<Severity, number>;
+}
+
+export interface SecurityReport {
+  format: 'clawos-security-report@1';
+  verdict: 'PASS' | 'FAIL';
+  /** Why it FAILs: one line per open CRITICAL and per open HIGH without mitigation. */
+  blocking: string[];
+  summary: { findings: number; open: Record<Severity, number>; waived: Record<Severity, number> };
+  /** Every file the report was computed from. */
+  inputs: Evidence[];
+  layers: LayerSummary[];
+  findings: Finding[];
+}
+
+const zero = (): Record<Severity, number> => ({ CRITICAL: 0, HIGH: 0, MEDIUM: 0, LOW: 0 });
+const rank = (s: Severity): number => SEVERITIES.indexOf(s);
+const FAILED = new Set(['FAIL', 'TIMEOUT', 'INFRA_ERROR', 'BLOCKED']);
+
+/** The blocking rule of G-04. */
+export function isBlocking(f: Finding): boolean {
+  return f.status === 'open' && (f.severity === 'CRITICAL' || (f.severity === 'HIGH' && !f.mitigation));
+}
+
+function recordEvidence(state: ReportInputs['state'], rec: RecordLike): Evidence[] {
+  return [{ label: `recorded result of ${rec.id}`, path: state.path, sha256: state.sha256 }, ...(rec.evidence ?? [])];
+}
+
+export function computeSecurityReport(inp: ReportInputs): SecurityReport {
+  const findings: Finding[] = [];
+  const layerOfTask = new Map<string, { layer: Layer; task: LayerTask }>();
+  for (const l of inp.layers) for (const t of l.tasks) layerOfTask.set(t.id, { layer: l, task: t });
+  const summaries = new Map<string, LayerSummary>(
+    inp.layers.map((l) => [
+      l.id,
+      {
+        id: l.id,
+        title: l.title,
+        host_passed: [],
+        guest: Object.fromEntries(inp.arches.map((a) => [a, { passed: [], failed: [] }])),
+        not_in_catalog: l.tasks.filter((t) => !inp.catalog.has(t.id)).map((t) => t.id),
+        open: zero(),
+      },
+    ]),
+  );
+
+  // ---- task instance records
+  // Not built: one finding per layer and root cause (a NOT_CONFIGURED chain names its root).
+  const gaps = new Map<string, { layer: Layer; root: string; rootMessage: string; members: { id: string; gap: Gap }[]; evidence: Evidence[] }>();
+  for (const l of inp.layers) {
+    for (const t of l.tasks) {
+      const spec = inp.catalog.get(t.id);
+      if (!spec || spec.optional) continue;
+      const ids = spec.per_arch ? inp.arches.map((a) => `${t.id}@${a}`) : [t.id];
+      for (const id of ids) {
+        const rec = inp.records[id];
+        if (rec?.status === 'PASS') {
+          summaries.get(l.id)!.host_passed.push(id);
+        } else if (rec && FAILED.has(rec.status)) {
+          findings.push({
+            id: `TASK:${id}`,
+            layer: l.id,
+            severity: 'CRITICAL',
+            status: 'open',
+            title: `${id} ${rec.status}${rec.reason ? ` (${rec.reason})` : ''}`,
+            detail: rec.message,
+            rests_on: `the recorded result of ${id} in ${inp.state.path}`,
+            evidence: recordEvidence(inp.state, rec),
+            mitigation: null,
+          });
+        } else {
+          const root = rec ? ((rec.data as { not_configured_root?: { id: string; message: string } } | undefined)?.not_configured_root ?? { id, message: rec.message }) : { id, message: 'no recorded result (not run)' };
+          const key = `${l.id} ${root.id}`;
+          const g = gaps.get(key) ?? { layer: l, root: root.id, rootMessage: root.message, members: [], evidence: [{ label: 'recorded results', path: inp.state.path, sha256: inp.state.sha256 }] };
+          g.members.push({ id, gap: t.gap });
+          gaps.set(key, g);
+        }
+      }
+    }
+  }
+  for (const g of gaps.values()) {
+    const worst = [...g.members].sort((a, b) => rank(a.gap.severity) - rank(b.gap.severity))[0]!;
+    const names = g.members.map((m) => m.id);
+    findings.push({
+      id: `GAP:${g.layer.id}:${g.root}`,
+      layer: g.layer.id,
+      severity: worst.gap.severity,
+      status: 'open',
+      title: `not built: ${names.join(', ')}`,
+      detail: names.length === 1 && names[0] === g.root ? g.rootMessage : `${g.root}: ${g.rootMessage}`,
+      rests_on: `the recorded results of ${names.join(', ')} in ${inp.state.path} (NOT_CONFIGURED or absent)`,
+      evidence: g.evidence,
+      mitigation: worst.gap.mitigation?.trim() ? worst.gap.mitigation : null,
+    });
+  }
+
+  // ---- in-guest checks, per arch and boot
+  const layerOfCheck = (name: string): string => {
+    for (const t of inp.checkTasks.get(name) ?? []) {
+      const l = layerOfTask.get(t);
+      if (l) return l.layer.id;
+    }
+    return 'unclassified';
+  };
+  for (const b of inp.boots) {
+    if (!b.records.length) {
+      findings.push({
+        id: `GUEST:${b.arch}`,
+        layer: 'unclassified',
+        severity: 'CRITICAL',
+        status: 'open',
+        title: `${b.arch}: no boot records`,
+        detail: `no boot record in ${b.dir}: nothing was proven inside a ${b.arch} guest`,
+        rests_on: `the absence of boot records in ${b.dir}`,
+        evidence: [],
+        mitigation: null,
+      });
+      continue;
+    }
+    const perCheck = new Map<string, { ok: boolean }>();
+    for (const r of b.records) {
+      const variant = r.boot.variant ?? r.path;
+      const seen = new Set<string>();
+      const results = [
+        ...(r.boot.checks ?? []),
+        ...(r.boot.missing_checks ?? []).map((name) => ({ name, result: 'missing', value: undefined as string | undefined })),
+      ];
+      for (const c of results) {
+        if (seen.has(c.name)) continue;
+        seen.add(c.name);
+        const layer = layerOfCheck(c.name);
+        const ok = c.result === 'pass';
+        perCheck.set(c.name, { ok: (perCheck.get(c.name)?.ok ?? true) && ok });
+        if (ok) continue;
+        findings.push({
+          id: `GUEST:${b.arch}/${variant}:${c.name}`,
+          layer,
+          severity: 'CRITICAL',
+          status: 'open',
+          title: `in-guest check ${c.name} ${c.result} on ${b.arch} (${variant})`,
+          detail: c.value ? `${c.name}: ${c.value}` : `${c.name}: ${c.result}`,
+          rests_on: `the boot record ${r.path} (in-guest check ${c.name})`,
+          evidence: [{ label: `boot ${b.arch} ${variant}`, path: r.path, sha256: r.sha256 }],
+          mitigation: null,
+        });
+      }
+    }
+    for (const [name, { ok }] of [...perCheck.entries()].sort(([a], [b2]) => a.localeCompare(b2))) {
+      const s = summaries.get(layerOfCheck(name));
+      if (!s) continue;
+      (ok ? s.guest[b.arch]!.passed : s.guest[b.arch]!.failed).push(name);
+    }
+  }
+
+  // ---- the kernel config audit (G-03)
+  for (const a of inp.audits) {
+    if (!a.entries) {
+      findings.push({
+        id: `AUDIT:${a.arch}`,
+        layer: inp.auditLayer,
+        severity: 'CRITICAL',
+        status: 'open',
+        title: `${a.arch}: no kernel config audit`,
+        detail: a.error ?? `${a.path} is missing`,
+        rests_on: `the absence of ${a.path}`,
+        evidence: [],
+        mitigation: null,
+      });
+      continue;
+    }
+    const seen = new Map<string, number>();
+    for (const e of a.entries) {
+      if (e.check_result_bool) continue;
+      const base = `${e.type === 'module_signature' ? 'MODSIG' : 'KCONFIG'}@${a.arch}:${e.option_name}`;
+      const n = (seen.get(base) ?? 0) + 1;
+      seen.set(base, n);
+      findings.push({
+        id: n === 1 ? base : `${base}#${n}`,
+        layer: inp.auditLayer,
+        severity: e.severity,
+        status: e.waived ? 'waived' : 'open',
+        title: e.type === 'module_signature' ? `${e.option_name}: ${e.check_result}` : `${ruleName(e.option_name, e.desired_val)} (${e.decision}): ${e.check_result}`,
+        detail: e.rationale,
+        rests_on: `the G-03 audit entry for ${e.option_name} in ${a.path} (rule ${e.rule})`,
+        evidence: [{ label: `kernel config audit ${a.arch}`, path: a.path, sha256: a.sha256! }],
+        mitigation: e.mitigation?.trim() ? e.mitigation : null,
+        ...(e.waived ? { waiver: { reason: e.waiver_reason ?? '', who: e.waiver_who ?? '' } } : {}),
+      });
+    }
+  }
+
+  const layerOrder = new Map(inp.layers.map((l, i) => [l.id, i]));
+  findings.sort(
+    (x, y) =>
+      rank(x.severity) - rank(y.severity) ||
+      (x.status === y.status ? 0 : x.status === 'open' ? -1 : 1) ||
+      (layerOrder.get(x.layer) ?? 1e9) - (layerOrder.get(y.layer) ?? 1e9) ||
+      (x.id < y.id ? -1 : x.id > y.id ? 1 : 0),
+  );
+  const open = zero();
+  const waived = zero();
+  for (const f of findings) {
+    (f.status === 'open' ? open : waived)[f.severity]++;
+    if (f.status === 'open') {
+      const s = summaries.get(f.layer);
+      if (s) s.open[f.severity]++;
+    }
+  }
+  const blocking = findings
+    .filter(isBlocking)
+    .map((f) => `${f.id}: ${f.severity}${f.severity === 'HIGH' ? ' without a mitigation' : ''}: ${f.title}`);
+  const inputs: Evidence[] = [
+    { label: 'recorded results', path: inp.state.path, sha256: inp.state.sha256 },
+    ...inp.boots.flatMap((b) => b.records.map((r) => ({ label: `boot record ${b.arch}`, path: r.path, sha256: r.sha256 }))),
+    ...inp.audits.filter((a) => a.sha256).map((a) => ({ label: `kernel config audit ${a.arch}`, path: a.path, sha256: a.sha256! })),
+  ];
+  return {
+    format: 'clawos-security-report@1',
+    verdict: blocking.length ? 'FAIL' : 'PASS',
+    blocking,
+    summary: { findings: findings.length, open, waived },
+    inputs,
+    layers: [...summaries.values()],
+    findings,
+  };
+}
+
+const cell = (s: string): string => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+const counts = (c: Record<Severity, number>): string => SEVERITIES.map((s) => `${c[s]} ${s}`).join(', ');
+
+export function securityReportMarkdown(r: SecurityReport, arches: readonly string[]): string {
+  const out: string[] = [];
+  out.push('# ClawOS security report', '');
+  out.push(`**${r.verdict}**: open findings ${counts(r.summary.open)}; waived ${counts(r.summary.waived)}.`, '');
+  out.push(
+    'Computed by G-04 from the recorded results only (task records, boot records, the G-03 kernel config audit); ' +
+      'it FAILs on any open CRITICAL finding and on any open HIGH finding without a mitigation.',
+    '',
+  );
+  out.push('## Blocking', '');
+  if (r.blocking.length) for (const b of r.blocking) out.push(`- ${b}`);
+  else out.push('None.');
+  out.push('', '## What is proven where', '');
+  out.push(`| layer | host (task instances passed) | ${arches.map((a) => `${a} guest (in-guest checks passed in every boot)`).join(' | ')} | open findings |`);
+  out.push(`|---|---|${arches.map(() => '---|').join('')}---|`);
+  for (const l of r.layers) {
+    const guest = arches.map((a) => {
+      const g = l.guest[a];
+      if (!g || (!g.passed.length && !g.failed.length)) return '–';
+      return [...g.passed, ...g.failed.map((f) => `**${f} (not passed)**`)].join(', ');
+    });
+    const host = l.host_passed.join(', ') || '–';
+    const nic = l.not_in_catalog.length ? ` (not in tasks/: ${l.not_in_catalog.join(', ')})` : '';
+    out.push(`| ${cell(l.title)} | ${cell(host + nic)} | ${guest.map(cell).join(' | ')} | ${counts(l.open)} |`);
+  }
+  out.push('', '## Findings', '');
+  if (!r.findings.length) out.push('None.');
+  for (const f of r.findings) {
+    out.push(`### ${f.severity} ${f.status}: ${f.title}`, '');
+    out.push(`- id: \`${f.id}\` · layer: ${f.layer}`);
+    out.push(`- detail: ${f.detail.replace(/\n/g, ' ')}`);
+    out.push(`- rests on: ${f.rests_on}`);
+    for (const e of f.evidence) out.push(`  - \`${e.path}\` sha256 \`${e.sha256}\` (${e.label})`);
+    out.push(`- mitigation: ${f.mitigation ?? '**none recorded**'}`);
+    if (f.waiver) out.push(`- waived by ${f.waiver.who}: ${f.waiver.reason}`);
+    out.push('');
+  }
+  out.push('## Inputs', '');
+  for (const e of r.inputs) out.push(`- \`${e.path}\` sha256 \`${e.sha256}\` (${e.label})`);
+  out.push('');
+  return out.join('\n');
+}
