@@ -22,10 +22,14 @@ export interface FirmwareFile {
   writable_copy?: boolean;
 }
 
+export type FirmwareKind = 'bios' | 'uefi';
+
 export interface BootVariant {
   name: string;
   description: string;
   machine?: string;
+  /** What `boot --firmware bios|uefi` selects; absent: only selectable by name. */
+  firmware_kind?: FirmwareKind;
   firmware: FirmwareFile[];
   args: string[];
 }
@@ -37,6 +41,8 @@ export interface Accelerator {
   host_arches?: string[];
   device?: string;
   probe_timeout_s?: number;
+  /** The guest runs on host CPU time: timeout_s grows with boots side by side (bootTimeout). */
+  load_scaling?: { max_factor: number };
 }
 
 export interface QemuMachine {
@@ -141,6 +147,54 @@ export function findAccelerator(m: QemuMachine, name: string): Accelerator {
   const a = m.accelerators.find((x) => x.name === name);
   if (!a) throw new UserError(`QEMU machine ${m.arch} does not allow accelerator "${name}"`);
   return a;
+}
+
+/**
+ * The variants `--firmware SEL` names: a variant name, or a firmware kind
+ * (bios, uefi) standing for every variant of that kind, in file order.
+ */
+export function selectVariants(m: QemuMachine, sel?: string): BootVariant[] {
+  if (!sel) return [...m.variants];
+  const byName = m.variants.find((v) => v.name === sel);
+  if (byName) return [byName];
+  const have = m.variants.map((v) => (v.firmware_kind ? `${v.name} (${v.firmware_kind})` : v.name)).join(', ');
+  if (sel === 'bios' || sel === 'uefi') {
+    const kind = m.variants.filter((v) => v.firmware_kind === sel);
+    if (kind.length) return kind;
+    throw new UserError(`${m.arch} has no ${sel} boot variant`, `choose one of: ${have}`);
+  }
+  throw new UserError(`unknown --firmware ${sel} for ${m.arch}`, `choose bios, uefi or one of: ${have}`);
+}
+
+export interface BootTimeout {
+  seconds: number;
+  /** The multiplier applied to the accelerator's timeout_s (1 = none). */
+  factor: number;
+  /** How the figure came about, for the output. */
+  note: string;
+}
+
+/**
+ * The time one boot gets: the accelerator's timeout_s (per arch and accelerator,
+ * from qemu/<arch>.yaml), scaled up when `concurrent` boots of `smp` vCPUs each
+ * share `hostCpus` CPUs and the accelerator runs on host CPU time (load_scaling).
+ */
+export function bootTimeout(m: QemuMachine, accel: Accelerator, load: { concurrent: number; hostCpus: number }): BootTimeout {
+  const base = accel.timeout_s;
+  const ls = accel.load_scaling;
+  if (!ls) return { seconds: base, factor: 1, note: `${base} s (${m.arch} ${accel.name} timeout_s)` };
+  const demand = (Math.max(1, load.concurrent) * (m.smp ?? 1)) / Math.max(1, load.hostCpus);
+  const factor = Math.min(ls.max_factor, Math.max(1, demand));
+  const rounded = Math.round(factor * 100) / 100;
+  const seconds = Math.ceil(base * factor);
+  return {
+    seconds,
+    factor: rounded,
+    note:
+      factor === 1
+        ? `${base} s (${m.arch} ${accel.name} timeout_s; ${load.concurrent} boot(s) at once on ${load.hostCpus} host CPU(s) need no scaling)`
+        : `${seconds} s (${m.arch} ${accel.name} timeout_s ${base} s x ${rounded} for ${load.concurrent} boots at once on ${load.hostCpus} host CPU(s)${factor === ls.max_factor ? ', capped by max_factor' : ''})`,
+  };
 }
 
 function placeholders(arg: string): string[] {
