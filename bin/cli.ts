@@ -16,9 +16,13 @@ import { loadGateSpecs } from '../pipeline/gates.js';
 import { runPhases, type PhaseResult } from '../pipeline/run-phases.js';
 import { clawosVersion, loadValidCatalog, openRun, repoRootDir, selectArches } from '../pipeline/session.js';
 import { acquireBuildLock } from '../pipeline/build-lock.js';
-import { StateStore } from '../pipeline/state.js';
 import { PHASES, type Phase } from '../pipeline/task-spec.js';
 import { bootCommand } from '../pipeline/boot-command.js';
+import { flashCommand } from './flash-command.js';
+import { doctorCommand } from './doctor-command.js';
+import { finishRun, type RunFinish } from '../pipeline/run-phases.js';
+import { VAULT_COMMANDS, VAULT_USAGE, vaultCommand } from './vault-commands.js';
+import { defaultKeyDir, defaultTrustFile } from '../vault/key-dir.js';
 
 export const EXIT = {
   ok: 0,
@@ -37,8 +41,14 @@ commands:
   plan                print the task graph in execution order (--json for machines)
   p1 | p2 | p3 | p4   run one phase and its gate (the previous gate must have passed)
   all                 run P1 to P4, stopping at the first NO-GO gate
-  boot                boot an ISO under QEMU and check it: --iso FILE --arch ARCH [--firmware NAME]
-  status              show the recorded result of every task and gate
+  boot                boot an ISO under QEMU and check it: --iso FILE --arch ARCH [--firmware bios|uefi|NAME]
+                      boot lab: [--repeat N] [-j N boots at once] [--until-fail] [--junit FILE]
+                      (records, summary.json, junit.xml in <build-dir>/boots/<time>/)
+  flash ISO DEVICE    write a vouched-for ISO to a whole disk, then read it back and compare:
+                      [--bundle DIR|TAR --trust keys.json | --sha256 HEX] [--yes] [--allow-file]
+  doctor              check the host has every tool, file and package the build needs [--fix]
+  status              show the latest result of every task and gate, from the vault's event chains
+${VAULT_USAGE}
 
 options:
   --arch LIST         architectures, comma-separated (default: x86_64,aarch64)
@@ -67,6 +77,14 @@ interface Parsed {
   iso?: string;
   firmware?: string;
   repeat: number;
+  untilFail: boolean;
+  junit?: string;
+  yes: boolean;
+  allowFile: boolean;
+  sha256?: string;
+  bundle?: string;
+  trust?: string;
+  fix: boolean;
 }
 
 class UsageError extends Error {}
@@ -88,6 +106,14 @@ export function parseCli(argv: string[]): Parsed | 'help' | 'version' {
         iso: { type: 'string' },
         firmware: { type: 'string' },
         repeat: { type: 'string' },
+        'until-fail': { type: 'boolean' },
+        junit: { type: 'string' },
+        yes: { type: 'boolean' },
+        'allow-file': { type: 'boolean' },
+        sha256: { type: 'string' },
+        bundle: { type: 'string' },
+        trust: { type: 'string' },
+        fix: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -100,10 +126,10 @@ export function parseCli(argv: string[]): Parsed | 'help' | 'version' {
   if (v.version) return 'version';
   const [command, ...positionals] = parsed.positionals;
   if (!command) throw new UsageError('no command given');
-  const known = ['validate', 'plan', 'p1', 'p2', 'p3', 'p4', 'all', 'boot', 'status', 'help'];
+  const known = ['validate', 'plan', 'p1', 'p2', 'p3', 'p4', 'all', 'boot', 'flash', 'doctor', 'status', 'help'];
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}"`);
   if (command === 'help') return 'help';
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}" for ${command}`);
+  if (positionals.length && command !== 'flash') throw new UsageError(`unexpected argument "${positionals[0]}" for ${command}`);
   let jobs = availableParallelism();
   if (v.jobs !== undefined) {
     if (!/^[1-9]\d*$/.test(v.jobs)) throw new UsageError(`-j/--jobs takes a positive whole number, not "${v.jobs}"`);
@@ -117,6 +143,9 @@ export function parseCli(argv: string[]): Parsed | 'help' | 'version' {
   const arch = (v.arch ?? DEFAULT_ARCHES).split(',').map((s) => s.trim()).filter(Boolean);
   if (!arch.length) throw new UsageError('--arch needs at least one architecture');
   if (command !== 'boot' && (v.iso || v.firmware || v.repeat)) throw new UsageError('--iso, --firmware and --repeat go with the boot command');
+  if (command !== 'boot' && (v['until-fail'] || v.junit)) throw new UsageError('--until-fail and --junit go with the boot command');
+  if (command !== 'flash' && (v.yes || v['allow-file'] || v.sha256 || v.bundle || v.trust)) throw new UsageError('--yes, --allow-file, --sha256, --bundle and --trust go with the flash command');
+  if (command !== 'doctor' && v.fix) throw new UsageError('--fix goes with the doctor command');
   return {
     command,
     positionals,
@@ -129,6 +158,14 @@ export function parseCli(argv: string[]): Parsed | 'help' | 'version' {
     iso: v.iso,
     firmware: v.firmware,
     repeat,
+    untilFail: !!v['until-fail'],
+    junit: v.junit,
+    yes: !!v.yes,
+    allowFile: !!v['allow-file'],
+    sha256: v.sha256,
+    bundle: v.bundle,
+    trust: v.trust,
+    fix: !!v.fix,
   };
 }
 
@@ -197,30 +234,6 @@ async function cmdPlan(p: Parsed, repoRoot: string): Promise<number> {
   return EXIT.ok;
 }
 
-async function cmdStatus(p: Parsed): Promise<number> {
-  const buildDir = resolve(p.buildDir);
-  const state = await StateStore.open(buildDir);
-  const d = state.data;
-  if (p.json) {
-    printJson(d);
-    return EXIT.ok;
-  }
-  const recs = Object.values(d.instances).sort((a, b) => a.phase.localeCompare(b.phase) || a.id.localeCompare(b.id));
-  if (!recs.length) {
-    process.stdout.write(`nothing recorded in ${buildDir} yet\n`);
-    return EXIT.ok;
-  }
-  for (const phase of PHASES) {
-    const g = d.gates[phase];
-    process.stdout.write(`${phase}: gate ${g ? `${g.recommendation} (${g.decided_at})` : 'not run'}\n`);
-    for (const r of recs.filter((x) => x.phase === phase)) {
-      process.stdout.write(`  ${r.id.padEnd(14)} ${r.status.padEnd(14)} ${formatDuration(r.duration_ms).padStart(8)}  ${r.message.split('\n')[0]}\n`);
-    }
-    for (const b of g?.blockers ?? []) process.stdout.write(`  blocker: ${b}\n`);
-  }
-  return EXIT.ok;
-}
-
 async function cmdRun(p: Parsed, repoRoot: string, phases: Phase[]): Promise<number> {
   const ac = new AbortController();
   const onSig = () => ac.abort();
@@ -231,6 +244,8 @@ async function cmdRun(p: Parsed, repoRoot: string, phases: Phase[]): Promise<num
   const release = await acquireBuildLock(resolve(p.buildDir));
   const started = Date.now();
   let results: PhaseResult[] = [];
+  let finish: RunFinish | undefined;
+  const keyDir = defaultKeyDir();
   try {
     const rc = await openRun({
       repoRoot,
@@ -242,8 +257,18 @@ async function cmdRun(p: Parsed, repoRoot: string, phases: Phase[]): Promise<num
       emit: reporter.sink,
       signal: ac.signal,
       heartbeatMs: mode === 'plain' ? 30_000 : 0,
+      phases,
     });
-    results = await runPhases(rc, phases, await loadGateSpecs(repoRoot));
+    let error: string | undefined;
+    try {
+      results = await runPhases(rc, phases, await loadGateSpecs(repoRoot));
+    } catch (err) {
+      error = err instanceof Error ? err.message : String(err);
+      throw err;
+    } finally {
+      // The run's chain always ends with run-end, even when a phase refused to start.
+      finish = await finishRun(rc, results, { keyDir, ...(error !== undefined ? { error } : {}) });
+    }
   } finally {
     await reporter.finish();
     await release();
@@ -261,6 +286,11 @@ async function cmdRun(p: Parsed, repoRoot: string, phases: Phase[]): Promise<num
       exit_code: code,
       duration_ms: Date.now() - started,
       build_dir: resolve(p.buildDir),
+      run_id: finish?.runId,
+      events: finish?.eventsFile,
+      bundle: finish?.bundle
+        ? { dir: finish.bundle.dir, signed: true, subjects: finish.bundle.subjects.length, manifest_sha256: finish.bundle.manifestSha256, log_root: finish.bundle.logRootB64u }
+        : { signed: false, note: finish?.bundleNote },
       gates: results.map((r) => ({ phase: r.phase, recommendation: r.gate.recommendation, blockers: r.gate.blockers, coverage: r.gate.coverage })),
       tasks: records.map((r) => ({
         id: r.id,
@@ -278,11 +308,27 @@ async function cmdRun(p: Parsed, repoRoot: string, phases: Phase[]): Promise<num
         results.map((r) => `${r.phase} ${r.gate.recommendation}`).join(', ') +
         ` (${records.length} task instances, ${ran} run, ${records.length - ran} up to date; build dir ${resolve(p.buildDir)})\n`,
     );
+    if (finish) process.stderr.write(`vault: run ${finish.runId}, events ${finish.eventsFile}\n`);
+    if (finish?.bundle) {
+      process.stderr.write(
+        `bundle: ${finish.bundle.dir} (${finish.bundle.subjects.length} attested subjects, ${finish.bundle.manifest.files.length} files; ` +
+          `signed by release key ${finish.releaseKeyId?.slice(0, 16)}; log root ${finish.bundle.logRootB64u})\n` +
+          `verify: clawos-build verify ${finish.bundle.dir} --trust ${defaultTrustFile(keyDir)}\n`,
+      );
+    } else if (finish?.bundleNote) process.stderr.write(`bundle: ${finish.bundleNote}\n`);
   }
   return code;
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // The vault's commands (keys, spec, verify, export) parse their own words and options.
+  if (argv[0] && (VAULT_COMMANDS as readonly string[]).includes(argv[0]) && argv[0] !== 'status') {
+    try {
+      return await vaultCommand(argv, { repoRoot: repoRootDir(), print: (s) => process.stdout.write(s), printErr: (s) => process.stderr.write(s) });
+    } catch (err) {
+      return reportError(err, argv.includes('--json'));
+    }
+  }
   let p: Parsed | 'help' | 'version';
   try {
     p = parseCli(argv);
@@ -304,12 +350,16 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     switch (p.command) {
+      case 'status':
+        return await vaultCommand(['status', '--build-dir', p.buildDir, ...(p.json ? ['--json'] : [])], { repoRoot, print: (s) => process.stdout.write(s), printErr: (s) => process.stderr.write(s) });
       case 'validate':
         return await cmdValidate(p, repoRoot);
       case 'plan':
         return await cmdPlan(p, repoRoot);
-      case 'status':
-        return await cmdStatus(p);
+      case 'flash':
+        return await flashCommand(p);
+      case 'doctor':
+        return await doctorCommand({ repoRoot, buildDir: p.buildDir, json: p.json, fix: p.fix });
       case 'boot':
         return await bootCommand({ ...p, repoRoot, print: (s) => process.stdout.write(s), printErr: (s) => process.stderr.write(s) });
       case 'all':

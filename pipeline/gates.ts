@@ -3,14 +3,17 @@
  * instances and re-checks their evidence (each output's sha256, now), then
  * writes gate-report.json and gate-report.md: every check with its evidence, a
  * GO / NO-GO recommendation, explicit blockers, and a coverage line naming the
- * NOT_CONFIGURED tasks. It never claims more than the records show.
+ * NOT_CONFIGURED tasks. It never claims more than the records show. Each piece
+ * of evidence cites its object in the vault's content store (vault/store/sha256/…),
+ * and the decision itself is a `gate` event of the run's vault chain.
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../lib/atomic-write.js';
 import { sha256Hex } from '../lib/hash.js';
 import type { HashCache } from '../lib/hash-cache.js';
 import { parseYaml } from './yaml-source.js';
+import { storeHas, storePath } from '../vault/store.js';
 import type { GateRecord, InstanceRecord, StateStore } from './state.js';
 import type { Phase, TaskInstance } from './task-spec.js';
 
@@ -31,7 +34,8 @@ export interface GateCheck {
   title: string;
   status: 'pass' | 'fail' | 'not-configured';
   detail: string;
-  evidence: { path: string; sha256: string }[];
+  /** `store`: the build-relative path of the object in the vault's store (null when it is not there). */
+  evidence: { path: string; sha256: string; store?: string | null }[];
 }
 
 export interface GateReport {
@@ -98,7 +102,8 @@ export async function evaluateGate(opts: {
       } catch {
         now = 'missing';
       }
-      evidence.push({ path, sha256: now });
+      const stored = /^[0-9a-f]{64}$/.test(now) && (await storeHas(buildDir, now)) ? relative(buildDir, storePath(buildDir, now)) : null;
+      evidence.push({ path, sha256: now, store: stored });
       if (now !== o.sha256) {
         evidenceOk = false;
         blockers.push(`${inst.id}: evidence ${path} changed since it was recorded (recorded ${o.sha256.slice(0, 16)}…, now ${now.slice(0, 16)}…)`);
@@ -161,7 +166,7 @@ export function gateReportMarkdown(r: GateReport): string {
   else out.push('None.');
   out.push('', '## Checks', '', '| task | status | detail | evidence (sha256) |', '|---|---|---|---|');
   for (const c of r.checks) {
-    const ev = c.evidence.map((e) => `\`${e.path}\` ${e.sha256.slice(0, 12)}…`).join('<br>') || '–';
+    const ev = c.evidence.map((e) => `\`${e.path}\` ${e.sha256.slice(0, 12)}…${e.store ? ' (vault)' : ''}`).join('<br>') || '–';
     out.push(`| ${c.id} ${c.title.replace(/\|/g, '/')} | ${c.status.toUpperCase()} | ${c.detail.replace(/\|/g, '/').replace(/\n/g, ' ')} | ${ev} |`);
   }
   out.push('');

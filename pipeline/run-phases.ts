@@ -1,9 +1,13 @@
 /**
  * Phases in order, each ending in its gate. A phase refuses to start until the
  * previous gate said GO on the same inputs (the fingerprints of its task
- * instances now equal the ones the gate judged).
+ * instances now equal the ones the gate judged). Each gate decision (new or
+ * kept) is a `gate` event citing its reports and evidence in the vault's store;
+ * finishRun closes the run's chain and, after a GO of gate P4 in a run of P1 to
+ * P4, writes the signed release bundle.
  */
-import { UserError } from '../lib/errors.js';
+import { InfraError, UserError } from '../lib/errors.js';
+import { VaultError } from '../vault/codes.js';
 import { readManifest, recordInManifest } from '../vault/manifest.js';
 import { evaluateGate, writeGateReport, type GateReport, type GateSpec } from './gates.js';
 import { phaseInstances } from './graph.js';
@@ -12,9 +16,15 @@ import { describeChange } from './explain-change.js';
 import type { GateRecord, InstanceRecord } from './state.js';
 import { PHASES, type Phase } from './task-spec.js';
 import { sha256File } from '../lib/hash.js';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { readFile, stat } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
 import { stableJson } from './fingerprint.js';
+import { loadKernelSourceConfig } from './kernel/source.js';
+import { findSigner } from '../vault/key-dir.js';
+import { readSpec } from '../vault/freeze-specs.js';
+import { bundlesDir, loadBundleConfig, writeReleaseBundle, type ReleaseBundle } from '../vault/release-bundle.js';
+import type { VaultEvent } from '../vault/event-chain.js';
 
 export interface PhaseResult {
   phase: Phase;
@@ -67,10 +77,14 @@ export async function runPhase(rc: RunContext, phase: Phase, gateSpecs: Record<P
   const records = await runInstances(rc, instances);
   const fingerprints = Object.fromEntries(instances.map((i) => [i.id, rc.state.instance(i.id)?.fingerprint ?? '']));
   // Nothing changed since the recorded decision: re-check its evidence, keep its reports.
+  // A failed instance has no fingerprint (''), so two different failures would look
+  // alike: a phase with a failure is always decided again.
   const prev = rc.state.gate(phase);
-  if (prev && stableJson(prev.fingerprints) === stableJson(fingerprints) && stableJson(prev.arches) === stableJson([...rc.graph.arches])) {
+  const allFingerprinted = Object.values(fingerprints).every((f) => f !== '');
+  if (prev && allFingerprinted && stableJson(prev.fingerprints) === stableJson(fingerprints) && stableJson(prev.arches) === stableJson([...rc.graph.arches])) {
     const kept = await keptGate(rc, prev);
     if (kept) {
+      await recordGate(rc, kept, prev, true);
       rc.emit({ type: 'gate', phase, recommendation: kept.recommendation, blockers: kept.blockers, coverage: kept.coverage.line, report: prev.report_md });
       return { phase, records, gate: kept };
     }
@@ -84,9 +98,30 @@ export async function runPhase(rc: RunContext, phase: Phase, gateSpecs: Record<P
   }
   await recordInManifest(rc.buildDir, `gate:${phase}`, entries);
   await rc.state.putGate(rec);
+  await recordGate(rc, gate, rec, false);
   await rc.hashCache.save();
   rc.emit({ type: 'gate', phase, recommendation: gate.recommendation, blockers: gate.blockers, coverage: gate.coverage.line, report: rec.report_md });
   return { phase, records, gate };
+}
+
+/** The decision as a vault event: its reports go into the store, its evidence cites store objects. */
+async function recordGate(rc: RunContext, gate: GateReport, rec: GateRecord, kept: boolean): Promise<void> {
+  const reports = [];
+  for (const rel of [rec.report_json, rec.report_md]) {
+    const { added: _added, ...file } = await rc.vault.store(rel);
+    reports.push(file);
+  }
+  await rc.vault.append('gate', {
+    phase: gate.phase,
+    recommendation: gate.recommendation,
+    blockers: gate.blockers,
+    coverage: gate.coverage.line,
+    inputs_fingerprint: gate.inputs_fingerprint,
+    decided_at: gate.decided_at,
+    kept,
+    reports,
+    evidence: gate.checks.flatMap((c) => c.evidence.map((e) => ({ task: c.id, path: e.path, sha256: e.sha256, store: e.store ?? null }))),
+  });
 }
 
 /**
@@ -120,3 +155,97 @@ export async function runPhases(rc: RunContext, phases: Phase[], gateSpecs: Reco
   }
   return out;
 }
+
+export interface RunFinish {
+  runId: string;
+  eventsFile: string;
+  /** The signed bundle, when one was written. */
+  bundle?: ReleaseBundle;
+  releaseKeyId?: string;
+  /** Why there is no bundle (no release key, P4 not GO …), when there is none. */
+  bundleNote?: string;
+}
+
+async function releaseVersion(repoRoot: string): Promise<string> {
+  const doc = parseYaml(await readFile(join(repoRoot, 'specs/release.yaml'), 'utf8')) as { version?: unknown };
+  if (typeof doc?.version !== 'string') throw new UserError('specs/release.yaml has no version');
+  return doc.version;
+}
+
+/**
+ * End the run's chain with run-end, and after gate P4 said GO in a run of P1 to
+ * P4, write the bundle signed with the release key of `keyDir`. Without a release
+ * key the run still ends (nothing is claimed): the run-end event and the result
+ * say the bundle was not signed and how to make the key.
+ */
+export async function finishRun(
+  rc: RunContext,
+  results: PhaseResult[],
+  o: { keyDir: string; trustFile?: string; error?: string },
+): Promise<RunFinish> {
+  const records = results.flatMap((r) => r.records);
+  const count = (pred: (s: string) => boolean) => records.filter((r) => pred(r.status)).length;
+  const p4 = results.find((r) => r.phase === 'P4');
+  const allPhases = PHASES.every((p) => results.some((r) => r.phase === p));
+  let note: string | undefined;
+  let signer;
+  if (o.error) note = `no bundle: the run stopped: ${o.error}`;
+  else if (rc.signal.aborted) note = 'no bundle: the run was interrupted';
+  else if (!p4) note = 'no bundle: gate P4 was not run (a release bundle needs `clawos-build all`)';
+  else if (p4.gate.recommendation !== 'GO') note = 'no bundle: gate P4 said NO-GO';
+  else if (!allPhases) note = 'no bundle: a release bundle covers P1 to P4 in one run; run `clawos-build all`';
+  else if (!rc.freeze.ok) note = `no bundle: the P1 freeze record does not verify: ${rc.freeze.detail}`;
+  else {
+    signer = await findSigner(o.keyDir, 'release', o.trustFile);
+    if (!signer) note = `no release key in ${o.keyDir}: bundle not signed; run \`clawos-build keys init --role release\``;
+  }
+  const status = o.error ? 'error' : rc.signal.aborted ? 'interrupted' : records.some((r) => !['PASS', 'NOT_CONFIGURED'].includes(r.status)) || results.some((r) => r.gate.recommendation !== 'GO') ? 'failed' : 'passed';
+  await rc.vault.append('run-end', {
+    status,
+    ...(o.error ? { error: o.error } : {}),
+    gates: results.map((r) => ({ phase: r.phase, recommendation: r.gate.recommendation })),
+    tasks: { total: records.length, passed: count((s) => s === 'PASS'), not_configured: count((s) => s === 'NOT_CONFIGURED'), other: count((s) => s !== 'PASS' && s !== 'NOT_CONFIGURED') },
+    bundle: signer ? { status: 'signing', dir: `vault/bundles/${rc.vault.runId}`, release_key: signer.keyid } : { status: 'none', reason: note },
+  });
+  const done: RunFinish = { runId: rc.vault.runId, eventsFile: rc.vault.eventsFile, ...(note ? { bundleNote: note } : {}) };
+  if (!signer || !rc.freeze.ok) {
+    await rc.vault.close();
+    return done;
+  }
+  const events = rc.vault.log.eventBytes().map((b) => JSON.parse(b.toString('utf8')) as VaultEvent);
+  await rc.vault.close();
+  const config = await loadBundleConfig(rc.repoRoot);
+  const src = await loadKernelSourceConfig(rc.repoRoot, process.env, config.kernel_source);
+  const frozenSpecs = [];
+  for (const s of rc.freeze.payload.specs) {
+    const now = await readSpec(rc.repoRoot, s.path);
+    frozenSpecs.push({ ...s, ...(now?.spec_id ? { spec_id: now.spec_id } : {}) });
+  }
+  let bundle: ReleaseBundle;
+  try {
+    bundle = await writeReleaseBundle({
+      buildDir: rc.buildDir,
+      runId: rc.vault.runId,
+      eventsFile: rc.vault.eventsFile,
+      events,
+      release: await releaseVersion(rc.repoRoot),
+      config,
+      kernelSource: {
+        name: basename(src.tarball ?? src.url ?? 'kernel-source'),
+        sha256: src.sha256,
+        uri: src.url ?? `file://${src.tarball}`,
+      },
+      frozenSpecs,
+      debianArch: (a) => (a ? rc.arches.get(a)?.debian_arch : undefined),
+      builderVersion: { 'clawos-build': rc.clawosVersion, node: process.version },
+      externalParameters: { arches: [...rc.graph.arches], phases: results.map((r) => r.phase), source_date_epoch: rc.sourceDateEpoch },
+      releaseKey: signer,
+    });
+  } catch (e) {
+    if (e instanceof VaultError) throw new InfraError(`run ${rc.vault.runId}: the release bundle was not written: ${e.message}`);
+    throw e;
+  }
+  return { ...done, bundle, releaseKeyId: signer.keyid };
+}
+
+export { bundlesDir };

@@ -1,15 +1,24 @@
 /**
- * Runs task instances with bounded concurrency. For each instance: skip it when
- * its fingerprint and outputs are unchanged; otherwise run its action under its
- * timeout (the whole process group dies with it), check the declared outputs,
- * run validation_cmd, run rollback_cmd on failure, hash the outputs into the
- * state and the vault manifest. Emits events; never prints.
+ * Runs task instances with bounded concurrency. For each instance: refuse it when
+ * its frozen_spec_deps do not match the signed freeze record; skip it when its
+ * fingerprint and outputs are unchanged (restoring outputs from the vault's store
+ * when an earlier PASS had the same fingerprint); otherwise run its action under
+ * its timeout (the whole process group dies with it), check the declared outputs,
+ * run validation_cmd, run rollback_cmd on failure (then restore the last PASS
+ * outputs from the store), and put the outputs into the store. Every task start,
+ * end, stored output, boot verdict and rollback is an event of the run's vault
+ * chain. Emits events for the reporter; never prints.
  */
 import { mkdir, readdir, stat } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { run as runProcess, type RunOptions } from '../lib/proc.js';
 import type { HashCache } from '../lib/hash-cache.js';
 import { recordInManifest } from '../vault/manifest.js';
+import { checkFrozenDeps } from '../vault/freeze.js';
+import { readSpec, type FreezeState } from '../vault/freeze-specs.js';
+import type { RunVault, StoredFile } from '../vault/run-vault.js';
+import { detach, restore, storeHas } from '../vault/store.js';
+import type { PassIndex } from '../vault/vault-history.js';
 import type { ArchSpec } from './arch.js';
 import { buildComponent, componentOutputs, notConfigured } from './component-build.js';
 import type { LocalConfig } from './config.js';
@@ -17,7 +26,7 @@ import type { EventSink } from './events.js';
 import { fingerprintOf, hashRepoPath, type FingerprintParts, type ToolVersions } from './fingerprint.js';
 import type { TaskGraph } from './graph.js';
 import type { Catalog } from './load-tasks.js';
-import { fail, infra, type Outcome } from './outcome.js';
+import { fail, infra, type Evidence, type Outcome } from './outcome.js';
 import type { InstanceRecord, OutputRecord, StateStore } from './state.js';
 import type { Step, StepContext } from './step.js';
 import { expandArch, expandParams, type TaskInstance } from './task-spec.js';
@@ -44,6 +53,12 @@ export interface RunContext {
   clawosVersion: string;
   /** Heartbeat interval for long tasks (ms); 0 disables. */
   heartbeatMs: number;
+  /** This run's event chain and the content store. */
+  vault: RunVault;
+  /** The signed P1 freeze record, verified once per run. */
+  freeze: FreezeState;
+  /** Earlier PASS results by fingerprint, from every run's chain (loaded on first use). */
+  passes: PassIndex;
 }
 
 const OK_STATUSES = new Set(['PASS', 'NOT_CONFIGURED']);
@@ -183,6 +198,125 @@ function taskEnv(rc: RunContext, inst: TaskInstance, outDir: string): Record<str
   };
 }
 
+/** The build-relative output files of a PASS record, as the vault records them (each put into the store). */
+async function storeOutputs(rc: RunContext, inst: TaskInstance, outputs: Record<string, OutputRecord>, opts: { onlyNew: boolean }): Promise<StoredFile[]> {
+  const stored: StoredFile[] = [];
+  for (const [path, o] of Object.entries(outputs).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const s = await rc.vault.store(path, o.sha256);
+    const { added, ...file } = s;
+    stored.push(file);
+    // An up-to-date task's outputs are already cited by an earlier run's artifact
+    // events; only a first-time store is news.
+    if (!opts.onlyNew || added) await rc.vault.append('artifact', { task: inst.id, ...file });
+  }
+  return stored;
+}
+
+/** A step's data that is a list of boot records (the qemu-boot step's), else null. */
+function bootRecordsOf(data: unknown): { arch: string; variant: string; verdict: string; reason?: unknown; stage?: unknown; stage_ms?: unknown; message?: unknown; accel?: unknown; duration_ms?: unknown; serial_log: string }[] | null {
+  if (!Array.isArray(data) || data.length === 0) return null;
+  const ok = data.every((b) => b && typeof b === 'object' && ['arch', 'variant', 'verdict', 'serial_log'].every((k) => typeof (b as Record<string, unknown>)[k] === 'string'));
+  return ok ? (data as ReturnType<typeof bootRecordsOf> & object) : null;
+}
+
+/** One boot-verdict event per boot a task's data reports, citing the serial log and boot record in the store. */
+async function recordBootVerdicts(rc: RunContext, rec: InstanceRecord, stored: StoredFile[], upToDate: boolean): Promise<void> {
+  const boots = bootRecordsOf(rec.data);
+  if (!boots) return;
+  const cite = async (name: string): Promise<StoredFile | null> => {
+    const s = stored.find((f) => basename(f.path) === name);
+    if (s) return s;
+    // A failed boot has no recorded outputs, but its evidence names the files.
+    const ev = (rec.evidence ?? []).find((e) => basename(e.path) === name);
+    if (!ev) return null;
+    try {
+      const { added: _added, ...file } = await rc.vault.store(ev.path);
+      return file;
+    } catch {
+      return null;
+    }
+  };
+  for (const b of boots) {
+    await rc.vault.append('boot-verdict', {
+      task: rec.id,
+      arch: b.arch,
+      variant: b.variant,
+      verdict: b.verdict,
+      reason: b.reason ?? null,
+      stage: b.stage ?? null,
+      stage_ms: b.stage_ms ?? null,
+      message: b.message ?? '',
+      accel: b.accel ?? null,
+      duration_ms: b.duration_ms ?? null,
+      serial_log: await cite(b.serial_log),
+      record: await cite(`${b.variant}.json`),
+      ...(upToDate ? { up_to_date: true } : {}),
+    });
+  }
+}
+
+function taskEndPayload(rec: InstanceRecord, stored: StoredFile[], extra: { up_to_date?: boolean; restored_from?: string; restored?: string[] } = {}): Record<string, unknown> {
+  return {
+    task: rec.id,
+    task_id: rec.task_id,
+    arch: rec.arch,
+    phase: rec.phase,
+    agent: rec.agent,
+    status: rec.status,
+    reason: rec.reason,
+    message: rec.message,
+    fingerprint: rec.fingerprint,
+    outputs: stored,
+    evidence: rec.evidence,
+    data: rec.data,
+    started_at: rec.started_at,
+    finished_at: rec.finished_at,
+    duration_ms: rec.duration_ms,
+    log: rec.log,
+    ...extra,
+  };
+}
+
+/** The end of an instance: scheduler index (unless unchanged), vault chain. */
+async function settle(rc: RunContext, rec: InstanceRecord, stored: StoredFile[], extra: Parameters<typeof taskEndPayload>[2] = {}): Promise<void> {
+  if (rc.state.instance(rec.id) !== rec) await rc.state.putInstance(rec);
+  await recordBootVerdicts(rc, rec, stored, !!extra.up_to_date);
+  await rc.vault.append('task-end', taskEndPayload(rec, stored, extra));
+}
+
+/**
+ * Make the recorded outputs present again from the store: each one whose content
+ * differs (or is gone) becomes a hard link to its stored object. Returns the
+ * restored paths, or null (nothing touched) when an object is not in the store.
+ */
+async function restoreOutputs(rc: RunContext, outputs: Record<string, { sha256: string }>): Promise<string[] | null> {
+  for (const o of Object.values(outputs)) if (!(await storeHas(rc.buildDir, o.sha256))) return null;
+  const restored: string[] = [];
+  for (const [rel, o] of Object.entries(outputs)) {
+    const now = await rc.hashCache.file(join(rc.buildDir, rel)).catch(() => null);
+    if (now?.sha256 === o.sha256) continue;
+    await restore(rc.buildDir, o.sha256, join(rc.buildDir, rel));
+    restored.push(rel);
+  }
+  return restored.sort();
+}
+
+/** A refusal when the instance's frozen_spec_deps do not match the verified freeze record. */
+async function frozenSpecRefusal(rc: RunContext, inst: TaskInstance): Promise<Outcome | null> {
+  const deps = inst.task.spec.frozen_spec_deps;
+  if (!deps.length) return null;
+  if (!rc.freeze.ok) {
+    return fail('frozen-spec-mismatch', `frozen_spec_deps (${deps.join(', ')}) cannot be checked: ${rc.freeze.detail}; run \`clawos-build spec freeze\``);
+  }
+  const current = new Map<string, { sha256: string; version: string }>();
+  for (const p of deps) {
+    const s = await readSpec(rc.repoRoot, p);
+    if (s) current.set(p, s);
+  }
+  const r = checkFrozenDeps(deps.map((path) => ({ path })), current, rc.freeze.payload);
+  return r.ok ? null : fail('frozen-spec-mismatch', r.message);
+}
+
 async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<InstanceRecord> {
   const spec = inst.task.spec;
   const outDir = outDirOf(rc, inst);
@@ -196,34 +330,75 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
     log: logPath,
   };
   const now = () => new Date().toISOString();
+  const decided = async (status: InstanceRecord['status'], outcome: Outcome): Promise<InstanceRecord> => {
+    const rec: InstanceRecord = {
+      ...base,
+      status,
+      reason: outcome.reason,
+      message: outcome.message,
+      fingerprint: '',
+      fingerprint_parts: {},
+      outputs: {},
+      started_at: now(),
+      finished_at: now(),
+      duration_ms: 0,
+    };
+    await settle(rc, rec, []);
+    rc.emit({ type: 'task-end', id: inst.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: 0, log: logPath });
+    return rec;
+  };
 
   // A dependency that did not pass decides this instance without running it.
   for (const d of inst.deps) {
     const r = rc.state.instance(d);
     if (!r || !OK_STATUSES.has(r.status)) {
-      const rec: InstanceRecord = {
-        ...base,
-        status: 'BLOCKED',
-        reason: 'dependency-failed',
-        message: `not run: dependency ${d} is ${r?.status ?? 'not built'}`,
-        fingerprint: '',
-        fingerprint_parts: {},
-        outputs: {},
-        started_at: now(),
-        finished_at: now(),
-        duration_ms: 0,
-      };
-      await rc.state.putInstance(rec);
-      rc.emit({ type: 'task-end', id: inst.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: 0, log: logPath });
-      return rec;
+      return decided('BLOCKED', { status: 'FAIL', reason: 'dependency-failed', message: `not run: dependency ${d} is ${r?.status ?? 'not built'}` });
     }
   }
+  // Checked before "up to date": a record that no longer verifies refuses even an unchanged task.
+  const refused = await frozenSpecRefusal(rc, inst);
+  if (refused) return decided('FAIL', refused);
 
   const { fingerprint, parts } = await computeFingerprint(rc, inst);
   const prev = rc.state.instance(inst.id);
-  if (prev && prev.fingerprint === fingerprint && OK_STATUSES.has(prev.status) && (await outputsIntact(rc, prev))) {
-    rc.emit({ type: 'task-up-to-date', id: inst.id, status: prev.status, message: prev.message });
-    return prev;
+  const upToDate = async (rec: InstanceRecord, extra: { restored_from?: string; restored?: string[] }): Promise<InstanceRecord> => {
+    let next = rec;
+    if (extra.restored) {
+      next = { ...rec, fingerprint, fingerprint_parts: parts as unknown as Record<string, unknown>, outputs: await hashOutputs(rc.buildDir, Object.keys(rec.outputs), rc.hashCache) };
+      if (extra.restored.length) {
+        rc.emit({ type: 'info', message: `${inst.id}: ${extra.restored.length} output(s) restored from the vault store (${extra.restored_from ?? 'last PASS'}), not rebuilt: ${extra.restored.join(', ')}` });
+      }
+    }
+    const stored = next.status === 'PASS' ? await storeOutputs(rc, inst, next.outputs, { onlyNew: true }) : [];
+    await settle(rc, next, stored, { up_to_date: true, ...extra });
+    rc.emit({ type: 'task-up-to-date', id: inst.id, status: next.status, message: next.message });
+    return next;
+  };
+  if (prev && prev.fingerprint === fingerprint && OK_STATUSES.has(prev.status)) {
+    if (await outputsIntact(rc, prev)) return upToDate(prev, {});
+    const restored = await restoreOutputs(rc, prev.outputs);
+    if (restored) return upToDate(prev, { restored });
+  } else if (fingerprint) {
+    // An earlier run passed with exactly these inputs (e.g. a change was reverted): restore, do not rebuild.
+    const hit = await rc.passes.find(inst.id, fingerprint);
+    const outs = hit ? Object.fromEntries(hit.outputs.map((o) => [o.path, { sha256: o.sha256 }])) : null;
+    const restored = outs ? await restoreOutputs(rc, outs) : null;
+    if (hit && restored) {
+      const rec: InstanceRecord = {
+        ...base,
+        status: 'PASS',
+        message: hit.message,
+        fingerprint,
+        fingerprint_parts: parts as unknown as Record<string, unknown>,
+        outputs: Object.fromEntries(hit.outputs.map((o) => [o.path, { sha256: o.sha256, size: o.size, mtimeMs: 0 }])),
+        evidence: hit.evidence as Evidence[] | undefined,
+        data: hit.data,
+        started_at: hit.started_at ?? now(),
+        finished_at: hit.finished_at ?? now(),
+        duration_ms: hit.duration_ms,
+      };
+      return upToDate(rec, { restored_from: `run ${hit.run_id}`, restored });
+    }
   }
 
   const notConfiguredDep = inst.deps.find((d) => rc.state.instance(d)?.status === 'NOT_CONFIGURED');
@@ -231,8 +406,10 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
   const started = Date.now();
   const log = rc.logs.writer(spec.agent, inst.id);
   rc.emit({ type: 'task-start', id: inst.id, title: spec.title, agent: spec.agent });
+  const why = describeChange(prev?.fingerprint_parts, parts as unknown as Record<string, unknown>);
   log(`start ${spec.task_id} "${spec.title}"${inst.arch ? ` for ${inst.arch}` : ''} fingerprint ${fingerprint.slice(0, 16)}`);
-  log(`why it runs: ${describeChange(prev?.fingerprint_parts, parts as unknown as Record<string, unknown>).join('; ')}`);
+  log(`why it runs: ${why.join('; ')}`);
+  await rc.vault.append('task-start', { task: inst.id, task_id: spec.task_id, arch: inst.arch, phase: spec.phase, agent: spec.agent, fingerprint, why });
 
   const ac = new AbortController();
   let timedOut = false;
@@ -253,6 +430,13 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
       : undefined;
 
   await mkdir(outDir, { recursive: true });
+  // Restored outputs are hard links to read-only store objects: give them their own
+  // inode before a step that might write them in place runs.
+  for (const rel of declaredOutputs(rc, inst)) {
+    for (const f of (await expandOutputFiles(rc.buildDir, rel)) ?? []) {
+      if (await detach(join(rc.buildDir, f))) log(`vault: ${f} was a link into the store; detached before the run`);
+    }
+  }
   const env = taskEnv(rc, inst, outDir);
   const sink: RunOptions['sink'] = (_stream, line) => log(line);
   const ctx: StepContext = {
@@ -328,6 +512,17 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
   if (outcome.status !== 'PASS' && outcome.status !== 'NOT_CONFIGURED' && spec.rollback_cmd) {
     const r = await ctx.run(['bash', '-c', spec.rollback_cmd], { cwd: outDir, signal: rc.signal });
     log(`rollback_cmd exited ${r.exitCode ?? r.signal}`);
+    // Rolled back = back to the last good outputs, which the store still holds.
+    const lastGood = prev?.status === 'PASS' ? await restoreOutputs(rc, prev.outputs) : null;
+    if (lastGood?.length) log(`vault: restored the last PASS outputs from the store: ${lastGood.join(', ')}`);
+    await rc.vault.append('rollback', {
+      task: inst.id,
+      command: spec.rollback_cmd,
+      exit_code: r.exitCode,
+      signal: r.signal,
+      restored: (lastGood ?? []).map((p) => ({ path: p, sha256: prev!.outputs[p]!.sha256, store: rc.vault.storeRel(prev!.outputs[p]!.sha256) })),
+      ...(prev?.status === 'PASS' && !lastGood ? { not_restored: 'the last PASS outputs are not all in the store' } : {}),
+    });
   }
   clearTimeout(timer);
   if (heartbeat) clearInterval(heartbeat);
@@ -348,8 +543,12 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
     duration_ms: Date.now() - started,
   };
   log(`end ${outcome.status}${outcome.reason ? ` (${outcome.reason})` : ''}: ${outcome.message}`);
-  if (outcome.status === 'PASS') await recordVault(rc.buildDir, inst.id, outputs);
-  await rc.state.putInstance(rec);
+  let stored: StoredFile[] = [];
+  if (outcome.status === 'PASS') {
+    stored = await storeOutputs(rc, inst, outputs, { onlyNew: false });
+    await recordVault(rc.buildDir, inst.id, outputs);
+  }
+  await settle(rc, rec, stored);
   rc.emit({ type: 'task-end', id: inst.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: rec.duration_ms, log: logPath });
   return rec;
 }

@@ -1,4 +1,7 @@
-/** Everything a command needs, opened once: catalog, arches, state, caches, logs. */
+/**
+ * Everything a command needs, opened once: catalog, arches, state, caches, logs,
+ * and for a run its vault (run id, event chain, store) with the verified P1 freeze.
+ */
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { UserError } from '../lib/errors.js';
@@ -15,6 +18,10 @@ import { StateStore } from './state.js';
 import { builtinSteps } from './steps/index.js';
 import { formatDiagnostic } from './yaml-source.js';
 import type { Step } from './step.js';
+import type { Phase } from './task-spec.js';
+import { RunVault } from '../vault/run-vault.js';
+import { PassIndex } from '../vault/vault-history.js';
+import { loadFreezeState } from '../vault/freeze-specs.js';
 
 export { repoRootDir } from '../lib/repo-root.js';
 
@@ -61,6 +68,8 @@ export interface SessionOptions {
   sourceDateEpoch?: number;
   /** Replace the built-in steps (tests). */
   steps?: Map<string, Step>;
+  /** The phases this run was asked for (recorded in the run-start event). */
+  phases?: Phase[];
 }
 
 /** SOURCE_DATE_EPOCH: from the environment, else specs/release.yaml. */
@@ -103,7 +112,21 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     signal: o.signal,
     clawosVersion: await clawosVersion(o.repoRoot),
     heartbeatMs: o.heartbeatMs,
+    vault: await RunVault.open(buildDir),
+    freeze: await loadFreezeState(o.repoRoot),
+    passes: new PassIndex(buildDir),
   };
-  await rc.tools.load(graph.order.flatMap((i) => toolPackagesOf(rc, i)));
+  const packages = [...new Set(graph.order.flatMap((i) => toolPackagesOf(rc, i)))].sort();
+  await rc.tools.load(packages);
+  await rc.vault.append('run-start', {
+    clawos_version: rc.clawosVersion,
+    node: process.version,
+    arches: [...arches.keys()],
+    phases: o.phases ?? null,
+    jobs: o.jobs,
+    source_date_epoch: rc.sourceDateEpoch,
+    tools: Object.fromEntries(packages.map((p) => [p, rc.tools.get(p)])),
+    freeze: rc.freeze.ok ? { frozen_at: rc.freeze.payload.frozen_at, specs: rc.freeze.payload.specs } : { problem: rc.freeze.detail },
+  });
   return rc;
 }

@@ -43,7 +43,8 @@ describe('clawos-build binary', () => {
     const d = await dir({ unsafeCleanup: true });
     await mkdir(join(d.path, 'b'), { recursive: true });
     await writeFile(join(d.path, 'b', 'state.json'), '{"format": "clawos-build-state@1", "instan');
-    const r = await run(['node', cli, 'status', '--build-dir', join(d.path, 'b')]);
+    // (status reads the vault's event chains; a run opens the state file, the scheduler's index.)
+    const r = await run(['node', cli, 'p1', '--build-dir', join(d.path, 'b')]);
     expect(r.exitCode).toBe(3);
     expect(r.tail[0]).toMatch(/^clawos-build: .*state\.json is not valid JSON/);
     expect(r.tail[1]).toBe('hint: it is only ever replaced atomically, so it was edited by hand: restore it or remove the build dir');

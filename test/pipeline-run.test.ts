@@ -3,7 +3,8 @@ import { readFile, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestRepo, taskYaml, type TestRepo } from './helpers/test-repo.js';
 import { openRun } from '../pipeline/session.js';
-import { runPhases } from '../pipeline/run-phases.js';
+import { finishRun, runPhases } from '../pipeline/run-phases.js';
+import { readAllRuns } from '../vault/vault-history.js';
 import { loadGateSpecs } from '../pipeline/gates.js';
 import type { RunEvent } from '../pipeline/events.js';
 import type { Step } from '../pipeline/step.js';
@@ -49,7 +50,17 @@ async function runAll(r: TestRepo, opts: { arches?: string[]; phases?: ('P1' | '
     configFile: opts.config,
     steps: new Map([['copy', copyStep]]),
   });
-  const results = await runPhases(rc, opts.phases ?? ['P1', 'P2'], await loadGateSpecs(r.root));
+  let results: Awaited<ReturnType<typeof runPhases>> = [];
+  let error: string | undefined;
+  try {
+    results = await runPhases(rc, opts.phases ?? ['P1', 'P2'], await loadGateSpecs(r.root));
+  } catch (e) {
+    error = (e as Error).message;
+    throw e;
+  } finally {
+    // Ends the run's vault chain (no key dir: no bundle is signed here).
+    await finishRun(rc, results, { keyDir: join(r.root, 'no-keys'), ...(error ? { error } : {}) });
+  }
   return { events, results, rc };
 }
 
@@ -108,6 +119,10 @@ describe('scheduler, fingerprints and gates', () => {
     await repo.writeTask('A-01', taskYaml({ id: 'A-01', inputs: ['in.txt'], outputs: ['build-engineer/in.txt'], action: 'uses: copy\nwith: { from: in.txt, to: in.txt }' }));
     await repo.writeTask('A-02', taskYaml({ id: 'A-02', phase: 'P2', deps: ['A-01'], action: 'run: "true"' }));
     await expect(runAll(repo, { phases: ['P2'] })).rejects.toThrow(`phase P2 cannot start: gate P1 has not been run in ${repo.buildDir}`);
+    // The refused run still ends its vault chain, saying why.
+    const [refused] = await readAllRuns(repo.buildDir);
+    expect(refused!.events.map((e) => e.type)).toEqual(['run-start', 'run-end']);
+    expect(refused!.events[1]!.payload).toMatchObject({ status: 'error', error: `phase P2 cannot start: gate P1 has not been run in ${repo.buildDir}` });
     await runAll(repo, { phases: ['P1'] });
     await repo.write('in.txt', 'two\n');
     const err = await runAll(repo, { phases: ['P2'] }).catch((e: unknown) => e);

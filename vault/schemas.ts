@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { repoRootDir } from '../lib/repo-root.js';
 
-export type VaultSchema = 'event' | 'dsse-envelope' | 'trust-root' | 'bundle-manifest' | 'spec-freeze' | 'statement';
+export type VaultSchema = 'event' | 'dsse-envelope' | 'trust-root' | 'bundle-manifest' | 'spec-freeze' | 'statement' | 'bundle-config';
 
 const cache = new Map<VaultSchema, ValidateFunction>();
 let ajv: Ajv | undefined;

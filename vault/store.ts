@@ -107,3 +107,23 @@ export async function restore(buildDir: string, sha256: string, dest: string): P
   await rename(tmp, dest);
   return how;
 }
+
+/**
+ * Give `file` its own inode again if it shares one (a restored output is a hard
+ * link to a read-only store object): a step that then writes the file in place
+ * cannot reach the store. Returns true when a link was broken.
+ */
+export async function detach(file: string): Promise<boolean> {
+  let st;
+  try {
+    st = await lstat(file);
+  } catch {
+    return false;
+  }
+  if (!st.isFile() || st.nlink < 2) return false;
+  const tmp = join(dirname(file), `.detach-${process.pid}-${randomBytes(6).toString('hex')}`);
+  await copyFile(file, tmp, fsc.COPYFILE_EXCL);
+  await chmod(tmp, 0o644);
+  await rename(tmp, file);
+  return true;
+}

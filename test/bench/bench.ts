@@ -3,9 +3,14 @@
  *   1. no-op `all` (a second run with nothing changed), in ms;
  *   2. the x86_64 kernel build through clawos-build against a plain `make -j2`
  *      of the same tree (the same commands, replayed from build-info.json), as a ratio;
- *   3. boot time to the final marker per arch and firmware (from `clawos-build boot`).
+ *   3. boot time to the final marker per arch and firmware (from `clawos-build boot`);
+ *   4. vault verify throughput on a real bundle, as a ratio to `sha256sum` over
+ *      the same files (goal >= 0.8): the newest bundle of the build dir with the
+ *      trust file of the key dir, else one made by a pipeline run with stand-in
+ *      steps (test/fixtures/vault/pipeline-bundle.ts). Both warm, several runs, medians.
  * Options: --runs N (default 3), --kernel-runs N (default 1: each kernel run
- * costs two full builds, ~12 min on 2 cores), --skip-kernel, --build-dir DIR.
+ * costs two full builds, ~12 min on 2 cores), --skip-kernel, --build-dir DIR,
+ * --only noop|kernel|boots|verify (one part), --trust FILE (for 4).
  * Needs a finished `clawos-build all` in the build dir for 1 and 3.
  */
 import { parseArgs } from 'node:util';
@@ -13,6 +18,12 @@ import { cp, mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { run } from '../../lib/proc.js';
 import { repoRootDir } from '../../lib/repo-root.js';
+import { defaultKeyDir, defaultTrustFile } from '../../vault/key-dir.js';
+import { loadTrust } from '../../vault/keys.js';
+import { readBundleManifest } from '../../vault/bundle.js';
+import { verifyBundle } from '../../vault/verify.js';
+import { bundlesDir, latestBundle } from '../../vault/release-bundle.js';
+import { makePipelineFixture } from '../fixtures/vault/pipeline-bundle.js';
 
 const { values } = parseArgs({
   options: {
@@ -20,6 +31,8 @@ const { values } = parseArgs({
     'kernel-runs': { type: 'string', default: '1' },
     'skip-kernel': { type: 'boolean', default: false },
     'build-dir': { type: 'string', default: 'build' },
+    only: { type: 'string' },
+    trust: { type: 'string' },
   },
 });
 const runs = Number(values.runs);
@@ -124,7 +137,63 @@ async function boots(): Promise<void> {
   }
 }
 
+/** Verify throughput against sha256sum on the same files, both with a warm page cache. */
+async function verifyThroughput(): Promise<void> {
+  let bundle: string | undefined;
+  let trustFile = values.trust ?? defaultTrustFile(defaultKeyDir());
+  let cleanup = async (): Promise<void> => {};
+  const latest = await latestBundle(buildDir);
+  if (latest) bundle = join(bundlesDir(buildDir), latest);
+  if (!bundle) {
+    // No real bundle yet: one from a pipeline run with stand-in steps (32 MiB stand-in ISOs, as large as the real ones).
+    const fx = await makePipelineFixture({ isoBytes: 32 << 20 });
+    const r = await fx.run();
+    bundle = r.finish.bundle?.dir;
+    trustFile = fx.trustFile;
+    cleanup = fx.cleanup;
+    console.log(`vault verify: no bundle in ${bundlesDir(buildDir)}; using one made by a stand-in pipeline run`);
+  }
+  try {
+    if (!bundle) throw new Error('no bundle was written');
+    const trust = await loadTrust(trustFile);
+    const files = (await readBundleManifest(bundle)).files.map((f) => join(bundle, f.path));
+    const bytes = files.length ? (await Promise.all(files.map((f) => readFile(f).then((b) => b.length)))).reduce((a, b) => a + b, 0) : 0;
+    const sum = async () => {
+      const t = process.hrtime.bigint();
+      const r = await run(['sha256sum', '--', ...files], { captureStdout: true });
+      if (!r.ok) throw new Error(`sha256sum failed: ${r.tail.join(' ')}`);
+      return Number(process.hrtime.bigint() - t) / 1e6;
+    };
+    const verify = async () => {
+      const t = process.hrtime.bigint();
+      const r = await verifyBundle(bundle, trust);
+      if (!r.ok) throw new Error(`verify did not pass: ${r.code}: ${r.detail}`);
+      return Number(process.hrtime.bigint() - t) / 1e6;
+    };
+    await sum();
+    await verify();
+    const tv: number[] = [];
+    const ts: number[] = [];
+    for (let i = 0; i < Math.max(runs, 5); i++) {
+      tv.push(await verify());
+      ts.push(await sum());
+    }
+    const mb = bytes / 1e6;
+    const v = median(tv);
+    const s = median(ts);
+    console.log(
+      `vault verify: ${bundle} (${files.length} files, ${mb.toFixed(1)} MB): verify median ${fmt(v)} (${(mb / (v / 1000)).toFixed(0)} MB/s, in-process, every check), ` +
+        `sha256sum median ${fmt(s)} (${(mb / (s / 1000)).toFixed(0)} MB/s, one process over the same files); ` +
+        `ratio ${(s / v).toFixed(2)} (verify throughput / sha256sum throughput, goal >= 0.8) over ${tv.length} runs each, warm cache`,
+    );
+  } finally {
+    await cleanup();
+  }
+}
+
 console.log(`clawos-build bench (${new Date().toISOString()}, build dir ${buildDir})`);
-await noopAll();
-if (!values['skip-kernel']) await kernel();
-await boots();
+const only = values.only;
+if (!only || only === 'noop') await noopAll();
+if ((!only && !values['skip-kernel']) || only === 'kernel') await kernel();
+if (!only || only === 'boots') await boots();
+if (!only || only === 'verify') await verifyThroughput();

@@ -1,0 +1,130 @@
+/**
+ * What the vault says happened: every run's event chain, verified, folded into
+ * the latest result of each task instance and gate. `clawos-build status` reads
+ * this (not state.json, which is only the scheduler's index), and the scheduler
+ * asks it for an earlier PASS with the same fingerprint to restore from the store.
+ */
+import { readFile } from 'node:fs/promises';
+import { eventsPath, splitLines, verifyChain, type VaultEvent } from './event-chain.js';
+import { listRunIds } from './run-vault.js';
+
+/** The payload of a task-end event (see pipeline/scheduler.ts). */
+export interface TaskEndPayload {
+  task: string;
+  task_id: string;
+  arch: string | null;
+  phase: string;
+  agent: string;
+  status: string;
+  reason?: string;
+  message: string;
+  fingerprint: string;
+  outputs: { path: string; sha256: string; size: number; store?: string }[];
+  evidence?: { label: string; path: string; sha256: string }[];
+  data?: unknown;
+  started_at?: string;
+  finished_at?: string;
+  duration_ms: number;
+  log?: string;
+  up_to_date?: boolean;
+  restored_from?: string;
+}
+
+/** The payload of a gate event (see pipeline/run-phases.ts). */
+export interface GatePayload {
+  phase: string;
+  recommendation: 'GO' | 'NO-GO';
+  blockers: string[];
+  coverage: string;
+  inputs_fingerprint: string;
+  kept: boolean;
+  decided_at: string;
+  reports: { path: string; sha256: string; store: string }[];
+  evidence: { task: string; path: string; sha256: string; store: string | null }[];
+}
+
+export interface RunLog {
+  runId: string;
+  events: VaultEvent[];
+  /** Set when the chain does not verify: its events are not used. */
+  problem?: string;
+}
+
+export async function readRunLog(buildDir: string, runId: string): Promise<RunLog> {
+  const split = splitLines(await readFile(eventsPath(buildDir, runId)));
+  const v = verifyChain(split.lines, { runId });
+  if (!v.ok) return { runId, events: [], problem: `${v.code}: ${v.detail}` };
+  // A torn last line is an interrupted append: the verified prefix still stands.
+  return { runId, events: v.events, ...(split.torn ? { problem: `the last line is torn (${split.torn.length} bytes): an append was interrupted` } : {}) };
+}
+
+export async function readAllRuns(buildDir: string): Promise<RunLog[]> {
+  const out: RunLog[] = [];
+  for (const id of await listRunIds(buildDir)) out.push(await readRunLog(buildDir, id));
+  return out;
+}
+
+export interface VaultStatus {
+  format: 'clawos-vault-status@1';
+  build_dir: string;
+  runs: { run_id: string; events: number; started: string | null; ended: string | null; problem?: string }[];
+  /** Latest task-end of each instance, with the run and event that recorded it. */
+  instances: Record<string, TaskEndPayload & { run_id: string; seq: number; time: string }>;
+  /** Latest gate decision of each phase. */
+  gates: Record<string, GatePayload & { run_id: string; seq: number; time: string }>;
+  problems: string[];
+}
+
+export function foldStatus(buildDir: string, runs: RunLog[]): VaultStatus {
+  const s: VaultStatus = { format: 'clawos-vault-status@1', build_dir: buildDir, runs: [], instances: {}, gates: {}, problems: [] };
+  for (const r of runs) {
+    if (r.problem) s.problems.push(`run ${r.runId}: ${r.problem}`);
+    s.runs.push({
+      run_id: r.runId,
+      events: r.events.length,
+      started: r.events.find((e) => e.type === 'run-start')?.time ?? null,
+      ended: r.events.find((e) => e.type === 'run-end')?.time ?? null,
+      ...(r.problem ? { problem: r.problem } : {}),
+    });
+    for (const e of r.events) {
+      const at = { run_id: r.runId, seq: e.seq, time: e.time };
+      if (e.type === 'task-end') {
+        const p = e.payload as unknown as TaskEndPayload;
+        s.instances[p.task] = { ...p, ...at };
+      } else if (e.type === 'gate') {
+        const p = e.payload as unknown as GatePayload;
+        s.gates[p.phase] = { ...p, ...at };
+      }
+    }
+  }
+  return s;
+}
+
+export async function vaultStatus(buildDir: string): Promise<VaultStatus> {
+  return foldStatus(buildDir, await readAllRuns(buildDir));
+}
+
+/** Every PASS task-end recorded in the vault, by instance and fingerprint (newest wins); loaded once, on first use. */
+export class PassIndex {
+  private index?: Promise<Map<string, TaskEndPayload & { run_id: string }>>;
+  constructor(private readonly buildDir: string) {}
+
+  private load(): Promise<Map<string, TaskEndPayload & { run_id: string }>> {
+    this.index ??= (async () => {
+      const m = new Map<string, TaskEndPayload & { run_id: string }>();
+      for (const r of await readAllRuns(this.buildDir)) {
+        for (const e of r.events) {
+          if (e.type !== 'task-end') continue;
+          const p = e.payload as unknown as TaskEndPayload;
+          if (p.status === 'PASS' && p.fingerprint) m.set(`${p.task} ${p.fingerprint}`, { ...p, run_id: r.runId });
+        }
+      }
+      return m;
+    })();
+    return this.index;
+  }
+
+  async find(task: string, fingerprint: string): Promise<(TaskEndPayload & { run_id: string }) | undefined> {
+    return (await this.load()).get(`${task} ${fingerprint}`);
+  }
+}
