@@ -6,11 +6,41 @@
  * - output goes line by line to the caller's sink (the task log) and a bounded tail
  *   is kept for error messages.
  * - the reproducer command line is written to the sink before the child starts.
+ * - an optional wrapper (the bwrap sandbox, lib/sandbox.ts) turns the command into
+ *   the one actually started; the reproducer shows the wrapped one, so it reproduces
+ *   exactly what ran.
+ * - an optional redaction (lib/redact.ts) is applied to everything that can reach a
+ *   log or a report: the reproducer, every output line, the kept tail. Captured
+ *   stdout is data for the caller and is left as the program printed it.
  */
 import { $, quote } from 'zx';
 
 export interface LineSink {
   (stream: 'stdout' | 'stderr' | 'meta', line: string): void;
+}
+
+/** The command as the caller asked for it (env: the caller's additions/removals). */
+export interface CommandSpec {
+  argv: string[];
+  cwd?: string;
+  env: Record<string, string | undefined>;
+}
+
+/** The command actually started instead, e.g. inside a sandbox. */
+export interface WrappedCommand {
+  argv: string[];
+  /** Replaces the caller's env additions for the started program. */
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  /** Recognise the wrapper's own report that the wrapped program could not be started. */
+  spawnError?(exitCode: number | null, tail: string[]): string | undefined;
+}
+
+export type CommandWrapper = (cmd: CommandSpec) => WrappedCommand;
+
+/** Hides secrets in text that can reach a log or report (lib/redact.ts Redactor). */
+export interface Redaction {
+  text(s: string): string;
 }
 
 export interface RunOptions {
@@ -28,10 +58,16 @@ export interface RunOptions {
   captureStdout?: boolean;
   /** How many trailing lines of output to keep for diagnostics. */
   tailLines?: number;
+  /** Start a different command instead (the sandbox): see CommandWrapper. */
+  wrap?: CommandWrapper;
+  /** Applied to the reproducer, every line given to the sink, and the tail. */
+  redact?: Redaction;
 }
 
 export interface RunResult {
+  /** The command as asked for (before any wrapper). */
   argv: string[];
+  /** Pasteable command line of what really ran (wrapped, redacted). */
   reproducer: string;
   exitCode: number | null;
   signal: string | null;
@@ -62,11 +98,17 @@ export function reproducer(argv: string[], opts: Pick<RunOptions, 'cwd' | 'env'>
 
 export async function run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
   if (argv.length === 0) throw new Error('run: empty argv');
-  const sink: LineSink = opts.sink ?? (() => {});
-  const repro = reproducer(argv, opts);
+  const hide = opts.redact ? (s: string) => opts.redact!.text(s) : (s: string) => s;
+  const rawSink: LineSink = opts.sink ?? (() => {});
+  const sink: LineSink = opts.redact ? (stream, line) => rawSink(stream, hide(line)) : rawSink;
+  const wrapped: WrappedCommand = opts.wrap
+    ? opts.wrap({ argv, cwd: opts.cwd, env: opts.env ?? {} })
+    : { argv, env: opts.env, cwd: opts.cwd };
+  if (wrapped.argv.length === 0) throw new Error('run: the wrapper returned an empty argv');
+  const repro = hide(reproducer(wrapped.argv, { cwd: wrapped.cwd, env: wrapped.env }));
   sink('meta', `$ ${repro}`);
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const [k, v] of Object.entries(opts.env ?? {})) {
+  for (const [k, v] of Object.entries(wrapped.env ?? {})) {
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
@@ -79,7 +121,7 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
 
   // `exec` replaces zx's wrapper shell, so the group leader is the program itself.
   const p = $({
-    cwd: opts.cwd,
+    cwd: wrapped.cwd,
     env,
     detached: true,
     nothrow: true,
@@ -88,11 +130,11 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
     input: opts.input,
     prefix: 'exec ',
     postfix: '',
-  })`${argv}`;
+  })`${wrapped.argv}`;
 
   const emit = (stream: 'stdout' | 'stderr', line: string) => {
     if (stream === 'stdout' && opts.captureStdout) stdout += line + '\n';
-    tail.push(line);
+    tail.push(hide(line));
     if (tail.length > tailMax) tail.shift();
     sink(stream, line);
   };
@@ -116,9 +158,25 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
     }
   };
   let graceTimer: NodeJS.Timeout | undefined;
+  let pipeTimer: NodeJS.Timeout | undefined;
+  // A child that left the group (setsid) survives the group kill and keeps our
+  // pipes open; once the leader is gone, stop waiting for it.
+  const releasePipes = () => {
+    const child = p.child;
+    if (!child) return;
+    const release = () => {
+      pipeTimer = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, 500);
+    };
+    if (child.exitCode !== null || child.signalCode !== null) release();
+    else child.once('exit', release);
+  };
   const terminate = () => {
     killGroup('SIGTERM');
     graceTimer = setTimeout(() => killGroup('SIGKILL'), opts.killGraceMs ?? 5000);
+    releasePipes();
   };
   const timer = opts.timeoutMs
     ? setTimeout(() => {
@@ -151,10 +209,12 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
     // Anything the leader left behind in its group goes with it.
     if (timedOut || aborted) killGroup('SIGKILL');
     if (graceTimer) clearTimeout(graceTimer);
+    if (pipeTimer) clearTimeout(pipeTimer);
   }
   for (const s of ['stdout', 'stderr'] as const) {
     if (partials[s]) emit(s, partials[s]!);
   }
+  if (!spawnError && wrapped.spawnError) spawnError = wrapped.spawnError(exitCode, tail);
   // zx reports a missing program as exit 127 from the shell.
   if (exitCode === 127 && !spawnError && tail.some((l) => /command not found|: not found|No such file/.test(l))) {
     spawnError = `${argv[0]}: command not found`;

@@ -1,6 +1,7 @@
 /**
- * Why a task instance's fingerprint changed: the first differing parts, in
- * words ("input kernel-config changed", "tool gcc 12.2.0-14 -> 12.2.0-15").
+ * Why a task instance's fingerprint changed: the differing parts, in words
+ * ("input kernel-config changed", "tool gcc 12.2.0-14 -> 12.2.0-15", "task spec
+ * changed (timeout_minutes)", "outputs of A-01@x86_64 changed (…/vmlinuz)").
  */
 import { stableJson } from './fingerprint.js';
 
@@ -21,19 +22,39 @@ function diffMap(label: string, a: unknown, b: unknown): string[] {
   return out;
 }
 
+/** Top-level keys whose values differ (added and removed included), sorted. */
+function changedKeys(a: unknown, b: unknown): string[] {
+  const x = (a ?? {}) as Record<string, unknown>;
+  const y = (b ?? {}) as Record<string, unknown>;
+  return [...new Set([...Object.keys(x), ...Object.keys(y)])].filter((k) => stableJson(x[k]) !== stableJson(y[k])).sort();
+}
+
+function describeStep(s: unknown): string {
+  const v = s as { name?: string; version?: number } | null | undefined;
+  return v?.name ? `${v.name} v${v.version}` : 'none';
+}
+
 export function describeChange(before: Parts | undefined, after: Parts): string[] {
   if (!before || !Object.keys(before).length) return ['no earlier result'];
   const out: string[] = [];
-  if (stableJson(before.spec) !== stableJson(after.spec)) out.push('task spec changed');
+  if (stableJson(before.spec) !== stableJson(after.spec)) out.push(`task spec changed (${changedKeys(before.spec, after.spec).join(', ')})`);
   if (stableJson(before.arch) !== stableJson(after.arch)) out.push('architecture definition changed');
-  if (stableJson(before.step) !== stableJson(after.step)) out.push('step implementation version changed');
+  if (stableJson(before.step) !== stableJson(after.step)) out.push(`step implementation changed (${describeStep(before.step)} -> ${describeStep(after.step)})`);
   out.push(...diffMap('input', before.inputs, after.inputs));
   out.push(...diffMap('frozen spec', before.frozen_specs, after.frozen_specs));
   out.push(...diffMap('tool', before.tools, after.tools));
   const depsA = (before.deps ?? {}) as Record<string, unknown>;
   const depsB = (after.deps ?? {}) as Record<string, unknown>;
   for (const d of [...new Set([...Object.keys(depsA), ...Object.keys(depsB)])].sort()) {
-    if (stableJson(depsA[d]) !== stableJson(depsB[d])) out.push(`outputs of ${d} changed`);
+    if (stableJson(depsA[d]) === stableJson(depsB[d])) continue;
+    const a = depsA[d] as { status?: string; outputs?: Record<string, string> } | undefined;
+    const b = depsB[d] as { status?: string; outputs?: Record<string, string> } | undefined;
+    if (!a || !b) out.push(`dependency ${d} ${a ? 'removed' : 'added'}`);
+    else if (a.status !== b.status) out.push(`dependency ${d} is now ${b.status} (was ${a.status})`);
+    else {
+      const files = changedKeys(a.outputs, b.outputs);
+      out.push(`outputs of ${d} changed (${files.slice(0, 3).join(', ')}${files.length > 3 ? ` +${files.length - 3} more` : ''})`);
+    }
   }
   if (stableJson(before.component) !== stableJson(after.component)) out.push('component configuration changed');
   if (stableJson(before.source_date_epoch) !== stableJson(after.source_date_epoch)) out.push('SOURCE_DATE_EPOCH changed');

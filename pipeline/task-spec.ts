@@ -24,6 +24,10 @@ export interface TaskSpec {
   backends?: Record<string, { uses: string; with?: Record<string, unknown> }>;
   component?: string;
   pending?: string;
+  /** Needs the network; without it the task's sandbox has none (RULE-006). Default false. */
+  network?: boolean;
+  /** INFRA_ERROR retries for this task, overriding the run's retry policy. */
+  retries?: number;
 }
 
 /** A task spec with where it came from, for diagnostics. */
