@@ -134,6 +134,68 @@ describe('rootfsStep', () => {
   });
 });
 
+describe('rootfsStep cgroup_quotas', () => {
+  const table = `spec_id: P1.5
+version: 1.0.0
+slices:
+  clawos-worker.slice: { memory_max: 2147483648, cpu_max: "400000 100000", pids_max: 96 }
+  clawos-agent.slice: { memory_max: max, cpu_max: "max 100000", pids_max: max }
+`;
+
+  it('renders the P1.5 table into /etc/clawos/cgroup-quotas.env, one slice per line, sorted', async () => {
+    const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
+    try {
+      const { repo, build, deb } = await setup(d);
+      await writeFile(join(repo, 'q.yaml'), table);
+      const ctx = fakeStepContext({
+        arch, repoRoot: repo, buildDir: build, outDir: join(build, 'out'),
+        params: { kernel_dir: 'kernel', overlay: 'ov', cgroup_quotas: 'q.yaml' },
+        debs: { 'busybox-static:arm64': deb },
+      });
+      const o = await rootfsStep.run(ctx);
+      expect(o.status, o.message).toBe('PASS');
+      const x = join(d, 'x');
+      await mkdir(x);
+      await run(['sh', '-c', `zcat ${join(build, 'out', 'initramfs.cpio.gz')} | cpio -id --quiet`], { cwd: x });
+      const sha = sha256Hex(table);
+      expect(await readFile(join(x, 'etc', 'clawos', 'cgroup-quotas.env'), 'utf8')).toBe(
+        `# Written by clawos-build (rootfs step) from q.yaml (P1.5 1.0.0, sha256 ${sha}).\n` +
+          '# CGROUP_SLICES: one slice per line: name memory.max cpu.max-quota cpu.max-period pids.max\n' +
+          `CGROUP_QUOTAS_SPEC='P1.5 1.0.0 q.yaml sha256:${sha}'\n` +
+          "CGROUP_SLICES='\nclawos-agent.slice max max 100000 max\nclawos-worker.slice 2147483648 400000 100000 96\n'\n",
+      );
+      // The guest reads it as the script does.
+      const r = await run(['busybox', 'sh', '-c', `. ${join(x, 'etc', 'clawos', 'cgroup-quotas.env')}; echo "$CGROUP_SLICES" | while read -r n m q p x; do [ -n "$n" ] && echo "$n|$m|$q|$p|$x"; done`], { captureStdout: true });
+      expect(r.stdout).toBe('clawos-agent.slice|max|max|100000|max\nclawos-worker.slice|2147483648|400000|100000|96\n');
+      expect(rootfsStep.implicitInputs?.(arch, { cgroup_quotas: 'q.yaml' })).toContain('q.yaml');
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('refuses a table that would put anything but numbers and slice names into the image, with file:line:col', async () => {
+    const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
+    try {
+      const { repo, build, deb } = await setup(d);
+      await writeFile(join(repo, 'q.yaml'), table.replace('pids_max: 96', "pids_max: '96; reboot'").replace('clawos-agent.slice:', "'agent slice':"));
+      const ctx = fakeStepContext({
+        arch, repoRoot: repo, buildDir: build, outDir: join(build, 'out'),
+        params: { kernel_dir: 'kernel', overlay: 'ov', cgroup_quotas: 'q.yaml' },
+        debs: { 'busybox-static:arm64': deb },
+      });
+      expect(await rootfsStep.run(ctx)).toEqual({
+        status: 'FAIL',
+        reason: 'spec-invalid',
+        message: 'rootfs: cgroup_quotas:\nq.yaml:4:86: slices.clawos-worker.slice.pids_max: a count or "max"\nq.yaml:5:3: slices: "agent slice" is not [a-z0-9.-] ending in .slice',
+      });
+      const missing = await rootfsStep.run({ ...ctx, params: { ...ctx.params, cgroup_quotas: 'nope.yaml' } });
+      expect(missing).toMatchObject({ status: 'FAIL', reason: 'spec-invalid', message: 'rootfs: cgroup_quotas nope.yaml cannot be read in the repository' });
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
 // The guest's check functions run on the build host too (busybox sh), which
 // shows each of them can fail and what it then says.
 describe('guest checks.sh', () => {

@@ -4,6 +4,10 @@
  * canary modules and /dev/console, packed by lib/cpio.ts so the same inputs
  * give the same bytes.
  *
+ * With `cgroup_quotas: specs/p1/cgroup-quotas.yaml` (P1.5, frozen by C-06) it
+ * also writes /etc/clawos/cgroup-quotas.env, the quota table as the guest's
+ * checks.d/cgroup-quotas.sh reads it: one line per slice.
+ *
  * Outputs in ctx.outDir: initramfs.cpio.gz, rootfs-manifest.txt.
  */
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
@@ -13,6 +17,7 @@ import { writeFileAtomic } from '../../lib/atomic-write.js';
 import { sha256Hex } from '../../lib/hash.js';
 import { initramfs, type CpioEntry } from '../../lib/cpio.js';
 import { expandArchPath, type ArchSpec } from '../arch.js';
+import { formatDiagnostic, parseYaml } from '../yaml-source.js';
 import { debsReferenced, fetchDebs } from '../debs.js';
 import { fail, infra, pass, type Outcome } from '../outcome.js';
 import type { Step, StepContext } from '../step.js';
@@ -67,6 +72,62 @@ function extrasOf(params: Record<string, unknown>): Extra[] {
     }
     return { from, to: to.replace(/\/+$/, '') };
   });
+}
+
+/** A slice name and its limits, as cgroupfs spells them. */
+interface QuotaRow {
+  slice: string;
+  memoryMax: string;
+  cpuMax: [string, string];
+  pidsMax: string;
+}
+
+const INT_OR_MAX = /^(max|[1-9][0-9]*)$/;
+
+/**
+ * The P1.5 table as rows, or the problems (file:line:col). C-06 froze the
+ * same file with its full schema; this re-checks only what the guest file
+ * needs, so a hand-edited table cannot put shell syntax into the image.
+ */
+export function quotaRows(text: string, file: string): { rows: QuotaRow[]; specId: string } | { problems: string[] } {
+  const src = parseYaml(text, file);
+  if (src.errors.length) return { problems: src.errors.map(formatDiagnostic) };
+  const doc = src.value as { spec_id?: unknown; version?: unknown; slices?: unknown };
+  const slices = doc?.slices;
+  if (!slices || typeof slices !== 'object' || Array.isArray(slices)) {
+    return { problems: [formatDiagnostic({ ...src.locate([]), message: 'no slices: map' })] };
+  }
+  const problems: string[] = [];
+  const rows: QuotaRow[] = [];
+  for (const [slice, v] of Object.entries(slices as Record<string, Record<string, unknown>>)) {
+    const bad = (key: string, want: string) => problems.push(formatDiagnostic({ ...src.locate(['slices', slice, key]), message: `slices.${slice}.${key}: ${want}` }));
+    if (!/^[a-z0-9][a-z0-9.-]*\.slice$/.test(slice)) {
+      problems.push(formatDiagnostic({ ...src.locate(['slices', slice], true), message: `slices: ${JSON.stringify(slice)} is not [a-z0-9.-] ending in .slice` }));
+    }
+    const mem = String(v?.['memory_max']);
+    const cpu = String(v?.['cpu_max']).split(' ');
+    const pids = String(v?.['pids_max']);
+    if (!INT_OR_MAX.test(mem)) bad('memory_max', 'bytes or "max"');
+    if (cpu.length !== 2 || !INT_OR_MAX.test(cpu[0]!) || !/^[1-9][0-9]*$/.test(cpu[1]!)) bad('cpu_max', '"QUOTA PERIOD" (QUOTA may be max)');
+    if (!INT_OR_MAX.test(pids)) bad('pids_max', 'a count or "max"');
+    rows.push({ slice, memoryMax: mem, cpuMax: [cpu[0] ?? '', cpu[1] ?? ''], pidsMax: pids });
+  }
+  if (!rows.length) problems.push(formatDiagnostic({ ...src.locate(['slices']), message: 'slices: no slice' }));
+  if (problems.length) return { problems };
+  rows.sort((a, b) => (a.slice < b.slice ? -1 : a.slice > b.slice ? 1 : 0));
+  return { rows, specId: `${String(doc.spec_id)} ${String(doc.version)}` };
+}
+
+/** /etc/clawos/cgroup-quotas.env: sourced by the guest, one slice per line of CGROUP_SLICES. */
+export function quotaEnv(rows: QuotaRow[], specId: string, file: string, sha256: string): string {
+  return [
+    `# Written by clawos-build (rootfs step) from ${file} (${specId}, sha256 ${sha256}).`,
+    '# CGROUP_SLICES: one slice per line: name memory.max cpu.max-quota cpu.max-period pids.max',
+    `CGROUP_QUOTAS_SPEC=${shq(`${specId} ${file} sha256:${sha256}`)}`,
+    `CGROUP_SLICES='`,
+    ...rows.map((r) => `${r.slice} ${r.memoryMax} ${r.cpuMax[0]} ${r.cpuMax[1]} ${r.pidsMax}`),
+    `'`,
+  ].join('\n') + '\n';
 }
 
 /** "a/b/c" -> ["a", "a/b"]. */
@@ -173,6 +234,15 @@ async function runRootfs(ctx: StepContext): Promise<Outcome> {
       `CPU_FLAGS=${shq(arch.guest.cpu_flags.join(' '))}`,
     ].join('\n') + '\n';
   entries.set('etc/clawos/expect.env', { type: 'file', path: 'etc/clawos/expect.env', mode: 0o644, data: Buffer.from(env) });
+  if (ctx.params['cgroup_quotas'] !== undefined) {
+    const qRel = str(ctx.params, 'cgroup_quotas');
+    const qBytes = await readFile(join(ctx.repoRoot, qRel)).catch(() => null);
+    if (!qBytes) return fail('spec-invalid', `rootfs: cgroup_quotas ${qRel} cannot be read in the repository`);
+    const q = quotaRows(qBytes.toString('utf8'), qRel);
+    if ('problems' in q) return fail('spec-invalid', `rootfs: cgroup_quotas:\n${q.problems.join('\n')}`);
+    const data = Buffer.from(quotaEnv(q.rows, q.specId, qRel, sha256Hex(qBytes)));
+    entries.set('etc/clawos/cgroup-quotas.env', { type: 'file', path: 'etc/clawos/cgroup-quotas.env', mode: 0o644, data });
+  }
   const missingModules: string[] = [];
   for (const m of MODULES) {
     const data = await readFile(join(kernelDir, 'modules', m)).catch(() => null);
@@ -227,11 +297,14 @@ async function runRootfs(ctx: StepContext): Promise<Outcome> {
 export const rootfsStep: Step = {
   name: 'rootfs',
   version: 2,
+  // busybox and friends come from .debs unpacked into the shared cache.
+  sandbox: { cache: true },
   // busybox-static is fetched for the target arch, not a host tool: its version is in data.debs.
   toolPackages: () => [],
   implicitInputs: (arch, params) => [
     typeof params['overlay'] === 'string' ? params['overlay'] : DEFAULT_OVERLAY,
     ...(arch && !Array.isArray(params['lsms']) ? LSM_SOURCES(arch) : []),
+    ...(typeof params['cgroup_quotas'] === 'string' ? [params['cgroup_quotas']] : []),
   ],
   async run(ctx) {
     try {

@@ -3,7 +3,9 @@ import { readFile, readdir, writeFile, mkdir, copyFile } from 'node:fs/promises'
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
-import { specFreezeStep, checkCgroupPids, semanticChecks, freezeRecordName, type FreezeRecord } from './spec-freeze.js';
+import { specFreezeStep, checkCgroupPids, checkSpecText, semanticChecks, freezeRecordName, specFreezeDiagnostics, type FreezeRecord } from './spec-freeze.js';
+import { loadTasks } from '../load-tasks.js';
+import { builtinSteps } from './index.js';
 import type { StepContext } from '../step.js';
 import { sha256Hex } from '../../lib/hash.js';
 
@@ -81,21 +83,27 @@ describe('spec-freeze', () => {
       'specs/p1/clawfs.yaml',
       'specs/schemas/p1/clawfs.schema.json',
     ]);
-    expect([...semanticChecks.keys()]).toEqual(['P1.5']);
+    expect([...semanticChecks.keys()]).toEqual(['P1.1', 'P1.3', 'P1.4', 'P1.5', 'P1.7', 'P1.8']);
   });
 
   it('validates and freezes every real spec in specs/p1', async () => {
+    const { parse } = await import('yaml');
     const names = (await readdir(join(REPO, 'specs', 'p1')))
       .filter((f) => f.endsWith('.yaml'))
       .map((f) => f.replace(/\.yaml$/, ''))
       .sort();
-    expect(names).toEqual(['apparmor-rules', 'cgroup-quotas', 'clawfs', 'seccomp-whitelist']);
     const ids: Record<string, string> = {
+      'wit-interface': 'P1.1',
       'seccomp-whitelist': 'P1.2',
+      'ebpf-events': 'P1.3',
       clawfs: 'P1.4',
       'cgroup-quotas': 'P1.5',
       'apparmor-rules': 'P1.6',
+      'ipc-protocol': 'P1.7',
+      'public-api': 'P1.8',
     };
+    // Every P1 deliverable of the plan, and nothing else.
+    expect(names).toEqual(Object.keys(ids).sort());
     for (const name of names) {
       const build = await tmp();
       const ctx = fakeCtx(REPO, build, params(name));
@@ -105,20 +113,63 @@ describe('spec-freeze', () => {
       const copy = await readFile(join(ctx.outDir, `${name}.yaml`));
       expect(copy.equals(orig)).toBe(true);
       const rec = JSON.parse(await readFile(join(ctx.outDir, `${name}.freeze.json`), 'utf8')) as FreezeRecord;
+      const spec = parse(orig.toString('utf8')) as { version: string; wit?: { file: string } };
+      const attached = spec.wit ? [{ path: spec.wit.file, sha256: sha256Hex(await readFile(join(REPO, spec.wit.file))) }] : [];
       expect(rec).toEqual({
         spec_id: ids[name],
-        version: '1.0.0',
+        version: spec.version,
         path: `specs/p1/${name}.yaml`,
         sha256: sha256Hex(orig),
         schema_sha256: sha256Hex(await readFile(join(REPO, 'specs', 'schemas', 'p1', `${name}.schema.json`))),
         frozen_at: '2026-01-01T00:00:00.000Z',
+        ...(attached.length ? { attachments: attached } : {}),
       });
-      expect(Object.keys(rec)).toEqual(['spec_id', 'version', 'path', 'sha256', 'schema_sha256', 'frozen_at']);
-      expect(out.evidence).toEqual([{ label: `frozen ${ids[name]}`, path: `specs/${name}.yaml`, sha256: sha256Hex(orig) }]);
+      expect(Object.keys(rec)).toEqual(['spec_id', 'version', 'path', 'sha256', 'schema_sha256', 'frozen_at', ...(attached.length ? ['attachments'] : [])]);
+      expect(out.evidence).toEqual([
+        { label: `frozen ${ids[name]}`, path: `specs/${name}.yaml`, sha256: sha256Hex(orig) },
+        ...attached.map((a) => ({ label: `frozen ${ids[name]} clawos.wit`, path: 'specs/clawos.wit', sha256: a.sha256 })),
+      ]);
+      for (const a of attached) expect((await readFile(join(ctx.outDir, 'clawos.wit'))).equals(await readFile(join(REPO, a.path)))).toBe(true);
     }
   });
 
-  it('seccomp whitelist is the plan list exactly, with no aliases', async () => {
+  it('validate: specFreezeDiagnostics checks every spec a spec-freeze task names, located', async () => {
+    const { catalog } = await loadTasks({ repoRoot: REPO, stepNames: new Set(builtinSteps().keys()) });
+    expect(await specFreezeDiagnostics(catalog.tasks.values(), REPO)).toEqual([]);
+    // A broken copy of the repo's cgroup table, named by a fake task.
+    const root = await fakeRepo('cgroup-quotas', CGROUP('    { memory_max: max, cpu_max: "max 100000", pids_max: 8, tokio_threads: 8, wasm_workers: 8, buffer: 8 }\n'));
+    const task = (w: Record<string, unknown>) => ({
+      spec: { task_id: 'C-06', uses: 'spec-freeze', with: w } as never,
+      file: 'tasks/C-06.yaml',
+      sha256: '',
+      locate: (p: readonly (string | number)[]) => ({ file: 'tasks/C-06.yaml', line: p.length + 20, col: 3 }),
+    });
+    expect(await specFreezeDiagnostics([task(params('cgroup-quotas')), task({ spec: 'specs/p1/nope.yaml', schema: 'x.json' })], root)).toEqual([
+      {
+        file: 'specs/p1/cgroup-quotas.yaml',
+        line: 10,
+        col: 57,
+        message: 'clawos-worker.slice: pids.max 8 < tokio threads 8 + WASM workers 8 + buffer 8 = 24',
+      },
+      {
+        file: 'tasks/C-06.yaml',
+        line: 22,
+        col: 3,
+        message: `specs/p1/nope.yaml: cannot read: ENOENT: no such file or directory, open '${join(root, 'specs/p1/nope.yaml')}'`,
+      },
+    ]);
+  });
+
+  it('checkSpecText (synchronous) refuses a spec whose check reads other files', async () => {
+    const text = await readFile(join(REPO, 'specs/p1/public-api.yaml'), 'utf8');
+    const schema = JSON.parse(await readFile(join(REPO, 'specs/schemas/p1/public-api.schema.json'), 'utf8')) as object;
+    expect(() => checkSpecText(text, 'specs/p1/public-api.yaml', schema)).toThrow('checkSpecText: the P1.8 check reads other files; use checkSpec');
+    const cg = await readFile(join(REPO, 'specs/p1/cgroup-quotas.yaml'), 'utf8');
+    const cgSchema = JSON.parse(await readFile(join(REPO, 'specs/schemas/p1/cgroup-quotas.schema.json'), 'utf8')) as object;
+    expect(checkSpecText(cg, 'specs/p1/cgroup-quotas.yaml', cgSchema).ok).toBe(true);
+  });
+
+  it('seccomp whitelist is the plan list exactly; aliases only translate listed names', async () => {
     const { parse } = await import('yaml');
     const spec = parse(await readFile(join(REPO, 'specs', 'p1', 'seccomp-whitelist.yaml'), 'utf8')) as {
       syscalls: Record<string, string[]>;
@@ -129,7 +180,8 @@ describe('spec-freeze', () => {
         'socket connect recv send poll epoll_create1 epoll_ctl epoll_wait clock_gettime clock_nanosleep ' +
         'rt_sigaction rt_sigprocmask rt_sigreturn prctl getrandom eventfd2 pipe2',
     );
-    expect(spec.aliases).toEqual({});
+    const listed = new Set(Object.values(spec.syscalls).flat());
+    for (const name of Object.keys(spec.aliases)) expect(listed.has(name), name).toBe(true);
   });
 
   it('fails on an unknown field with file:line:col, and lists every problem', async () => {
@@ -138,6 +190,7 @@ version: 1.0.0
 owner: security
 title: t
 default_action: allow
+allow_exec: true
 syscalls:
   memory: [mmap]
 aliases: {}
@@ -150,7 +203,7 @@ extra_field: 1
     expect(out.reason).toBe('spec-invalid');
     expect(out.message.split('\n').sort()).toEqual(
       [
-        'specs/p1/seccomp-whitelist.yaml:9:1: unknown field "extra_field"',
+        'specs/p1/seccomp-whitelist.yaml:10:1: unknown field "extra_field"',
         'specs/p1/seccomp-whitelist.yaml:5:17: default_action: must be one of "kill_process", "errno", "log"',
       ].sort(),
     );

@@ -7,26 +7,30 @@
  *   uses: spec-freeze
  *   with: { spec: specs/p1/cgroup-quotas.yaml, schema: specs/schemas/p1/cgroup-quotas.schema.json }
  *
+ * A spec may pin other files (P1.1 pins its .wit file by sha256): they are
+ * checked with it, copied beside it and listed with their sha256 in the record.
+ *
  * Every problem is reported as `file:line:col: message`, all of them, one per line.
+ * `clawos-build validate` runs the same checks through specFreezeDiagnostics.
  */
+import { checkSeccompWhitelist } from '../security/seccomp-whitelist.js';
 import { readFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, posix, relative } from 'node:path';
 import { Ajv } from 'ajv';
 import type { Step, StepContext } from '../step.js';
-import { fail, pass, type Outcome } from '../outcome.js';
+import { fail, infra, pass, type Outcome } from '../outcome.js';
 import { parseYaml, schemaDiagnostics, formatDiagnostic, type Diagnostic, type LocatedYaml } from '../yaml-source.js';
+import type { LoadedTask } from '../task-spec.js';
 import { sha256Hex } from '../../lib/hash.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
-import { UserError } from '../../lib/errors.js';
+import { InfraError, InternalError, UserError } from '../../lib/errors.js';
+import { checkClawfs, checkEbpfEvents, checkIpcProtocol, checkPublicApi, type SpecCheckEnv, type SpecProblem } from './spec-rules.js';
+import { checkWitIndex } from './wit-check.js';
 
-/** A problem found by a semantic check, at a path inside the spec document. */
-export interface SpecProblem {
-  path: (string | number)[];
-  message: string;
-}
+export type { SpecCheckEnv, SpecProblem } from './spec-rules.js';
 
 /** A rule the schema cannot express. Runs only on schema-valid documents. */
-export type SemanticCheck = (spec: unknown) => SpecProblem[];
+export type SemanticCheck = (spec: unknown, env: SpecCheckEnv) => SpecProblem[] | Promise<SpecProblem[]>;
 
 export interface FreezeRecord {
   spec_id: string;
@@ -37,6 +41,8 @@ export interface FreezeRecord {
   schema_sha256: string;
   /** ISO time from SOURCE_DATE_EPOCH, so freezing is reproducible. */
   frozen_at: string;
+  /** Files the spec pins (P1.1's .wit), frozen with it. Absent when there are none. */
+  attachments?: { path: string; sha256: string }[];
 }
 
 interface SliceQuota {
@@ -69,20 +75,32 @@ export function checkCgroupPids(spec: unknown): SpecProblem[] {
 
 /** Semantic checks by spec_id. */
 export const semanticChecks: ReadonlyMap<string, SemanticCheck> = new Map<string, SemanticCheck>([
+  ['P1.1', checkWitIndex],
+  ['P1.2', checkSeccompWhitelist],
+  ['P1.3', checkEbpfEvents],
+  ['P1.4', checkClawfs],
   ['P1.5', checkCgroupPids],
+  ['P1.7', checkIpcProtocol],
+  ['P1.8', checkPublicApi],
+]);
+
+/** Repo-relative files a (schema-valid) spec pins and that are frozen with it, by spec_id. */
+export const specAttachments: ReadonlyMap<string, (spec: unknown) => string[]> = new Map([
+  ['P1.1', (spec: unknown) => [(spec as { wit: { file: string } }).wit.file]],
 ]);
 
 export type SpecCheckResult =
   | { ok: true; value: { spec_id: string; version: string } & Record<string, unknown> }
   | { ok: false; problems: Diagnostic[] };
 
-/**
- * Parse, schema-check and semantically check a spec's text. `file` is the name
- * used in diagnostics (the repo-relative path).
- */
-export function checkSpecText(text: string, file: string, schema: object): SpecCheckResult {
+type Checked =
+  | { done: SpecCheckResult }
+  | { src: LocatedYaml; value: { spec_id: string; version: string } & Record<string, unknown> };
+
+/** Parse and schema-check: a result when that already fails, else the value for the semantic check. */
+function parseAndValidate(text: string, file: string, schema: object): Checked {
   const src: LocatedYaml = parseYaml(text, file);
-  if (src.errors.length) return { ok: false, problems: src.errors };
+  if (src.errors.length) return { done: { ok: false, problems: src.errors } };
   // A fresh Ajv per check: schemas carry an $id, and one instance refuses to
   // compile a second schema object with the same $id.
   const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, logger: false });
@@ -93,13 +111,44 @@ export function checkSpecText(text: string, file: string, schema: object): SpecC
       // Only summary errors (oneOf/anyOf) were left: still say something.
       problems.push({ ...src.locate([]), message: `does not match the schema: ${ajv.errorsText(validate.errors)}` });
     }
-    return { ok: false, problems };
+    return { done: { ok: false, problems } };
   }
-  const value = src.value as { spec_id: string; version: string } & Record<string, unknown>;
-  const check = semanticChecks.get(value.spec_id);
-  const problems = (check ? check(value) : []).map((p) => ({ ...src.locate(p.path), message: p.message }));
-  if (problems.length) return { ok: false, problems };
-  return { ok: true, value };
+  return { src, value: src.value as { spec_id: string; version: string } & Record<string, unknown> };
+}
+
+function located(src: LocatedYaml, value: { spec_id: string; version: string } & Record<string, unknown>, problems: SpecProblem[]): SpecCheckResult {
+  if (!problems.length) return { ok: true, value };
+  return { ok: false, problems: problems.map((p) => ({ ...(p.at ?? src.locate(p.path, p.key)), message: p.message })) };
+}
+
+/**
+ * Parse, schema-check and semantically check a spec's text. `file` is the name
+ * used in diagnostics (the repo-relative path); `env` says where files the spec
+ * names are read from. Throws InfraError only when a checker's tool (the WIT
+ * parser) cannot be loaded.
+ */
+export async function checkSpec(text: string, file: string, schema: object, env: SpecCheckEnv): Promise<SpecCheckResult> {
+  const c = parseAndValidate(text, file, schema);
+  if ('done' in c) return c.done;
+  const check = semanticChecks.get(c.value.spec_id);
+  return located(c.src, c.value, check ? await check(c.value, env) : []);
+}
+
+/**
+ * checkSpec for specs whose semantic check reads no other file (all but P1.1 and P1.8):
+ * synchronous. A spec whose check is asynchronous (P1.1, P1.8) needs checkSpec.
+ */
+export function checkSpecText(text: string, file: string, schema: object, env: SpecCheckEnv = { repoRoot: process.cwd() }): SpecCheckResult {
+  const c = parseAndValidate(text, file, schema);
+  if ('done' in c) return c.done;
+  const check = semanticChecks.get(c.value.spec_id);
+  const problems = check ? check(c.value, env) : [];
+  if (problems instanceof Promise) {
+    // The check has started reading; let it finish quietly, and say which function to use.
+    problems.catch(() => undefined);
+    throw new InternalError(`checkSpecText: the ${c.value.spec_id} check reads other files; use checkSpec`);
+  }
+  return located(c.src, c.value, problems);
 }
 
 /** `name.yaml` -> `name.freeze.json`. */
@@ -143,8 +192,9 @@ async function run(ctx: StepContext): Promise<Outcome> {
 
   let result: SpecCheckResult;
   try {
-    result = checkSpecText(specBytes.toString('utf8'), specRel, schema);
+    result = await checkSpec(specBytes.toString('utf8'), specRel, schema, { repoRoot: ctx.repoRoot });
   } catch (err) {
+    if (err instanceof InfraError) return infra(`${err.message}${err.hint ? `; fix: ${err.hint}` : ''}`);
     // ajv.compile throws on a broken schema.
     return fail('spec-invalid', `${schemaRel}: invalid JSON Schema: ${(err as Error).message}`);
   }
@@ -160,6 +210,13 @@ async function run(ctx: StepContext): Promise<Outcome> {
 
   const copyAbs = join(ctx.outDir, basename(specRel));
   const sha256 = sha256Hex(specBytes);
+  const attached: { path: string; sha256: string; bytes: Buffer }[] = [];
+  for (const rel of specAttachments.get(result.value.spec_id)?.(result.value) ?? []) {
+    // The checks just read it; a failure here is a file changed under us.
+    const bytes = await readFile(join(ctx.repoRoot, rel)).catch(() => null);
+    if (!bytes) return fail('spec-invalid', `${specRel}: the file it pins, ${rel}, cannot be read`);
+    attached.push({ path: rel, sha256: sha256Hex(bytes), bytes });
+  }
   const record: FreezeRecord = {
     spec_id: result.value.spec_id,
     version: result.value.version,
@@ -167,19 +224,71 @@ async function run(ctx: StepContext): Promise<Outcome> {
     sha256,
     schema_sha256: sha256Hex(schemaBytes),
     frozen_at: new Date(ctx.sourceDateEpoch * 1000).toISOString(),
+    ...(attached.length ? { attachments: attached.map(({ path, sha256: h }) => ({ path, sha256: h })) } : {}),
   };
   await writeFileAtomic(copyAbs, specBytes);
+  for (const a of attached) await writeFileAtomic(join(ctx.outDir, basename(a.path)), a.bytes);
   await writeJsonAtomic(join(ctx.outDir, freezeRecordName(specRel)), record);
   ctx.log(`frozen ${record.spec_id} ${record.version} ${specRel} sha256 ${sha256}`);
+  for (const a of attached) ctx.log(`frozen with it: ${a.path} sha256 ${a.sha256}`);
   return pass(`${record.spec_id} ${record.version} frozen (${specRel}, sha256 ${sha256.slice(0, 12)})`, {
-    evidence: [{ label: `frozen ${record.spec_id}`, path: relative(ctx.buildDir, copyAbs), sha256 }],
+    evidence: [
+      { label: `frozen ${record.spec_id}`, path: relative(ctx.buildDir, copyAbs), sha256 },
+      ...attached.map((a) => ({ label: `frozen ${record.spec_id} ${basename(a.path)}`, path: relative(ctx.buildDir, join(ctx.outDir, basename(a.path))), sha256: a.sha256 })),
+    ],
     data: record,
   });
 }
 
+/**
+ * Every spec a `uses: spec-freeze` task freezes, checked as the task would
+ * check it, as located diagnostics: what `clawos-build validate` reports for
+ * the P1 specs. A parameter or file that cannot be read is located on the task.
+ */
+export async function specFreezeDiagnostics(tasks: Iterable<LoadedTask>, repoRoot: string): Promise<Diagnostic[]> {
+  const out: Diagnostic[] = [];
+  for (const t of tasks) {
+    if (t.spec.uses !== 'spec-freeze') continue;
+    const params = t.spec.with ?? {};
+    let specRel: string;
+    let schemaRel: string;
+    try {
+      specRel = repoRelParam(params, 'spec');
+      schemaRel = repoRelParam(params, 'schema');
+    } catch (err) {
+      out.push({ ...t.locate(['with']), message: (err as Error).message });
+      continue;
+    }
+    let text: string;
+    let schema: object;
+    try {
+      text = await readFile(join(repoRoot, specRel), 'utf8');
+    } catch (err) {
+      out.push({ ...t.locate(['with', 'spec']), message: `${specRel}: cannot read: ${(err as Error).message}` });
+      continue;
+    }
+    try {
+      schema = JSON.parse(await readFile(join(repoRoot, schemaRel), 'utf8')) as object;
+    } catch (err) {
+      out.push({ ...t.locate(['with', 'schema']), message: `${schemaRel}: cannot read as JSON: ${(err as Error).message}` });
+      continue;
+    }
+    let r: SpecCheckResult;
+    try {
+      r = await checkSpec(text, specRel, schema, { repoRoot });
+    } catch (err) {
+      if (err instanceof InfraError) throw err;
+      out.push({ ...t.locate(['with', 'schema']), message: `${schemaRel}: invalid JSON Schema: ${(err as Error).message}` });
+      continue;
+    }
+    if (!r.ok) out.push(...r.problems);
+  }
+  return out;
+}
+
 export const specFreezeStep: Step = {
   name: 'spec-freeze',
-  version: 1,
+  version: 2,
   toolPackages: () => [],
   implicitInputs: (_arch, params) =>
     (['spec', 'schema'] as const).map((k) => params[k]).filter((v): v is string => typeof v === 'string'),

@@ -98,13 +98,58 @@ nsids() {
 # Devices the tunnel drivers create in every net ns (fb_tunnels_only_for_init_net=0).
 FALLBACK_TUNNELS="sit0 tunl0 ip6tnl0 ip6gre0 gre0 gretap0 erspan0 ip_vti0 ip6_vti0"
 
-# User ns without a uid map (uid reads as the overflow uid: 65534), then a
-# pid+mount+net+uts+ipc set as root: capabilities do not survive exec in an
-# unmapped user ns, so the two are separate runs.
+# C-03/C-04: each namespace under unshare, each run ending in pivot_root into a
+# minimal root (busybox only), as the isolator will run a sandbox:
+# - user, unmapped: the uid reads as the overflow uid 65534;
+# - user, mapped: the parent writes uid_map/gid_map "0 65534 1" for a holder
+#   process, as a container runtime does, and a shell entering its user+mount
+#   ns (nsenter -S 0 -G 0) is root inside and 65534 outside: the kernel reports
+#   the map, a host root file shows owner 65534 and refuses its write, and the
+#   user ns's own mount ns pivots into a minimal root;
+# - pid+mount+net+uts+ipc as root (capabilities do not survive exec in an
+#   unmapped user ns, hence a separate run), pivoted into a minimal root
+#   (busybox, checks.sh, /dev/null, a fresh /proc): pid 1, own hostname, only
+#   lo, new ns ids.
 check_namespaces() {
   _bad=
   _uid=$(unshare -U id -u 2>&1)
   [ "$_uid" = 65534 ] || _bad="$_bad user-uid"
+
+  _probe=/tmp/.clawos-ns-probe
+  : >$_probe && chmod 644 $_probe
+  unshare -U -m sleep 60 &
+  _h=$!
+  # Until the holder has its own user ns (test -ef: same nsfs inode; no fork per try).
+  _i=0
+  while [ /proc/$_h/ns/user -ef /proc/$$/ns/user ] && [ $_i -lt 100 ]; do
+    sleep 0.05
+    _i=$((_i + 1))
+  done
+  { echo '0 65534 1' >/proc/$_h/uid_map && echo '0 65534 1' >/proc/$_h/gid_map; } 2>/dev/null || _bad="$_bad user-map-write"
+  _u=$(nsenter -t $_h -U -m -S 0 -G 0 sh -c '
+    echo "uid=$(id -u)"
+    read -r _a _b _c </proc/self/uid_map && echo "map=$_a $_b $_c"
+    echo "owner=$(stat -c %u "$1")"
+    if { echo x >>"$1"; } 2>/dev/null; then echo write=ALLOWED; else echo write=denied; fi
+    mount --make-rprivate / || exit 10
+    mount -t tmpfs userns-root /tmp || exit 11
+    mkdir /tmp/bin /tmp/old && cp /bin/busybox /tmp/bin/ || exit 12
+    cd /tmp && pivot_root . old || exit 13
+    exec /bin/busybox sh -c "/bin/busybox umount -l /old && /bin/busybox rmdir /old && echo root=\$(/bin/busybox ls /)"
+  ' userns $_probe 2>&1)
+  _urc=$?
+  kill $_h 2>/dev/null
+  wait $_h 2>/dev/null
+  _uu= _umap= _uown= _uw= _uroot=
+  while IFS== read -r _k _v; do
+    case "$_k" in uid) _uu=$_v ;; map) _umap=$_v ;; owner) _uown=$_v ;; write) _uw=$_v ;; root) _uroot=$_v ;; esac
+  done <<EOT
+$_u
+EOT
+  [ "$_uu" = 0 ] && [ "$_umap" = "0 65534 1" ] || _bad="$_bad user-map"
+  [ "$_uown" = 65534 ] && [ "$_uw" = denied ] && [ ! -s $_probe ] || _bad="$_bad user-host-file"
+  [ $_urc = 0 ] && [ "$_uroot" = bin ] || _bad="$_bad user-pivot(step $_urc)"
+  rm -f $_probe
 
   ip link set lo up 2>/dev/null
   # IFF_UP is bit 0 of the interface flags.
@@ -115,8 +160,14 @@ check_namespaces() {
   _hostcomm=$LINE
   nsids
   _hostids=$NSIDS
-  _o=$(unshare -p -f -m -n -u -i --mount-proc sh -c '
-    . /usr/lib/clawos/checks.sh
+  # Runs as pid 1 of the new pid ns, in the minimal root, once pivoted.
+  _inside='
+    /bin/busybox umount -l /old && /bin/busybox rmdir /old || { echo step=old-root; exit 15; }
+    /bin/busybox mount -t proc proc /proc || { echo step=proc; exit 16; }
+    /bin/busybox --install -s /bin
+    PATH=/bin
+    . /checks.sh
+    echo "root=$(echo /*)"
     echo "pid=$$"
     readline /proc/1/comm && echo "comm1=$LINE"
     # The sethostname of the uts ns, without an exec.
@@ -130,11 +181,20 @@ check_namespaces() {
     case "$(ip -o link show lo)" in *[\<,]UP[,\>]*) echo lo=up ;; *) echo lo=down ;; esac
     nsids
     echo "ids=${NSIDS# }"
-  ' 2>&1)
-  _pid= _comm1= _hn= _links= _lo= _ids=
+  '
+  _o=$(unshare -p -f -m -n -u -i sh -c '
+    mount --make-rprivate / || exit 10
+    mount -t tmpfs ns-root /tmp || exit 11
+    mkdir /tmp/bin /tmp/dev /tmp/proc /tmp/old && mknod -m 666 /tmp/dev/null c 1 3 || exit 12
+    cp /bin/busybox /tmp/bin/ && cp /usr/lib/clawos/checks.sh /tmp/ || exit 13
+    cd /tmp && pivot_root . old || exit 14
+    exec /bin/busybox sh -c "$1"
+  ' ns "$_inside" 2>&1)
+  _prc=$?
+  _root= _pid= _comm1= _hn= _links= _lo= _ids=
   while IFS== read -r _k _v; do
     case "$_k" in
-      pid) _pid=$_v ;; comm1) _comm1=$_v ;; hostname) _hn=$_v ;;
+      root) _root=$_v ;; pid) _pid=$_v ;; comm1) _comm1=$_v ;; hostname) _hn=$_v ;;
       links) _links=$_v ;; lo) _lo=$_v ;; ids) _ids=$_v ;;
     esac
   done <<EOT
@@ -144,8 +204,9 @@ EOT
   _hostcomm2=$LINE
   readline /proc/sys/kernel/hostname
   _hosthn=$LINE
+  [ $_prc = 0 ] && [ "$_root" = "/bin /checks.sh /dev /proc" ] || _bad="$_bad pivot(step $_prc)"
   [ "$_pid" = 1 ] || _bad="$_bad pid"
-  [ "$_comm1" = sh ] || _bad="$_bad fresh-proc"
+  [ "$_comm1" = busybox ] || _bad="$_bad fresh-proc"
   [ "$_hostcomm2" = "$_hostcomm" ] || _bad="$_bad host-proc-changed"
   [ "$_hn" = clawos-ns ] || _bad="$_bad uts-set"
   [ "$_hosthn" = clawos ] || _bad="$_bad uts-leaked"
@@ -163,9 +224,9 @@ EOT
   done
   [ -z "$_same" ] && [ -n "$_ids" ] || _bad="$_bad same-ns:${_same:-none}"
 
-  VALUE="user:uid=$_uid; pid:self=$_pid proc1=$_comm1 host-proc1=$_hostcomm2; uts:inside=$_hn host=$_hosthn; net:links=$_links${_fb:+ (fallback tunnels:$_fb)} lo=$_lo host-lo=$_hostlo; new-ns=${_ids// /,}"
+  VALUE="user:unmapped-uid=$_uid mapped(uid_map=$_umap):uid=$_uu host-root-file:owner=$_uown,write=$_uw pivot-root=$_uroot; pivot-root=$_root; pid:self=$_pid proc1=$_comm1 host-proc1=$_hostcomm2; uts:inside=$_hn host=$_hosthn; net:links=$_links${_fb:+ (fallback tunnels:$_fb)} lo=$_lo host-lo=$_hostlo; new-ns=${_ids// /,}"
   if [ -n "$_bad" ]; then
-    VALUE="$VALUE; FAILED:$_bad; output: $_o"
+    VALUE="$VALUE; FAILED:$_bad; output: $_u $_o"
     return 1
   fi
 }
