@@ -14,7 +14,8 @@ import { InfraError } from '../lib/errors.js';
 import { fetchDeb, type FetchedDeb } from './debs.js';
 import type { ArchSpec } from './arch.js';
 import { bootIso, type BootRecord } from '../qemu/boot.js';
-import type { QemuMachine } from '../qemu/machine.js';
+import { loadMachine, type QemuMachine } from '../qemu/machine.js';
+import { chooseAccelerator, type AccelDecision } from '../qemu/kvm-probe.js';
 
 export type KernelRole = 'clawos' | 'baseline';
 
@@ -211,4 +212,48 @@ export async function runStockBench(o: RunBenchOptions): Promise<BenchResult> {
     metrics,
     ok: metrics.every((m) => m.pass),
   };
+}
+
+/**
+ * What G-08 and `clawos-build bench` share: fetch the arch's stock kernel, choose
+ * the accelerator (the decision is cached per host boot), run the comparison.
+ */
+export async function benchAgainstStock(o: {
+  ctx: BenchContext;
+  repoRoot: string;
+  arch: ArchSpec;
+  kernel: string;
+  initramfs: string;
+  runs: number;
+  bar: number;
+  outDir: string;
+  onAccel?: (d: AccelDecision) => void;
+}): Promise<{ result: BenchResult; baseline: { deb: FetchedDeb; image: string } }> {
+  const base = o.arch.baseline;
+  if (!base) throw new InfraError(`specs/arch/${o.arch.name}.yaml has no baseline: section: nothing to compare ${o.arch.name} with`, 'add baseline: { kernel_package, variant }');
+  const baseline = await fetchBaselineKernel(o.ctx, o.arch, base.kernel_package);
+  const machine = await loadMachine(o.repoRoot, o.arch.qemu);
+  const decision = await chooseAccelerator({
+    machine,
+    probe: { variant: base.variant, media: { kernel: o.kernel, initrd: o.initramfs } },
+    runner: o.ctx.run,
+    signal: o.ctx.signal,
+    cacheFile: join(o.ctx.cacheDir, 'qemu-accel.json'),
+  });
+  o.onAccel?.(decision);
+  const result = await runStockBench({
+    ctx: o.ctx,
+    arch: o.arch,
+    machine,
+    variant: base.variant,
+    accel: decision.accel,
+    accelNote: decision.note,
+    clawosKernel: o.kernel,
+    initramfs: o.initramfs,
+    baseline,
+    runs: o.runs,
+    bar: o.bar,
+    outDir: o.outDir,
+  });
+  return { result, baseline };
 }
