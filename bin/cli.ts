@@ -23,6 +23,15 @@ import { doctorCommand } from './doctor-command.js';
 import { finishRun, type RunFinish } from '../pipeline/run-phases.js';
 import { VAULT_COMMANDS, VAULT_USAGE, vaultCommand } from './vault-commands.js';
 import { defaultKeyDir, defaultTrustFile } from '../vault/key-dir.js';
+import { benchCommand } from './bench-command.js';
+import { explainCommand } from './explain-command.js';
+import { seccompCommand } from './seccomp-command.js';
+import { REPORT_USAGE, reportMain } from './report-command.js';
+import { RELEASE_USAGE, releaseMain } from './release-command.js';
+import { auditSpecDiagnostics } from '../pipeline/security/kconfig-audit-spec.js';
+import { securityLayersDiagnostics } from '../pipeline/security/security-report.js';
+import { DEFAULT_BACKEND } from '../pipeline/backends.js';
+import { specFreezeDiagnostics } from '../pipeline/steps/spec-freeze.js';
 
 export const EXIT = {
   ok: 0,
@@ -48,6 +57,13 @@ commands:
                       [--bundle DIR|TAR --trust keys.json | --sha256 HEX] [--yes] [--allow-file]
   doctor              check the host has every tool, file and package the build needs [--fix]
   status              show the latest result of every task and gate, from the vault's event chains
+  explain TASK[@ARCH] say why a task instance would re-run (the input, spec or tool that changed), or that it would not
+  bench               G-08 by hand: ClawOS's kernel against Debian's stock kernel, same initramfs and QEMU machine
+                      [--runs N] (boots per kernel, default 3); prints the ratio table per arch
+  seccomp profile [--whitelist FILE] -- CMD...
+                      run CMD under strace; syscalls used but not whitelisted, and whitelisted but unused
+${REPORT_USAGE}
+${RELEASE_USAGE}
 ${VAULT_USAGE}
 
 options:
@@ -57,6 +73,9 @@ options:
   --log-dir DIR       agent logs (default: <build-dir>/logs)
   --config FILE       local configuration (default: ./clawos-build.config.yaml if present)
   --json              machine-readable output only
+  --rootfs-backend B  busybox (default, offline) or buildroot (needs --buildroot)
+  --buildroot P       a Buildroot source dir or release tarball (with --buildroot-sha256 HEX for a tarball)
+  --no-sandbox        run tasks without bubblewrap (recorded in every task's vault event)
   -h, --help          this help
   --version           print the version
 
@@ -85,6 +104,11 @@ interface Parsed {
   bundle?: string;
   trust?: string;
   fix: boolean;
+  runs: number;
+  noSandbox: boolean;
+  rootfsBackend: string;
+  buildroot?: string;
+  buildrootSha256?: string;
 }
 
 class UsageError extends Error {}
@@ -114,6 +138,11 @@ export function parseCli(argv: string[]): Parsed | 'help' | 'version' {
         bundle: { type: 'string' },
         trust: { type: 'string' },
         fix: { type: 'boolean' },
+        runs: { type: 'string' },
+        'no-sandbox': { type: 'boolean' },
+        'rootfs-backend': { type: 'string' },
+        buildroot: { type: 'string' },
+        'buildroot-sha256': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -126,10 +155,11 @@ export function parseCli(argv: string[]): Parsed | 'help' | 'version' {
   if (v.version) return 'version';
   const [command, ...positionals] = parsed.positionals;
   if (!command) throw new UsageError('no command given');
-  const known = ['validate', 'plan', 'p1', 'p2', 'p3', 'p4', 'all', 'boot', 'flash', 'doctor', 'status', 'help'];
+  const known = ['validate', 'plan', 'p1', 'p2', 'p3', 'p4', 'all', 'boot', 'flash', 'doctor', 'status', 'explain', 'bench', 'help'];
   if (!known.includes(command)) throw new UsageError(`unknown command "${command}"`);
   if (command === 'help') return 'help';
-  if (positionals.length && command !== 'flash') throw new UsageError(`unexpected argument "${positionals[0]}" for ${command}`);
+  if (command === 'explain' && positionals.length !== 1) throw new UsageError('explain takes one task: TASK or TASK@ARCH (e.g. A-01@x86_64)');
+  if (positionals.length && command !== 'flash' && command !== 'explain') throw new UsageError(`unexpected argument "${positionals[0]}" for ${command}`);
   let jobs = availableParallelism();
   if (v.jobs !== undefined) {
     if (!/^[1-9]\d*$/.test(v.jobs)) throw new UsageError(`-j/--jobs takes a positive whole number, not "${v.jobs}"`);
@@ -146,6 +176,19 @@ export function parseCli(argv: string[]): Parsed | 'help' | 'version' {
   if (command !== 'boot' && (v['until-fail'] || v.junit)) throw new UsageError('--until-fail and --junit go with the boot command');
   if (command !== 'flash' && (v.yes || v['allow-file'] || v.sha256 || v.bundle || v.trust)) throw new UsageError('--yes, --allow-file, --sha256, --bundle and --trust go with the flash command');
   if (command !== 'doctor' && v.fix) throw new UsageError('--fix goes with the doctor command');
+  let runs = 3;
+  if (v.runs !== undefined) {
+    if (command !== 'bench') throw new UsageError('--runs goes with the bench command');
+    if (!/^[1-9]\d*$/.test(v.runs)) throw new UsageError(`--runs takes a positive whole number, not "${v.runs}"`);
+    runs = Number(v.runs);
+  }
+  const isRun = ['p1', 'p2', 'p3', 'p4', 'all'].includes(command);
+  if (!isRun && (v['no-sandbox'] || v['rootfs-backend'] || v.buildroot || v['buildroot-sha256'])) {
+    throw new UsageError('--no-sandbox, --rootfs-backend, --buildroot and --buildroot-sha256 go with p1..p4 and all');
+  }
+  const rootfsBackend = v['rootfs-backend'] ?? DEFAULT_BACKEND;
+  if ((v.buildroot || v['buildroot-sha256']) && rootfsBackend !== 'buildroot') throw new UsageError('--buildroot and --buildroot-sha256 go with --rootfs-backend buildroot');
+  if (v['buildroot-sha256'] !== undefined && !/^[0-9a-f]{64}$/.test(v['buildroot-sha256'])) throw new UsageError(`--buildroot-sha256 takes 64 lowercase hex digits, not "${v['buildroot-sha256']}"`);
   return {
     command,
     positionals,
@@ -166,6 +209,11 @@ export function parseCli(argv: string[]): Parsed | 'help' | 'version' {
     bundle: v.bundle,
     trust: v.trust,
     fix: !!v.fix,
+    runs,
+    noSandbox: !!v['no-sandbox'],
+    rootfsBackend,
+    buildroot: v.buildroot,
+    buildrootSha256: v['buildroot-sha256'],
   };
 }
 
@@ -177,6 +225,11 @@ async function cmdValidate(p: Parsed, repoRoot: string): Promise<number> {
   const steps = builtinSteps();
   const { catalog, diagnostics } = await loadTasks({ repoRoot, stepNames: new Set(steps.keys()) });
   await selectArches(repoRoot, p.arch);
+  // The audit rules, waivers and security layers are data too: checked here, with file:line:col.
+  const allArches = [...(await selectArches(repoRoot, null)).keys()];
+  diagnostics.push(...(await auditSpecDiagnostics(repoRoot, allArches)), ...(await securityLayersDiagnostics(repoRoot)));
+  // The P1 specs the freeze tasks name: schema and spec-level rules (a clean catalog only: they need its tasks).
+  if (!diagnostics.length) diagnostics.push(...(await specFreezeDiagnostics(catalog.tasks.values(), repoRoot)));
   if (p.json) {
     printJson({ ok: diagnostics.length === 0, tasks: catalog.tasks.size, errors: diagnostics });
   } else {
@@ -258,6 +311,15 @@ async function cmdRun(p: Parsed, repoRoot: string, phases: Phase[]): Promise<num
       signal: ac.signal,
       heartbeatMs: mode === 'plain' ? 30_000 : 0,
       phases,
+      noSandbox: p.noSandbox,
+      ...(p.rootfsBackend !== DEFAULT_BACKEND
+        ? {
+            backend: {
+              name: p.rootfsBackend,
+              params: { ...(p.buildroot ? { buildroot: resolve(p.buildroot) } : {}), ...(p.buildrootSha256 ? { buildroot_sha256: p.buildrootSha256 } : {}) },
+            },
+          }
+        : {}),
     });
     let error: string | undefined;
     try {
@@ -321,6 +383,15 @@ async function cmdRun(p: Parsed, repoRoot: string, phases: Phase[]): Promise<num
 }
 
 export async function main(argv: string[]): Promise<number> {
+  const io = { repoRoot: repoRootDir(), print: (s: string) => process.stdout.write(s), printErr: (s: string) => process.stderr.write(s) };
+  // report, release and seccomp parse their own words and options.
+  try {
+    if (argv[0] === 'report') return await reportMain(argv.slice(1), io);
+    if (argv[0] === 'release') return await releaseMain(argv.slice(1), io);
+    if (argv[0] === 'seccomp') return await seccompMain(argv.slice(1), io);
+  } catch (err) {
+    return reportError(err, argv.includes('--json'));
+  }
   // The vault's commands (keys, spec, verify, export) parse their own words and options.
   if (argv[0] && (VAULT_COMMANDS as readonly string[]).includes(argv[0]) && argv[0] !== 'status') {
     try {
@@ -356,6 +427,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdValidate(p, repoRoot);
       case 'plan':
         return await cmdPlan(p, repoRoot);
+      case 'explain':
+        return await explainCommand({ ...p, repoRoot, print: io.print, printErr: io.printErr });
+      case 'bench':
+        return await benchCommand({ repoRoot, buildDir: p.buildDir, arch: p.arch, runs: p.runs, json: p.json, print: io.print, printErr: io.printErr });
       case 'flash':
         return await flashCommand(p);
       case 'doctor':
@@ -370,6 +445,34 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     return reportError(err, p.json);
   }
+}
+
+/** `seccomp profile [--whitelist FILE] [--build-dir DIR] [--json] -- CMD...`: CMD is everything after `--`. */
+async function seccompMain(argv: string[], io: { print(s: string): void; printErr(s: string): void }): Promise<number> {
+  const dash = argv.indexOf('--');
+  const before = dash < 0 ? argv : argv.slice(0, dash);
+  const command = dash < 0 ? [] : argv.slice(dash + 1);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: before, allowPositionals: true, strict: true, options: { whitelist: { type: 'string' }, 'build-dir': { type: 'string' }, json: { type: 'boolean' } } });
+  } catch (err) {
+    io.printErr(`clawos-build: ${(err as Error).message.replace(/\. To specify a positional argument.*$/, '')}\n\n${USAGE}\n`);
+    return EXIT.usage;
+  }
+  const [subcommand, ...extra] = parsed.positionals;
+  if (extra.length) {
+    io.printErr(`clawos-build: unexpected argument "${extra[0]}" for seccomp ${subcommand}: put the command after --\n`);
+    return EXIT.usage;
+  }
+  return seccompCommand({
+    subcommand,
+    command,
+    whitelist: parsed.values.whitelist,
+    buildDir: parsed.values['build-dir'] ?? 'build',
+    json: !!parsed.values.json,
+    print: io.print,
+    printErr: io.printErr,
+  });
 }
 
 function reportError(err: unknown, json: boolean): number {

@@ -15,6 +15,8 @@ export interface LocalConfig {
   /** Absolute path of the file it came from, or null. */
   file: string | null;
   components: Record<string, ComponentConfig>;
+  /** Names of environment variables whose values are secrets: redacted from every log, event, record and report. */
+  secrets: { env: string[] };
 }
 
 export async function loadLocalConfig(repoRoot: string, explicit: string | undefined): Promise<LocalConfig> {
@@ -23,14 +25,17 @@ export async function loadLocalConfig(repoRoot: string, explicit: string | undef
     await readFile(file);
   } catch {
     if (explicit) throw new UserError(`config file ${explicit} does not exist`);
-    return { file: null, components: {} };
+    return { file: null, components: {}, secrets: { env: [] } };
   }
   const schema = JSON.parse(await readFile(join(repoRoot, 'specs/schemas/config.schema.json'), 'utf8')) as object;
-  const doc = (await loadYamlDocument(file, explicit ?? 'clawos-build.config.yaml', schema)) as { components?: Record<string, ComponentConfig> };
+  const doc = (await loadYamlDocument(file, explicit ?? 'clawos-build.config.yaml', schema)) as {
+    components?: Record<string, ComponentConfig>;
+    secrets?: { env?: string[] };
+  };
   const components = doc.components ?? {};
   // Relative source paths are relative to the config file.
   for (const c of Object.values(components)) {
     if ('path' in c.source && !isAbsolute(c.source.path)) c.source.path = resolve(dirname(file), c.source.path);
   }
-  return { file, components };
+  return { file, components, secrets: { env: doc.secrets?.env ?? [] } };
 }

@@ -77,10 +77,11 @@ export async function fetchDeb(ctx: DebContext, arch: ArchSpec, pkg: string): Pr
   const debsDir = join(ctx.cacheDir, 'debs', arch.debian_arch);
   await mkdir(debsDir, { recursive: true });
   // A private download dir so the one .deb in it is the one apt just fetched.
-  // (apt warns that _apt cannot read it and downloads as root: harmless.)
   const dl = await mkdtemp(join(debsDir, `.dl-${pkg}-`));
   try {
-    const r = await ctx.run(['apt-get', 'download', spec], { cwd: dl, timeoutMs: 10 * 60_000 });
+    // Download as root: under the sandbox (no capabilities) apt cannot drop to _apt,
+    // and _apt could not write the task's dir anyway.
+    const r = await ctx.run(['apt-get', 'download', spec, '-o', 'APT::Sandbox::User=root'], { cwd: dl, timeoutMs: 10 * 60_000 });
     if (!r.ok) {
       const fix = r.spawnError
         ? 'clawos-build needs a Debian host with apt-get and dpkg-deb'

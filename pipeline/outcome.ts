@@ -19,6 +19,8 @@ export type FailureReason =
   | 'validation-failed'
   // boot-panic, boot-oops, boot-check-failed, boot-marker-missing, boot-no-console, boot-timeout, infra
   | BootFailureReason
+  | 'rule-001-write-outside'
+  | 'rule-006-network-undeclared'
   | 'not-configured'
   | 'dependency-failed'
   | 'spec-invalid'

@@ -37,6 +37,13 @@ export function formatEvent(e: RunEvent): string | null {
       return `${e.id} start: ${e.title}`;
     case 'task-progress':
       return `${e.id} ${e.message}`;
+    case 'phase-rollback':
+      if (!e.checkpoint) return `== ${e.phase} rollback (RULE-005): no passed gate ${e.phase} to roll back to; outputs left as the failed tasks' rollback_cmd left them`;
+      return `== ${e.phase} rollback (RULE-005) to ${e.checkpoint}: ${e.restored.length ? `${e.restored.length} output(s) restored from the vault store: ${e.restored.join(', ')}` : 'every output already matched it'}${
+        e.missing.length ? `; NOT restored (not in the store): ${e.missing.join(', ')}` : ''
+      }`;
+    case 'task-attempt':
+      return `${e.id} attempt ${e.attempt}/${e.maxAttempts} ${e.status}: ${e.message}; ${e.decision}`;
     case 'task-heartbeat':
       return `${e.id} still running: ${formatDuration(e.elapsedMs)} elapsed${e.etaMs !== null ? `, about ${formatDuration(e.etaMs)} left (last run)` : ''}`;
     case 'task-up-to-date':

@@ -25,6 +25,9 @@ import { findSigner } from '../vault/key-dir.js';
 import { readSpec } from '../vault/freeze-specs.js';
 import { bundlesDir, loadBundleConfig, writeReleaseBundle, type ReleaseBundle } from '../vault/release-bundle.js';
 import type { VaultEvent } from '../vault/event-chain.js';
+import type { StoredFile } from '../vault/run-vault.js';
+import { readAllRuns } from '../vault/vault-history.js';
+import { restore, storeHas } from '../vault/store.js';
 
 export interface PhaseResult {
   phase: Phase;
@@ -75,6 +78,7 @@ export async function runPhase(rc: RunContext, phase: Phase, gateSpecs: Record<P
   const spec = gateSpecs[phase];
   rc.emit({ type: 'phase-start', phase, title: spec.title, instances: instances.map((i) => ({ id: i.id, title: i.task.spec.title })) });
   const records = await runInstances(rc, instances);
+  if (records.some((r) => !OK.has(r.status))) await rollbackPhase(rc, phase, instances.map((i) => i.id));
   const fingerprints = Object.fromEntries(instances.map((i) => [i.id, rc.state.instance(i.id)?.fingerprint ?? '']));
   // Nothing changed since the recorded decision: re-check its evidence, keep its reports.
   // A failed instance has no fingerprint (''), so two different failures would look
@@ -102,6 +106,69 @@ export async function runPhase(rc: RunContext, phase: Phase, gateSpecs: Record<P
   await rc.hashCache.save();
   rc.emit({ type: 'gate', phase, recommendation: gate.recommendation, blockers: gate.blockers, coverage: gate.coverage.line, report: rec.report_md });
   return { phase, records, gate };
+}
+
+const OK = new Set(['PASS', 'NOT_CONFIGURED']);
+
+/** A phase's outputs as its last GO gate saw them: the latest PASS task-end of each instance before that gate event. */
+export interface GateCheckpoint {
+  run_id: string;
+  seq: number;
+  decided_at: string;
+  outputs: { task: string; path: string; sha256: string; store: string }[];
+}
+
+export async function lastGateCheckpoint(buildDir: string, phase: Phase, ids: readonly string[]): Promise<GateCheckpoint | null> {
+  const want = new Set(ids);
+  const latest = new Map<string, StoredFile[]>();
+  let cp: GateCheckpoint | null = null;
+  for (const run of await readAllRuns(buildDir)) {
+    for (const e of run.events) {
+      const p = e.payload as { task?: string; status?: string; outputs?: StoredFile[]; phase?: string; recommendation?: string; decided_at?: string };
+      if (e.type === 'task-end' && p.task && want.has(p.task) && p.status === 'PASS' && p.outputs) latest.set(p.task, p.outputs);
+      if (e.type === 'gate' && p.phase === phase && p.recommendation === 'GO') {
+        cp = {
+          run_id: run.runId,
+          seq: e.seq,
+          decided_at: p.decided_at ?? e.time,
+          outputs: [...latest].flatMap(([task, files]) => files.map((f) => ({ task, path: f.path, sha256: f.sha256, store: f.store }))),
+        };
+      }
+    }
+  }
+  return cp;
+}
+
+/**
+ * RULE-005: after a failure, the phase's outputs go back to its last passed gate
+ * checkpoint, from the content store (each failed task's rollback_cmd has run
+ * already). Files the checkpoint did not have are left to rollback_cmd. A later
+ * run after a fix re-runs the failed tasks; the passing ones whose files were put
+ * back are restored from the store again, not rebuilt.
+ */
+async function rollbackPhase(rc: RunContext, phase: Phase, ids: string[]): Promise<void> {
+  const cp = await lastGateCheckpoint(rc.buildDir, phase, ids);
+  const restored: GateCheckpoint['outputs'] = [];
+  const missing: string[] = [];
+  for (const o of cp?.outputs ?? []) {
+    const abs = join(rc.buildDir, o.path);
+    const now = await rc.hashCache.file(abs).catch(() => null);
+    if (now?.sha256 === o.sha256) continue;
+    if (!(await storeHas(rc.buildDir, o.sha256))) {
+      missing.push(o.path);
+      continue;
+    }
+    await restore(rc.buildDir, o.sha256, abs);
+    restored.push(o);
+  }
+  const checkpoint = cp ? `gate ${phase} GO of ${cp.decided_at} (run ${cp.run_id}, event ${cp.seq})` : null;
+  await rc.vault.append('rollback', {
+    phase,
+    checkpoint: cp ? { run_id: cp.run_id, seq: cp.seq, decided_at: cp.decided_at } : null,
+    restored,
+    not_restored: missing,
+  });
+  rc.emit({ type: 'phase-rollback', phase, checkpoint, restored: restored.map((o) => o.path).sort(), missing: missing.sort() });
 }
 
 /** The decision as a vault event: its reports go into the store, its evidence cites store objects. */

@@ -32,6 +32,9 @@ import type { Step, StepContext } from './step.js';
 import { expandArch, expandParams, type TaskInstance } from './task-spec.js';
 import type { AgentLogs } from './agent-log.js';
 import { describeChange } from './explain-change.js';
+import { sandboxRecord, sandboxWrapper, ViolationWatch, type SandboxMode, type SandboxPolicy, type SandboxRecord } from '../lib/sandbox.js';
+import type { Redactor } from '../lib/redact.js';
+import { withRetries, type RetryPolicy } from '../lib/retry.js';
 
 export interface RunContext {
   repoRoot: string;
@@ -59,6 +62,12 @@ export interface RunContext {
   freeze: FreezeState;
   /** Earlier PASS results by fingerprint, from every run's chain (loaded on first use). */
   passes: PassIndex;
+  /** bwrap (probed once per run) or explicitly off (--no-sandbox); recorded in every task event. */
+  sandbox: SandboxMode;
+  /** Named secrets, replaced in every log line, event, record and report. */
+  redact: Redactor;
+  /** INFRA_ERROR retries; a task's `retries:` overrides the count. */
+  retry: RetryPolicy;
 }
 
 const OK_STATUSES = new Set(['PASS', 'NOT_CONFIGURED']);
@@ -255,7 +264,11 @@ async function recordBootVerdicts(rc: RunContext, rec: InstanceRecord, stored: S
   }
 }
 
-function taskEndPayload(rec: InstanceRecord, stored: StoredFile[], extra: { up_to_date?: boolean; restored_from?: string; restored?: string[] } = {}): Record<string, unknown> {
+function taskEndPayload(
+  rec: InstanceRecord,
+  stored: StoredFile[],
+  extra: { up_to_date?: boolean; restored_from?: string; restored?: string[]; sandbox?: SandboxRecord; attempts?: number } = {},
+): Record<string, unknown> {
   return {
     task: rec.id,
     task_id: rec.task_id,
@@ -279,9 +292,10 @@ function taskEndPayload(rec: InstanceRecord, stored: StoredFile[], extra: { up_t
 
 /** The end of an instance: scheduler index (unless unchanged), vault chain. */
 async function settle(rc: RunContext, rec: InstanceRecord, stored: StoredFile[], extra: Parameters<typeof taskEndPayload>[2] = {}): Promise<void> {
-  if (rc.state.instance(rec.id) !== rec) await rc.state.putInstance(rec);
+  if (rc.state.instance(rec.id) !== rec) await rc.state.putInstance(rc.redact.value(rec));
   await recordBootVerdicts(rc, rec, stored, !!extra.up_to_date);
-  await rc.vault.append('task-end', taskEndPayload(rec, stored, extra));
+  // An up-to-date end says nothing new: no fsync of its own (the next event's covers it).
+  await rc.vault.append('task-end', taskEndPayload(rec, stored, extra), { sync: !extra.up_to_date });
 }
 
 /**
@@ -404,12 +418,27 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
   const notConfiguredDep = inst.deps.find((d) => rc.state.instance(d)?.status === 'NOT_CONFIGURED');
   const startedAt = now();
   const started = Date.now();
-  const log = rc.logs.writer(spec.agent, inst.id);
+  const log = rc.redact.writer(rc.logs.writer(spec.agent, inst.id));
   rc.emit({ type: 'task-start', id: inst.id, title: spec.title, agent: spec.agent });
+  // RULE-001 / RULE-006: only the output dir (and what the step declares) is writable; network only if declared.
+  const step = stepOf(rc, inst);
+  const policy: SandboxPolicy = {
+    task: inst.id,
+    outDir,
+    writable: step?.sandbox?.cache ? [rc.cacheDir] : [],
+    readOnly: [rc.repoRoot, rc.buildDir],
+    network: spec.network === true,
+    devices: step?.sandbox?.devices ?? [],
+    specFile: inst.task.file,
+  };
+  const sandbox = sandboxRecord(rc.sandbox, policy);
+  const wrap = sandboxWrapper(rc.sandbox, policy);
+  const watch = new ViolationWatch(policy);
+  log(`sandbox: ${sandbox.sandbox_detail}; writable ${sandbox.writable.join(', ')} and a private /tmp; network ${sandbox.network ? 'declared' : 'none'}`);
   const why = describeChange(prev?.fingerprint_parts, parts as unknown as Record<string, unknown>);
   log(`start ${spec.task_id} "${spec.title}"${inst.arch ? ` for ${inst.arch}` : ''} fingerprint ${fingerprint.slice(0, 16)}`);
   log(`why it runs: ${why.join('; ')}`);
-  await rc.vault.append('task-start', { task: inst.id, task_id: spec.task_id, arch: inst.arch, phase: spec.phase, agent: spec.agent, fingerprint, why });
+  await rc.vault.append('task-start', { task: inst.id, task_id: spec.task_id, arch: inst.arch, phase: spec.phase, agent: spec.agent, fingerprint, why, sandbox });
 
   const ac = new AbortController();
   let timedOut = false;
@@ -456,17 +485,25 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
       log(`progress: ${message}`);
       rc.emit({ type: 'task-progress', id: inst.id, message });
     },
-    run: (argv, opts = {}) =>
-      runProcess(argv, {
+    run: (argv, opts = {}) => {
+      const to = opts.sink ?? sink;
+      return runProcess(argv, {
         ...opts,
         env: { ...env, ...(opts.env ?? {}) },
         signal: opts.signal ?? ac.signal,
-        sink: opts.sink ?? sink,
-      }),
+        wrap,
+        redact: rc.redact,
+        sink: (stream, line) => {
+          if (stream !== 'meta') watch.line(line, opts.cwd);
+          to(stream, line);
+        },
+      });
+    },
     signal: ac.signal,
   };
 
   let outcome: Outcome;
+  let attempts = 1;
   if (notConfiguredDep) {
     // Name the root cause once, not the whole chain of dependants.
     const dep = rc.state.instance(notConfiguredDep)!;
@@ -481,12 +518,40 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
       data: { not_configured_root: root },
     };
   } else {
-    try {
-      outcome = await runAction(rc, inst, ctx);
-    } catch (err) {
-      const e = err as Error;
-      log(`error: ${e.stack ?? e.message}`);
-      outcome = infra(`${e.name === 'InfraError' ? '' : 'internal error: '}${e.message}`);
+    const attemptEvents: Promise<unknown>[] = [];
+    const r = await withRetries(
+      async (n) => {
+        if (n > 1) log(`attempt ${n}`);
+        try {
+          return await runAction(rc, inst, ctx);
+        } catch (err) {
+          const e = err as Error;
+          log(`error: ${e.stack ?? e.message}`);
+          return infra(`${e.name === 'InfraError' ? '' : 'internal error: '}${e.message}`);
+        }
+      },
+      {
+        policy: spec.retries !== undefined ? { ...rc.retry, retries: spec.retries } : rc.retry,
+        signal: ac.signal,
+        onAttempt: (a) => {
+          if (a.attempt === 1 && a.retryInMs === null) return; // decided at once: task-end says it all
+          log(`attempt ${a.attempt}/${a.maxAttempts}: ${a.outcome.status}: ${a.outcome.message}; ${a.decision}`);
+          const ev = { id: inst.id, attempt: a.attempt, maxAttempts: a.maxAttempts, status: a.outcome.status, message: a.outcome.message, retryInMs: a.retryInMs, decision: a.decision };
+          rc.emit({ type: 'task-attempt', ...ev });
+          attemptEvents.push(rc.vault.append('task-attempt', { task: inst.id, attempt: a.attempt, max_attempts: a.maxAttempts, status: a.outcome.status, reason: a.outcome.reason, message: a.outcome.message, retry_in_ms: a.retryInMs, decision: a.decision }));
+        },
+      },
+    );
+    await Promise.all(attemptEvents);
+    outcome = r.outcome;
+    attempts = r.attempts;
+    // A failure the sandbox caused says which rule, and where.
+    const v = watch.first;
+    if (v && (outcome.status === 'FAIL' || outcome.status === 'INFRA_ERROR')) {
+      outcome = fail(v.rule === 'RULE-001' ? 'rule-001-write-outside' : 'rule-006-network-undeclared', v.message, {
+        evidence: outcome.evidence,
+        data: { violation: v, step_outcome: { status: outcome.status, reason: outcome.reason, message: outcome.message } },
+      });
     }
   }
   if (timedOut) outcome = { status: 'TIMEOUT', reason: 'timeout', message: `timed out after ${spec.timeout_minutes} min; its process group was killed` };
@@ -528,7 +593,7 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
   if (heartbeat) clearInterval(heartbeat);
   rc.signal.removeEventListener('abort', onRunAbort);
 
-  const rec: InstanceRecord = {
+  const rec = rc.redact.value<InstanceRecord>({
     ...base,
     status: outcome.status,
     reason: outcome.reason,
@@ -541,14 +606,14 @@ async function executeInstance(rc: RunContext, inst: TaskInstance): Promise<Inst
     started_at: startedAt,
     finished_at: now(),
     duration_ms: Date.now() - started,
-  };
+  });
   log(`end ${outcome.status}${outcome.reason ? ` (${outcome.reason})` : ''}: ${outcome.message}`);
   let stored: StoredFile[] = [];
   if (outcome.status === 'PASS') {
     stored = await storeOutputs(rc, inst, outputs, { onlyNew: false });
     await recordVault(rc.buildDir, inst.id, outputs);
   }
-  await settle(rc, rec, stored);
+  await settle(rc, rec, stored, { sandbox, ...(attempts > 1 ? { attempts } : {}) });
   rc.emit({ type: 'task-end', id: inst.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: rec.duration_ms, log: logPath });
   return rec;
 }

@@ -2,6 +2,7 @@
  * Everything a command needs, opened once: catalog, arches, state, caches, logs,
  * and for a run its vault (run id, event chain, store) with the verified P1 freeze.
  */
+import { applyBackend } from './backends.js';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { UserError } from '../lib/errors.js';
@@ -18,6 +19,9 @@ import { StateStore } from './state.js';
 import { builtinSteps } from './steps/index.js';
 import { formatDiagnostic } from './yaml-source.js';
 import type { Step } from './step.js';
+import { NO_SANDBOX, probeSandbox, type SandboxMode } from '../lib/sandbox.js';
+import { Redactor } from '../lib/redact.js';
+import { DEFAULT_RETRY, type RetryPolicy } from '../lib/retry.js';
 import type { Phase } from './task-spec.js';
 import { RunVault } from '../vault/run-vault.js';
 import { PassIndex } from '../vault/vault-history.js';
@@ -68,8 +72,18 @@ export interface SessionOptions {
   sourceDateEpoch?: number;
   /** Replace the built-in steps (tests). */
   steps?: Map<string, Step>;
+  /** NO_SANDBOX for --no-sandbox; absent: bwrap, probed (an InfraError if it cannot run). */
+  sandbox?: SandboxMode;
+  /** --no-sandbox: run unconfined, recorded in run-start and every task event. */
+  noSandbox?: boolean;
+  /** Names of environment variables whose values are secrets (redacted everywhere). */
+  secretEnv?: string[];
+  /** INFRA_ERROR retries (tests pass a zero-delay policy). */
+  retry?: RetryPolicy;
   /** The phases this run was asked for (recorded in the run-start event). */
   phases?: Phase[];
+  /** --rootfs-backend NAME and the parameters it adds to the tasks that offer it (pipeline/backends.ts). */
+  backend?: { name: string; params: Record<string, unknown> };
 }
 
 /** SOURCE_DATE_EPOCH: from the environment, else specs/release.yaml. */
@@ -86,13 +100,19 @@ export async function sourceDateEpoch(repoRoot: string): Promise<number> {
 
 export async function openRun(o: SessionOptions): Promise<RunContext> {
   const steps = o.steps ?? builtinSteps();
-  const catalog = await loadValidCatalog(o.repoRoot, o.tasksDir, steps);
+  const loaded = await loadValidCatalog(o.repoRoot, o.tasksDir, steps);
+  const catalog = o.backend ? applyBackend(loaded, o.backend.name, o.backend.params) : loaded;
   const arches = await selectArches(o.repoRoot, o.arches);
   const buildDir = resolve(o.buildDir);
   const graph = buildGraph(catalog.tasks, [...arches.keys()]);
   const state = await StateStore.open(buildDir);
   const hashCache = await HashCache.open(join(buildDir, 'cache', 'hash-cache.json'));
   const config = await loadLocalConfig(o.repoRoot, o.configFile);
+  // Fail closed before anything runs: no silent unsandboxed fallback.
+  const sandbox = o.sandbox ?? (o.noSandbox ? NO_SANDBOX : await probeSandbox());
+  const redact = Redactor.fromEnv([...new Set([...config.secrets.env, ...(o.secretEnv ?? [])])]);
+  const vault = await RunVault.open(buildDir);
+  vault.redact = (v) => redact.value(v);
   const rc: RunContext = {
     repoRoot: o.repoRoot,
     buildDir,
@@ -108,11 +128,14 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     config,
     jobs: o.jobs,
     sourceDateEpoch: o.sourceDateEpoch ?? (await sourceDateEpoch(o.repoRoot)),
-    emit: o.emit,
+    emit: (e) => o.emit(redact.value(e)),
     signal: o.signal,
     clawosVersion: await clawosVersion(o.repoRoot),
     heartbeatMs: o.heartbeatMs,
-    vault: await RunVault.open(buildDir),
+    vault,
+    sandbox,
+    redact,
+    retry: o.retry ?? DEFAULT_RETRY,
     freeze: await loadFreezeState(o.repoRoot),
     passes: new PassIndex(buildDir),
   };
@@ -124,6 +147,8 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     arches: [...arches.keys()],
     phases: o.phases ?? null,
     jobs: o.jobs,
+    sandbox: sandbox.kind === 'bwrap' ? { kind: 'bwrap', version: sandbox.version } : { kind: 'off', reason: sandbox.reason },
+    secrets: redact.secretNames,
     source_date_epoch: rc.sourceDateEpoch,
     tools: Object.fromEntries(packages.map((p) => [p, rc.tools.get(p)])),
     freeze: rc.freeze.ok ? { frozen_at: rc.freeze.payload.frozen_at, specs: rc.freeze.payload.specs } : { problem: rc.freeze.detail },

@@ -52,5 +52,11 @@ export interface Step {
   toolPackages(arch: ArchSpec | null, params: Record<string, unknown>): string[];
   /** Repo-relative files/dirs this step reads beyond the task's declared inputs. */
   implicitInputs?(arch: ArchSpec | null, params: Record<string, unknown>): string[];
+  /**
+   * What the step's commands need beyond the task's own output dir: the shared
+   * content-keyed cache writable, device nodes (e.g. /dev/kvm). Network is the
+   * task's declaration (`network: true`), not the step's.
+   */
+  sandbox?: { cache?: boolean; devices?: string[] };
   run(ctx: StepContext): Promise<Outcome>;
 }

@@ -163,7 +163,8 @@ export async function bootIso(opts: BootOptions): Promise<BootRecord> {
     return finish('', undefined, `boot image not readable: ${bootFile}`);
   }
 
-  const scratch = await tmpDir({ prefix: 'clawos-qemu-', unsafeCleanup: true });
+  // Under the record's dir, not /tmp: a sandboxed QEMU has a private /tmp and may write only its task's dir.
+  const scratch = await tmpDir({ prefix: '.qemu-scratch-', tmpdir: opts.outDir, unsafeCleanup: true });
   try {
     const { argv } = await prepareBoot({ machine: m, variant, accel, media, scratchDir: scratch.path, binary });
 

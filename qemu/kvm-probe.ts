@@ -5,8 +5,9 @@
  * The decision is memoised for the process and, optionally, cached in a file
  * keyed by the kernel's boot_id (the host's KVM cannot change without a reboot).
  */
-import { access, constants, readFile } from 'node:fs/promises';
+import { access, constants, mkdir, readFile } from 'node:fs/promises';
 import { machine as hostMachine } from 'node:os';
+import { dirname } from 'node:path';
 import { dir as tmpDir } from 'tmp-promise';
 import { run as procRun, type LineSink } from '../lib/proc.js';
 import { writeJsonAtomic } from '../lib/atomic-write.js';
@@ -157,7 +158,9 @@ async function probeAccel(
   const missing = await missingFirmware(variant);
   if (missing.length) return { ok: false, why: `firmware missing: ${missing.join(', ')}` };
   const limitS = opts.probeTimeoutS ?? a.probe_timeout_s ?? 10;
-  const scratch = await tmpDir({ prefix: 'clawos-kvm-probe-', unsafeCleanup: true });
+  // Beside the decision cache when there is one: a sandboxed QEMU has a private /tmp (the step declares the cache writable).
+  if (opts.cacheFile) await mkdir(dirname(opts.cacheFile), { recursive: true });
+  const scratch = await tmpDir({ prefix: 'clawos-kvm-probe-', ...(opts.cacheFile ? { tmpdir: dirname(opts.cacheFile) } : {}), unsafeCleanup: true });
   try {
     const { argv } = await prepareBoot({ machine: m, variant, accel: a, media: opts.probe.media, scratchDir: scratch.path, binary });
     const stop = new AbortController();

@@ -11,6 +11,7 @@ import type { Step } from '../pipeline/step.js';
 import { UserError } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
 import { repoRootDir } from '../lib/repo-root.js';
+import { formatEvent } from '../pipeline/reporter.js';
 
 const GATES = `gates:
   P1: { title: One, rule: r1, require_pass: [], require_arches: [] }
@@ -101,7 +102,7 @@ describe('scheduler, fingerprints and gates', () => {
       'gates/P2/gate-report.md',
     ]);
     const log = await readFile(join(repo.buildDir, 'logs', `agent-build-engineer-${new Date().toISOString().slice(0, 10)}.log`), 'utf8');
-    expect(log).toMatch(/\[A-03@x86_64\] \$ cd \S+ && env .* bash -c/);
+    expect(log).toMatch(/\[A-03@x86_64\] \$ cd \S+ && bwrap .* -- bash -c/);
 
     const second = await runAll(repo, { arches: ['x86_64', 'aarch64'] });
     expect(ran(second.events)).toEqual([]);
@@ -148,6 +149,59 @@ describe('scheduler, fingerprints and gates', () => {
       'A-02: FAIL (validation-failed): validation_cmd exited 1: grep -q good x.txt',
       'A-03: BLOCKED (dependency-failed): not run: dependency A-02 is FAIL',
     ]);
+  });
+
+  it('RULE-005: a failed phase is put back to its last passed gate checkpoint from the store, reported, and re-runs after a fix without a clean build', async () => {
+    repo = await makeTestRepo(GATES);
+    await repo.write('src/gen.txt', 'good v1\n');
+    await repo.writeTask('A-01', taskYaml({ id: 'A-01', outputs: ['build-engineer/one.txt'], action: 'run: echo one > one.txt' }));
+    // B-01 fails on a "bad" input after writing its outputs; B-02 passes with whatever it reads.
+    await repo.writeTask(
+      'B-01',
+      taskYaml({ id: 'B-01', phase: 'P2', agent: 'kernel-engineer', deps: ['A-01'], inputs: ['src'], outputs: ['kernel-engineer/out.txt'], rollback: 'rm -f out.txt', action: 'run: cp "$CLAWOS_REPO/src/gen.txt" out.txt && grep -q good out.txt' }),
+    );
+    await repo.writeTask('B-02', taskYaml({ id: 'B-02', phase: 'P2', deps: ['A-01'], inputs: ['src'], outputs: ['build-engineer/b.txt'], action: 'run: cp "$CLAWOS_REPO/src/gen.txt" b.txt' }));
+    const b = repo.buildDir;
+    const first = await runAll(repo);
+    expect(first.results.map((r) => r.gate.recommendation)).toEqual(['GO', 'GO']);
+
+    await repo.write('src/gen.txt', 'bad v2\n');
+    const second = await runAll(repo);
+    expect(second.results[1]!.gate.recommendation).toBe('NO-GO');
+    // B-02 passed on the bad input, but the phase failed: its output goes back too; B-01's rollback_cmd removed
+    // its half-made output and its own last PASS came back from the store.
+    expect(await readFile(join(b, 'build-engineer/b.txt'), 'utf8')).toBe('good v1\n');
+    expect(await readFile(join(b, 'kernel-engineer/out.txt'), 'utf8')).toBe('good v1\n');
+    const rb = second.events.find((e) => e.type === 'phase-rollback')!;
+    const gateEvent = (await readAllRuns(b))[0]!.events.find((e) => e.type === 'gate' && e.payload.phase === 'P2')!;
+    const checkpoint = `gate P2 GO of ${String(gateEvent.payload.decided_at)} (run ${gateEvent.run_id}, event ${gateEvent.seq})`;
+    expect(rb).toEqual({ type: 'phase-rollback', phase: 'P2', checkpoint, restored: ['build-engineer/b.txt'], missing: [] });
+    expect(formatEvent(rb)).toBe(`== P2 rollback (RULE-005) to ${checkpoint}: 1 output(s) restored from the vault store: build-engineer/b.txt`);
+    const vault = (await readAllRuns(b)).at(-1)!.events;
+    const phaseRb = vault.find((e) => e.type === 'rollback' && e.payload.phase === 'P2')!;
+    expect(phaseRb.payload).toMatchObject({ checkpoint: { run_id: gateEvent.run_id, seq: gateEvent.seq }, restored: [{ task: 'B-02', path: 'build-engineer/b.txt' }], not_restored: [] });
+    // The rollback follows the failed task's end and precedes the NO-GO decision.
+    const order = vault.map((e) => `${e.type}:${String(e.payload.task ?? e.payload.phase ?? '')}`);
+    expect(order.indexOf('rollback:P2')).toBeGreaterThan(order.indexOf('task-end:B-01'));
+    expect(order.indexOf('rollback:P2')).toBeLessThan(order.indexOf('gate:P2'));
+
+    await repo.write('src/gen.txt', 'good v3\n');
+    const third = await runAll(repo);
+    expect(third.results.map((r) => r.gate.recommendation)).toEqual(['GO', 'GO']);
+    expect(ran(third.events)).toEqual(['B-01', 'B-02']);
+    expect(upToDate(third.events)).toEqual(['A-01']);
+    expect(await readFile(join(b, 'build-engineer/b.txt'), 'utf8')).toBe('good v3\n');
+    expect(third.events.some((e) => e.type === 'phase-rollback')).toBe(false);
+  });
+
+  it('RULE-005 with no passed gate yet: the rollback says there is no checkpoint', async () => {
+    repo = await makeTestRepo(GATES);
+    await repo.writeTask('A-01', taskYaml({ id: 'A-01', outputs: ['build-engineer/x.txt'], action: 'run: exit 3' }));
+    const { events, rc } = await runAll(repo, { phases: ['P1'] });
+    const rb = events.find((e) => e.type === 'phase-rollback')!;
+    expect(rb).toEqual({ type: 'phase-rollback', phase: 'P1', checkpoint: null, restored: [], missing: [] });
+    expect(formatEvent(rb)).toBe("== P1 rollback (RULE-005): no passed gate P1 to roll back to; outputs left as the failed tasks' rollback_cmd left them");
+    expect(rc.vault.runId).toMatch(/^run-/);
   });
 
   it('kills the whole process group when a task times out, leaving no orphan', async () => {

@@ -17,7 +17,7 @@ import { merkleRoot } from './merkle.js';
 import { fail, VaultError, type Fail } from './codes.js';
 import { schemaError } from './schemas.js';
 
-export const EVENT_TYPES = ['run-start', 'run-end', 'task-start', 'task-end', 'gate', 'boot-verdict', 'artifact', 'spec-freeze', 'rollback'] as const;
+export const EVENT_TYPES = ['run-start', 'run-end', 'task-start', 'task-end', 'gate', 'boot-verdict', 'artifact', 'spec-freeze', 'rollback', 'task-attempt'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 export interface VaultEvent {
@@ -165,13 +165,20 @@ export class EventLog {
     return logRoot(this.lines);
   }
 
-  append(type: EventType, payload: Record<string, unknown>): Promise<VaultEvent> {
-    const next = this.queue.then(() => this.appendNow(type, payload));
+  /**
+   * `sync: false` (an up-to-date task's event, which says nothing new) skips the
+   * fsync: the next synced append or close() makes it durable with the rest. A
+   * crash before then loses it cleanly (a shorter valid chain, or a torn tail).
+   */
+  append(type: EventType, payload: Record<string, unknown>, opts: { sync?: boolean } = {}): Promise<VaultEvent> {
+    const next = this.queue.then(() => this.appendNow(type, payload, opts.sync !== false));
     this.queue = next.catch(() => {});
     return next;
   }
 
-  private async appendNow(type: EventType, payload: Record<string, unknown>): Promise<VaultEvent> {
+  private unsynced = false;
+
+  private async appendNow(type: EventType, payload: Record<string, unknown>, sync: boolean): Promise<VaultEvent> {
     const ev: VaultEvent = { run_id: this.runId, seq: this.lines.length, type, time: this.now().toISOString(), payload, prev: this.headHash };
     const bytes = canonicalBytes(ev);
     const err = schemaError('event', ev);
@@ -180,7 +187,8 @@ export class EventLog {
     const line = Buffer.concat([bytes, Buffer.from('\n')]);
     let off = 0;
     while (off < line.length) off += (await this.fh.write(line, off, line.length - off)).bytesWritten;
-    await this.fh.sync();
+    if (sync) await this.fh.sync();
+    this.unsynced = !sync;
     this.lines.push(bytes);
     this.headHash = eventHash(bytes);
     return ev;
@@ -188,6 +196,7 @@ export class EventLog {
 
   async close(): Promise<void> {
     await this.queue;
+    if (this.unsynced) await this.fh.sync();
     await this.fh.close();
   }
 }

@@ -56,6 +56,9 @@ export class RunVault {
     readonly log: EventLog,
   ) {}
 
+  /** Applied to every payload before it is appended (lib/redact.ts Redactor.value). */
+  redact: <T>(v: T) => T = (v) => v;
+
   static async open(buildDir: string, opts: { runId?: string; now?: () => Date } = {}): Promise<RunVault> {
     const now = opts.now ?? (() => new Date());
     const startedAt = now();
@@ -76,9 +79,9 @@ export class RunVault {
     return this.log.path;
   }
 
-  append(type: EventType, payload: Record<string, unknown>): Promise<VaultEvent> {
+  append(type: EventType, payload: Record<string, unknown>, opts: { sync?: boolean } = {}): Promise<VaultEvent> {
     // Through JSON once: drops undefined fields, so step data is always JCS-serializable.
-    return this.log.append(type, JSON.parse(JSON.stringify(payload)) as Record<string, unknown>);
+    return this.log.append(type, this.redact(JSON.parse(JSON.stringify(payload)) as Record<string, unknown>), opts);
   }
 
   storeRel(sha256: string): string {

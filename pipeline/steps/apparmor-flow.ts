@@ -188,6 +188,8 @@ async function runFlow(ctx: StepContext): Promise<Outcome> {
 export const apparmorFlowStep: Step = {
   name: 'apparmor-flow',
   version: 1,
+  // The accelerator probe's scratch sits beside its cache file; KVM when the host has it.
+  sandbox: { cache: true, devices: ['/dev/kvm'] },
   // The emulator and firmware versions of the arch's machine, as for qemu-boot.
   toolPackages: (arch, params) => qemuBootStep.toolPackages(arch, params),
   implicitInputs(arch, params) {

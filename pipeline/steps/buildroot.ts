@@ -255,6 +255,8 @@ async function checkKernelFragments(ctx: StepContext, obj: string, external: str
 export const buildrootStep: Step = {
   name: 'buildroot',
   version: 2,
+  // Buildroot's download dir is in the shared cache.
+  sandbox: { cache: true },
   // Buildroot builds its own toolchain and host tools; the host needs make and a C compiler.
   toolPackages: () => ['make', 'gcc'],
   implicitInputs: (arch, params) => [

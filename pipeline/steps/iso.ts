@@ -157,6 +157,8 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
 export const isoStep: Step = {
   name: 'iso',
   version: 1,
+  // GRUB's platform files come from .debs unpacked into the shared cache.
+  sandbox: { cache: true },
   toolPackages: (arch) => arch?.iso.host_packages ?? [],
   async run(ctx) {
     try {

@@ -53,6 +53,8 @@ const KBUILD_LINE = /^\s{2}([A-Z][A-Z0-9_]*(?: \[M\])?)\s+(\S+)/;
 export const kernelBuildStep: Step = {
   name: 'kernel-build',
   version: 1,
+  // The kernel source is unpacked into the shared cache.
+  sandbox: { cache: true },
   toolPackages(arch: ArchSpec | null): string[] {
     return [arch?.kernel.compiler_package ?? 'gcc', 'make', 'flex', 'bison', 'bc', 'dwarves', 'libelf-dev', 'libssl-dev', 'kmod'];
   },

@@ -82,6 +82,8 @@ function machineFor(arch: ArchSpec | null): QemuMachine | null {
 export const qemuBootStep: Step = {
   name: 'qemu-boot',
   version: 1,
+  // The accelerator probe's scratch sits beside its cache file; KVM when the host has it.
+  sandbox: { cache: true, devices: ['/dev/kvm'] },
 
   toolPackages(arch) {
     return [...(machineFor(arch)?.packages ?? [])].sort();

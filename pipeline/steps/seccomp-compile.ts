@@ -326,6 +326,8 @@ export async function runSeccompCompile(ctx: StepContext): Promise<Outcome> {
 export const seccompCompileStep: Step = {
   name: 'seccomp-compile',
   version: 1,
+  // Syscall tables are extracted into the shared cache.
+  sandbox: { cache: true },
   toolPackages: (arch) => (arch ? (seccompOf(arch)?.loader_packages ?? []) : []),
   implicitInputs: (_arch, params) => (['loader', 'schema'] as const).map((k) => params[k]).filter((v): v is string => typeof v === 'string'),
   run: runSeccompCompile,

@@ -83,7 +83,7 @@ describe('spec-freeze', () => {
       'specs/p1/clawfs.yaml',
       'specs/schemas/p1/clawfs.schema.json',
     ]);
-    expect([...semanticChecks.keys()]).toEqual(['P1.1', 'P1.3', 'P1.4', 'P1.5', 'P1.7', 'P1.8']);
+    expect([...semanticChecks.keys()]).toEqual(['P1.1', 'P1.2', 'P1.3', 'P1.4', 'P1.5', 'P1.7', 'P1.8']);
   });
 
   it('validates and freezes every real spec in specs/p1', async () => {

@@ -15,9 +15,8 @@ import { join, relative } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
 import { InfraError } from '../../lib/errors.js';
 import { sha256File } from '../../lib/hash.js';
-import { chooseAccelerator } from '../../qemu/kvm-probe.js';
-import { findRepoRoot, loadMachine, loadMachineSync } from '../../qemu/machine.js';
-import { fetchBaselineKernel, formatBenchTable, runStockBench } from '../stock-bench.js';
+import { findRepoRoot, loadMachineSync } from '../../qemu/machine.js';
+import { benchAgainstStock, formatBenchTable } from '../stock-bench.js';
 import { fail, infra, pass, type Outcome } from '../outcome.js';
 import type { Step, StepContext } from '../step.js';
 
@@ -46,38 +45,17 @@ async function runStep(ctx: StepContext): Promise<Outcome> {
       return fail('output-missing', `stock-bench: ${relative(ctx.buildDir, f)} not found`);
     }
   }
-  const machine = await loadMachine(ctx.repoRoot, arch.qemu);
   const outDir = join(ctx.outDir, 'bench');
   await rm(outDir, { recursive: true, force: true });
-  const baseline = await fetchBaselineKernel(ctx, arch, arch.baseline.kernel_package);
-  const decision = await chooseAccelerator({
-    machine,
-    probe: { variant: arch.baseline.variant, media: { kernel, initrd: initramfs } },
-    runner: ctx.run,
-    signal: ctx.signal,
-    cacheFile: join(ctx.cacheDir, 'qemu-accel.json'),
-  });
-  const result = await runStockBench({
-    ctx,
-    arch,
-    machine,
-    variant: arch.baseline.variant,
-    accel: decision.accel,
-    accelNote: decision.note,
-    clawosKernel: kernel,
-    initramfs,
-    baseline,
-    runs,
-    bar,
-    outDir,
-  });
+  const { result, baseline } = await benchAgainstStock({ ctx, repoRoot: ctx.repoRoot, arch, kernel, initramfs, runs, bar, outDir });
   const table = formatBenchTable(result);
   ctx.log(table);
   await writeJsonAtomic(join(outDir, 'bench.json'), result);
   await writeFileAtomic(join(outDir, 'bench.md'), `# G-08 benchmark (${arch.name})\n\n\`\`\`\n${table}\n\`\`\`\n`);
   const evidence = [];
   for (const f of ['bench.json', 'bench.md']) evidence.push({ label: `benchmark ${f}`, path: relative(ctx.buildDir, join(outDir, f)), sha256: await sha256File(join(outDir, f)) });
-  const data = { ...result, deb: { package: baseline.deb.package, version: baseline.deb.version, sha256: baseline.deb.sha256 } };
+  // `debs` puts the stock kernel package among the bundle's resolved dependencies.
+  const data = { ...result, debs: [{ package: baseline.deb.package, version: baseline.deb.version, sha256: baseline.deb.sha256 }] };
   const scores = result.metrics.map((m) => `${m.name} ${m.score === null ? 'n/a' : `${m.score.toFixed(2)}x`}`).join(', ');
   const missing = result.metrics.filter((m) => m.score === null).map((m) => m.name);
   if (missing.length) {
@@ -85,12 +63,14 @@ async function runStep(ctx: StepContext): Promise<Outcome> {
   }
   const below = result.metrics.filter((m) => !m.pass).map((m) => `${m.name} ${m.score!.toFixed(2)}x`);
   if (below.length) return fail('bench-below-bar', `stock-bench: below the bar of ${bar} vs Debian ${result.baseline_kernel.version}: ${below.join(', ')}`, { evidence, data });
-  return pass(`stock-bench: vs Debian ${result.baseline_kernel.version} (${decision.accel}, ${runs} boots each): ${scores}`, { evidence, data });
+  return pass(`stock-bench: vs Debian ${result.baseline_kernel.version} (${result.accel}, ${runs} boots each): ${scores}`, { evidence, data });
 }
 
 export const stockBenchStep: Step = {
   name: 'stock-bench',
   version: 1,
+  // The stock kernel .deb and the probe's scratch are in the shared cache; KVM when the host has it.
+  sandbox: { cache: true, devices: ['/dev/kvm'] },
   // The emulator and firmware versions (the Debian kernel's version is in the result data).
   toolPackages(arch) {
     const root = findRepoRoot();

@@ -7,10 +7,13 @@
  *   4. vault verify throughput on a real bundle, as a ratio to `sha256sum` over
  *      the same files (goal >= 0.8): the newest bundle of the build dir with the
  *      trust file of the key dir, else one made by a pipeline run with stand-in
- *      steps (test/fixtures/vault/pipeline-bundle.ts). Both warm, several runs, medians.
+ *      steps (test/fixtures/vault/pipeline-bundle.ts). Both warm, several runs, medians;
+ *   5. the sandbox's overhead per task command: a few real commands under bwrap
+ *      (as a task runs them: output dir writable, no network) against the same
+ *      command unsandboxed, medians of --sandbox-runs (default 9), as a ratio.
  * Options: --runs N (default 3), --kernel-runs N (default 1: each kernel run
  * costs two full builds, ~12 min on 2 cores), --skip-kernel, --build-dir DIR,
- * --only noop|kernel|boots|verify (one part), --trust FILE (for 4).
+ * --only noop|kernel|boots|verify|sandbox (one part), --trust FILE (for 4).
  * Needs a finished `clawos-build all` in the build dir for 1 and 3.
  */
 import { parseArgs } from 'node:util';
@@ -24,6 +27,8 @@ import { readBundleManifest } from '../../vault/bundle.js';
 import { verifyBundle } from '../../vault/verify.js';
 import { bundlesDir, latestBundle } from '../../vault/release-bundle.js';
 import { makePipelineFixture } from '../fixtures/vault/pipeline-bundle.js';
+import { probeSandbox, sandboxWrapper } from '../../lib/sandbox.js';
+import { dir as tmpDir } from 'tmp-promise';
 
 const { values } = parseArgs({
   options: {
@@ -33,6 +38,7 @@ const { values } = parseArgs({
     'build-dir': { type: 'string', default: 'build' },
     only: { type: 'string' },
     trust: { type: 'string' },
+    'sandbox-runs': { type: 'string', default: '9' },
   },
 });
 const runs = Number(values.runs);
@@ -66,7 +72,43 @@ async function noopAll(): Promise<void> {
     if (ran) console.log(`  note: run ${i + 1} re-ran ${ran} task(s); the figure is not a no-op`);
     times.push(r.ms);
   }
-  console.log(`no-op all: median ${fmt(median(times))} over ${runs} runs (${times.map(fmt).join(', ')})`);
+  const m = median(times);
+  console.log(`no-op all: median ${fmt(m)} over ${runs} runs (${times.map(fmt).join(', ')}); budget 2 s: ${m < 2000 ? 'within' : 'OVER'}`);
+}
+
+/** 5. The same commands with and without bwrap, alternating, in a scratch output dir. */
+async function sandboxOverhead(): Promise<void> {
+  const n = Number(values['sandbox-runs']);
+  const mode = await probeSandbox();
+  const scratch = await tmpDir({ prefix: 'clawos-bench-sandbox-', unsafeCleanup: true, tmpdir: buildDir });
+  try {
+    const outDir = join(scratch.path, 'out');
+    await mkdir(outDir, { recursive: true });
+    const wrap = sandboxWrapper(mode, { task: 'bench', outDir, readOnly: [repo, buildDir], network: false });
+    const commands: { name: string; argv: string[] }[] = [
+      { name: 'true', argv: ['true'] },
+      { name: 'bash -c (a validation_cmd)', argv: ['bash', '-c', 'test -d . && echo ok > ok.txt && grep -q ok ok.txt'] },
+      { name: 'sha256sum of 4 MB', argv: ['bash', '-c', 'head -c 4194304 /dev/zero > z.bin && sha256sum z.bin > z.sha256'] },
+      { name: 'gzip -9 of bash', argv: ['bash', '-c', 'gzip -9 -c /usr/bin/bash > bash.gz'] },
+    ];
+    console.log(`sandbox overhead (${mode.kind === 'bwrap' ? `bwrap ${mode.version}` : mode.reason}), medians of ${n}, sandboxed / unsandboxed:`);
+    for (const c of commands) {
+      const plain: number[] = [];
+      const boxed: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const a = await timed(c.argv, { cwd: outDir });
+        const b = await timed(c.argv, { cwd: outDir, wrap });
+        if (!a.ok || !b.ok) throw new Error(`bench: ${c.name} failed (${a.ok ? 'sandboxed' : 'unsandboxed'})`);
+        plain.push(a.ms);
+        boxed.push(b.ms);
+      }
+      const p = median(plain);
+      const q = median(boxed);
+      console.log(`  ${c.name}: ${fmt(q)} vs ${fmt(p)}, ratio ${(q / p).toFixed(2)} (+${fmt(q - p)} per command)`);
+    }
+  } finally {
+    await scratch.cleanup();
+  }
 }
 
 async function kernel(): Promise<void> {
@@ -197,3 +239,4 @@ if (!only || only === 'noop') await noopAll();
 if ((!only && !values['skip-kernel']) || only === 'kernel') await kernel();
 if (!only || only === 'boots') await boots();
 if (!only || only === 'verify') await verifyThroughput();
+if (!only || only === 'sandbox') await sandboxOverhead();
