@@ -1,6 +1,8 @@
 /**
  * `clawos-build spec freeze` and what the scheduler checks against it.
- * - the frozen set is every specs/p1/*.yaml (path, sha256 of the bytes, version);
+ * - the frozen set is every specs/p1/*.yaml and specs/audit/*.yaml (path, sha256 of
+ *   the bytes, version): the audit's rules and waivers change only with the same
+ *   dual signature (security + core) as the P1 specs;
  * - the record is specs/p1/freeze.dsse.json, dual-signed (security + core) and
  *   committed; the public entries of its signers go into the committed trust
  *   root specs/trust/keys.json, which is what the scheduler verifies it with;
@@ -20,6 +22,8 @@ import { parseJsonBytes } from './jcs.js';
 import { compareUtf8 } from './paths.js';
 
 export const P1_DIR = 'specs/p1';
+/** Every directory whose YAML files the freeze covers. */
+export const FROZEN_DIRS = [P1_DIR, 'specs/audit'] as const;
 export const FREEZE_FILE = 'specs/p1/freeze.dsse.json';
 export const REPO_TRUST_FILE = 'specs/trust/keys.json';
 
@@ -52,13 +56,15 @@ export async function readSpec(repoRoot: string, path: string): Promise<SpecNow 
   };
 }
 
-/** Every specs/p1/*.yaml, sorted by path. */
+/** Every frozen spec (specs/p1/*.yaml, specs/audit/*.yaml) as it is now, sorted by path. */
 export async function currentP1Specs(repoRoot: string): Promise<SpecNow[]> {
-  const names = (await readdir(join(repoRoot, P1_DIR))).filter((n) => /\.ya?ml$/.test(n));
   const out: SpecNow[] = [];
-  for (const n of names) {
-    const s = await readSpec(repoRoot, `${P1_DIR}/${n}`);
-    if (s) out.push(s);
+  for (const dir of FROZEN_DIRS) {
+    const names = (await readdir(join(repoRoot, dir)).catch(() => [] as string[])).filter((n) => /\.ya?ml$/.test(n));
+    for (const n of names) {
+      const s = await readSpec(repoRoot, `${dir}/${n}`);
+      if (s) out.push(s);
+    }
   }
   return out.sort((a, b) => compareUtf8(a.path, b.path));
 }
