@@ -3,6 +3,8 @@ import { UserError } from '../lib/errors.js';
 import type { Catalog } from './load-tasks.js';
 import type { LoadedTask, TaskSpec } from './task-spec.js';
 import { applyBackend, knownBackends } from './backends.js';
+import { loadValidCatalog } from './session.js';
+import { repoRootDir } from '../lib/repo-root.js';
 
 function task(spec: Partial<TaskSpec> & { task_id: string }): LoadedTask {
   return {
@@ -47,5 +49,21 @@ describe('applyBackend', () => {
 
   it('refuses a backend no task offers, naming the known ones', () => {
     expect(() => applyBackend(catalog(), 'yocto')).toThrow(new UserError('unknown rootfs backend "yocto" (known: buildroot, busybox)'));
+  });
+
+  it('on the real catalog: A-04 builds with Buildroot (same extras and quota table), G-05 packs Buildroot\'s kernel', async () => {
+    const c = applyBackend(await loadValidCatalog(repoRootDir()), 'buildroot', { buildroot: '/opt/br' });
+    const a04 = c.tasks.get('A-04')!.spec;
+    expect(a04.uses).toBe('buildroot');
+    expect(a04.with).toMatchObject({
+      buildroot: '/opt/br',
+      cgroup_quotas: 'specs/p1/cgroup-quotas.yaml',
+      extras: [
+        { from: 'security/{arch}/seccomp', to: 'usr/lib/clawos/seccomp' },
+        { from: 'security/apparmor/policy', to: 'etc/apparmor/clawos' },
+      ],
+    });
+    expect(c.tasks.get('G-05')!.spec).toMatchObject({ uses: 'iso', with: { kernel: 'build-engineer/{arch}/buildroot/vmlinuz' } });
+    expect(c.tasks.get('A-01')!.spec.uses).toBe('kernel-build');
   });
 });

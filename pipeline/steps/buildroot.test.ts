@@ -1,10 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { dir as tmpDir } from 'tmp-promise';
-import { appendFile, cp, readFile, readdir, stat } from 'node:fs/promises';
+import { appendFile, cp, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../lib/proc.js';
-import { sha256File } from '../../lib/hash.js';
+import { sha256File, sha256Hex } from '../../lib/hash.js';
 import { repoRootDir } from '../../lib/repo-root.js';
 import { loadArches, type ArchSpec } from '../arch.js';
 import { fakeStepContext } from '../../test/fakes/fake-kernel/fake-step-context.js';
@@ -235,6 +235,37 @@ describe('buildrootStep', () => {
       expect(o1.message).toBe('buildroot: specs/arch/x86_64.yaml has no buildroot: { defconfig, iso } section');
       const o2 = await buildrootStep.run(ctxFor(repo, build, x86, { buildroot: d }));
       expect(o2.message).toBe(`buildroot: ${d} is not a Buildroot tree (no Makefile and Config.in at its top)`);
+    } finally {
+      await cleanup();
+    }
+  });
+  it('puts the generated layers into the target as the busybox backend does: extras and the P1.5 quota table', async () => {
+    const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
+    try {
+      const { repo, build } = await setup(d);
+      await cp(join(real, 'specs', 'p1', 'cgroup-quotas.yaml'), join(repo, 'specs', 'p1', 'cgroup-quotas.yaml'), { recursive: true });
+      await mkdir(join(build, 'security', 'x86_64', 'seccomp'), { recursive: true });
+      await writeFile(join(build, 'security', 'x86_64', 'seccomp', 'seccomp-filter.bpf'), 'BPF');
+      await mkdir(join(build, 'security', 'apparmor', 'policy'), { recursive: true });
+      await writeFile(join(build, 'security', 'apparmor', 'policy', 'profiles.list'), 'clawos-agent\n');
+      const params = {
+        buildroot: FAKE_BUILDROOT_DIR,
+        cgroup_quotas: 'specs/p1/cgroup-quotas.yaml',
+        extras: [
+          { from: 'security/x86_64/seccomp', to: 'usr/lib/clawos/seccomp' },
+          { from: 'security/apparmor/policy', to: 'etc/apparmor/clawos' },
+        ],
+      };
+      const o = await buildrootStep.run(ctxFor(repo, build, x86, params));
+      expect(o.status).toBe('PASS');
+      const man = await readFile(join(build, 'build-engineer', 'x86_64', 'rootfs-manifest.txt'), 'utf8');
+      expect(man).toContain(`100644 0 0 3 ${sha256Hex('BPF')} /usr/lib/clawos/seccomp/seccomp-filter.bpf\n`);
+      expect(man).toContain(' /etc/apparmor/clawos/profiles.list\n');
+      const quota = man.split('\n').find((l) => l.endsWith(' /etc/clawos/cgroup-quotas.env'));
+      expect(quota).toBeDefined();
+
+      const missing = await buildrootStep.run(ctxFor(repo, join(d, 'build2'), x86, { ...params, extras: [{ from: 'security/nope', to: 'x' }] }));
+      expect(missing).toMatchObject({ status: 'FAIL', reason: 'output-missing', message: 'buildroot: extras entry security/nope does not exist in the build dir (the task that makes it has not run?)' });
     } finally {
       await cleanup();
     }

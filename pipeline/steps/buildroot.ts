@@ -17,8 +17,8 @@
  * (required for a tarball; env CLAWOS_BUILDROOT_SHA256), dl_dir (default
  * <cacheDir>/buildroot-dl), external (default buildroot-external).
  */
-import { copyFile, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
-import { isAbsolute, join, relative } from 'node:path';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative } from 'node:path';
 import { writeFileAtomic } from '../../lib/atomic-write.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
 import type { RunOptions, RunResult } from '../../lib/proc.js';
@@ -29,7 +29,7 @@ import { describeStep, errorLines, parseStepLine, type BuildrootStepLine } from 
 import { effectiveRequests, parseConfig, parseFragment } from '../kernel/kconfig.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../outcome.js';
 import type { Step, StepContext } from '../step.js';
-import { manifest } from './rootfs.js';
+import { extrasOf, manifest, ParamError as RootfsParamError, QUOTA_ENV_PATH, renderQuotaEnv } from './rootfs.js';
 
 export const DEFAULT_EXTERNAL = 'buildroot-external';
 export const BUILDROOT_ENV = 'CLAWOS_BUILDROOT';
@@ -109,7 +109,7 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
   await mkdir(obj, { recursive: true });
   await mkdir(dlDir, { recursive: true });
   const base = ['make', '-C', br, `O=${obj}`, `BR2_EXTERNAL=${external}`];
-  const env = { SOURCE_DATE_EPOCH: String(ctx.sourceDateEpoch) };
+  const env: Record<string, string> = { SOURCE_DATE_EPOCH: String(ctx.sourceDateEpoch) };
   let last: BuildrootStepLine | null = null;
   const sink: RunOptions['sink'] = (_stream, line) => {
     ctx.log(line);
@@ -152,7 +152,11 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
   }
   ctx.log(`buildroot: all ${requested.length} symbols of ${defconfigRel} kept`);
 
-  // 2. The build.
+  // 2. The build. The generated layers go into the target as with the busybox backend:
+  // board/clawos/post-build.sh copies what CLAWOS_EXTRAS lists.
+  const extras = await stageExtras(ctx, obj);
+  if ('outcome' in extras) return extras.outcome;
+  if (extras.lines) env.CLAWOS_EXTRAS = extras.lines;
   ctx.progress('buildroot: make');
   last = null;
   ({ r } = await make([`BR2_DL_DIR=${dlDir}`, `BR2_JLEVEL=${ctx.jobs}`], 'make'));
@@ -213,6 +217,30 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
 }
 
 /**
+ * The rootfs step's `extras` and `cgroup_quotas`, as "FROM<TAB>TO" lines for
+ * post-build.sh (absolute FROM; TO relative to the target root).
+ */
+async function stageExtras(ctx: StepContext, obj: string): Promise<{ lines: string } | { outcome: Outcome }> {
+  const lines: string[] = [];
+  for (const x of extrasOf(ctx.params, 'buildroot')) {
+    const from = ctx.buildPath(x.from);
+    if (!(await stat(from).catch(() => null))) {
+      return { outcome: fail('output-missing', `buildroot: extras entry ${x.from} does not exist in the build dir (the task that makes it has not run?)`) };
+    }
+    lines.push(`${from}\t${x.to}`);
+  }
+  if (ctx.params['cgroup_quotas'] !== undefined) {
+    const q = await renderQuotaEnv(ctx.repoRoot, String(ctx.params['cgroup_quotas']), 'buildroot');
+    if ('problem' in q) return { outcome: fail('spec-invalid', q.problem) };
+    const file = join(obj, 'clawos-extras', 'cgroup-quotas.env');
+    await mkdir(dirname(file), { recursive: true });
+    await writeFileAtomic(file, q.data);
+    lines.push(`${file}\t${QUOTA_ENV_PATH}`);
+  }
+  return { lines: lines.join('\n') };
+}
+
+/**
  * The kernel fragments named in BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES against
  * Buildroot's final kernel .config. Returns a FAIL, or null when all are kept.
  */
@@ -269,7 +297,7 @@ export const buildrootStep: Step = {
     try {
       return await runBuildroot(ctx);
     } catch (err) {
-      if (err instanceof ParamError) return fail('spec-invalid', err.message);
+      if (err instanceof ParamError || err instanceof RootfsParamError) return fail('spec-invalid', err.message);
       throw err;
     }
   },

@@ -52,26 +52,39 @@ function str(params: Record<string, unknown>, key: string, dflt?: string): strin
   if (typeof v !== 'string' || v === '') throw new ParamError(`rootfs: parameter '${key}' must be a non-empty string`);
   return v;
 }
-class ParamError extends Error {}
+export class ParamError extends Error {}
 
-interface Extra {
+export interface Extra {
   from: string;
   to: string;
 }
 
-function extrasOf(params: Record<string, unknown>): Extra[] {
+/** `extras: [{from, to}]` of the rootfs step (and the Buildroot backend, which takes the same list). */
+export function extrasOf(params: Record<string, unknown>, step = 'rootfs'): Extra[] {
   const v = params['extras'];
   if (v === undefined) return [];
-  if (!Array.isArray(v)) throw new ParamError(`rootfs: parameter 'extras' must be a list of {from, to}`);
+  if (!Array.isArray(v)) throw new ParamError(`${step}: parameter 'extras' must be a list of {from, to}`);
   return v.map((x, i) => {
     const e = x as Record<string, unknown>;
     const from = e?.['from'];
     const to = e?.['to'];
     if (typeof from !== 'string' || !from || typeof to !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9._/-]*$/.test(to) || to.split('/').includes('..')) {
-      throw new ParamError(`rootfs: extras[${i}] needs 'from' (build-relative path) and 'to' (a relative path in the image without ..)`);
+      throw new ParamError(`${step}: extras[${i}] needs 'from' (build-relative path) and 'to' (a relative path in the image without ..)`);
     }
     return { from, to: to.replace(/\/+$/, '') };
   });
+}
+
+/** Where the guest's checks.d/cgroup-quotas.sh reads the P1.5 table. */
+export const QUOTA_ENV_PATH = 'etc/clawos/cgroup-quotas.env';
+
+/** The P1.5 quota table (repo-relative YAML) as the guest's env file, or why not. */
+export async function renderQuotaEnv(repoRoot: string, rel: string, step: string): Promise<{ data: Buffer } | { problem: string }> {
+  const bytes = await readFile(join(repoRoot, rel)).catch(() => null);
+  if (!bytes) return { problem: `${step}: cgroup_quotas ${rel} cannot be read in the repository` };
+  const q = quotaRows(bytes.toString('utf8'), rel);
+  if ('problems' in q) return { problem: `${step}: cgroup_quotas:\n${q.problems.join('\n')}` };
+  return { data: Buffer.from(quotaEnv(q.rows, q.specId, rel, sha256Hex(bytes))) };
 }
 
 /** A slice name and its limits, as cgroupfs spells them. */
@@ -235,13 +248,9 @@ async function runRootfs(ctx: StepContext): Promise<Outcome> {
     ].join('\n') + '\n';
   entries.set('etc/clawos/expect.env', { type: 'file', path: 'etc/clawos/expect.env', mode: 0o644, data: Buffer.from(env) });
   if (ctx.params['cgroup_quotas'] !== undefined) {
-    const qRel = str(ctx.params, 'cgroup_quotas');
-    const qBytes = await readFile(join(ctx.repoRoot, qRel)).catch(() => null);
-    if (!qBytes) return fail('spec-invalid', `rootfs: cgroup_quotas ${qRel} cannot be read in the repository`);
-    const q = quotaRows(qBytes.toString('utf8'), qRel);
-    if ('problems' in q) return fail('spec-invalid', `rootfs: cgroup_quotas:\n${q.problems.join('\n')}`);
-    const data = Buffer.from(quotaEnv(q.rows, q.specId, qRel, sha256Hex(qBytes)));
-    entries.set('etc/clawos/cgroup-quotas.env', { type: 'file', path: 'etc/clawos/cgroup-quotas.env', mode: 0o644, data });
+    const q = await renderQuotaEnv(ctx.repoRoot, str(ctx.params, 'cgroup_quotas'), 'rootfs');
+    if ('problem' in q) return fail('spec-invalid', q.problem);
+    entries.set(QUOTA_ENV_PATH, { type: 'file', path: QUOTA_ENV_PATH, mode: 0o644, data: q.data });
   }
   const missingModules: string[] = [];
   for (const m of MODULES) {

@@ -12,6 +12,21 @@ for arg in "$@"; do
   case "$arg" in arch=*) ARCH=${arg#arch=} ;; esac
 done
 
+# The layers clawos-build generates (the seccomp filter and its loader, the AppArmor
+# policy, the P1.5 quota table) arrive as "FROM<TAB>TO" lines in CLAWOS_EXTRAS, the
+# list the busybox backend's rootfs step takes as its `extras`.
+if [ -n "${CLAWOS_EXTRAS:-}" ]; then
+  tab=$(printf '\t')
+  printf '%s\n' "$CLAWOS_EXTRAS" | while IFS="$tab" read -r from to; do
+    [ -n "$from" ] || continue
+    if [ -d "$from" ]; then
+      mkdir -p "$TARGET/$to" && cp -a "$from/." "$TARGET/$to/"
+    else
+      mkdir -p "$(dirname "$TARGET/$to")" && cp -a "$from" "$TARGET/$to"
+    fi
+  done
+fi
+
 missing=
 need() { [ -e "$TARGET/$1" ] || missing="$missing /$1"; }
 need init
