@@ -151,8 +151,13 @@ describe('a pipeline run records itself in the vault', () => {
       `pkg:deb/debian/busybox-static@${encodeURIComponent(BUSYBOX.version)}?arch=arm64`,
     ]);
     const frozen = deps.filter((d) => d.annotations.kind === 'frozen-spec');
-    const p1 = (await readdir(join(fx.repo.root, 'specs/p1'))).filter((n) => n.endsWith('.yaml')).map((n) => `specs/p1/${n}`).sort();
-    expect(frozen.map((d) => d.name)).toEqual(p1);
+    // Every frozen spec: the P1 specs and the audit's rules and waivers.
+    const frozenSpecs: string[] = [];
+    for (const dir of ['specs/audit', 'specs/p1']) {
+      frozenSpecs.push(...(await readdir(join(fx.repo.root, dir)).catch(() => [] as string[])).filter((n) => n.endsWith('.yaml')).map((n) => `${dir}/${n}`));
+    }
+    expect(frozen.map((d) => d.name)).toEqual(frozenSpecs.sort());
+    expect(frozen.some((d) => d.name === 'specs/audit/waivers.yaml')).toBe(true);
     const quotas = frozen.find((d) => d.name === 'specs/p1/cgroup-quotas.yaml')!;
     expect(quotas.digest.sha256).toBe(await sha256File(join(fx.repo.root, 'specs/p1/cgroup-quotas.yaml')));
     expect(quotas.annotations).toMatchObject({ spec_id: 'P1.5' });
