@@ -110,8 +110,16 @@ export async function loadMachine(repoRoot: string, relPath: string): Promise<Qe
 /** Synchronous variant for Step.toolPackages(), which cannot await. */
 export function loadMachineSync(repoRoot: string, relPath: string): QemuMachine {
   const text = readFileSync(resolve(repoRoot, relPath), 'utf8');
-  return validate(parseDoc(text, relPath), relPath, readFileSync(schemaPath(repoRoot), 'utf8'));
+  // Fingerprinting asks for the machine of every QEMU task instance, several times a
+  // run: the parsed and checked definition is reused while the file's text is the same.
+  const key = `${relPath}\0${text}`;
+  const hit = syncMemo.get(key);
+  if (hit) return structuredClone(hit);
+  const m = validate(parseDoc(text, relPath), relPath, readFileSync(schemaPath(repoRoot), 'utf8'));
+  syncMemo.set(key, structuredClone(m));
+  return m;
 }
+const syncMemo = new Map<string, QemuMachine>();
 
 function parseDoc(text: string, display: string): unknown {
   try {

@@ -42,11 +42,21 @@ export async function readSpec(repoRoot: string, path: string): Promise<SpecNow 
   } catch {
     return undefined;
   }
+  // Every run reads these (to check the freeze), so the two top-level scalars are taken
+  // from their lines when they are plain; only an unusual spelling costs a full parse.
+  const text = bytes.toString('utf8');
+  const plain = (key: string) => new RegExp(`^${key}:[ \\t]*(?:"([^"\\n]*)"|'([^'\\n]*)'|([^\\s#"'][^\\s#]*))[ \\t]*(?:#.*)?$`, 'm').exec(text);
+  const v = plain('version');
+  const id = plain('spec_id');
   let doc: { version?: unknown; spec_id?: unknown } | null;
-  try {
-    doc = parseYaml(bytes.toString('utf8')) as { version?: unknown; spec_id?: unknown } | null;
-  } catch {
-    doc = null; // an unparsable spec has no version; spec-freeze (C-01 …) reports why
+  if (v) {
+    doc = { version: v[1] ?? v[2] ?? v[3], ...(id ? { spec_id: id[1] ?? id[2] ?? id[3] } : {}) };
+  } else {
+    try {
+      doc = parseYaml(text) as { version?: unknown; spec_id?: unknown } | null;
+    } catch {
+      doc = null; // an unparsable spec has no version; spec-freeze (C-01 …) reports why
+    }
   }
   return {
     path,
