@@ -7,9 +7,8 @@
  * verifying, folder already there …), 2 usage.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { makeRelease, type ReleaseResult } from '../pipeline/report/release-folder.js';
-import type { CommandIo } from './report-command.js';
+import { parseCommandArgs, type CommandIo } from './command-args.js';
 
 export const RELEASE_USAGE = `  release --trust keys.json [--version V] [--out DIR]
                       the release folder DIR/clawos-V/ (default <build-dir>/release, V from specs/release.yaml):
@@ -59,19 +58,8 @@ export async function releaseCommand(o: ReleaseCommandOptions): Promise<number> 
 
 /** argv after the word "release". */
 export async function releaseMain(argv: string[], io: CommandIo): Promise<number> {
-  let p;
-  try {
-    p = parseArgs({
-      args: argv,
-      allowPositionals: false,
-      strict: true,
-      options: { trust: { type: 'string' }, version: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' }, 'build-dir': { type: 'string' } },
-    });
-  } catch (e) {
-    io.printErr(`clawos-build: ${(e as Error).message.replace(/\. To specify a positional argument.*$/, '')}\n\n${RELEASE_USAGE}\n`);
-    return 2;
-  }
-  const v = p.values;
+  const v = parseCommandArgs(argv, { trust: { type: 'string' }, version: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' }, 'build-dir': { type: 'string' } } as const, RELEASE_USAGE, io);
+  if (!v) return 2;
   if (!v.trust) {
     io.printErr(`clawos-build: release needs --trust FILE: the trusted public keys the bundle must verify with (never taken from the build)\n\n${RELEASE_USAGE}\n`);
     return 2;

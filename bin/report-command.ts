@@ -5,8 +5,8 @@
  * the data model instead of writing the HTML. Like bin/vault-commands.ts, it
  * parses its own options (reportMain) so bin/cli.ts only dispatches to it.
  */
+import { parseCommandArgs, type CommandIo } from './command-args.js';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { writeFileAtomic } from '../lib/atomic-write.js';
 import { formatDuration } from '../pipeline/reporter.js';
 import { buildReportModel, type ReportModel } from '../pipeline/report/report-model.js';
@@ -30,11 +30,7 @@ export interface ReportCommandOptions {
   now?: () => Date;
 }
 
-export interface CommandIo {
-  repoRoot: string;
-  print(s: string): void;
-  printErr(s: string): void;
-}
+export type { CommandIo } from './command-args.js';
 
 /** The few lines printed after the HTML is written. */
 export function reportSummary(m: ReportModel, file: string | null): string {
@@ -73,19 +69,8 @@ export async function reportCommand(o: ReportCommandOptions): Promise<number> {
 
 /** argv after the word "report". Exit codes: 0 written, 2 usage; UserError/InfraError are thrown for bin/cli.ts to map. */
 export async function reportMain(argv: string[], io: CommandIo): Promise<number> {
-  let p;
-  try {
-    p = parseArgs({
-      args: argv,
-      allowPositionals: false,
-      strict: true,
-      options: { out: { type: 'string' }, trust: { type: 'string' }, metrics: { type: 'string' }, json: { type: 'boolean' }, 'build-dir': { type: 'string' } },
-    });
-  } catch (e) {
-    io.printErr(`clawos-build: ${(e as Error).message.replace(/\. To specify a positional argument.*$/, '')}\n\n${REPORT_USAGE}\n`);
-    return 2;
-  }
-  const v = p.values;
+  const v = parseCommandArgs(argv, { out: { type: 'string' }, trust: { type: 'string' }, metrics: { type: 'string' }, json: { type: 'boolean' }, 'build-dir': { type: 'string' } } as const, REPORT_USAGE, io);
+  if (!v) return 2;
   if (v.json && v.out) {
     io.printErr(`clawos-build: --out and --json do not go together: --json prints the report's data instead of writing the HTML\n\n${REPORT_USAGE}\n`);
     return 2;
