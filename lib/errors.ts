@@ -1,6 +1,6 @@
 /**
  * The few thrown error classes. Expected failures of tasks, gates and boots are
- * values (see pipeline/outcome.ts); these are for when the run itself cannot go on.
+ * values (see pipeline/catalog/outcome.ts); these are for when the run itself cannot go on.
  * Only bin/ maps them to exit codes.
  */
 export interface SourceLocation {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffMs, DEFAULT_RETRY, retryDecision, sleepMs, withRetries, type AttemptReport, type RetryPolicy } from './retry.js';
-import { fail, infra, pass, type Outcome } from '../pipeline/outcome.js';
+import { fail, infra, pass, type Outcome } from '../pipeline/catalog/outcome.js';
 
 const policy: RetryPolicy = { retries: 3, baseDelayMs: 1000, factor: 2, maxDelayMs: 3000 };
 

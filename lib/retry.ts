@@ -5,7 +5,7 @@
  * would fail again, so they are never retried. Each attempt is reported through a
  * callback (the scheduler turns it into an event). Pure: the clock is injected.
  */
-/** What is retried: a task's Outcome (pipeline/outcome.ts) or anything shaped like it. */
+/** What is retried: a task's Outcome (pipeline/catalog/outcome.ts) or anything shaped like it. */
 export interface Attempted {
   status: string;
   message: string;

@@ -9,10 +9,10 @@ import { dir as tmpDir } from 'tmp-promise';
 import { cp, readFile, rm, writeFile, appendFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { repoRootDir } from '../lib/repo-root.js';
-import { loadArches } from '../pipeline/arch.js';
+import { loadArches } from '../pipeline/catalog/arch.js';
 import { loadKernelSourceConfig } from '../pipeline/kernel/source.js';
-import { lintExternalTree } from '../pipeline/buildroot/lint-external-tree.js';
-import { configMap } from '../pipeline/buildroot/defconfig.js';
+import { lintExternalTree } from '../pipeline/rootfs/lint-external-tree.js';
+import { configMap } from '../pipeline/rootfs/defconfig.js';
 import { grubCfg } from '../pipeline/steps/iso.js';
 import { DEFAULT_OVERLAY } from '../pipeline/steps/rootfs.js';
 

@@ -11,7 +11,7 @@ import { writeJsonAtomic } from '../lib/atomic-write.js';
 import { run } from '../lib/proc.js';
 import { Redactor } from '../lib/redact.js';
 import { probeSandbox, sandboxWrapper } from '../lib/sandbox.js';
-import { AgentLogs } from '../pipeline/agent-log.js';
+import { AgentLogs } from '../pipeline/run/agent-log.js';
 
 const NAME = 'CLAWOS_TEST_SIGNING_TOKEN';
 let tmp: DirectoryResult | null = null;

@@ -2,16 +2,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readFile, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestRepo, taskYaml, type TestRepo } from './helpers/test-repo.js';
-import { openRun } from '../pipeline/session.js';
-import { finishRun, runPhases } from '../pipeline/run-phases.js';
+import { openRun } from '../pipeline/run/session.js';
+import { finishRun, runPhases } from '../pipeline/run/phases.js';
 import { readAllRuns } from '../vault/vault-history.js';
-import { loadGateSpecs } from '../pipeline/gates.js';
-import type { RunEvent } from '../pipeline/events.js';
-import type { Step } from '../pipeline/step.js';
+import { loadGateSpecs } from '../pipeline/run/gates.js';
+import type { RunEvent } from '../pipeline/run/events.js';
+import type { Step } from '../pipeline/catalog/step.js';
 import { UserError } from '../lib/errors.js';
 import { run } from '../lib/proc.js';
 import { repoRootDir } from '../lib/repo-root.js';
-import { formatEvent } from '../pipeline/reporter.js';
+import { formatEvent } from '../pipeline/run/reporter.js';
 
 const GATES = `gates:
   P1: { title: One, rule: r1, require_pass: [], require_arches: [] }

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { buildGraph } from '../pipeline/graph.js';
-import type { LoadedTask, Phase } from '../pipeline/task-spec.js';
+import { buildGraph } from '../pipeline/catalog/graph.js';
+import type { LoadedTask, Phase } from '../pipeline/catalog/task-spec.js';
 import { InternalError } from '../lib/errors.js';
-import { criticalPath, pathNodesFromGraph } from '../pipeline/report/critical-path.js';
-import { ganttSvg, timeAxis } from '../pipeline/report/gantt-svg.js';
-import { bootChartSvg, bootSegments, tickStep } from '../pipeline/report/boot-chart-svg.js';
-import { escapeHtml } from '../pipeline/report/escape-html.js';
+import { criticalPath, pathNodesFromGraph } from '../report/critical-path.js';
+import { ganttSvg, timeAxis } from '../report/gantt-svg.js';
+import { bootChartSvg, bootSegments, tickStep } from '../report/boot-chart-svg.js';
+import { escapeHtml } from '../report/escape-html.js';
 
 function task(id: string, phase: Phase, deps: string[], perArch = false): LoadedTask {
   return {

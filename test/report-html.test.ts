@@ -4,9 +4,9 @@ import { delimiter, join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { dir as tmpDir } from 'tmp-promise';
 import { run } from '../lib/proc.js';
-import { buildReportModel, type ReportModel } from '../pipeline/report/report-model.js';
-import { renderReportHtml } from '../pipeline/report/render-report-html.js';
-import { reportCommand, reportMain } from '../bin/report-command.js';
+import { buildReportModel, type ReportModel } from '../report/report-model.js';
+import { renderReportHtml } from '../report/render-report-html.js';
+import { reportCommand, reportMain } from '../bin/commands/report.js';
 import { makeReportBuild, RUN1, RUN2, type ReportBuild } from './report-fixture.js';
 
 const NOW = () => new Date('2025-11-22T00:00:00.000Z');

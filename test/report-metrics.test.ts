@@ -2,11 +2,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestRepo, type TestRepo } from './helpers/test-repo.js';
-import { buildReportModel } from '../pipeline/report/report-model.js';
-import { metricsText, writeMetricsFile } from '../pipeline/report/report-metrics.js';
-import { formatPromText, parsePromText } from '../pipeline/report/prom-text.js';
+import { buildReportModel } from '../report/report-model.js';
+import { metricsText, writeMetricsFile } from '../report/report-metrics.js';
+import { formatPromText, parsePromText } from '../report/prom-text.js';
 import { UserError } from '../lib/errors.js';
-import type { BuildStateData, InstanceRecord } from '../pipeline/state.js';
+import type { BuildStateData, InstanceRecord } from '../pipeline/run/state.js';
 
 const GATES = `gates:
   P1: { title: One, rule: r1, require_pass: [], require_arches: [] }

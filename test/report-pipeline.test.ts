@@ -7,14 +7,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestRepo, taskYaml, type TestRepo } from './helpers/test-repo.js';
-import { openRun } from '../pipeline/session.js';
-import { finishRun, runPhases } from '../pipeline/run-phases.js';
-import { loadGateSpecs } from '../pipeline/gates.js';
-import type { Step } from '../pipeline/step.js';
-import { buildReportModel } from '../pipeline/report/report-model.js';
-import { metricsText } from '../pipeline/report/report-metrics.js';
-import { parsePromText } from '../pipeline/report/prom-text.js';
-import { renderReportHtml } from '../pipeline/report/render-report-html.js';
+import { openRun } from '../pipeline/run/session.js';
+import { finishRun, runPhases } from '../pipeline/run/phases.js';
+import { loadGateSpecs } from '../pipeline/run/gates.js';
+import type { Step } from '../pipeline/catalog/step.js';
+import { buildReportModel } from '../report/report-model.js';
+import { metricsText } from '../report/report-metrics.js';
+import { parsePromText } from '../report/prom-text.js';
+import { renderReportHtml } from '../report/render-report-html.js';
 
 const GATES = `gates:
   P1: { title: One, rule: r1, require_pass: [], require_arches: [] }

@@ -6,8 +6,8 @@ import { UserError } from '../lib/errors.js';
 import { EventLog, eventsPath } from '../vault/event-chain.js';
 import { loadTrust } from '../vault/keys.js';
 import { verifyBundle } from '../vault/verify.js';
-import { releaseCommand, releaseMain } from '../bin/release-command.js';
-import { makeRelease } from '../pipeline/report/release-folder.js';
+import { releaseCommand, releaseMain } from '../bin/commands/release.js';
+import { makeRelease } from '../report/release-folder.js';
 import { makeReportBuild, RUN1, RUN2, type ReportBuild } from './report-fixture.js';
 
 const NOW = () => new Date('2025-11-22T00:00:00.000Z');

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { run, type RunResult } from '../lib/proc.js';
 import { repoRootDir } from '../lib/repo-root.js';
 import { makePipelineFixture, type PipelineFixture } from './fixtures/vault/pipeline-bundle.js';
-import type { RunFinish } from '../pipeline/run-phases.js';
+import type { RunFinish } from '../pipeline/run/phases.js';
 import { FREEZE_FILE } from '../vault/freeze-specs.js';
 
 const cli = join(repoRootDir(), 'bin', 'clawos-build.js');
@@ -28,7 +28,7 @@ async function clawos(args: string[], env: Record<string, string> = {}): Promise
 }
 
 beforeAll(async () => {
-  if (!(await run(['test', '-f', join(repoRootDir(), 'dist/bin/vault-commands.js')])).ok) throw new Error('dist/ is stale: run npm run build first');
+  if (!(await run(['test', '-f', join(repoRootDir(), 'dist/bin/commands/vault.js')])).ok) throw new Error('dist/ is stale: run npm run build first');
   fx = await makePipelineFixture();
   finish = (await fx.run()).finish;
 });

@@ -23,7 +23,7 @@ import { envelopeBytes, FREEZE_PAYLOAD_TYPE, signEnvelope } from '../vault/dsse.
 import { canonicalBytes } from '../vault/jcs.js';
 import { initKey } from '../vault/keys.js';
 import type { VaultEvent } from '../vault/event-chain.js';
-import type { RunFinish } from '../pipeline/run-phases.js';
+import type { RunFinish } from '../pipeline/run/phases.js';
 import { sha256File, sha256Hex } from '../lib/hash.js';
 
 let fx: PipelineFixture;

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { eventsPath, splitLines, verifyChain, type VaultEvent } from './event-chain.js';
 import { listRunIds } from './run-vault.js';
 
-/** The payload of a task-end event (see pipeline/scheduler.ts). */
+/** The payload of a task-end event (see pipeline/run/scheduler.ts). */
 export interface TaskEndPayload {
   task: string;
   task_id: string;
@@ -30,7 +30,7 @@ export interface TaskEndPayload {
   restored_from?: string;
 }
 
-/** The payload of a gate event (see pipeline/run-phases.ts). */
+/** The payload of a gate event (see pipeline/run/phases.ts). */
 export interface GatePayload {
   phase: string;
   recommendation: 'GO' | 'NO-GO';

@@ -13,7 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { UserError } from '../../lib/errors.js';
 import { sha256File } from '../../lib/hash.js';
 import type { RunOptions, RunResult } from '../../lib/proc.js';
-import { fail, infra, type Outcome } from '../outcome.js';
+import { fail, infra, type Outcome } from '../catalog/outcome.js';
 
 export const SOURCE_YAML = 'kernel-config/source.yaml';
 

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { sha256Hex } from '../../lib/hash.js';
-import { parseYaml, schemaDiagnostics, type Diagnostic, type LocatedYaml } from '../yaml-source.js';
+import { parseYaml, schemaDiagnostics, type Diagnostic, type LocatedYaml } from '../../lib/yaml-source.js';
 import type { ApparmorProfileSpec, SpecPath } from './apparmor-profile-text.js';
 
 /** One YAML document profiles come from. */

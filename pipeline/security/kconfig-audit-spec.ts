@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseYaml, schemaDiagnostics, type Diagnostic, type LocatedYaml } from '../yaml-source.js';
+import { parseYaml, schemaDiagnostics, type Diagnostic, type LocatedYaml } from '../../lib/yaml-source.js';
 import { Ajv, type ErrorObject } from 'ajv';
 
 export const RULES_FILE = 'specs/audit/kconfig-rules.yaml';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { dir, type DirectoryResult } from 'tmp-promise';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { repoRootDir } from '../../lib/repo-root.js';
-import { formatDiagnostic } from '../yaml-source.js';
+import { formatDiagnostic } from '../../lib/yaml-source.js';
 import { parseConfig } from '../kernel/kconfig.js';
 import { auditConfig, auditModule, evaluateRule, hasSignatureMagic, summarize, summaryLine } from './kconfig-audit.js';
 import { auditSpecDiagnostics, checkAuditSpecTexts, loadAuditSpec, RULES_FILE, RULES_SCHEMA, WAIVERS_FILE, WAIVERS_SCHEMA, type AuditSpec } from './kconfig-audit-spec.js';

@@ -9,6 +9,10 @@
  */
 import { open } from 'node:fs/promises';
 import { desiredVal, SEVERITIES, type AuditRule, type AuditSpec, type Desired, type Severity, type Waiver } from './kconfig-audit-spec.js';
+import type { FailureReason } from '../catalog/outcome.js';
+
+/** The failure reason of a non-waived CRITICAL finding (G-03) or a blocking one (G-04). */
+export const AUDIT_CRITICAL_REASON: FailureReason = 'audit-critical';
 
 export interface AuditEntry {
   option_name: string;

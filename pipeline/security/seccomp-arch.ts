@@ -3,7 +3,7 @@
  * specs/arch/<arch>.yaml (schema: specs/schemas/arch.schema.json). Code reads
  * these and never branches on an arch name.
  */
-import type { ArchSpec } from '../arch.js';
+import type { ArchSpec } from '../catalog/arch.js';
 
 /** Where the kernel tree keeps this ABI's syscall numbers, and in which format. */
 export type SyscallTableSpec =

@@ -7,7 +7,7 @@
  * so the same compiler and libc give the same bytes from any checkout path.
  */
 import { dirname } from 'node:path';
-import type { ArchSpec } from '../arch.js';
+import type { ArchSpec } from '../catalog/arch.js';
 
 export const LOADER_SOURCE = 'buildroot-external/package/clawos-seccomp-loader/src/clawos-seccomp-exec.c';
 export const LOADER_NAME = 'clawos-seccomp-exec';

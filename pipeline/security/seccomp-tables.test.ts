@@ -8,7 +8,7 @@ import { run } from '../../lib/proc.js';
 import { sha256File } from '../../lib/hash.js';
 import { evalCondition, headerDefines, parseAsmGenericUnistd, parseSyscallTbl, readSyscallTable } from './seccomp-tables.js';
 import type { SyscallTableSpec } from './seccomp-arch.js';
-import { loadArches } from '../arch.js';
+import { loadArches } from '../catalog/arch.js';
 import { seccompOf } from './seccomp-arch.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { loadArches } from '../arch.js';
+import { loadArches } from '../catalog/arch.js';
 import { seccompOf } from './seccomp-arch.js';
 import { readSyscallTable } from './seccomp-tables.js';
 import { checkSeccompWhitelist, resolveWhitelist, type SeccompWhitelist } from './seccomp-whitelist.js';

@@ -9,7 +9,7 @@
  * calls newfstatat for stat() and fstat() but the poll syscall for poll().
  * A name that is neither a syscall nor aliased fails, with every such name.
  */
-import type { SpecProblem } from '../steps/spec-freeze.js';
+import type { SpecProblem } from '../p1-specs/spec-rules.js';
 import type { DefaultAction } from './seccomp-bpf.js';
 
 export interface SeccompWhitelist {

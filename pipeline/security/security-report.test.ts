@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRootDir } from '../../lib/repo-root.js';
-import { formatDiagnostic } from '../yaml-source.js';
+import { formatDiagnostic } from '../../lib/yaml-source.js';
 import type { AuditEntry } from './kconfig-audit.js';
 import { computeSecurityReport, LAYERS_FILE, LAYERS_SCHEMA, parseSecurityLayers, securityLayersDiagnostics, securityReportMarkdown, type Layer, type ReportInputs } from './security-report.js';
 

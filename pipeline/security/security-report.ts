@@ -12,8 +12,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Evidence } from '../outcome.js';
-import { parseYaml, validateLocated, type Diagnostic } from '../yaml-source.js';
+import type { Evidence } from '../catalog/outcome.js';
+import { parseYaml, validateLocated, type Diagnostic } from '../../lib/yaml-source.js';
 import type { AuditEntry } from './kconfig-audit.js';
 import { ruleName, SEVERITIES, type Severity } from './kconfig-audit-spec.js';
 

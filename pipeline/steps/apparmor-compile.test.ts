@@ -10,7 +10,7 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { repoRootDir } from '../../lib/repo-root.js';
 import { sha256Hex } from '../../lib/hash.js';
-import { fakeResult, fakeStepContext } from '../debs.fixtures.js';
+import { fakeResult, fakeStepContext } from '../../test/helpers/debs-fixtures.js';
 import { apparmorCompileStep } from './apparmor-compile.js';
 
 const REPO = repoRootDir();

@@ -20,9 +20,9 @@ import { copyFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
-import { formatDiagnostic, type Diagnostic } from '../yaml-source.js';
-import { fail, infra, pass, type Evidence, type Outcome } from '../outcome.js';
-import type { Step, StepContext } from '../step.js';
+import { formatDiagnostic, type Diagnostic } from '../../lib/yaml-source.js';
+import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
+import type { Step, StepContext } from '../catalog/step.js';
 import {
   APPARMOR_MODES,
   apparmorProfileText,

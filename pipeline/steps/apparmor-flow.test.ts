@@ -13,8 +13,8 @@ import { run, type RunOptions } from '../../lib/proc.js';
 import { repoRootDir } from '../../lib/repo-root.js';
 import { resetAccelMemo } from '../../qemu/kvm-probe.js';
 import type { BootRecord } from '../../qemu/boot.js';
-import type { ArchSpec } from '../arch.js';
-import type { StepContext } from '../step.js';
+import type { ArchSpec } from '../catalog/arch.js';
+import type { StepContext } from '../catalog/step.js';
 import { parseApparmorCheckValue } from '../security/apparmor-check-value.js';
 import { apparmorFlowStep, judgeFlowBoot } from './apparmor-flow.js';
 

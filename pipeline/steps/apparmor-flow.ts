@@ -25,11 +25,11 @@ import { sha256File } from '../../lib/hash.js';
 import { bootIso, type BootRecord } from '../../qemu/boot.js';
 import { chooseAccelerator } from '../../qemu/kvm-probe.js';
 import { findVariant, loadMachine, type QemuMachine } from '../../qemu/machine.js';
-import { fail, infra, pass, type Evidence, type Outcome } from '../outcome.js';
-import type { Step, StepContext } from '../step.js';
+import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
+import type { Step, StepContext } from '../catalog/step.js';
 import { APPARMOR_MODES, type ApparmorMode } from '../security/apparmor-profile-text.js';
 import { parseApparmorCheckValue } from '../security/apparmor-check-value.js';
-import { loadExpectedChecks, qemuBootStep } from './qemu-boot.js';
+import { loadExpectedChecks, machinePackages } from '../boot/guest-boot.js';
 
 const DEFAULT_CHECKS_FILE = 'buildroot-external/board/clawos/checks.yaml';
 
@@ -191,7 +191,7 @@ export const apparmorFlowStep: Step = {
   // The accelerator probe's scratch sits beside its cache file; KVM when the host has it.
   sandbox: { cache: true, devices: ['/dev/kvm'] },
   // The emulator and firmware versions of the arch's machine, as for qemu-boot.
-  toolPackages: (arch, params) => qemuBootStep.toolPackages(arch, params),
+  toolPackages: (arch) => machinePackages(arch),
   implicitInputs(arch, params) {
     const out = ['specs/schemas/qemu-machine.schema.json', typeof params.expected_checks_file === 'string' ? params.expected_checks_file : DEFAULT_CHECKS_FILE];
     if (arch) out.push(arch.qemu);

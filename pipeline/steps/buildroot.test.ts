@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { run } from '../../lib/proc.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
 import { repoRootDir } from '../../lib/repo-root.js';
-import { loadArches, type ArchSpec } from '../arch.js';
+import { loadArches, type ArchSpec } from '../catalog/arch.js';
 import { fakeStepContext } from '../../test/fakes/fake-kernel/fake-step-context.js';
 import { FAKE_BUILDROOT_DIR, FAKE_BUILDROOT_PARENT } from '../../test/fakes/fake-buildroot/fake-buildroot.js';
 import { buildrootStep } from './buildroot.js';

@@ -7,8 +7,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File } from '../../lib/hash.js';
-import { fail, pass, type Evidence } from '../outcome.js';
-import type { Step } from '../step.js';
+import { fail, pass, type Evidence } from '../catalog/outcome.js';
+import type { Step } from '../catalog/step.js';
 
 interface BootRecordLike {
   variant?: string;

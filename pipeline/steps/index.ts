@@ -1,5 +1,5 @@
 /** The built-in steps a task spec may name with `uses:`. */
-import type { Step } from '../step.js';
+import type { Step } from '../catalog/step.js';
 import { apparmorCompileStep } from './apparmor-compile.js';
 import { apparmorFlowStep } from './apparmor-flow.js';
 import { buildrootStep } from './buildroot.js';

@@ -3,8 +3,8 @@ import { dir as tmpDir } from 'tmp-promise';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256File } from '../../lib/hash.js';
-import { fakeStepContext, testArch } from '../debs.fixtures.js';
-import type { ArchSpec } from '../arch.js';
+import { fakeStepContext, testArch } from '../../test/helpers/debs-fixtures.js';
+import type { ArchSpec } from '../catalog/arch.js';
 import { elToritoPlatforms, grubCfg, isoStep, xorrisoDates } from './iso.js';
 
 const x86: ArchSpec = {

@@ -11,10 +11,10 @@ import { join, relative } from 'node:path';
 import { InfraError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/atomic-write.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
-import { expandArchPath, type ArchSpec } from '../arch.js';
-import { debsReferenced, fetchDebs } from '../debs.js';
-import { fail, infra, pass, type Outcome } from '../outcome.js';
-import type { Step, StepContext } from '../step.js';
+import { expandArchPath, type ArchSpec } from '../catalog/arch.js';
+import { debsReferenced, fetchDebs } from '../inputs/debs.js';
+import { fail, infra, pass, type Outcome } from '../catalog/outcome.js';
+import type { Step, StepContext } from '../catalog/step.js';
 
 class ParamError extends Error {}
 

@@ -14,10 +14,10 @@ import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File } from '../../lib/hash.js';
-import type { ArchSpec } from '../arch.js';
+import type { ArchSpec } from '../catalog/arch.js';
 import { parseConfig } from '../kernel/kconfig.js';
-import { fail, infra, pass, type Outcome } from '../outcome.js';
-import type { Step, StepContext } from '../step.js';
+import { fail, infra, pass, type Outcome } from '../catalog/outcome.js';
+import type { Step, StepContext } from '../catalog/step.js';
 
 export interface KconfigAssertParams {
   config: string;

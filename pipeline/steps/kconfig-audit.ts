@@ -20,14 +20,13 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File } from '../../lib/hash.js';
 import { parseConfig } from '../kernel/kconfig.js';
-import { fail, pass, type Evidence, type FailureReason, type Outcome } from '../outcome.js';
-import { formatDiagnostic } from '../yaml-source.js';
-import { auditConfig, auditMarkdown, auditModule, blockingLines, summarize, summaryLine, type AuditEntry } from '../security/kconfig-audit.js';
+import { fail, pass, type Evidence, type FailureReason, type Outcome } from '../catalog/outcome.js';
+import { formatDiagnostic } from '../../lib/yaml-source.js';
+import { AUDIT_CRITICAL_REASON, auditConfig, auditMarkdown, auditModule, blockingLines, summarize, summaryLine, type AuditEntry } from '../security/kconfig-audit.js';
 import { loadAuditSpec, RULES_FILE, RULES_SCHEMA, WAIVERS_FILE, WAIVERS_SCHEMA } from '../security/kconfig-audit-spec.js';
-import type { Step, StepContext } from '../step.js';
+import type { Step, StepContext } from '../catalog/step.js';
 
-/** The failure reason of a non-waived CRITICAL finding (G-03) or a blocking one (G-04). */
-export const AUDIT_CRITICAL_REASON: FailureReason = 'audit-critical';
+export { AUDIT_CRITICAL_REASON } from '../security/kconfig-audit.js';
 
 export interface KconfigAuditParams {
   config: string;

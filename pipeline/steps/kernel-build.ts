@@ -10,12 +10,12 @@ import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
 import { UserError } from '../../lib/errors.js';
 import { sha256File } from '../../lib/hash.js';
 import type { RunOptions, RunResult } from '../../lib/proc.js';
-import type { ArchSpec } from '../arch.js';
+import type { ArchSpec } from '../catalog/arch.js';
 import { kbuildEnv } from '../kernel/build-env.js';
 import { checkRequested, openKconfigIndex, parseConfig, parseFragment, type ConfigRequest } from '../kernel/kconfig.js';
 import { SOURCE_YAML, loadKernelSourceConfig, prepareKernelSource } from '../kernel/source.js';
-import { fail, infra, pass, type Evidence, type Outcome } from '../outcome.js';
-import type { Step, StepContext } from '../step.js';
+import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
+import type { Step, StepContext } from '../catalog/step.js';
 
 export const CANARY_DIR = 'kernel-config/modules/clawos_canary';
 const CANARY = 'clawos_canary';

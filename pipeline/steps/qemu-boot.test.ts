@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -7,9 +8,10 @@ import { dir, type DirectoryResult } from 'tmp-promise';
 import { run, type RunOptions } from '../../lib/proc.js';
 import { sha256File } from '../../lib/hash.js';
 import { resetAccelMemo } from '../../qemu/kvm-probe.js';
-import type { ArchSpec } from '../arch.js';
-import type { StepContext } from '../step.js';
-import { loadExpectedChecks, qemuBootStep } from './qemu-boot.js';
+import type { ArchSpec } from '../catalog/arch.js';
+import type { StepContext } from '../catalog/step.js';
+import { qemuBootStep } from './qemu-boot.js';
+import { loadExpectedChecks } from '../boot/guest-boot.js';
 
 const REPO = resolve(import.meta.dirname, '..', '..');
 const FAKE = join(REPO, 'test', 'fakes', 'fake-qemu');
@@ -108,8 +110,12 @@ describe('qemu-boot step', () => {
       ['seabios', 'PASS', 'tcg'],
       ['ovmf', 'PASS', 'tcg'],
     ]);
+    // qemu/x86_64.yaml names the real /dev/kvm: without it KVM is refused before any probe;
+    // with it the fake QEMU's probe fails the way a host without a usable KVM module does.
     expect(records[0]!.accel_note).toBe(
-      'KVM probe failed: QEMU exited with status 1 before kernel output: fake-qemu: Could not access KVM kernel module: No such device; using TCG',
+      existsSync('/dev/kvm')
+        ? 'KVM probe failed: QEMU exited with status 1 before kernel output: fake-qemu: Could not access KVM kernel module: No such device; using TCG'
+        : 'KVM not used: /dev/kvm missing; using TCG',
     );
     expect(o.evidence!.map((e) => [e.label, e.path])).toEqual([
       ['seabios boot record', 'build-engineer/x86_64/seabios.json'],

@@ -8,75 +8,22 @@
  */
 import { access, constants, readFile, rm } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { sha256File } from '../../lib/hash.js';
 import { UserError } from '../../lib/errors.js';
-import type { Step, StepContext } from '../step.js';
-import type { ArchSpec } from '../arch.js';
-import { fail, infra, pass, type Evidence, type Outcome } from '../outcome.js';
+import type { Step, StepContext } from '../catalog/step.js';
+import type { ArchSpec } from '../catalog/arch.js';
+import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import { bootIso, type BootRecord } from '../../qemu/boot.js';
 import { chooseAccelerator } from '../../qemu/kvm-probe.js';
-import { findRepoRoot, loadMachine, loadMachineSync, type QemuMachine } from '../../qemu/machine.js';
+import { loadMachine, type QemuMachine } from '../../qemu/machine.js';
+import { loadExpectedChecks, machinePackages } from '../boot/guest-boot.js';
 
 const SCHEMA = 'specs/schemas/qemu-machine.schema.json';
-
-/**
- * The checks one arch must report: entries without `arches` apply to every arch;
- * an entry with `when: KEY` applies only where the arch's guest.KEY list is non-empty
- * (cpu-flags: only arches that name CPU flags).
- */
-export async function loadExpectedChecks(file: string, arch: string, guest: Record<string, unknown> = {}): Promise<string[]> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new UserError(`expected checks file ${file}: ${(err as Error).message}`);
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (err) {
-    throw new UserError(`expected checks file ${file}: YAML syntax error: ${(err as Error).message}`);
-  }
-  const list = (doc as { checks?: unknown } | null)?.checks;
-  if (!Array.isArray(list)) throw new UserError(`expected checks file ${file}: no "checks:" list`);
-  const names: string[] = [];
-  for (const [i, entry] of list.entries()) {
-    const e = typeof entry === 'string' ? { name: entry } : (entry as { name?: unknown; arches?: unknown } | null);
-    if (!e || typeof e.name !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(e.name)) {
-      throw new UserError(`expected checks file ${file}: checks[${i}] has no usable name`);
-    }
-    if (e.arches !== undefined && !(Array.isArray(e.arches) && e.arches.every((a) => typeof a === 'string'))) {
-      throw new UserError(`expected checks file ${file}: checks[${i}] (${e.name}): arches must be a list of arch names`);
-    }
-    const when = (e as { when?: unknown }).when;
-    if (when !== undefined) {
-      if (typeof when !== 'string') throw new UserError(`expected checks file ${file}: checks[${i}] (${e.name}): when must name a guest field`);
-      const v = guest[when];
-      if (!Array.isArray(v) || v.length === 0) continue;
-    }
-    if (e.arches === undefined || (e.arches as string[]).includes(arch)) {
-      if (!names.includes(e.name)) names.push(e.name);
-    }
-  }
-  return names;
-}
 
 function stringList(v: unknown, what: string): string[] | undefined {
   if (v === undefined || v === null) return undefined;
   if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
   throw new UserError(`qemu-boot: ${what} must be a list of strings`);
-}
-
-function machineFor(arch: ArchSpec | null): QemuMachine | null {
-  const root = findRepoRoot();
-  if (!arch || !root) return null;
-  try {
-    return loadMachineSync(root, arch.qemu);
-  } catch {
-    // A broken machine file fails the step itself, with the full error.
-    return null;
-  }
 }
 
 export const qemuBootStep: Step = {
@@ -86,7 +33,7 @@ export const qemuBootStep: Step = {
   sandbox: { cache: true, devices: ['/dev/kvm'] },
 
   toolPackages(arch) {
-    return [...(machineFor(arch)?.packages ?? [])].sort();
+    return machinePackages(arch);
   },
 
   implicitInputs(arch, params) {

@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile, chmod, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../lib/proc.js';
 import { sha256Hex } from '../../lib/hash.js';
-import { fakeStepContext, makeDeb, testArch } from '../debs.fixtures.js';
+import { fakeStepContext, makeDeb, testArch } from '../../test/helpers/debs-fixtures.js';
 import { DEFAULT_OVERLAY, rootfsStep } from './rootfs.js';
 
 const arch = { ...testArch, guest: { cpu_flags: ['smep', 'smap'] } };

@@ -18,9 +18,9 @@ import { join, relative } from 'node:path';
 import { parse as parseYamlPlain } from 'yaml';
 import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
-import { fail, pass, type Evidence, type Outcome } from '../outcome.js';
-import { expandArch } from '../task-spec.js';
-import { formatDiagnostic } from '../yaml-source.js';
+import { fail, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
+import { expandArch } from '../catalog/task-spec.js';
+import { formatDiagnostic } from '../../lib/yaml-source.js';
 import type { AuditEntry } from '../security/kconfig-audit.js';
 import {
   computeSecurityReport,
@@ -33,8 +33,8 @@ import {
   type ReportInputs,
 } from '../security/security-report.js';
 import { SEVERITIES } from '../security/kconfig-audit-spec.js';
-import type { Step, StepContext } from '../step.js';
-import { AUDIT_CRITICAL_REASON } from './kconfig-audit.js';
+import type { Step, StepContext } from '../catalog/step.js';
+import { AUDIT_CRITICAL_REASON } from '../security/kconfig-audit.js';
 
 export const CHECKS_FILE = 'buildroot-external/board/clawos/checks.yaml';
 

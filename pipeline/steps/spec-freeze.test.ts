@@ -3,10 +3,11 @@ import { readFile, readdir, writeFile, mkdir, copyFile } from 'node:fs/promises'
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
-import { specFreezeStep, checkCgroupPids, checkSpecText, semanticChecks, freezeRecordName, specFreezeDiagnostics, type FreezeRecord } from './spec-freeze.js';
-import { loadTasks } from '../load-tasks.js';
+import { specFreezeStep } from './spec-freeze.js';
+import { checkCgroupPids, checkSpecText, semanticChecks, freezeRecordName, specFreezeDiagnostics, type FreezeRecord } from '../p1-specs/spec-check.js';
+import { loadTasks } from '../catalog/load-tasks.js';
 import { builtinSteps } from './index.js';
-import type { StepContext } from '../step.js';
+import type { StepContext } from '../catalog/step.js';
 import { sha256Hex } from '../../lib/hash.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

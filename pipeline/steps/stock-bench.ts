@@ -1,7 +1,7 @@
 /**
  * `uses: stock-bench` (G-08): boot ClawOS's kernel and Debian's stock kernel
  * with the same initramfs on the same QEMU machine and compare time to init,
- * memory used after boot and kernel image size (pipeline/stock-bench.ts).
+ * memory used after boot and kernel image size (pipeline/bench/stock-bench.ts).
  * params:
  *   kernel      ClawOS kernel image, build-relative
  *   initramfs   the initramfs both kernels boot, build-relative
@@ -16,9 +16,9 @@ import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
 import { InfraError } from '../../lib/errors.js';
 import { sha256File } from '../../lib/hash.js';
 import { findRepoRoot, loadMachineSync } from '../../qemu/machine.js';
-import { benchAgainstStock, formatBenchTable } from '../stock-bench.js';
-import { fail, infra, pass, type Outcome } from '../outcome.js';
-import type { Step, StepContext } from '../step.js';
+import { benchAgainstStock, formatBenchTable } from '../bench/stock-bench.js';
+import { fail, infra, pass, type Outcome } from '../catalog/outcome.js';
+import type { Step, StepContext } from '../catalog/step.js';
 
 function num(v: unknown, dflt: number, what: string, min: number): number {
   if (v === undefined || v === null) return dflt;

@@ -2,8 +2,8 @@
 import { fileURLToPath } from 'node:url';
 import { join, isAbsolute } from 'node:path';
 import { run } from '../../../lib/proc.js';
-import type { ArchSpec } from '../../../pipeline/arch.js';
-import type { StepContext } from '../../../pipeline/step.js';
+import type { ArchSpec } from '../../../pipeline/catalog/arch.js';
+import type { StepContext } from '../../../pipeline/catalog/step.js';
 
 /** The fake tree: pack it with `tar -cJf x.tar.xz -C FAKE_KERNEL_PARENT linux-fake`. */
 export const FAKE_KERNEL_PARENT = fileURLToPath(new URL('.', import.meta.url));

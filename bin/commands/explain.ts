@@ -1,0 +1,240 @@
+/**
+ * `clawos-build explain TASK[@ARCH] [--json]`: why a task instance would re-run,
+ * or that it would not. It computes the instance's fingerprint now, exactly as the
+ * scheduler does (computeFingerprint), and compares it with the one recorded in
+ * state.json, naming the input file, spec, frozen spec, dependency output or tool
+ * version that changed (explain-change.ts); then re-hashes the recorded outputs and
+ * names the ones missing or changed. Read-only: it writes nothing (no state, no
+ * hash cache, no vault event), so it is safe beside a running build.
+ */
+import { join, resolve } from 'node:path';
+import { InternalError, UserError } from '../../lib/errors.js';
+import { HashCache } from '../../lib/hash-cache.js';
+import { loadLocalConfig } from '../../pipeline/catalog/config.js';
+import { describeChange } from '../../pipeline/run/explain-change.js';
+import { ToolVersions } from '../../pipeline/run/fingerprint.js';
+import { buildGraph } from '../../pipeline/catalog/graph.js';
+import { computeFingerprint, toolPackagesOf, type RunContext } from '../../pipeline/run/scheduler.js';
+import { clawosVersion, loadValidCatalog, selectArches, sourceDateEpoch } from '../../pipeline/run/session.js';
+import { StateStore, type InstanceRecord } from '../../pipeline/run/state.js';
+import type { Step } from '../../pipeline/catalog/step.js';
+import { builtinSteps } from '../../pipeline/steps/index.js';
+import type { TaskInstance } from '../../pipeline/catalog/task-spec.js';
+import { storeHas } from '../../vault/store.js';
+import { PassIndex } from '../../vault/vault-history.js';
+
+export interface ExplainOptions {
+  repoRoot: string;
+  buildDir: string;
+  /** TASK or TASK@ARCH. */
+  positionals: string[];
+  /** Arches for a per-arch TASK given without @ARCH. */
+  arch: string[] | null;
+  config?: string;
+  json: boolean;
+  print(s: string): void;
+  printErr(s: string): void;
+  /** Tests: a tasks dir and steps other than the built-in ones. */
+  tasksDir?: string;
+  steps?: Map<string, Step>;
+}
+
+export type Verdict = 'up-to-date' | 'restore' | 're-run';
+
+export interface Explanation {
+  id: string;
+  verdict: Verdict;
+  would_run: boolean;
+  /** In words, most important first. */
+  reasons: string[];
+  fingerprint: string;
+  last: { status: string; reason?: string; message: string; finished_at: string; fingerprint: string } | null;
+  outputs: { missing: string[]; changed: { path: string; recorded: string; now: string }[] };
+  /** Dependencies that would re-run first; their new outputs may change this instance's inputs. */
+  after: string[];
+}
+
+const OK_STATUSES = new Set(['PASS', 'NOT_CONFIGURED']);
+
+/** The read-only part of a run context; touching the rest is a bug in explain. */
+async function openExplainContext(o: ExplainOptions, arches: string[] | null): Promise<RunContext> {
+  const steps = o.steps ?? builtinSteps();
+  const catalog = await loadValidCatalog(o.repoRoot, o.tasksDir, steps);
+  const archMap = await selectArches(o.repoRoot, arches);
+  const buildDir = resolve(o.buildDir);
+  const graph = buildGraph(catalog.tasks, [...archMap.keys()]);
+  const readOnly = {
+    repoRoot: o.repoRoot,
+    buildDir,
+    cacheDir: join(buildDir, 'cache'),
+    catalog,
+    graph,
+    arches: archMap,
+    steps,
+    state: await StateStore.open(buildDir),
+    // Read, never saved; the tool versions are asked of dpkg, not of (or into) the run's cache file.
+    hashCache: await HashCache.open(join(buildDir, 'cache', 'hash-cache.json')),
+    tools: new ToolVersions(null),
+    config: await loadLocalConfig(o.repoRoot, o.config),
+    jobs: 1,
+    sourceDateEpoch: await sourceDateEpoch(o.repoRoot),
+    signal: new AbortController().signal,
+    clawosVersion: await clawosVersion(o.repoRoot),
+    heartbeatMs: 0,
+    passes: new PassIndex(buildDir),
+  };
+  const rc = readOnly as unknown as RunContext;
+  for (const name of ['vault', 'freeze', 'logs', 'emit']) {
+    Object.defineProperty(rc, name, {
+      get() {
+        throw new InternalError(`explain is read-only: it must not use the run context's ${name}`);
+      },
+    });
+  }
+  await rc.tools.load(graph.order.flatMap((i) => toolPackagesOf(rc, i)));
+  return rc;
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** Up to five known names closest to what was typed. */
+export function closeMatches(typed: string, known: Iterable<string>): string[] {
+  const t = typed.toUpperCase();
+  return [...new Set(known)]
+    .map((k) => ({ k, d: editDistance(t, k.toUpperCase()) }))
+    .filter((x) => x.d <= 2 || x.k.toUpperCase().startsWith(t) || t.startsWith(x.k.toUpperCase()))
+    .sort((a, b) => a.d - b.d || a.k.localeCompare(b.k))
+    .slice(0, 5)
+    .map((x) => x.k);
+}
+
+/** TASK or TASK@ARCH → task id and arch (null: all selected arches). */
+function parseTarget(target: string): { task: string; arch: string | null } {
+  const at = target.indexOf('@');
+  return at < 0 ? { task: target.toUpperCase(), arch: null } : { task: target.slice(0, at).toUpperCase(), arch: target.slice(at + 1) };
+}
+
+async function recordedOutputs(rc: RunContext, rec: InstanceRecord): Promise<Explanation['outputs']> {
+  const out: Explanation['outputs'] = { missing: [], changed: [] };
+  for (const [path, o] of Object.entries(rec.outputs).sort(([a], [b]) => a.localeCompare(b))) {
+    const now = await rc.hashCache.file(join(rc.buildDir, path)).catch(() => null);
+    if (!now) out.missing.push(path);
+    else if (now.sha256 !== o.sha256) out.changed.push({ path, recorded: o.sha256, now: now.sha256 });
+  }
+  return out;
+}
+
+async function allStored(buildDir: string, shas: string[]): Promise<boolean> {
+  for (const s of shas) if (!(await storeHas(buildDir, s))) return false;
+  return true;
+}
+
+const short = (sha: string) => sha.slice(0, 12);
+
+function describeOutputs(o: Explanation['outputs']): string[] {
+  return [
+    ...o.missing.map((p) => `output ${p} missing`),
+    ...o.changed.map((c) => `output ${c.path} changed since it was recorded (recorded ${short(c.recorded)}, now ${short(c.now)})`),
+  ];
+}
+
+/** Why each instance would (or would not) re-run, dependencies first. */
+export async function explainInstances(rc: RunContext, wanted: TaskInstance[]): Promise<Explanation[]> {
+  const memo = new Map<string, Promise<Explanation>>();
+  const explain = (inst: TaskInstance): Promise<Explanation> => {
+    let p = memo.get(inst.id);
+    if (!p) {
+      p = explainOne(rc, inst, (id) => explain(rc.graph.byId.get(id)!));
+      memo.set(inst.id, p);
+    }
+    return p;
+  };
+  return Promise.all(wanted.map(explain));
+}
+
+async function explainOne(rc: RunContext, inst: TaskInstance, dep: (id: string) => Promise<Explanation>): Promise<Explanation> {
+  const after: string[] = [];
+  for (const d of inst.deps) if ((await dep(d)).would_run) after.push(d);
+  const { fingerprint, parts } = await computeFingerprint(rc, inst);
+  const prev = rc.state.instance(inst.id);
+  const base = {
+    id: inst.id,
+    fingerprint,
+    last: prev
+      ? { status: prev.status, ...(prev.reason ? { reason: prev.reason } : {}), message: prev.message, finished_at: prev.finished_at, fingerprint: prev.fingerprint }
+      : null,
+    outputs: { missing: [] as string[], changed: [] as Explanation['outputs']['changed'] },
+    after,
+  };
+  const done = (verdict: Verdict, reasons: string[], outputs = base.outputs): Explanation => ({ ...base, verdict, would_run: verdict === 're-run', reasons, outputs });
+
+  if (!prev) return done('re-run', [`never run: no earlier result in ${join(rc.buildDir, 'state.json')}`]);
+  const changes = describeChange(prev.fingerprint_parts, parts as unknown as Record<string, unknown>);
+  if (!OK_STATUSES.has(prev.status)) {
+    const last = `last result ${prev.status}${prev.reason ? ` (${prev.reason})` : ''}: ${prev.message}`;
+    // A BLOCKED or refused record has no fingerprint parts to compare with.
+    const compared = Object.keys(prev.fingerprint_parts ?? {}).length > 0;
+    const same = changes.length === 1 && changes[0] === 'clawos-build version changed';
+    return done('re-run', [last, ...(!compared ? [] : same ? ['nothing it depends on changed since'] : changes.map((c) => `since then: ${c}`))]);
+  }
+  if (prev.fingerprint !== fingerprint) {
+    // An earlier run passed with exactly these inputs (a change was reverted): the scheduler restores it.
+    const hit = await rc.passes.find(inst.id, fingerprint).catch(() => undefined);
+    if (hit && (await allStored(rc.buildDir, hit.outputs.map((o) => o.sha256)))) {
+      return done('restore', [...changes, `run ${hit.run_id} passed with exactly these inputs: its outputs would be restored from the vault store, not rebuilt`]);
+    }
+    return done('re-run', changes);
+  }
+  const outputs = await recordedOutputs(rc, prev);
+  if (!outputs.missing.length && !outputs.changed.length) {
+    return done('up-to-date', [`up to date: would not re-run (${prev.status} at ${prev.finished_at}, fingerprint ${short(fingerprint)})`], outputs);
+  }
+  const what = describeOutputs(outputs);
+  if (await allStored(rc.buildDir, Object.values(prev.outputs).map((o) => o.sha256))) {
+    return done('restore', [...what, 'inputs unchanged: the recorded outputs would be restored from the vault store, not rebuilt'], outputs);
+  }
+  return done('re-run', [...what, 'inputs unchanged, but the recorded outputs are not all in the vault store'], outputs);
+}
+
+export function formatExplanation(e: Explanation): string {
+  const head =
+    e.verdict === 'up-to-date' ? `${e.id}: ${e.reasons[0]}` : e.verdict === 'restore' ? `${e.id}: would not re-run, but restore outputs` : `${e.id}: would re-run`;
+  const lines = [head];
+  for (const r of e.verdict === 'up-to-date' ? [] : e.reasons) lines.push(`  - ${r}`);
+  if (e.after.length) {
+    lines.push(`  - ${e.verdict === 're-run' ? 'after' : 'but it may re-run after'} ${e.after.join(', ')}, which would re-run${e.verdict === 're-run' ? '' : ' and may change its outputs'}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** The instances TASK[@ARCH] names, or a UserError listing close matches. */
+function resolveTargets(rc: RunContext, target: string): TaskInstance[] {
+  const { task, arch } = parseTarget(target);
+  const t = rc.catalog.tasks.get(task);
+  if (!t) {
+    const near = closeMatches(task, [...rc.catalog.tasks.keys()]);
+    throw new UserError(`unknown task "${target}"${near.length ? `; close matches: ${near.join(', ')}` : ''}`, '`clawos-build plan` lists every task instance');
+  }
+  if (arch !== null && !t.spec.per_arch) throw new UserError(`${task} is not per-arch: it has one instance, ${task}`, `run \`clawos-build explain ${task}\``);
+  return rc.graph.order.filter((i) => i.task.spec.task_id === task && (arch === null || i.arch === arch));
+}
+
+export async function explainCommand(o: ExplainOptions): Promise<number> {
+  if (o.positionals.length !== 1) throw new UserError(`explain takes one TASK or TASK@ARCH, got ${o.positionals.length ? o.positionals.join(' ') : 'none'}`, 'e.g. `clawos-build explain A-01@x86_64`');
+  const target = o.positionals[0]!;
+  const { arch } = parseTarget(target);
+  const rc = await openExplainContext(o, arch !== null ? [arch] : o.arch);
+  const explanations = await explainInstances(rc, resolveTargets(rc, target));
+  if (o.json) o.print(JSON.stringify({ build_dir: rc.buildDir, instances: explanations }, null, 2) + '\n');
+  else for (const e of explanations) o.print(formatExplanation(e));
+  return 0;
+}

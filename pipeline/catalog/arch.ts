@@ -1,0 +1,71 @@
+/** Architecture definitions: data in specs/arch/<name>.yaml, schema-checked. */
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadYamlDocument } from '../../lib/yaml-source.js';
+
+export interface ArchSpec {
+  name: string;
+  debian_arch: string;
+  kernel: {
+    make_arch: string;
+    cross_compile: string;
+    compiler_package: string;
+    image: string;
+    fragment: string;
+  };
+  debs: string[];
+  rootfs: { busybox: string };
+  iso: {
+    grub_mkrescue_args: string[];
+    grub_platform_dirs: string[];
+    host_packages: string[];
+    console: string;
+    grub_serial: string;
+    /** Kernel command line words after console= and panic=-1. */
+    cmdline?: string[];
+    /** El Torito platforms the ISO must carry, as xorriso names them in lower case: bios, uefi. */
+    expect_boot?: string[];
+    /** Debian package that provides each host grub_platform_dirs entry (for the fix in the error). */
+    platform_packages?: Record<string, string>;
+  };
+  guest: { cpu_flags: string[] };
+  qemu: string;
+  /** G-08: Debian's stock kernel booted with the same initramfs for comparison (pipeline/bench/stock-bench.ts). */
+  baseline?: {
+    /** The meta package naming the current versioned kernel package, e.g. linux-image-amd64. */
+    kernel_package: string;
+    /** The qemu/<arch>.yaml variant both kernels boot in (direct -kernel boot). */
+    variant: string;
+  };
+  /** The Buildroot backend (pipeline/steps/buildroot.ts); absent: the arch has no Buildroot build. */
+  buildroot?: {
+    /** configs/<defconfig> in buildroot-external/, as `make <defconfig>` takes it. */
+    defconfig: string;
+    /** The ISO the build leaves, relative to Buildroot's output dir (O=). */
+    iso: string;
+    /** The kernel image the build leaves, relative to O= (images/bzImage, images/Image). */
+    kernel: string;
+  };
+}
+
+/** Where `apt-get download` + `dpkg-deb -x` unpack a target-arch package. */
+export function debRoot(cacheDir: string, arch: ArchSpec, pkg: string): string {
+  return join(cacheDir, 'debs', arch.debian_arch, pkg, 'root');
+}
+
+/** Expand {deb:NAME} in an arch path. */
+export function expandArchPath(template: string, cacheDir: string, arch: ArchSpec): string {
+  return template.replace(/\{deb:([a-z0-9][a-z0-9+.-]+)\}/g, (_, pkg: string) => debRoot(cacheDir, arch, pkg));
+}
+
+export async function loadArches(repoRoot: string): Promise<Map<string, ArchSpec>> {
+  const dir = join(repoRoot, 'specs', 'arch');
+  const schema = JSON.parse(await readFile(join(repoRoot, 'specs', 'schemas', 'arch.schema.json'), 'utf8'));
+  const out = new Map<string, ArchSpec>();
+  for (const f of (await readdir(dir)).filter((n) => n.endsWith('.yaml')).sort()) {
+    const doc = await loadYamlDocument(join(dir, f), `specs/arch/${f}`, schema);
+    const spec = doc as ArchSpec;
+    out.set(spec.name, spec);
+  }
+  return out;
+}

@@ -1,0 +1,41 @@
+/** clawos-build.config.yaml: local settings that are not part of the repo's specs (component sources). */
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, resolve, dirname } from 'node:path';
+import { UserError } from '../../lib/errors.js';
+import { loadYamlDocument } from '../../lib/yaml-source.js';
+import { join } from 'node:path';
+
+export interface ComponentConfig {
+  source: { path: string; sha256?: string } | { url: string; sha256: string };
+  build: string;
+  outputs: string[];
+}
+
+export interface LocalConfig {
+  /** Absolute path of the file it came from, or null. */
+  file: string | null;
+  components: Record<string, ComponentConfig>;
+  /** Names of environment variables whose values are secrets: redacted from every log, event, record and report. */
+  secrets: { env: string[] };
+}
+
+export async function loadLocalConfig(repoRoot: string, explicit: string | undefined): Promise<LocalConfig> {
+  const file = explicit ? resolve(explicit) : join(repoRoot, 'clawos-build.config.yaml');
+  try {
+    await readFile(file);
+  } catch {
+    if (explicit) throw new UserError(`config file ${explicit} does not exist`);
+    return { file: null, components: {}, secrets: { env: [] } };
+  }
+  const schema = JSON.parse(await readFile(join(repoRoot, 'specs/schemas/config.schema.json'), 'utf8')) as object;
+  const doc = (await loadYamlDocument(file, explicit ?? 'clawos-build.config.yaml', schema)) as {
+    components?: Record<string, ComponentConfig>;
+    secrets?: { env?: string[] };
+  };
+  const components = doc.components ?? {};
+  // Relative source paths are relative to the config file.
+  for (const c of Object.values(components)) {
+    if ('path' in c.source && !isAbsolute(c.source.path)) c.source.path = resolve(dirname(file), c.source.path);
+  }
+  return { file, components, secrets: { env: doc.secrets?.env ?? [] } };
+}

@@ -1,0 +1,68 @@
+/**
+ * Expected failures are values. Every task instance, gate and boot ends in an
+ * Outcome; only a broken run (bad CLI input, no disk, a bug) throws.
+ */
+import type { SourceLocation } from '../../lib/errors.js';
+import type { BootFailureReason } from '../../qemu/classify-boot.js';
+
+export type Status = 'PASS' | 'FAIL' | 'TIMEOUT' | 'INFRA_ERROR' | 'NOT_CONFIGURED';
+
+export type FailureReason =
+  | 'exit-non-zero'
+  | 'timeout'
+  | 'cycle'
+  | 'gate-failed'
+  | 'config-dropped'
+  | 'config-unknown-symbol'
+  | 'source-mismatch'
+  | 'output-missing'
+  | 'validation-failed'
+  // boot-panic, boot-oops, boot-check-failed, boot-marker-missing, boot-no-console, boot-timeout, infra
+  | BootFailureReason
+  | 'rule-001-write-outside'
+  | 'rule-006-network-undeclared'
+  | 'not-configured'
+  | 'dependency-failed'
+  | 'spec-invalid'
+  // a frozen_spec_deps entry does not match the verified freeze record (specs/p1/freeze.dsse.json)
+  | 'frozen-spec-mismatch'
+  // G-08: a metric below the catalog's bar, or a boot that gave no figure
+  | 'bench-below-bar'
+  | 'bench-no-figure'
+  // G-03/G-04: a non-waived CRITICAL finding (or a HIGH without a mitigation)
+  | 'audit-critical';
+
+/** A file that backs a claim: where it is and what it hashed to. */
+export interface Evidence {
+  label: string;
+  /** Relative to the build dir where possible. */
+  path: string;
+  sha256: string;
+}
+
+export interface Outcome {
+  status: Status;
+  /** Set for every status but PASS. */
+  reason?: FailureReason;
+  /** One line a person reads first. */
+  message: string;
+  taskId?: string;
+  location?: SourceLocation;
+  evidence?: Evidence[];
+  /** Step-specific structured result (boot verdicts, dropped symbols …). */
+  data?: unknown;
+}
+
+export const pass = (message: string, extra: Partial<Outcome> = {}): Outcome => ({ status: 'PASS', message, ...extra });
+export const fail = (reason: FailureReason, message: string, extra: Partial<Outcome> = {}): Outcome => ({
+  status: 'FAIL',
+  reason,
+  message,
+  ...extra,
+});
+export const infra = (message: string, extra: Partial<Outcome> = {}): Outcome => ({
+  status: 'INFRA_ERROR',
+  reason: 'infra',
+  message,
+  ...extra,
+});

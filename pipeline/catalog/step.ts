@@ -1,0 +1,62 @@
+/**
+ * The contract between the scheduler and a built-in step (`uses:` in a task spec).
+ * Steps never print: they write to ctx.log, report progress through ctx.progress,
+ * run children only through ctx.run, and return an Outcome.
+ */
+import type { RunOptions, RunResult } from '../../lib/proc.js';
+import type { Outcome } from './outcome.js';
+import type { ArchSpec } from './arch.js';
+
+export interface StepContext {
+  /** Catalog task id, e.g. "A-01". */
+  taskId: string;
+  /** Task instance id: "A-01@x86_64", or "C-01" for arch-independent tasks. */
+  instanceId: string;
+  /** The architecture this instance builds for, or null for arch-independent tasks. */
+  arch: ArchSpec | null;
+  /** The task's `with:` parameters, with {arch}-style placeholders already expanded. */
+  params: Record<string, unknown>;
+  /** Absolute path of the repository (kernel-config/, buildroot-external/, qemu/ …). */
+  repoRoot: string;
+  /** Absolute build dir (default ./build). */
+  buildDir: string;
+  /** Absolute output dir this instance may write: <buildDir>/<agent dir>[/<arch>]. */
+  outDir: string;
+  /** Shared download/extract cache: <buildDir>/cache. Content-keyed, safe to share. */
+  cacheDir: string;
+  /** Resolve a path from the task spec: relative paths are relative to the build dir. */
+  buildPath(rel: string): string;
+  /** SOURCE_DATE_EPOCH for the run (seconds). */
+  sourceDateEpoch: number;
+  /** Parallel jobs this instance may use (make -j). */
+  jobs: number;
+  /** Append a line to the task log. */
+  log(line: string): void;
+  /** Tell the user what the step is doing now (one short line). */
+  progress(message: string): void;
+  /** Run a child process: logged, killed with its group on timeout or abort. */
+  run(argv: string[], opts?: RunOptions): Promise<RunResult>;
+  /** Aborted when the task times out or the run is interrupted. */
+  signal: AbortSignal;
+}
+
+export interface Step {
+  /** The `uses:` name. */
+  name: string;
+  /**
+   * Bump when the step's behaviour changes in a way that changes its outputs, so
+   * fingerprints change and old results are not reused.
+   */
+  version: number;
+  /** Debian packages whose versions are part of the fingerprint. */
+  toolPackages(arch: ArchSpec | null, params: Record<string, unknown>): string[];
+  /** Repo-relative files/dirs this step reads beyond the task's declared inputs. */
+  implicitInputs?(arch: ArchSpec | null, params: Record<string, unknown>): string[];
+  /**
+   * What the step's commands need beyond the task's own output dir: the shared
+   * content-keyed cache writable, device nodes (e.g. /dev/kvm). Network is the
+   * task's declaration (`network: true`), not the step's.
+   */
+  sandbox?: { cache?: boolean; devices?: string[] };
+  run(ctx: StepContext): Promise<Outcome>;
+}

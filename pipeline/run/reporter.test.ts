@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { PassThrough } from 'node:stream';
+import { formatDuration } from '../../lib/format.js';
+import { chooseMode, createReporter, formatEvent } from './reporter.js';
+
+describe('reporter', () => {
+  it('chooses listr2 on a terminal, plain lines in CI or without a TTY, nothing but JSON with --json', () => {
+    expect(chooseMode({ json: false, isTTY: true, ci: false })).toBe('tty');
+    expect(chooseMode({ json: false, isTTY: true, ci: true })).toBe('plain');
+    expect(chooseMode({ json: false, isTTY: false, ci: false })).toBe('plain');
+    expect(chooseMode({ json: true, isTTY: true, ci: false })).toBe('json');
+  });
+
+  it('formats durations', () => {
+    expect(formatDuration(450)).toBe('450 ms');
+    expect(formatDuration(4200)).toBe('4.2 s');
+    expect(formatDuration(125_000)).toBe('2m05s');
+  });
+
+  it('says why a task failed and where its log is, and what a gate blocked on', () => {
+    expect(
+      formatEvent({ type: 'task-end', id: 'A-01@x86_64', status: 'FAIL', reason: 'config-dropped', message: 'CONFIG_X: requested y, final not set', durationMs: 61_000, log: 'logs/agent-kernel-engineer-2026-11-21.log' }),
+    ).toBe('A-01@x86_64 FAIL [config-dropped] in 1m01s: CONFIG_X: requested y, final not set (log: logs/agent-kernel-engineer-2026-11-21.log)');
+    expect(formatEvent({ type: 'task-up-to-date', id: 'C-01', status: 'PASS', message: 'x' })).toBe('C-01 up to date (PASS)');
+    expect(
+      formatEvent({ type: 'gate', phase: 'P4', recommendation: 'NO-GO', blockers: ['G-06@aarch64: FAIL (boot-panic): …'], coverage: '3/18 passed', report: 'gates/P4/gate-report.md' }),
+    ).toBe('== gate P4: NO-GO — 3/18 passed (report: gates/P4/gate-report.md)\n   blocker: G-06@aarch64: FAIL (boot-panic): …');
+    expect(formatEvent({ type: 'task-heartbeat', id: 'A-01@aarch64', elapsedMs: 90_000, etaMs: 300_000 })).toBe(
+      'A-01@aarch64 still running: 1m30s elapsed, about 5m00s left (last run)',
+    );
+  });
+
+  it('prints one line per event in plain mode and throttles per-file progress', async () => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (d: Buffer) => (text += d.toString()));
+    const r = createReporter('plain', out);
+    r.sink({ type: 'task-start', id: 'A-01@x86_64', title: 'kernel', agent: 'kernel-engineer' });
+    r.sink({ type: 'task-progress', id: 'A-01@x86_64', message: 'compile: CC a.o' });
+    r.sink({ type: 'task-progress', id: 'A-01@x86_64', message: 'compile: CC b.o' });
+    r.sink({ type: 'task-progress', id: 'A-01@x86_64', message: 'modules' });
+    await r.finish();
+    const lines = text.trim().split('\n').map((l) => l.replace(/^\[\d\d:\d\d:\d\d\] /, ''));
+    expect(lines).toEqual(['A-01@x86_64 start: kernel', 'A-01@x86_64 compile: CC a.o', 'A-01@x86_64 modules']);
+  });
+
+  it('prints nothing in json mode', async () => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (d: Buffer) => (text += d.toString()));
+    const r = createReporter('json', out);
+    r.sink({ type: 'info', message: 'hello' });
+    await r.finish();
+    expect(text).toBe('');
+  });
+});

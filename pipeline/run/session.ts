@@ -1,0 +1,157 @@
+/**
+ * Everything a command needs, opened once: catalog, arches, state, caches, logs,
+ * and for a run its vault (run id, event chain, store) with the verified P1 freeze.
+ */
+import { applyBackend } from '../catalog/backends.js';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { UserError } from '../../lib/errors.js';
+import { HashCache } from '../../lib/hash-cache.js';
+import { AgentLogs } from './agent-log.js';
+import { loadArches, type ArchSpec } from '../catalog/arch.js';
+import { loadLocalConfig } from '../catalog/config.js';
+import type { EventSink } from './events.js';
+import { ToolVersions } from './fingerprint.js';
+import { buildGraph } from '../catalog/graph.js';
+import { loadTasks, type Catalog } from '../catalog/load-tasks.js';
+import { toolPackagesOf, type RunContext } from './scheduler.js';
+import { StateStore } from './state.js';
+import { builtinSteps } from '../steps/index.js';
+import { formatDiagnostic } from '../../lib/yaml-source.js';
+import type { Step } from '../catalog/step.js';
+import { NO_SANDBOX, probeSandbox, type SandboxMode } from '../../lib/sandbox.js';
+import { Redactor } from '../../lib/redact.js';
+import { DEFAULT_RETRY, type RetryPolicy } from '../../lib/retry.js';
+import type { Phase } from '../catalog/task-spec.js';
+import { RunVault } from '../../vault/run-vault.js';
+import { PassIndex } from '../../vault/vault-history.js';
+import { loadFreezeState } from '../../vault/freeze-specs.js';
+
+export { repoRootDir } from '../../lib/repo-root.js';
+
+export async function clawosVersion(repoRoot: string): Promise<string> {
+  const pkg = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export async function loadValidCatalog(repoRoot: string, tasksDir?: string, steps: Map<string, Step> = builtinSteps()): Promise<Catalog> {
+  const { catalog, diagnostics } = await loadTasks({ repoRoot, tasksDir, stepNames: new Set(steps.keys()) });
+  if (diagnostics.length) {
+    throw new UserError(
+      `${diagnostics.length} error(s) in the task specs:\n${diagnostics.map(formatDiagnostic).join('\n')}`,
+      'run `clawos-build validate` to see them all',
+      diagnostics[0],
+    );
+  }
+  return catalog;
+}
+
+export async function selectArches(repoRoot: string, wanted: string[] | null): Promise<Map<string, ArchSpec>> {
+  const all = await loadArches(repoRoot);
+  if (!wanted) return all;
+  const out = new Map<string, ArchSpec>();
+  for (const a of wanted) {
+    const spec = all.get(a);
+    if (!spec) throw new UserError(`unknown architecture "${a}"`, `known: ${[...all.keys()].join(', ')}`);
+    out.set(a, spec);
+  }
+  return out;
+}
+
+export interface SessionOptions {
+  repoRoot: string;
+  buildDir: string;
+  logDir?: string;
+  arches: string[] | null;
+  jobs: number;
+  configFile?: string;
+  tasksDir?: string;
+  emit: EventSink;
+  signal: AbortSignal;
+  heartbeatMs: number;
+  sourceDateEpoch?: number;
+  /** Replace the built-in steps (tests). */
+  steps?: Map<string, Step>;
+  /** NO_SANDBOX for --no-sandbox; absent: bwrap, probed (an InfraError if it cannot run). */
+  sandbox?: SandboxMode;
+  /** --no-sandbox: run unconfined, recorded in run-start and every task event. */
+  noSandbox?: boolean;
+  /** Names of environment variables whose values are secrets (redacted everywhere). */
+  secretEnv?: string[];
+  /** INFRA_ERROR retries (tests pass a zero-delay policy). */
+  retry?: RetryPolicy;
+  /** The phases this run was asked for (recorded in the run-start event). */
+  phases?: Phase[];
+  /** --rootfs-backend NAME and the parameters it adds to the tasks that offer it (pipeline/catalog/backends.ts). */
+  backend?: { name: string; params: Record<string, unknown> };
+}
+
+/** SOURCE_DATE_EPOCH: from the environment, else specs/release.yaml. */
+export async function sourceDateEpoch(repoRoot: string): Promise<number> {
+  const env = process.env.SOURCE_DATE_EPOCH;
+  if (env !== undefined && env !== '') {
+    if (!/^\d+$/.test(env)) throw new UserError(`SOURCE_DATE_EPOCH must be a number of seconds, not ${JSON.stringify(env)}`);
+    return Number(env);
+  }
+  const m = /^source_date_epoch:\s*(\d+)/m.exec(await readFile(join(repoRoot, 'specs/release.yaml'), 'utf8'));
+  if (!m) throw new UserError('specs/release.yaml has no source_date_epoch');
+  return Number(m[1]);
+}
+
+export async function openRun(o: SessionOptions): Promise<RunContext> {
+  const steps = o.steps ?? builtinSteps();
+  const loaded = await loadValidCatalog(o.repoRoot, o.tasksDir, steps);
+  const catalog = o.backend ? applyBackend(loaded, o.backend.name, o.backend.params) : loaded;
+  const arches = await selectArches(o.repoRoot, o.arches);
+  const buildDir = resolve(o.buildDir);
+  const graph = buildGraph(catalog.tasks, [...arches.keys()]);
+  const state = await StateStore.open(buildDir);
+  const hashCache = await HashCache.open(join(buildDir, 'cache', 'hash-cache.json'));
+  const config = await loadLocalConfig(o.repoRoot, o.configFile);
+  // Fail closed before anything runs: no silent unsandboxed fallback.
+  const sandbox = o.sandbox ?? (o.noSandbox ? NO_SANDBOX : await probeSandbox());
+  const redact = Redactor.fromEnv([...new Set([...config.secrets.env, ...(o.secretEnv ?? [])])]);
+  const vault = await RunVault.open(buildDir);
+  vault.redact = (v) => redact.value(v);
+  const rc: RunContext = {
+    repoRoot: o.repoRoot,
+    buildDir,
+    cacheDir: join(buildDir, 'cache'),
+    logs: new AgentLogs(o.logDir ? resolve(o.logDir) : join(buildDir, 'logs')),
+    catalog,
+    graph,
+    arches,
+    steps,
+    state,
+    hashCache,
+    tools: new ToolVersions(join(buildDir, 'cache', 'tool-versions.json')),
+    config,
+    jobs: o.jobs,
+    sourceDateEpoch: o.sourceDateEpoch ?? (await sourceDateEpoch(o.repoRoot)),
+    emit: (e) => o.emit(redact.value(e)),
+    signal: o.signal,
+    clawosVersion: await clawosVersion(o.repoRoot),
+    heartbeatMs: o.heartbeatMs,
+    vault,
+    sandbox,
+    redact,
+    retry: o.retry ?? DEFAULT_RETRY,
+    freeze: await loadFreezeState(o.repoRoot),
+    passes: new PassIndex(buildDir),
+  };
+  const packages = [...new Set(graph.order.flatMap((i) => toolPackagesOf(rc, i)))].sort();
+  await rc.tools.load(packages);
+  await rc.vault.append('run-start', {
+    clawos_version: rc.clawosVersion,
+    node: process.version,
+    arches: [...arches.keys()],
+    phases: o.phases ?? null,
+    jobs: o.jobs,
+    sandbox: sandbox.kind === 'bwrap' ? { kind: 'bwrap', version: sandbox.version } : { kind: 'off', reason: sandbox.reason },
+    secrets: redact.secretNames,
+    source_date_epoch: rc.sourceDateEpoch,
+    tools: Object.fromEntries(packages.map((p) => [p, rc.tools.get(p)])),
+    freeze: rc.freeze.ok ? { frozen_at: rc.freeze.payload.frozen_at, specs: rc.freeze.payload.specs } : { problem: rc.freeze.detail },
+  });
+  return rc;
+}
