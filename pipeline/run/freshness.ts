@@ -53,7 +53,11 @@ async function allStored(buildDir: string, shas: readonly string[]): Promise<boo
   return true;
 }
 
-export async function decideFreshness(ctx: FreshnessContext, inst: TaskInstance, fingerprint: string): Promise<Freshness> {
+export async function decideFreshness(
+  ctx: Pick<FreshnessContext, 'buildDir' | 'state' | 'hashCache' | 'passes'>,
+  inst: Pick<TaskInstance, 'id'>,
+  fingerprint: string,
+): Promise<Freshness> {
   const prev = ctx.state.instance(inst.id);
   if (prev && prev.fingerprint === fingerprint && isPassed(prev.status)) {
     const outputs = await checkOutputs(ctx, prev);

@@ -84,6 +84,14 @@ interface Started {
 
 const now = () => new Date().toISOString();
 
+/** The root cause a NOT_CONFIGURED dependant recorded in its data (notConfiguredBecause), if any. */
+function notConfiguredRoot(data: unknown): { id: string; message: string } | null {
+  if (!data || typeof data !== 'object' || !('not_configured_root' in data)) return null;
+  const r = data.not_configured_root;
+  if (!r || typeof r !== 'object' || !('id' in r) || !('message' in r)) return null;
+  return typeof r.id === 'string' && typeof r.message === 'string' ? { id: r.id, message: r.message } : null;
+}
+
 export function runInstance(rc: RunContext, inst: TaskInstance): Promise<InstanceRecord> {
   return new InstanceRun(rc, inst).execute();
 }
@@ -310,7 +318,7 @@ class InstanceRun {
   /** Name the root cause of a NOT_CONFIGURED chain once, not the whole chain of dependants. */
   private notConfiguredBecause(depId: string): Outcome {
     const dep = this.rc.state.instance(depId)!;
-    const root = (dep.data as { not_configured_root?: { id: string; message: string } } | undefined)?.not_configured_root ?? { id: depId, message: dep.message };
+    const root = notConfiguredRoot(dep.data) ?? { id: depId, message: dep.message };
     return {
       status: 'NOT_CONFIGURED',
       reason: 'not-configured',
