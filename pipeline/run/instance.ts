@@ -165,7 +165,7 @@ class InstanceRun {
       finished_at: now(),
       duration_ms: 0,
     };
-    await settle(this.rc, rec, [], this.bootReports(rec));
+    await settle(this.rc, rec, [], []);
     this.rc.emit({ type: 'task-end', id: rec.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: 0, log: rec.log });
     return rec;
   }
