@@ -6,6 +6,7 @@
  * bundle was signed. The release's CHANGELOG.md is this, newest run first.
  */
 import { formatDuration } from '../lib/format.js';
+import { eventsOf, isEvent } from '../vault/event-payloads.js';
 import type { RecordedRun } from './recorded-results.js';
 
 export interface RunSummary {
@@ -39,8 +40,8 @@ export function runSummaries(runs: readonly RecordedRun[], bundles: ReadonlySet<
   const lastStatus = new Map<string, string>();
   const out: RunSummary[] = [];
   for (const r of runs) {
-    const start = r.events.find((e) => e.type === 'run-start')?.payload ?? {};
-    const end = r.events.find((e) => e.type === 'run-end')?.payload;
+    const start = eventsOf(r.events, 'run-start')[0]?.payload ?? {};
+    const end = eventsOf(r.events, 'run-end')[0]?.payload;
     const s: RunSummary = {
       run_id: r.run_id,
       started: r.started,
@@ -59,24 +60,28 @@ export function runSummaries(runs: readonly RecordedRun[], bundles: ReadonlySet<
       boots: [],
       bundle: { signed: false, dir: null, reason: null },
     };
+    // Read defensively: a chain written by an older version or by hand may lack fields.
     for (const e of r.events) {
-      const p = e.payload;
-      if (e.type === 'task-start') {
+      if (isEvent(e, 'task-start')) {
+        const p = e.payload;
         const task = str(p.task);
         s.ran.push(task);
         const why = Array.isArray(p.why) ? p.why.map(String) : [];
         if (why.length === 1 && why[0] === 'no earlier result') s.first_builds.push(task);
         else s.changes.push({ task, why: why.length ? why : ['fingerprint changed (no reason recorded)'] });
-      } else if (e.type === 'task-end') {
+      } else if (isEvent(e, 'task-end')) {
+        const p = e.payload;
         const task = str(p.task);
         const status = str(p.status);
         if (p.up_to_date === true) s.up_to_date++;
         const before = lastStatus.get(task);
         if (before !== undefined && before !== status) s.status_changes.push({ task, from: before, to: status });
         lastStatus.set(task, status);
-      } else if (e.type === 'gate') {
+      } else if (isEvent(e, 'gate')) {
+        const p = e.payload;
         s.gates.push({ phase: str(p.phase), recommendation: str(p.recommendation), kept: p.kept === true, blockers: Array.isArray(p.blockers) ? p.blockers.map(String) : [] });
-      } else if (e.type === 'boot-verdict') {
+      } else if (isEvent(e, 'boot-verdict')) {
+        const p = e.payload;
         s.boots.push({
           task: str(p.task),
           arch: str(p.arch),
@@ -88,10 +93,10 @@ export function runSummaries(runs: readonly RecordedRun[], bundles: ReadonlySet<
         });
       }
     }
-    const b = end?.bundle as { status?: unknown; reason?: unknown } | undefined;
+    const b = end?.bundle;
     s.bundle = bundles.has(r.run_id)
       ? { signed: true, dir: `vault/bundles/${r.run_id}`, reason: null }
-      : { signed: false, dir: null, reason: typeof b?.reason === 'string' ? b.reason : end ? 'no bundle was written' : 'the run has no run-end event' };
+      : { signed: false, dir: null, reason: typeof b === 'object' && b !== null && 'reason' in b && typeof b.reason === 'string' ? b.reason : end ? 'no bundle was written' : 'the run has no run-end event' };
     out.push(s);
   }
   return out;

@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { eventsPath, splitLines, verifyChain, type VaultEvent } from '../vault/event-chain.js';
 import { listRunIds } from '../vault/run-vault.js';
+import { eventsOf, isEvent, type TaskEndPayload } from '../vault/event-payloads.js';
 import { StateStore } from '../pipeline/run/state.js';
 import { PHASES, type Phase } from '../pipeline/catalog/task-spec.js';
 
@@ -74,7 +75,7 @@ export async function readRun(buildDir: string, runId: string): Promise<Recorded
   const split = splitLines(await readFile(eventsPath(buildDir, runId)));
   const v = verifyChain(split.lines, { runId });
   if (!v.ok) return { run_id: runId, events: [], started: null, ended: null, status: null, problem: `${v.code}: ${v.detail}` };
-  const end = v.events.find((e) => e.type === 'run-end');
+  const end = eventsOf(v.events, 'run-end')[0];
   return {
     run_id: runId,
     events: v.events,
@@ -89,8 +90,9 @@ export async function readRun(buildDir: string, runId: string): Promise<Recorded
 const str = (v: unknown, d = ''): string => (typeof v === 'string' ? v : d);
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 
-function taskFromEvent(p: Record<string, unknown>, runId: string): RecordedTask {
-  const outputs = Array.isArray(p.outputs) ? (p.outputs as { path: string; sha256: string; size: number }[]).map((o) => ({ path: o.path, sha256: o.sha256, size: o.size })) : [];
+/** Read defensively: a chain written by an older version or by hand may lack fields. */
+function taskFromEvent(p: TaskEndPayload, runId: string): RecordedTask {
+  const outputs = Array.isArray(p.outputs) ? p.outputs.map((o) => ({ path: o.path, sha256: o.sha256, size: o.size })) : [];
   return {
     id: str(p.task),
     task_id: str(p.task_id, str(p.task).split('@')[0]),
@@ -104,17 +106,17 @@ function taskFromEvent(p: Record<string, unknown>, runId: string): RecordedTask 
     finished_at: str(p.finished_at),
     duration_ms: num(p.duration_ms),
     outputs,
-    evidence: Array.isArray(p.evidence) ? (p.evidence as RecordedTask['evidence']) : [],
+    evidence: Array.isArray(p.evidence) ? p.evidence : [],
     ...(p.data !== undefined ? { data: p.data } : {}),
     run_id: runId,
     up_to_date: p.up_to_date === true,
   };
 }
 
-function reportPath(reports: unknown, ext: string): string | null {
+function reportPath(reports: readonly { path: string }[] | undefined, ext: string): string | null {
   if (!Array.isArray(reports)) return null;
-  const r = (reports as { path?: unknown }[]).find((x) => typeof x.path === 'string' && x.path.endsWith(ext));
-  return r ? (r.path as string) : null;
+  const r = reports.find((x) => typeof x.path === 'string' && x.path.endsWith(ext));
+  return r ? r.path : null;
 }
 
 export async function loadRecordedResults(buildDir: string): Promise<RecordedResults> {
@@ -126,10 +128,10 @@ export async function loadRecordedResults(buildDir: string): Promise<RecordedRes
   if (runs.length) {
     for (const r of runs) {
       for (const e of r.events) {
-        if (e.type === 'task-end') {
+        if (isEvent(e, 'task-end')) {
           const t = taskFromEvent(e.payload, r.run_id);
           if (t.id) tasks.set(t.id, t);
-        } else if (e.type === 'gate') {
+        } else if (isEvent(e, 'gate')) {
           const p = e.payload;
           const phase = str(p.phase) as Phase;
           if (!PHASES.includes(phase)) continue;

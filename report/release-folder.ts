@@ -24,6 +24,7 @@ import { exportBundle } from '../vault/export.js';
 import { loadTrust } from '../vault/keys.js';
 import { verifyBundle } from '../vault/verify.js';
 import { splitLines, verifyChain } from '../vault/event-chain.js';
+import { eventsOf } from '../vault/event-payloads.js';
 import { clawosVersion, sourceDateEpoch } from '../pipeline/run/session.js';
 import { changelogMarkdown, runSummaries } from './changelog.js';
 import { loadRecordedResults } from './recorded-results.js';
@@ -109,7 +110,7 @@ async function subjectsOfKind(bundleDir: string, kind: string): Promise<string[]
 async function bundleGateP4(bundleDir: string, runId: string): Promise<string | null> {
   const v = verifyChain(splitLines(await readFile(join(bundleDir, 'events.jsonl'))).lines, { runId });
   if (!v.ok) return null;
-  const g = v.events.filter((e) => e.type === 'gate' && e.payload.phase === 'P4').at(-1);
+  const g = eventsOf(v.events, 'gate').filter((e) => e.payload.phase === 'P4').at(-1);
   return g ? String(g.payload.recommendation) : null;
 }
 

@@ -12,6 +12,7 @@ import { loadTrust } from '../vault/keys.js';
 import { verifyBundle } from '../vault/verify.js';
 import { RUN_ID_PATTERN } from '../vault/run-vault.js';
 import type { RecordedRun } from './recorded-results.js';
+import { eventsOf } from '../vault/event-payloads.js';
 
 export interface VaultView {
   state: 'verified' | 'failed' | 'not-verified' | 'no-bundle';
@@ -47,9 +48,8 @@ export async function newestBundle(buildDir: string): Promise<string | undefined
 }
 
 function bundleReason(run: RecordedRun | undefined): string | null {
-  const end = run?.events.find((e) => e.type === 'run-end');
-  const b = end?.payload.bundle as { status?: unknown; reason?: unknown } | undefined;
-  return typeof b?.reason === 'string' ? b.reason : null;
+  const b = run ? eventsOf(run.events, 'run-end')[0]?.payload.bundle : undefined;
+  return typeof b === 'object' && b !== null && 'reason' in b && typeof b.reason === 'string' ? b.reason : null;
 }
 
 export async function vaultView(buildDir: string, runs: readonly RecordedRun[], trustFile: string | undefined, opts: { at?: Date } = {}): Promise<VaultView> {

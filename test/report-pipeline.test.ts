@@ -3,6 +3,7 @@
  * finishRun with stand-in steps), not on hand-written events: the payloads the
  * scheduler and the gates really append are what the report reads.
  */
+import { bootReportsOf } from '../pipeline/boot/boot-reports.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -40,6 +41,7 @@ const bootStep: Step = {
   name: 'boot',
   version: 1,
   toolPackages: () => [],
+  bootReports: bootReportsOf,
   async run(ctx) {
     await mkdir(join(ctx.outDir, 'boot'), { recursive: true });
     await writeFile(join(ctx.outDir, 'boot', 'seabios.json'), '{}\n');

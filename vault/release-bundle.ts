@@ -18,7 +18,7 @@ import type { Signer } from './keys.js';
 import { schemaError } from './schemas.js';
 import { storeHas } from './store.js';
 import { RUN_ID_PATTERN } from './run-vault.js';
-import type { GatePayload, TaskEndPayload } from './vault-history.js';
+import { eventsOf } from './event-payloads.js';
 
 export const BUNDLE_CONFIG = 'specs/vault/bundle.yaml';
 
@@ -91,8 +91,8 @@ function isDebList(v: unknown): v is { package: string; version: string; sha256:
 }
 
 export async function writeReleaseBundle(input: ReleaseBundleInput): Promise<ReleaseBundle> {
-  const taskEnds = input.events.filter((e) => e.type === 'task-end').map((e) => e.payload as unknown as TaskEndPayload);
-  const gates = input.events.filter((e) => e.type === 'gate').map((e) => e.payload as unknown as GatePayload);
+  const taskEnds = eventsOf(input.events, 'task-end').map((e) => e.payload);
+  const gates = eventsOf(input.events, 'gate').map((e) => e.payload);
   const files = new Map<string, string>();
   for (const t of taskEnds) if (t.status === 'PASS') for (const o of t.outputs) files.set(o.path, o.sha256);
   for (const g of gates) for (const r of g.reports) files.set(r.path, r.sha256);

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, open, readdir } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { EventLog, eventsPath, type EventType, type VaultEvent } from './event-chain.js';
+import type { EventPayloads, StoredFile } from './event-payloads.js';
 import { storeHas, storePath, storePut } from './store.js';
 
 /** Sortable: UTC time to the millisecond (run-20251121T230512.123Z-…), then a random suffix so ids never collide. */
@@ -38,15 +39,7 @@ export async function listRunIds(buildDir: string): Promise<string[]> {
   return out.sort();
 }
 
-/** An output as events record it. */
-export interface StoredFile {
-  /** Build-dir-relative. */
-  path: string;
-  sha256: string;
-  size: number;
-  /** Build-dir-relative path of the stored object. */
-  store: string;
-}
+export type { StoredFile };
 
 export class RunVault {
   private constructor(
@@ -79,7 +72,7 @@ export class RunVault {
     return this.log.path;
   }
 
-  append(type: EventType, payload: Record<string, unknown>, opts: { sync?: boolean } = {}): Promise<VaultEvent> {
+  append<T extends EventType>(type: T, payload: EventPayloads[T], opts: { sync?: boolean } = {}): Promise<VaultEvent> {
     // Through JSON once: drops undefined fields, so step data is always JCS-serializable.
     return this.log.append(type, this.redact(JSON.parse(JSON.stringify(payload)) as Record<string, unknown>), opts);
   }

@@ -6,42 +6,13 @@
  */
 import { readFile } from 'node:fs/promises';
 import { eventsPath, splitLines, verifyChain, type VaultEvent } from './event-chain.js';
+import { isEvent, type GatePayload, type TaskEndPayload } from './event-payloads.js';
 import { listRunIds } from './run-vault.js';
 
-/** The payload of a task-end event (see pipeline/run/scheduler.ts). */
-export interface TaskEndPayload {
-  task: string;
-  task_id: string;
-  arch: string | null;
-  phase: string;
-  agent: string;
-  status: string;
-  reason?: string;
-  message: string;
-  fingerprint: string;
-  outputs: { path: string; sha256: string; size: number; store?: string }[];
-  evidence?: { label: string; path: string; sha256: string }[];
-  data?: unknown;
-  started_at?: string;
-  finished_at?: string;
-  duration_ms: number;
-  log?: string;
-  up_to_date?: boolean;
-  restored_from?: string;
-}
+export type { GatePayload, TaskEndPayload };
 
-/** The payload of a gate event (see pipeline/run/phases.ts). */
-export interface GatePayload {
-  phase: string;
-  recommendation: 'GO' | 'NO-GO';
-  blockers: string[];
-  coverage: string;
-  inputs_fingerprint: string;
-  kept: boolean;
-  decided_at: string;
-  reports: { path: string; sha256: string; store: string }[];
-  evidence: { task: string; path: string; sha256: string; store: string | null }[];
-}
+/** An earlier PASS task-end and the run that recorded it. */
+export type PassRecord = TaskEndPayload & { run_id: string };
 
 export interface RunLog {
   runId: string;
@@ -88,13 +59,8 @@ export function foldStatus(buildDir: string, runs: RunLog[]): VaultStatus {
     });
     for (const e of r.events) {
       const at = { run_id: r.runId, seq: e.seq, time: e.time };
-      if (e.type === 'task-end') {
-        const p = e.payload as unknown as TaskEndPayload;
-        s.instances[p.task] = { ...p, ...at };
-      } else if (e.type === 'gate') {
-        const p = e.payload as unknown as GatePayload;
-        s.gates[p.phase] = { ...p, ...at };
-      }
+      if (isEvent(e, 'task-end')) s.instances[e.payload.task] = { ...e.payload, ...at };
+      else if (isEvent(e, 'gate')) s.gates[e.payload.phase] = { ...e.payload, ...at };
     }
   }
   return s;
@@ -106,16 +72,16 @@ export async function vaultStatus(buildDir: string): Promise<VaultStatus> {
 
 /** Every PASS task-end recorded in the vault, by instance and fingerprint (newest wins); loaded once, on first use. */
 export class PassIndex {
-  private index?: Promise<Map<string, TaskEndPayload & { run_id: string }>>;
+  private index?: Promise<Map<string, PassRecord>>;
   constructor(private readonly buildDir: string) {}
 
-  private load(): Promise<Map<string, TaskEndPayload & { run_id: string }>> {
+  private load(): Promise<Map<string, PassRecord>> {
     this.index ??= (async () => {
-      const m = new Map<string, TaskEndPayload & { run_id: string }>();
+      const m = new Map<string, PassRecord>();
       for (const r of await readAllRuns(this.buildDir)) {
         for (const e of r.events) {
-          if (e.type !== 'task-end') continue;
-          const p = e.payload as unknown as TaskEndPayload;
+          if (!isEvent(e, 'task-end')) continue;
+          const p = e.payload;
           if (p.status === 'PASS' && p.fingerprint) m.set(`${p.task} ${p.fingerprint}`, { ...p, run_id: r.runId });
         }
       }
@@ -124,7 +90,7 @@ export class PassIndex {
     return this.index;
   }
 
-  async find(task: string, fingerprint: string): Promise<(TaskEndPayload & { run_id: string }) | undefined> {
+  async find(task: string, fingerprint: string): Promise<PassRecord | undefined> {
     return (await this.load()).get(`${task} ${fingerprint}`);
   }
 }

@@ -140,6 +140,27 @@ describe('clawos-build explain', () => {
     expect((await explain(repo, 'A-03@x86_64')).out).toMatch(/^A-03@x86_64: up to date: would not re-run/);
   });
 
+  it('a failed last result whose inputs an earlier run passed with: explain says restore, and the run restores', async () => {
+    repo = await setUp();
+    await repo.write('in.txt', 'one\n');
+    // fail-flag is not an input: it makes the same inputs fail once, like a flaky host.
+    await repo.writeTask('A-01', taskYaml({ id: 'A-01', inputs: ['in.txt'], outputs: ['build-engineer/a.txt'], action: 'run: test ! -e "$CLAWOS_REPO/fail-flag" && cp "$CLAWOS_REPO/in.txt" "$CLAWOS_OUT/a.txt"' }));
+    await runAll(repo);
+    await repo.write('in.txt', 'two\n');
+    await repo.write('fail-flag', '');
+    await runAll(repo);
+    await repo.write('in.txt', 'one\n');
+    const [e] = await explainJson(repo, 'A-01');
+    expect(e!.verdict).toBe('restore');
+    expect(e!.reasons[0]).toMatch(/^last result FAIL \(exit-non-zero\): /);
+    expect(e!.reasons.at(-1)).toMatch(/^run run-\S+ passed with exactly these inputs: its outputs would be restored from the vault store, not rebuilt$/);
+    expect((await explain(repo, 'A-01')).out.split('\n')[0]).toBe('A-01: would not re-run, but restore outputs');
+    // The flag is still there: had the scheduler run A-01, it would fail.
+    expect((await runAll(repo)).filter((id) => id === 'A-01')).toEqual([]);
+    expect(await readFile(join(repo.buildDir, 'build-engineer/a.txt'), 'utf8')).toBe('one\n');
+    expect((await explain(repo, 'A-01')).out).toMatch(/^A-01: up to date: would not re-run/);
+  });
+
   it('an unknown task is a UserError listing close matches; TASK@ARCH only for per-arch tasks', async () => {
     repo = await setUp();
     const err = await explain(repo, 'A-1').catch((x: unknown) => x);

@@ -1,26 +1,30 @@
 /**
  * `clawos-build explain TASK[@ARCH] [--json]`: why a task instance would re-run,
- * or that it would not. It computes the instance's fingerprint now, exactly as the
- * scheduler does (computeFingerprint), and compares it with the one recorded in
- * state.json, naming the input file, spec, frozen spec, dependency output or tool
- * version that changed (explain-change.ts); then re-hashes the recorded outputs and
- * names the ones missing or changed. Read-only: it writes nothing (no state, no
- * hash cache, no vault event), so it is safe beside a running build.
+ * or that it would not. It computes the instance's fingerprint and takes the
+ * up-to-date / restore / run decision with the scheduler's own functions
+ * (computeFingerprint, decideFreshness), then puts it in words: the input file,
+ * spec, frozen spec, dependency output or tool version that changed
+ * (explain-change.ts), the recorded outputs missing or changed. Read-only: its
+ * context has no vault, logs or events, and it saves nothing (no state, no hash
+ * cache), so it is safe beside a running build.
  */
 import { join, resolve } from 'node:path';
-import { InternalError, UserError } from '../../lib/errors.js';
+import { UserError } from '../../lib/errors.js';
 import { HashCache } from '../../lib/hash-cache.js';
 import { loadLocalConfig } from '../../pipeline/catalog/config.js';
+import { buildGraph, type TaskGraph } from '../../pipeline/catalog/graph.js';
+import type { Catalog } from '../../pipeline/catalog/load-tasks.js';
+import { isPassed } from '../../pipeline/catalog/outcome.js';
+import type { Step } from '../../pipeline/catalog/step.js';
+import type { TaskInstance } from '../../pipeline/catalog/task-spec.js';
+import { toolPackagesOf, type FreshnessContext } from '../../pipeline/run/context.js';
 import { describeChange } from '../../pipeline/run/explain-change.js';
 import { ToolVersions } from '../../pipeline/run/fingerprint.js';
-import { buildGraph } from '../../pipeline/catalog/graph.js';
-import { computeFingerprint, toolPackagesOf, type RunContext } from '../../pipeline/run/scheduler.js';
+import { decideFreshness, type OutputCheck } from '../../pipeline/run/freshness.js';
+import { computeFingerprint } from '../../pipeline/run/instance-fingerprint.js';
 import { clawosVersion, loadValidCatalog, selectArches, sourceDateEpoch } from '../../pipeline/run/session.js';
 import { StateStore, type InstanceRecord } from '../../pipeline/run/state.js';
-import type { Step } from '../../pipeline/catalog/step.js';
 import { builtinSteps } from '../../pipeline/steps/index.js';
-import type { TaskInstance } from '../../pipeline/catalog/task-spec.js';
-import { storeHas } from '../../vault/store.js';
 import { PassIndex } from '../../vault/vault-history.js';
 
 export interface ExplainOptions {
@@ -49,24 +53,26 @@ export interface Explanation {
   reasons: string[];
   fingerprint: string;
   last: { status: string; reason?: string; message: string; finished_at: string; fingerprint: string } | null;
-  outputs: { missing: string[]; changed: { path: string; recorded: string; now: string }[] };
+  outputs: OutputCheck;
   /** Dependencies that would re-run first; their new outputs may change this instance's inputs. */
   after: string[];
 }
 
-const OK_STATUSES = new Set(['PASS', 'NOT_CONFIGURED']);
+/** What explain reads: the run's read-only part (no vault, logs, events), so it cannot write. */
+interface ExplainContext extends FreshnessContext {
+  catalog: Catalog;
+  graph: TaskGraph;
+}
 
-/** The read-only part of a run context; touching the rest is a bug in explain. */
-async function openExplainContext(o: ExplainOptions, arches: string[] | null): Promise<RunContext> {
+async function openExplainContext(o: ExplainOptions, arches: string[] | null): Promise<ExplainContext> {
   const steps = o.steps ?? builtinSteps();
   const catalog = await loadValidCatalog(o.repoRoot, o.tasksDir, steps);
   const archMap = await selectArches(o.repoRoot, arches);
   const buildDir = resolve(o.buildDir);
   const graph = buildGraph(catalog.tasks, [...archMap.keys()]);
-  const readOnly = {
+  const ctx: ExplainContext = {
     repoRoot: o.repoRoot,
     buildDir,
-    cacheDir: join(buildDir, 'cache'),
     catalog,
     graph,
     arches: archMap,
@@ -76,23 +82,12 @@ async function openExplainContext(o: ExplainOptions, arches: string[] | null): P
     hashCache: await HashCache.open(join(buildDir, 'cache', 'hash-cache.json')),
     tools: new ToolVersions(null),
     config: await loadLocalConfig(o.repoRoot, o.config),
-    jobs: 1,
     sourceDateEpoch: await sourceDateEpoch(o.repoRoot),
-    signal: new AbortController().signal,
     clawosVersion: await clawosVersion(o.repoRoot),
-    heartbeatMs: 0,
     passes: new PassIndex(buildDir),
   };
-  const rc = readOnly as unknown as RunContext;
-  for (const name of ['vault', 'freeze', 'logs', 'emit']) {
-    Object.defineProperty(rc, name, {
-      get() {
-        throw new InternalError(`explain is read-only: it must not use the run context's ${name}`);
-      },
-    });
-  }
-  await rc.tools.load(graph.order.flatMap((i) => toolPackagesOf(rc, i)));
-  return rc;
+  await ctx.tools.load(graph.order.flatMap((i) => toolPackagesOf(ctx, i)));
+  return ctx;
 }
 
 function editDistance(a: string, b: string): number {
@@ -123,24 +118,9 @@ function parseTarget(target: string): { task: string; arch: string | null } {
   return at < 0 ? { task: target.toUpperCase(), arch: null } : { task: target.slice(0, at).toUpperCase(), arch: target.slice(at + 1) };
 }
 
-async function recordedOutputs(rc: RunContext, rec: InstanceRecord): Promise<Explanation['outputs']> {
-  const out: Explanation['outputs'] = { missing: [], changed: [] };
-  for (const [path, o] of Object.entries(rec.outputs).sort(([a], [b]) => a.localeCompare(b))) {
-    const now = await rc.hashCache.file(join(rc.buildDir, path)).catch(() => null);
-    if (!now) out.missing.push(path);
-    else if (now.sha256 !== o.sha256) out.changed.push({ path, recorded: o.sha256, now: now.sha256 });
-  }
-  return out;
-}
-
-async function allStored(buildDir: string, shas: string[]): Promise<boolean> {
-  for (const s of shas) if (!(await storeHas(buildDir, s))) return false;
-  return true;
-}
-
 const short = (sha: string) => sha.slice(0, 12);
 
-function describeOutputs(o: Explanation['outputs']): string[] {
+function describeOutputs(o: OutputCheck): string[] {
   return [
     ...o.missing.map((p) => `output ${p} missing`),
     ...o.changed.map((c) => `output ${c.path} changed since it was recorded (recorded ${short(c.recorded)}, now ${short(c.now)})`),
@@ -148,7 +128,7 @@ function describeOutputs(o: Explanation['outputs']): string[] {
 }
 
 /** Why each instance would (or would not) re-run, dependencies first. */
-export async function explainInstances(rc: RunContext, wanted: TaskInstance[]): Promise<Explanation[]> {
+export async function explainInstances(rc: ExplainContext, wanted: TaskInstance[]): Promise<Explanation[]> {
   const memo = new Map<string, Promise<Explanation>>();
   const explain = (inst: TaskInstance): Promise<Explanation> => {
     let p = memo.get(inst.id);
@@ -161,48 +141,51 @@ export async function explainInstances(rc: RunContext, wanted: TaskInstance[]): 
   return Promise.all(wanted.map(explain));
 }
 
-async function explainOne(rc: RunContext, inst: TaskInstance, dep: (id: string) => Promise<Explanation>): Promise<Explanation> {
+async function explainOne(rc: ExplainContext, inst: TaskInstance, dep: (id: string) => Promise<Explanation>): Promise<Explanation> {
   const after: string[] = [];
   for (const d of inst.deps) if ((await dep(d)).would_run) after.push(d);
   const { fingerprint, parts } = await computeFingerprint(rc, inst);
-  const prev = rc.state.instance(inst.id);
+  // The scheduler's own decision (pipeline/run/freshness.ts): explain only puts it in words.
+  const f = await decideFreshness(rc, inst, fingerprint);
+  const prev = f.prev;
   const base = {
     id: inst.id,
     fingerprint,
     last: prev
       ? { status: prev.status, ...(prev.reason ? { reason: prev.reason } : {}), message: prev.message, finished_at: prev.finished_at, fingerprint: prev.fingerprint }
       : null,
-    outputs: { missing: [] as string[], changed: [] as Explanation['outputs']['changed'] },
+    outputs: { missing: [], changed: [] } as OutputCheck,
     after,
   };
   const done = (verdict: Verdict, reasons: string[], outputs = base.outputs): Explanation => ({ ...base, verdict, would_run: verdict === 're-run', reasons, outputs });
 
-  if (!prev) return done('re-run', [`never run: no earlier result in ${join(rc.buildDir, 'state.json')}`]);
-  const changes = describeChange(prev.fingerprint_parts, parts as unknown as Record<string, unknown>);
-  if (!OK_STATUSES.has(prev.status)) {
-    const last = `last result ${prev.status}${prev.reason ? ` (${prev.reason})` : ''}: ${prev.message}`;
-    // A BLOCKED or refused record has no fingerprint parts to compare with.
-    const compared = Object.keys(prev.fingerprint_parts ?? {}).length > 0;
-    const same = changes.length === 1 && changes[0] === 'clawos-build version changed';
-    return done('re-run', [last, ...(!compared ? [] : same ? ['nothing it depends on changed since'] : changes.map((c) => `since then: ${c}`))]);
+  if (f.verdict === 'up-to-date') {
+    return done('up-to-date', [`up to date: would not re-run (${f.prev.status} at ${f.prev.finished_at}, fingerprint ${short(fingerprint)})`], { missing: [], changed: [] });
   }
-  if (prev.fingerprint !== fingerprint) {
-    // An earlier run passed with exactly these inputs (a change was reverted): the scheduler restores it.
-    const hit = await rc.passes.find(inst.id, fingerprint).catch(() => undefined);
-    if (hit && (await allStored(rc.buildDir, hit.outputs.map((o) => o.sha256)))) {
-      return done('restore', [...changes, `run ${hit.run_id} passed with exactly these inputs: its outputs would be restored from the vault store, not rebuilt`]);
-    }
-    return done('re-run', changes);
+  if (f.verdict === 'restore' && f.source === 'last-result') {
+    return done('restore', [...describeOutputs(f.outputs), 'inputs unchanged: the recorded outputs would be restored from the vault store, not rebuilt'], f.outputs);
   }
-  const outputs = await recordedOutputs(rc, prev);
-  if (!outputs.missing.length && !outputs.changed.length) {
-    return done('up-to-date', [`up to date: would not re-run (${prev.status} at ${prev.finished_at}, fingerprint ${short(fingerprint)})`], outputs);
+  if (f.verdict === 'run' && f.cause === 'outputs-not-stored') {
+    const outputs = f.outputs ?? base.outputs;
+    return done('re-run', [...describeOutputs(outputs), 'inputs unchanged, but the recorded outputs are not all in the vault store'], outputs);
   }
-  const what = describeOutputs(outputs);
-  if (await allStored(rc.buildDir, Object.values(prev.outputs).map((o) => o.sha256))) {
-    return done('restore', [...what, 'inputs unchanged: the recorded outputs would be restored from the vault store, not rebuilt'], outputs);
+  // The fingerprint changed, the last result did not pass, or there is none.
+  const since = prev ? sinceLast(prev, parts) : [`${f.verdict === 'run' ? 'never run: ' : ''}no earlier result in ${join(rc.buildDir, 'state.json')}`];
+  if (f.verdict === 'restore') {
+    return done('restore', [...since, `run ${f.hit.run_id} passed with exactly these inputs: its outputs would be restored from the vault store, not rebuilt`]);
   }
-  return done('re-run', [...what, 'inputs unchanged, but the recorded outputs are not all in the vault store'], outputs);
+  return done('re-run', since);
+}
+
+/** What is different from the last result: its failure, and what changed since. */
+function sinceLast(prev: InstanceRecord, parts: Record<string, unknown>): string[] {
+  const changes = describeChange(prev.fingerprint_parts, parts);
+  if (isPassed(prev.status)) return changes;
+  const last = `last result ${prev.status}${prev.reason ? ` (${prev.reason})` : ''}: ${prev.message}`;
+  // A BLOCKED or refused record has no fingerprint parts to compare with.
+  const compared = Object.keys(prev.fingerprint_parts ?? {}).length > 0;
+  const same = changes.length === 1 && changes[0] === 'clawos-build version changed';
+  return [last, ...(!compared ? [] : same ? ['nothing it depends on changed since'] : changes.map((c) => `since then: ${c}`))];
 }
 
 export function formatExplanation(e: Explanation): string {
@@ -217,7 +200,7 @@ export function formatExplanation(e: Explanation): string {
 }
 
 /** The instances TASK[@ARCH] names, or a UserError listing close matches. */
-function resolveTargets(rc: RunContext, target: string): TaskInstance[] {
+function resolveTargets(rc: ExplainContext, target: string): TaskInstance[] {
   const { task, arch } = parseTarget(target);
   const t = rc.catalog.tasks.get(task);
   if (!t) {

@@ -7,6 +7,16 @@ import type { BootFailureReason } from '../../qemu/classify-boot.js';
 
 export type Status = 'PASS' | 'FAIL' | 'TIMEOUT' | 'INFRA_ERROR' | 'NOT_CONFIGURED';
 
+/**
+ * The statuses that count as passed: dependants run, the fingerprint is kept, no
+ * rollback. NOT_CONFIGURED is honest "not built", not a failure.
+ */
+export const PASSED_STATUSES = ['PASS', 'NOT_CONFIGURED'] as const satisfies readonly Status[];
+
+export function isPassed(status: string): boolean {
+  return (PASSED_STATUSES as readonly string[]).includes(status);
+}
+
 export type FailureReason =
   | 'exit-non-zero'
   | 'timeout'

@@ -40,6 +40,26 @@ export interface StepContext {
   signal: AbortSignal;
 }
 
+/**
+ * One boot a step's result reports. The run records each as a boot-verdict event
+ * citing the two files (matched by file name among the task's outputs or evidence).
+ */
+export interface BootReport {
+  arch: string;
+  variant: string;
+  verdict: string;
+  reason: string | null;
+  stage: string | null;
+  stage_ms: Record<string, number | null> | null;
+  message: string;
+  accel: string | null;
+  duration_ms: number | null;
+  /** File name of the serial log. */
+  serial_log: string;
+  /** File name of the boot record. */
+  record: string;
+}
+
 export interface Step {
   /** The `uses:` name. */
   name: string;
@@ -59,4 +79,9 @@ export interface Step {
    */
   sandbox?: { cache?: boolean; devices?: string[] };
   run(ctx: StepContext): Promise<Outcome>;
+  /**
+   * The boots a result of this step reports, read from its Outcome's `data`; asked
+   * of fresh and of kept (up-to-date, restored) results alike.
+   */
+  bootReports?(data: unknown): BootReport[];
 }

@@ -12,7 +12,8 @@ import { sha256Hex, sha256Path } from '../../lib/hash.js';
 import type { HashCache } from '../../lib/hash-cache.js';
 import { run } from '../../lib/proc.js';
 
-export interface FingerprintParts {
+// A type, not an interface: it is stored as a plain record (InstanceRecord.fingerprint_parts).
+export type FingerprintParts = {
   spec: unknown;
   arch: unknown;
   step: { name: string; version: number } | null;
@@ -22,7 +23,7 @@ export interface FingerprintParts {
   tools: Record<string, string>;
   component: unknown;
   source_date_epoch: number;
-}
+};
 
 /** JSON with sorted keys, so equal values hash equally. */
 export function stableJson(v: unknown): string {
@@ -37,7 +38,8 @@ export function stableJson(v: unknown): string {
   return JSON.stringify(v ?? null);
 }
 
-export function fingerprintOf(parts: FingerprintParts): string {
+/** `clawos`: clawos-build's version, hashed but not kept in the recorded parts. */
+export function fingerprintOf(parts: FingerprintParts & { clawos?: string }): string {
   return sha256Hex(stableJson(parts));
 }
 

@@ -11,7 +11,10 @@ import { VaultError } from '../../vault/codes.js';
 import { readManifest, recordInManifest } from '../../vault/manifest.js';
 import { evaluateGate, writeGateReport, type GateReport, type GateSpec } from './gates.js';
 import { phaseInstances } from '../catalog/graph.js';
-import { computeFingerprint, runInstances, type RunContext } from './scheduler.js';
+import { runInstances } from './scheduler.js';
+import type { RunContext } from './context.js';
+import { computeFingerprint } from './instance-fingerprint.js';
+import { isPassed } from '../catalog/outcome.js';
 import { describeChange } from './explain-change.js';
 import type { GateRecord, InstanceRecord } from './state.js';
 import { PHASES, type Phase } from '../catalog/task-spec.js';
@@ -25,7 +28,7 @@ import { findSigner } from '../../vault/key-dir.js';
 import { readSpec } from '../../vault/freeze-specs.js';
 import { bundlesDir, loadBundleConfig, writeReleaseBundle, type ReleaseBundle } from '../../vault/release-bundle.js';
 import type { VaultEvent } from '../../vault/event-chain.js';
-import type { StoredFile } from '../../vault/run-vault.js';
+import { isEvent, type StoredFile } from '../../vault/event-payloads.js';
 import { readAllRuns } from '../../vault/vault-history.js';
 import { restore, storeHas } from '../../vault/store.js';
 
@@ -59,7 +62,7 @@ export async function requireGate(rc: RunContext, gatePhase: Phase, forPhase: Ph
   for (const inst of insts) {
     const { fingerprint, parts } = await computeFingerprint(rc, inst);
     if (g.fingerprints[inst.id] !== fingerprint) {
-      const why = describeChange(rc.state.instance(inst.id)?.fingerprint_parts, parts as unknown as Record<string, unknown>);
+      const why = describeChange(rc.state.instance(inst.id)?.fingerprint_parts, parts);
       changed.push(`${inst.id} (${why.slice(0, 3).join('; ')})`);
     }
   }
@@ -78,7 +81,7 @@ export async function runPhase(rc: RunContext, phase: Phase, gateSpecs: Record<P
   const spec = gateSpecs[phase];
   rc.emit({ type: 'phase-start', phase, title: spec.title, instances: instances.map((i) => ({ id: i.id, title: i.task.spec.title })) });
   const records = await runInstances(rc, instances);
-  if (records.some((r) => !OK.has(r.status))) await rollbackPhase(rc, phase, instances.map((i) => i.id));
+  if (records.some((r) => !isPassed(r.status))) await rollbackPhase(rc, phase, instances.map((i) => i.id));
   const fingerprints = Object.fromEntries(instances.map((i) => [i.id, rc.state.instance(i.id)?.fingerprint ?? '']));
   // Nothing changed since the recorded decision: re-check its evidence, keep its reports.
   // A failed instance has no fingerprint (''), so two different failures would look
@@ -108,8 +111,6 @@ export async function runPhase(rc: RunContext, phase: Phase, gateSpecs: Record<P
   return { phase, records, gate };
 }
 
-const OK = new Set(['PASS', 'NOT_CONFIGURED']);
-
 /** A phase's outputs as its last GO gate saw them: the latest PASS task-end of each instance before that gate event. */
 export interface GateCheckpoint {
   run_id: string;
@@ -124,13 +125,15 @@ export async function lastGateCheckpoint(buildDir: string, phase: Phase, ids: re
   let cp: GateCheckpoint | null = null;
   for (const run of await readAllRuns(buildDir)) {
     for (const e of run.events) {
-      const p = e.payload as { task?: string; status?: string; outputs?: StoredFile[]; phase?: string; recommendation?: string; decided_at?: string };
-      if (e.type === 'task-end' && p.task && want.has(p.task) && p.status === 'PASS' && p.outputs) latest.set(p.task, p.outputs);
-      if (e.type === 'gate' && p.phase === phase && p.recommendation === 'GO') {
+      if (isEvent(e, 'task-end')) {
+        const p = e.payload;
+        if (p.task && want.has(p.task) && p.status === 'PASS' && p.outputs) latest.set(p.task, p.outputs);
+      }
+      if (isEvent(e, 'gate') && e.payload.phase === phase && e.payload.recommendation === 'GO') {
         cp = {
           run_id: run.runId,
           seq: e.seq,
-          decided_at: p.decided_at ?? e.time,
+          decided_at: e.payload.decided_at ?? e.time,
           outputs: [...latest].flatMap(([task, files]) => files.map((f) => ({ task, path: f.path, sha256: f.sha256, store: f.store }))),
         };
       }
@@ -266,12 +269,12 @@ export async function finishRun(
     signer = await findSigner(o.keyDir, 'release', o.trustFile);
     if (!signer) note = `no release key in ${o.keyDir}: bundle not signed; run \`clawos-build keys init --role release\``;
   }
-  const status = o.error ? 'error' : rc.signal.aborted ? 'interrupted' : records.some((r) => !['PASS', 'NOT_CONFIGURED'].includes(r.status)) || results.some((r) => r.gate.recommendation !== 'GO') ? 'failed' : 'passed';
+  const status = o.error ? 'error' : rc.signal.aborted ? 'interrupted' : records.some((r) => !isPassed(r.status)) || results.some((r) => r.gate.recommendation !== 'GO') ? 'failed' : 'passed';
   await rc.vault.append('run-end', {
     status,
     ...(o.error ? { error: o.error } : {}),
     gates: results.map((r) => ({ phase: r.phase, recommendation: r.gate.recommendation })),
-    tasks: { total: records.length, passed: count((s) => s === 'PASS'), not_configured: count((s) => s === 'NOT_CONFIGURED'), other: count((s) => s !== 'PASS' && s !== 'NOT_CONFIGURED') },
+    tasks: { total: records.length, passed: count((s) => s === 'PASS'), not_configured: count((s) => s === 'NOT_CONFIGURED'), other: count((s) => !isPassed(s)) },
     bundle: signer ? { status: 'signing', dir: `vault/bundles/${rc.vault.runId}`, release_key: signer.keyid } : { status: 'none', reason: note },
   });
   const done: RunFinish = { runId: rc.vault.runId, eventsFile: rc.vault.eventsFile, ...(note ? { bundleNote: note } : {}) };

@@ -8,6 +8,7 @@ import { formatDuration } from '../../lib/format.js';
 import type { ListrTaskWrapper } from 'listr2';
 import type { EventSink, RunEvent } from './events.js';
 import type { InstanceStatus } from './state.js';
+import { isPassed } from '../catalog/outcome.js';
 
 export type ReporterMode = 'tty' | 'plain' | 'json';
 
@@ -45,7 +46,7 @@ export function formatEvent(e: RunEvent): string | null {
       return `${e.id} up to date (${e.status})`;
     case 'task-end':
       return `${e.id} ${e.status}${e.reason && e.status !== 'NOT_CONFIGURED' ? ` [${e.reason}]` : ''} in ${formatDuration(e.durationMs)}: ${e.message}${
-        e.status === 'PASS' || e.status === 'NOT_CONFIGURED' ? '' : ` (log: ${e.log})`
+        isPassed(e.status) ? '' : ` (log: ${e.log})`
       }`;
     case 'gate': {
       const head = `== gate ${e.phase}: ${e.recommendation} — ${e.coverage} (report: ${e.report})`;

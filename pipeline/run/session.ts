@@ -14,7 +14,8 @@ import type { EventSink } from './events.js';
 import { ToolVersions } from './fingerprint.js';
 import { buildGraph } from '../catalog/graph.js';
 import { loadTasks, type Catalog } from '../catalog/load-tasks.js';
-import { toolPackagesOf, type RunContext } from './scheduler.js';
+import { toolPackagesOf, type RunContext } from './context.js';
+import { ManifestQueue } from './manifest-queue.js';
 import { StateStore } from './state.js';
 import { builtinSteps } from '../steps/index.js';
 import { formatDiagnostic } from '../../lib/yaml-source.js';
@@ -133,6 +134,7 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     clawosVersion: await clawosVersion(o.repoRoot),
     heartbeatMs: o.heartbeatMs,
     vault,
+    manifest: new ManifestQueue(buildDir),
     sandbox,
     redact,
     retry: o.retry ?? DEFAULT_RETRY,

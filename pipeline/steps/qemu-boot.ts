@@ -17,6 +17,7 @@ import { bootIso, type BootRecord } from '../../qemu/boot.js';
 import { chooseAccelerator } from '../../qemu/kvm-probe.js';
 import { loadMachine, type QemuMachine } from '../../qemu/machine.js';
 import { loadExpectedChecks, machinePackages } from '../boot/guest-boot.js';
+import { bootReportsOf } from '../boot/boot-reports.js';
 
 const SCHEMA = 'specs/schemas/qemu-machine.schema.json';
 
@@ -31,6 +32,8 @@ export const qemuBootStep: Step = {
   version: 1,
   // The accelerator probe's scratch sits beside its cache file; KVM when the host has it.
   sandbox: { cache: true, devices: ['/dev/kvm'] },
+  // Its data is the list of boot records; each becomes a boot-verdict event.
+  bootReports: bootReportsOf,
 
   toolPackages(arch) {
     return machinePackages(arch);

@@ -1,0 +1,100 @@
+/**
+ * What a run works with (RunContext), and the read-only part of it that computing
+ * a fingerprint and deciding "up to date / restore / run" needs, so `explain` can
+ * build exactly that part and nothing else.
+ */
+import { join, relative } from 'node:path';
+import type { HashCache } from '../../lib/hash-cache.js';
+import type { Redactor } from '../../lib/redact.js';
+import type { RetryPolicy } from '../../lib/retry.js';
+import type { SandboxMode } from '../../lib/sandbox.js';
+import type { FreezeState } from '../../vault/freeze-specs.js';
+import type { RunVault } from '../../vault/run-vault.js';
+import type { PassIndex } from '../../vault/vault-history.js';
+import type { ArchSpec } from '../catalog/arch.js';
+import type { LocalConfig } from '../catalog/config.js';
+import type { TaskGraph } from '../catalog/graph.js';
+import type { Catalog } from '../catalog/load-tasks.js';
+import type { Step } from '../catalog/step.js';
+import { expandArch, expandParams, type TaskInstance } from '../catalog/task-spec.js';
+import type { AgentLogs } from './agent-log.js';
+import { componentOutputs } from './component-build.js';
+import type { EventSink } from './events.js';
+import type { ToolVersions } from './fingerprint.js';
+import type { ManifestQueue } from './manifest-queue.js';
+import type { StateStore } from './state.js';
+
+/** What an instance's fingerprint is computed from. */
+export interface FingerprintContext {
+  repoRoot: string;
+  buildDir: string;
+  arches: Map<string, ArchSpec>;
+  steps: Map<string, Step>;
+  state: StateStore;
+  hashCache: HashCache;
+  tools: ToolVersions;
+  config: LocalConfig;
+  sourceDateEpoch: number;
+  clawosVersion: string;
+}
+
+/** What deciding "up to date / restore / run" reads; it writes nothing. */
+export interface FreshnessContext extends FingerprintContext {
+  /** Earlier PASS results by fingerprint, from every run's chain (loaded on first use). */
+  passes: PassIndex;
+}
+
+export interface RunContext extends FreshnessContext {
+  cacheDir: string;
+  logs: AgentLogs;
+  catalog: Catalog;
+  graph: TaskGraph;
+  jobs: number;
+  emit: EventSink;
+  signal: AbortSignal;
+  /** Heartbeat interval for long tasks (ms); 0 disables. */
+  heartbeatMs: number;
+  /** This run's event chain and the content store. */
+  vault: RunVault;
+  /** Serializes this run's updates of the vault manifest. */
+  manifest: ManifestQueue;
+  /** The signed P1 freeze record, verified once per run. */
+  freeze: FreezeState;
+  /** bwrap (probed once per run) or explicitly off (--no-sandbox); recorded in every task event. */
+  sandbox: SandboxMode;
+  /** Named secrets, replaced in every log line, event, record and report. */
+  redact: Redactor;
+  /** INFRA_ERROR retries; a task's `retries:` overrides the count. */
+  retry: RetryPolicy;
+}
+
+export function outDirOf(buildDir: string, inst: TaskInstance): string {
+  const agent = inst.task.spec.agent;
+  return inst.arch ? join(buildDir, agent, inst.arch) : join(buildDir, agent);
+}
+
+/** Build-relative output paths an instance must produce. */
+export function declaredOutputs(ctx: Pick<FingerprintContext, 'buildDir' | 'config'>, inst: TaskInstance): string[] {
+  const spec = inst.task.spec;
+  const outs = spec.outputs.map((o) => expandArch(o, inst.arch));
+  const component = spec.component ? ctx.config.components[spec.component] : undefined;
+  if (component) outs.push(...componentOutputs(relative(ctx.buildDir, outDirOf(ctx.buildDir, inst)), component));
+  return outs;
+}
+
+export function stepOf(ctx: Pick<FingerprintContext, 'steps'>, inst: TaskInstance): Step | null {
+  return inst.task.spec.uses ? (ctx.steps.get(inst.task.spec.uses) ?? null) : null;
+}
+
+export function archOf(ctx: Pick<FingerprintContext, 'arches'>, inst: TaskInstance): ArchSpec | null {
+  return inst.arch ? (ctx.arches.get(inst.arch) ?? null) : null;
+}
+
+export function paramsOf(inst: TaskInstance): Record<string, unknown> {
+  return (expandParams(inst.task.spec.with ?? {}, inst.arch) as Record<string, unknown>) ?? {};
+}
+
+export function toolPackagesOf(ctx: Pick<FingerprintContext, 'steps' | 'arches'>, inst: TaskInstance): string[] {
+  const step = stepOf(ctx, inst);
+  return step ? step.toolPackages(archOf(ctx, inst), paramsOf(inst)) : [];
+}

@@ -1,0 +1,73 @@
+/**
+ * The one decision whether a task instance must run: up to date (same fingerprint
+ * as its last passed result, outputs intact), restorable from the vault's store
+ * (same fingerprint, outputs gone or changed; or an earlier run passed with exactly
+ * these inputs), or must run. Read-only: the scheduler acts on it, `explain`
+ * reports it, so the two cannot disagree.
+ */
+import { join } from 'node:path';
+import { storeHas } from '../../vault/store.js';
+import type { PassRecord } from '../../vault/vault-history.js';
+import { isPassed } from '../catalog/outcome.js';
+import type { TaskInstance } from '../catalog/task-spec.js';
+import type { FreshnessContext } from './context.js';
+import type { InstanceRecord } from './state.js';
+
+/** Recorded outputs that are not there any more, or hash differently now. */
+export interface OutputCheck {
+  missing: string[];
+  changed: { path: string; recorded: string; now: string }[];
+}
+
+export type Freshness =
+  /** The last result passed with this fingerprint and its outputs are intact. */
+  | { verdict: 'up-to-date'; prev: InstanceRecord }
+  /** The last result passed with this fingerprint; the outputs that differ are all in the store. */
+  | { verdict: 'restore'; source: 'last-result'; prev: InstanceRecord; outputs: OutputCheck }
+  /** An earlier run passed with exactly this fingerprint and its outputs are all in the store. */
+  | { verdict: 'restore'; source: 'vault'; prev: InstanceRecord | undefined; hit: PassRecord }
+  | { verdict: 'run'; cause: RunCause; prev: InstanceRecord | undefined; outputs?: OutputCheck };
+
+export type RunCause =
+  /** No recorded result at all. */
+  | 'never-run'
+  /** The last result did not pass. */
+  | 'last-not-passed'
+  /** The fingerprint changed since the last result. */
+  | 'changed'
+  /** Same fingerprint, outputs gone or changed, and not all of them in the store. */
+  | 'outputs-not-stored';
+
+export async function checkOutputs(ctx: Pick<FreshnessContext, 'buildDir' | 'hashCache'>, rec: InstanceRecord): Promise<OutputCheck> {
+  const out: OutputCheck = { missing: [], changed: [] };
+  for (const [path, o] of Object.entries(rec.outputs).sort(([a], [b]) => a.localeCompare(b))) {
+    const now = await ctx.hashCache.file(join(ctx.buildDir, path)).catch(() => null);
+    if (!now) out.missing.push(path);
+    else if (now.sha256 !== o.sha256) out.changed.push({ path, recorded: o.sha256, now: now.sha256 });
+  }
+  return out;
+}
+
+async function allStored(buildDir: string, shas: readonly string[]): Promise<boolean> {
+  for (const s of shas) if (!(await storeHas(buildDir, s))) return false;
+  return true;
+}
+
+export async function decideFreshness(
+  ctx: Pick<FreshnessContext, 'buildDir' | 'state' | 'hashCache' | 'passes'>,
+  inst: Pick<TaskInstance, 'id'>,
+  fingerprint: string,
+): Promise<Freshness> {
+  const prev = ctx.state.instance(inst.id);
+  if (prev && prev.fingerprint === fingerprint && isPassed(prev.status)) {
+    const outputs = await checkOutputs(ctx, prev);
+    if (!outputs.missing.length && !outputs.changed.length) return { verdict: 'up-to-date', prev };
+    if (await allStored(ctx.buildDir, Object.values(prev.outputs).map((o) => o.sha256))) return { verdict: 'restore', source: 'last-result', prev, outputs };
+    // Same inputs as the last result: an older run cannot hold anything else.
+    return { verdict: 'run', cause: 'outputs-not-stored', prev, outputs };
+  }
+  // An earlier run passed with exactly these inputs (e.g. a change was reverted): restore, do not rebuild.
+  const hit = await ctx.passes.find(inst.id, fingerprint);
+  if (hit && (await allStored(ctx.buildDir, hit.outputs.map((o) => o.sha256)))) return { verdict: 'restore', source: 'vault', prev, hit };
+  return { verdict: 'run', cause: !prev ? 'never-run' : !isPassed(prev.status) ? 'last-not-passed' : 'changed', prev };
+}

@@ -1,0 +1,466 @@
+/**
+ * One task instance's life, as a ladder of short rungs, each returning a value:
+ * blocked by a dependency? -> refused by the freeze record? -> fingerprint -> up to
+ * date or restorable (freshness.ts, the decision `explain` reports too)? -> start
+ * -> act (under timeout, sandbox, retries) -> check outputs -> validate -> roll
+ * back on failure -> record (record.ts). Emits events for the reporter; never prints.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { InfraError } from '../../lib/errors.js';
+import { run as runProcess, type RunOptions } from '../../lib/proc.js';
+import { withRetries } from '../../lib/retry.js';
+import { sandboxRecord, sandboxWrapper, ViolationWatch, type SandboxPolicy, type SandboxRecord } from '../../lib/sandbox.js';
+import { checkFrozenDeps } from '../../vault/freeze.js';
+import { readSpec } from '../../vault/freeze-specs.js';
+import type { PassRecord } from '../../vault/vault-history.js';
+import type { StoredFile } from '../../vault/event-payloads.js';
+import { detach } from '../../vault/store.js';
+import { fail, infra, isPassed, type Outcome } from '../catalog/outcome.js';
+import type { BootReport, StepContext } from '../catalog/step.js';
+import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
+import { buildComponent, notConfigured } from './component-build.js';
+import { declaredOutputs, outDirOf, paramsOf, stepOf, type RunContext } from './context.js';
+import { describeChange } from './explain-change.js';
+import { decideFreshness } from './freshness.js';
+import { computeFingerprint, type InstanceFingerprint } from './instance-fingerprint.js';
+import { expandOutputFiles, hashOutputs, restoreOutputs } from './outputs.js';
+import { settle, storeOutputs, type TaskEndExtra } from './record.js';
+import type { InstanceRecord, InstanceStatus, OutputRecord } from './state.js';
+
+type Log = (line: string) => void;
+
+/** Base fields of every record of this instance. */
+type RecordBase = Pick<InstanceRecord, 'id' | 'task_id' | 'arch' | 'phase' | 'agent' | 'log'>;
+
+/** The task's own abort: its timeout or the run's interruption; heartbeats while it runs. */
+class TaskClock {
+  readonly abort = new AbortController();
+  timedOut = false;
+  private readonly timer: NodeJS.Timeout;
+  private readonly heartbeat: NodeJS.Timeout | undefined;
+  private readonly onRunAbort = () => this.abort.abort();
+
+  constructor(
+    private readonly rc: RunContext,
+    id: string,
+    timeoutMinutes: number,
+    log: Log,
+    prevDuration: number | null,
+  ) {
+    const started = Date.now();
+    this.timer = setTimeout(() => {
+      this.timedOut = true;
+      log(`timeout: ${timeoutMinutes} min elapsed, killing the task's process groups`);
+      this.abort.abort();
+    }, timeoutMinutes * 60_000);
+    rc.signal.addEventListener('abort', this.onRunAbort, { once: true });
+    this.heartbeat =
+      rc.heartbeatMs > 0
+        ? setInterval(() => {
+            const elapsed = Date.now() - started;
+            rc.emit({ type: 'task-heartbeat', id, elapsedMs: elapsed, etaMs: prevDuration !== null ? Math.max(0, prevDuration - elapsed) : null });
+          }, rc.heartbeatMs)
+        : undefined;
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.rc.signal.removeEventListener('abort', this.onRunAbort);
+  }
+}
+
+/** What a started instance runs with. */
+interface Started {
+  log: Log;
+  sandbox: SandboxRecord;
+  watch: ViolationWatch;
+  clock: TaskClock;
+  ctx: StepContext;
+  startedAt: string;
+  started: number;
+}
+
+const now = () => new Date().toISOString();
+
+/** The root cause a NOT_CONFIGURED dependant recorded in its data (notConfiguredBecause), if any. */
+function notConfiguredRoot(data: unknown): { id: string; message: string } | null {
+  if (!data || typeof data !== 'object' || !('not_configured_root' in data)) return null;
+  const r = data.not_configured_root;
+  if (!r || typeof r !== 'object' || !('id' in r) || !('message' in r)) return null;
+  return typeof r.id === 'string' && typeof r.message === 'string' ? { id: r.id, message: r.message } : null;
+}
+
+export function runInstance(rc: RunContext, inst: TaskInstance): Promise<InstanceRecord> {
+  return new InstanceRun(rc, inst).execute();
+}
+
+class InstanceRun {
+  private readonly spec: TaskSpec;
+  private readonly outDir: string;
+  private readonly base: RecordBase;
+
+  constructor(
+    private readonly rc: RunContext,
+    private readonly inst: TaskInstance,
+  ) {
+    this.spec = inst.task.spec;
+    this.outDir = outDirOf(rc.buildDir, inst);
+    this.base = {
+      id: inst.id,
+      task_id: this.spec.task_id,
+      arch: inst.arch,
+      phase: this.spec.phase,
+      agent: this.spec.agent,
+      log: relative(rc.buildDir, rc.logs.pathFor(this.spec.agent)),
+    };
+  }
+
+  async execute(): Promise<InstanceRecord> {
+    const blocked = this.blockedBy();
+    if (blocked) return this.decided('BLOCKED', blocked);
+    // Checked before "up to date": a record that no longer verifies refuses even an unchanged task.
+    const refused = await this.frozenSpecRefusal();
+    if (refused) return this.decided('FAIL', refused);
+    const fp = await computeFingerprint(this.rc, this.inst);
+    return (await this.reuse(fp)) ?? this.runAndRecord(fp);
+  }
+
+  /** A dependency that did not pass decides this instance without running it. */
+  private blockedBy(): Outcome | null {
+    for (const d of this.inst.deps) {
+      const r = this.rc.state.instance(d);
+      if (!r || !isPassed(r.status)) return { status: 'FAIL', reason: 'dependency-failed', message: `not run: dependency ${d} is ${r?.status ?? 'not built'}` };
+    }
+    return null;
+  }
+
+  /** A refusal when the instance's frozen_spec_deps do not match the verified freeze record. */
+  private async frozenSpecRefusal(): Promise<Outcome | null> {
+    const deps = this.spec.frozen_spec_deps;
+    if (!deps.length) return null;
+    const freeze = this.rc.freeze;
+    if (!freeze.ok) return fail('frozen-spec-mismatch', `frozen_spec_deps (${deps.join(', ')}) cannot be checked: ${freeze.detail}; run \`clawos-build spec freeze\``);
+    const current = new Map<string, { sha256: string; version: string }>();
+    for (const p of deps) {
+      const s = await readSpec(this.rc.repoRoot, p);
+      if (s) current.set(p, s);
+    }
+    const r = checkFrozenDeps(deps.map((path) => ({ path })), current, freeze.payload);
+    return r.ok ? null : fail('frozen-spec-mismatch', r.message);
+  }
+
+  /** Decided without running (blocked, refused): recorded with no fingerprint. */
+  private async decided(status: InstanceStatus, outcome: Outcome): Promise<InstanceRecord> {
+    const rec: InstanceRecord = {
+      ...this.base,
+      status,
+      reason: outcome.reason,
+      message: outcome.message,
+      fingerprint: '',
+      fingerprint_parts: {},
+      outputs: {},
+      started_at: now(),
+      finished_at: now(),
+      duration_ms: 0,
+    };
+    await settle(this.rc, rec, [], []);
+    this.rc.emit({ type: 'task-end', id: rec.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: 0, log: rec.log });
+    return rec;
+  }
+
+  private bootReports(rec: InstanceRecord): BootReport[] {
+    return stepOf(this.rc, this.inst)?.bootReports?.(rec.data) ?? [];
+  }
+
+  /** Up to date, or restored from the store: the kept record; null when it must run. */
+  private async reuse({ fingerprint, parts }: InstanceFingerprint): Promise<InstanceRecord | null> {
+    const f = await decideFreshness(this.rc, this.inst, fingerprint);
+    if (f.verdict === 'up-to-date') return this.keep(f.prev, {});
+    if (f.verdict === 'run') return null;
+    const kept = f.source === 'last-result' ? f.prev : this.fromPass(f.hit, { fingerprint, parts });
+    const restored = await restoreOutputs(this.rc.buildDir, this.rc.hashCache, kept.outputs);
+    if (!restored) return null;
+    const rec: InstanceRecord = { ...kept, fingerprint, fingerprint_parts: parts, outputs: await hashOutputs(this.rc.buildDir, Object.keys(kept.outputs), this.rc.hashCache) };
+    const from = f.source === 'vault' ? `run ${f.hit.run_id}` : undefined;
+    if (restored.length) {
+      this.rc.emit({ type: 'info', message: `${this.inst.id}: ${restored.length} output(s) restored from the vault store (${from ?? 'last PASS'}), not rebuilt: ${restored.join(', ')}` });
+    }
+    return this.keep(rec, from ? { restored_from: from, restored } : { restored });
+  }
+
+  /** The record an earlier run's PASS with this fingerprint stands for. */
+  private fromPass(hit: PassRecord, { fingerprint, parts }: InstanceFingerprint): InstanceRecord {
+    return {
+      ...this.base,
+      status: 'PASS',
+      message: hit.message,
+      fingerprint,
+      fingerprint_parts: parts,
+      outputs: Object.fromEntries(hit.outputs.map((o) => [o.path, { sha256: o.sha256, size: o.size, mtimeMs: 0 }])),
+      evidence: hit.evidence,
+      data: hit.data,
+      started_at: hit.started_at ?? now(),
+      finished_at: hit.finished_at ?? now(),
+      duration_ms: hit.duration_ms,
+    };
+  }
+
+  private async keep(rec: InstanceRecord, extra: Pick<TaskEndExtra, 'restored_from' | 'restored'>): Promise<InstanceRecord> {
+    const stored = rec.status === 'PASS' ? await storeOutputs(this.rc, this.inst.id, rec.outputs, { onlyNew: true }) : [];
+    await settle(this.rc, rec, stored, this.bootReports(rec), { up_to_date: true, ...extra });
+    this.rc.emit({ type: 'task-up-to-date', id: this.inst.id, status: rec.status, message: rec.message });
+    return rec;
+  }
+
+  private async runAndRecord(fp: InstanceFingerprint): Promise<InstanceRecord> {
+    const prev = this.rc.state.instance(this.inst.id);
+    const notConfiguredDep = this.inst.deps.find((d) => this.rc.state.instance(d)?.status === 'NOT_CONFIGURED');
+    const s = await this.start(fp, prev);
+    await this.prepareOutDir(s.log);
+    let { outcome, attempts } = notConfiguredDep ? { outcome: this.notConfiguredBecause(notConfiguredDep), attempts: 1 } : await this.act(s);
+    if (s.clock.timedOut) outcome = { status: 'TIMEOUT', reason: 'timeout', message: `timed out after ${this.spec.timeout_minutes} min; its process group was killed` };
+    else if (this.rc.signal.aborted) outcome = infra('interrupted');
+    let outputs: Record<string, OutputRecord> = {};
+    if (outcome.status === 'PASS') ({ outcome, outputs } = await this.checkOutputs(outcome, s.ctx));
+    if (!isPassed(outcome.status) && this.spec.rollback_cmd) await this.rollBack(this.spec.rollback_cmd, s, prev);
+    s.clock.stop();
+    return this.finish(fp, s, outcome, outputs, attempts);
+  }
+
+  /** task-start: the reporter, the log (sandbox, why it runs) and the vault. */
+  private async start({ fingerprint, parts }: InstanceFingerprint, prev: InstanceRecord | undefined): Promise<Started> {
+    const { rc, inst, spec } = this;
+    const startedAt = now();
+    const started = Date.now();
+    const log = rc.redact.writer(rc.logs.writer(spec.agent, inst.id));
+    rc.emit({ type: 'task-start', id: inst.id, title: spec.title, agent: spec.agent });
+    // RULE-001 / RULE-006: only the output dir (and what the step declares) is writable; network only if declared.
+    const step = stepOf(rc, inst);
+    const policy: SandboxPolicy = {
+      task: inst.id,
+      outDir: this.outDir,
+      writable: step?.sandbox?.cache ? [rc.cacheDir] : [],
+      readOnly: [rc.repoRoot, rc.buildDir],
+      network: spec.network === true,
+      devices: step?.sandbox?.devices ?? [],
+      specFile: inst.task.file,
+    };
+    const sandbox = sandboxRecord(rc.sandbox, policy);
+    const watch = new ViolationWatch(policy);
+    log(`sandbox: ${sandbox.sandbox_detail}; writable ${sandbox.writable.join(', ')} and a private /tmp; network ${sandbox.network ? 'declared' : 'none'}`);
+    const why = describeChange(prev?.fingerprint_parts, parts);
+    log(`start ${spec.task_id} "${spec.title}"${inst.arch ? ` for ${inst.arch}` : ''} fingerprint ${fingerprint.slice(0, 16)}`);
+    log(`why it runs: ${why.join('; ')}`);
+    await rc.vault.append('task-start', { task: inst.id, task_id: spec.task_id, arch: inst.arch, phase: spec.phase, agent: spec.agent, fingerprint, why, sandbox });
+    const clock = new TaskClock(rc, inst.id, spec.timeout_minutes, log, prev?.duration_ms ?? null);
+    const ctx = this.stepContext(log, clock.abort.signal, sandboxWrapper(rc.sandbox, policy), watch);
+    return { log, sandbox, watch, clock, ctx, startedAt, started };
+  }
+
+  /** Restored outputs are hard links to read-only store objects: each gets its own inode before a step might write it in place. */
+  private async prepareOutDir(log: Log): Promise<void> {
+    await mkdir(this.outDir, { recursive: true });
+    for (const rel of declaredOutputs(this.rc, this.inst)) {
+      for (const f of (await expandOutputFiles(this.rc.buildDir, rel)) ?? []) {
+        if (await detach(join(this.rc.buildDir, f))) log(`vault: ${f} was a link into the store; detached before the run`);
+      }
+    }
+  }
+
+  private stepContext(log: Log, signal: AbortSignal, wrap: RunOptions['wrap'], watch: ViolationWatch): StepContext {
+    const { rc, inst, spec, outDir } = this;
+    const env: Record<string, string> = {
+      CLAWOS_BUILD_DIR: rc.buildDir,
+      CLAWOS_OUT: outDir,
+      CLAWOS_ARCH: inst.arch ?? '',
+      CLAWOS_REPO: rc.repoRoot,
+      CLAWOS_TASK: inst.id,
+      SOURCE_DATE_EPOCH: String(rc.sourceDateEpoch),
+    };
+    const sink: RunOptions['sink'] = (_stream, line) => log(line);
+    return {
+      taskId: spec.task_id,
+      instanceId: inst.id,
+      arch: inst.arch ? rc.arches.get(inst.arch)! : null,
+      params: paramsOf(inst),
+      repoRoot: rc.repoRoot,
+      buildDir: rc.buildDir,
+      outDir,
+      cacheDir: rc.cacheDir,
+      buildPath: (rel: string) => (rel.startsWith('/') ? rel : join(rc.buildDir, rel)),
+      sourceDateEpoch: rc.sourceDateEpoch,
+      jobs: rc.jobs,
+      log,
+      progress: (message: string) => {
+        log(`progress: ${message}`);
+        rc.emit({ type: 'task-progress', id: inst.id, message });
+      },
+      run: (argv, opts = {}) => {
+        const to = opts.sink ?? sink;
+        return runProcess(argv, {
+          ...opts,
+          env: { ...env, ...(opts.env ?? {}) },
+          signal: opts.signal ?? signal,
+          wrap,
+          redact: rc.redact,
+          sink: (stream, line) => {
+            if (stream !== 'meta') watch.line(line, opts.cwd);
+            to(stream, line);
+          },
+        });
+      },
+      signal,
+    };
+  }
+
+  /** Name the root cause of a NOT_CONFIGURED chain once, not the whole chain of dependants. */
+  private notConfiguredBecause(depId: string): Outcome {
+    const dep = this.rc.state.instance(depId)!;
+    const root = notConfiguredRoot(dep.data) ?? { id: depId, message: dep.message };
+    return {
+      status: 'NOT_CONFIGURED',
+      reason: 'not-configured',
+      message: `not run: needs ${depId}, which is NOT_CONFIGURED${root.id !== depId ? ` because ${root.id} is` : ''}: ${root.message}`,
+      data: { not_configured_root: root },
+    };
+  }
+
+  /** The action under retries (INFRA_ERROR only); a failure the sandbox caused says which rule, and where. */
+  private async act(s: Started): Promise<{ outcome: Outcome; attempts: number }> {
+    const { rc, inst, spec } = this;
+    const attemptEvents: Promise<unknown>[] = [];
+    const r = await withRetries(
+      async (n) => {
+        if (n > 1) s.log(`attempt ${n}`);
+        try {
+          return await this.action(s.ctx);
+        } catch (err) {
+          s.log(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+          const message = err instanceof Error ? err.message : String(err);
+          return infra(err instanceof InfraError ? message : `internal error: ${message}`);
+        }
+      },
+      {
+        policy: spec.retries !== undefined ? { ...rc.retry, retries: spec.retries } : rc.retry,
+        signal: s.clock.abort.signal,
+        onAttempt: (a) => {
+          if (a.attempt === 1 && a.retryInMs === null) return; // decided at once: task-end says it all
+          s.log(`attempt ${a.attempt}/${a.maxAttempts}: ${a.outcome.status}: ${a.outcome.message}; ${a.decision}`);
+          rc.emit({ type: 'task-attempt', id: inst.id, attempt: a.attempt, maxAttempts: a.maxAttempts, status: a.outcome.status, message: a.outcome.message, retryInMs: a.retryInMs, decision: a.decision });
+          attemptEvents.push(
+            rc.vault.append('task-attempt', {
+              task: inst.id,
+              attempt: a.attempt,
+              max_attempts: a.maxAttempts,
+              status: a.outcome.status,
+              reason: a.outcome.reason,
+              message: a.outcome.message,
+              retry_in_ms: a.retryInMs,
+              decision: a.decision,
+            }),
+          );
+        },
+      },
+    );
+    await Promise.all(attemptEvents);
+    let outcome = r.outcome;
+    const v = s.watch.first;
+    if (v && (outcome.status === 'FAIL' || outcome.status === 'INFRA_ERROR')) {
+      outcome = fail(v.rule === 'RULE-001' ? 'rule-001-write-outside' : 'rule-006-network-undeclared', v.message, {
+        evidence: outcome.evidence,
+        data: { violation: v, step_outcome: { status: outcome.status, reason: outcome.reason, message: outcome.message } },
+      });
+    }
+    return { outcome, attempts: r.attempts };
+  }
+
+  /** What the task does: pending, a component, a `run:` command or a step. */
+  private async action(ctx: StepContext): Promise<Outcome> {
+    const { rc, spec } = this;
+    if (spec.pending) return { status: 'NOT_CONFIGURED', reason: 'not-configured', message: spec.pending };
+    if (spec.component) {
+      const cfg = rc.config.components[spec.component];
+      const decl = rc.catalog.components.get(spec.component);
+      if (!cfg) return notConfigured(spec.component, decl?.needs ?? '', rc.config.file ? relative(rc.repoRoot, rc.config.file) : null);
+      return buildComponent(ctx, spec.component, cfg);
+    }
+    if (spec.run) {
+      const r = await ctx.run(['bash', '-c', spec.run], { cwd: ctx.outDir });
+      if (r.ok) return { status: 'PASS', message: 'run: command succeeded' };
+      return fail('exit-non-zero', `run: command exited ${r.exitCode ?? r.signal}: ${r.tail.slice(-3).join(' | ')}`);
+    }
+    const step = stepOf(rc, this.inst);
+    if (!step) return infra(`unknown step ${spec.uses}`);
+    return step.run(ctx);
+  }
+
+  /** A PASS keeps only with every declared output present and validation_cmd passing; then its outputs are hashed. */
+  private async checkOutputs(outcome: Outcome, ctx: StepContext): Promise<{ outcome: Outcome; outputs: Record<string, OutputRecord> }> {
+    const files: string[] = [];
+    const missing: string[] = [];
+    for (const rel of declaredOutputs(this.rc, this.inst)) {
+      const found = await expandOutputFiles(this.rc.buildDir, rel);
+      if (!found || !found.length) missing.push(rel);
+      else files.push(...found);
+    }
+    if (missing.length) return { outcome: fail('output-missing', `declared output${missing.length > 1 ? 's' : ''} missing: ${missing.join(', ')}`), outputs: {} };
+    const validated = await this.validate(outcome, ctx);
+    if (validated.status !== 'PASS') return { outcome: validated, outputs: {} };
+    return { outcome: validated, outputs: await hashOutputs(this.rc.buildDir, files, this.rc.hashCache) };
+  }
+
+  private async validate(outcome: Outcome, ctx: StepContext): Promise<Outcome> {
+    const cmd = this.spec.validation_cmd;
+    if (!cmd) return outcome;
+    const r = await ctx.run(['bash', '-c', cmd], { cwd: this.outDir, signal: this.rc.signal });
+    return r.ok ? outcome : fail('validation-failed', `validation_cmd exited ${r.exitCode ?? r.signal}: ${cmd}`, { evidence: outcome.evidence });
+  }
+
+  /** rollback_cmd, then back to the last good outputs, which the store still holds. */
+  private async rollBack(command: string, s: Started, prev: InstanceRecord | undefined): Promise<void> {
+    const { rc } = this;
+    const r = await s.ctx.run(['bash', '-c', command], { cwd: this.outDir, signal: rc.signal });
+    s.log(`rollback_cmd exited ${r.exitCode ?? r.signal}`);
+    const lastPass = prev?.status === 'PASS' ? prev : null;
+    const lastGood = lastPass ? await restoreOutputs(rc.buildDir, rc.hashCache, lastPass.outputs) : null;
+    if (lastGood?.length) s.log(`vault: restored the last PASS outputs from the store: ${lastGood.join(', ')}`);
+    await rc.vault.append('rollback', {
+      task: this.inst.id,
+      command,
+      exit_code: r.exitCode,
+      signal: r.signal,
+      restored: (lastGood ?? []).map((p) => ({ path: p, sha256: lastPass!.outputs[p]!.sha256, store: rc.vault.storeRel(lastPass!.outputs[p]!.sha256) })),
+      ...(lastPass && !lastGood ? { not_restored: 'the last PASS outputs are not all in the store' } : {}),
+    });
+  }
+
+  /** The record, its outputs into the store and the manifest, the vault's task-end, the reporter's. */
+  private async finish({ fingerprint, parts }: InstanceFingerprint, s: Started, outcome: Outcome, outputs: Record<string, OutputRecord>, attempts: number): Promise<InstanceRecord> {
+    const { rc, inst } = this;
+    const rec = rc.redact.value<InstanceRecord>({
+      ...this.base,
+      status: outcome.status,
+      reason: outcome.reason,
+      message: outcome.message,
+      fingerprint: isPassed(outcome.status) ? fingerprint : '',
+      fingerprint_parts: parts,
+      outputs,
+      evidence: outcome.evidence,
+      data: outcome.data,
+      started_at: s.startedAt,
+      finished_at: now(),
+      duration_ms: Date.now() - s.started,
+    });
+    s.log(`end ${outcome.status}${outcome.reason ? ` (${outcome.reason})` : ''}: ${outcome.message}`);
+    let stored: StoredFile[] = [];
+    if (outcome.status === 'PASS') {
+      stored = await storeOutputs(rc, inst.id, outputs, { onlyNew: false });
+      await rc.manifest.record(inst.id, Object.entries(outputs).map(([path, o]) => ({ path, sha256: o.sha256, size: o.size })));
+    }
+    await settle(rc, rec, stored, this.bootReports(rec), { sandbox: s.sandbox, ...(attempts > 1 ? { attempts } : {}) });
+    rc.emit({ type: 'task-end', id: inst.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: rec.duration_ms, log: rec.log });
+    return rec;
+  }
+}

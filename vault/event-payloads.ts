@@ -1,0 +1,175 @@
+/**
+ * The payload of each vault event type, defined once: the run writes events
+ * through RunVault.append against these types, and every reader (status, the
+ * release bundle, the report, the changelog) reads them back through eventsOf /
+ * isEvent with the same types. Fields a reader cannot rely on in chains written
+ * by older versions or by hand are optional. Type aliases, not interfaces, so a
+ * payload is a plain JSON record.
+ */
+import type { SandboxRecord } from '../lib/sandbox.js';
+import type { EventType, VaultEvent } from './event-chain.js';
+
+/** An output or report as events record it. */
+export type StoredFile = {
+  /** Build-dir-relative. */
+  path: string;
+  sha256: string;
+  size: number;
+  /** Build-dir-relative path of the stored object. */
+  store: string;
+};
+
+export type EvidenceRef = { label: string; path: string; sha256: string };
+
+export type RunStartPayload = {
+  clawos_version?: string;
+  node?: string;
+  arches?: string[];
+  phases?: string[] | null;
+  jobs?: number;
+  sandbox?: { kind: 'bwrap'; version: string } | { kind: 'off'; reason: string };
+  secrets?: string[];
+  source_date_epoch?: number;
+  tools?: Record<string, string>;
+  freeze?: { frozen_at: string; specs: unknown[] } | { problem: string };
+};
+
+export type RunEndPayload = {
+  status: string;
+  error?: string;
+  gates?: { phase: string; recommendation: 'GO' | 'NO-GO' }[];
+  tasks?: { total: number; passed: number; not_configured: number; other: number };
+  bundle?: { status: 'signing'; dir: string; release_key: string } | { status: 'none'; reason?: string };
+};
+
+export type TaskStartPayload = {
+  task: string;
+  task_id: string;
+  arch: string | null;
+  phase: string;
+  agent: string;
+  fingerprint: string;
+  /** What changed since the last result, in words ("no earlier result" for a first build). */
+  why: string[];
+  sandbox?: SandboxRecord;
+};
+
+export type TaskEndPayload = {
+  task: string;
+  task_id: string;
+  arch: string | null;
+  phase: string;
+  agent: string;
+  status: string;
+  reason?: string;
+  message: string;
+  fingerprint: string;
+  outputs: StoredFile[];
+  evidence?: EvidenceRef[];
+  data?: unknown;
+  started_at?: string;
+  finished_at?: string;
+  duration_ms: number;
+  log?: string;
+  /** Kept, not run again (same fingerprint). */
+  up_to_date?: boolean;
+  /** "run <id>": restored from an earlier run's PASS with the same fingerprint. */
+  restored_from?: string;
+  /** Outputs put back from the store. */
+  restored?: string[];
+  sandbox?: SandboxRecord;
+  attempts?: number;
+};
+
+export type TaskAttemptPayload = {
+  task: string;
+  attempt: number;
+  max_attempts: number;
+  status: string;
+  reason?: string;
+  message: string;
+  retry_in_ms: number | null;
+  decision: string;
+};
+
+export type ArtifactPayload = StoredFile & { task: string };
+
+export type BootVerdictPayload = {
+  task: string;
+  arch: string;
+  variant: string;
+  verdict: string;
+  reason: string | null;
+  stage: string | null;
+  stage_ms: Record<string, number | null> | null;
+  message: string;
+  accel: string | null;
+  duration_ms: number | null;
+  serial_log: StoredFile | null;
+  record: StoredFile | null;
+  /** The boot task was up to date: the verdict it keeps, not a new boot. */
+  up_to_date?: boolean;
+};
+
+export type GatePayload = {
+  phase: string;
+  recommendation: 'GO' | 'NO-GO';
+  blockers: string[];
+  coverage: string;
+  inputs_fingerprint: string;
+  kept: boolean;
+  decided_at: string;
+  reports: StoredFile[];
+  evidence: { task: string; path: string; sha256: string; store: string | null }[];
+};
+
+/** A failed task's rollback_cmd, and the last PASS outputs put back from the store. */
+export type TaskRollbackPayload = {
+  task: string;
+  command: string;
+  exit_code: number | null;
+  signal: string | null;
+  restored: { path: string; sha256: string; store: string }[];
+  not_restored?: string;
+};
+
+/** RULE-005: a phase put back to its last passed gate checkpoint. */
+export type PhaseRollbackPayload = {
+  phase: string;
+  checkpoint: { run_id: string; seq: number; decided_at: string } | null;
+  restored: { task: string; path: string; sha256: string; store: string }[];
+  not_restored: string[];
+};
+
+export type RollbackPayload = TaskRollbackPayload | PhaseRollbackPayload;
+
+export type SpecFreezePayload = Record<string, unknown>;
+
+export type EventPayloads = {
+  'run-start': RunStartPayload;
+  'run-end': RunEndPayload;
+  'task-start': TaskStartPayload;
+  'task-end': TaskEndPayload;
+  gate: GatePayload;
+  'boot-verdict': BootVerdictPayload;
+  artifact: ArtifactPayload;
+  'spec-freeze': SpecFreezePayload;
+  rollback: RollbackPayload;
+  'task-attempt': TaskAttemptPayload;
+};
+
+/** A verified event whose payload has its type's shape. */
+export type TypedEvent<T extends EventType> = Omit<VaultEvent, 'type' | 'payload'> & { type: T; payload: EventPayloads[T] };
+
+/**
+ * The one place a payload read back is given its type: the chain verified, and
+ * the writer (RunVault.append) is typed against the same EventPayloads.
+ */
+export function isEvent<T extends EventType>(e: VaultEvent, type: T): e is VaultEvent & TypedEvent<T> {
+  return e.type === type;
+}
+
+/** The events of one type, payloads typed. */
+export function eventsOf<T extends EventType>(events: readonly VaultEvent[], type: T): TypedEvent<T>[] {
+  return events.filter((e): e is VaultEvent & TypedEvent<T> => isEvent(e, type));
+}
