@@ -342,14 +342,14 @@ function optionLine(o: OptionSpec): string {
   return flag.length < COL - 3 ? `  ${flag.padEnd(COL - 3)} ${o.help}` : `  ${flag}\n${' '.repeat(COL)}${o.help}`;
 }
 
-/** The words and own options after the command's name: `ISO DEVICE [--yes] [--sha256 HEX]`. */
-export function synopsis(c: CommandSpec): string {
+/** The words and own options after the command's name: `ISO DEVICE [--yes] [--sha256 HEX]`; `[options]` for the shared ones. */
+export function synopsis(c: CommandSpec, withShared = false): string {
   const own = c.options.filter((g) => g.owner).flatMap((g) => g.options);
   const opts = own.map((o) => {
     const s = `--${o.name}${o.value ? ` ${o.value}` : ''}`;
     return o.required ? s : `[${s}]`;
   });
-  return [c.name, ...(c.words ? [c.words] : []), ...opts, ...(c.passThrough ? ['-- CMD...'] : [])].join(' ');
+  return [c.name, ...(c.words ? [c.words] : []), ...opts, ...(withShared ? ['[options]'] : []), ...(c.passThrough ? ['-- CMD...'] : [])].join(' ');
 }
 
 /** The command's lines in the command list (short: name and words only), and after a usage error. */
@@ -383,7 +383,7 @@ export function usage(table: readonly CommandSpec[] = COMMANDS): string {
 /** `clawos-build COMMAND --help`. */
 export function commandHelp(c: CommandSpec): string {
   return [
-    `usage: clawos-build ${synopsis(c)} [options]`,
+    `usage: clawos-build ${synopsis(c, true)}`,
     '',
     c.summary,
     ...(c.details ?? []),

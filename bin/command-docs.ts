@@ -45,7 +45,7 @@ export function commandsMarkdown(table: readonly CommandSpec[] = COMMANDS): stri
     ...EXIT_MEANINGS.map(([code, m]) => `| ${code} | ${cell(m)} |`),
   ];
   for (const c of table) {
-    out.push('', `## clawos-build ${c.name}`, '', c.summary, ...(c.details?.length ? ['', ...c.details.map((d) => `${d}  `)] : []), '', '```', `clawos-build ${synopsis(c)} [options]`, '```');
+    out.push('', `## clawos-build ${c.name}`, '', c.summary, ...(c.details?.length ? ['', ...c.details.map((d) => `${d}  `)] : []), '', '```', `clawos-build ${synopsis(c, true)}`, '```');
     const opts = allOptions(c);
     if (opts.length) out.push('', '| option | meaning |', '|---|---|', ...opts.map((o) => `| \`${cell(flagOf(o))}\` | ${cell(o.help)} |`));
   }
