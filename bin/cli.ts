@@ -1,493 +1,448 @@
 /**
- * clawos-build's command line. The only place that prints results and maps
- * errors to exit codes; everything else returns values or throws one of the
- * three error classes.
+ * clawos-build's command line: one table of commands. Each entry says what the
+ * command is for, which options it takes and where its code is; --help, the
+ * per-command help, docs/commands.md and the README's command table are all
+ * generated from it. A command's module is imported only when that command runs,
+ * so `--version` and `verify` do not pay for the pipeline's start-up.
  */
-import { parseArgs } from 'node:util';
+import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
-import { InfraError, InternalError, UserError, formatLocation } from '../lib/errors.js';
-import { loadTasks } from '../pipeline/catalog/load-tasks.js';
-import { buildGraph } from '../pipeline/catalog/graph.js';
-import { formatDiagnostic } from '../lib/yaml-source.js';
-import { builtinSteps } from '../pipeline/steps/index.js';
-import { formatDuration } from '../lib/format.js';
-import { chooseMode, createReporter } from '../pipeline/run/reporter.js';
-import { loadGateSpecs } from '../pipeline/run/gates.js';
-import { runPhases, type PhaseResult } from '../pipeline/run/phases.js';
-import { clawosVersion, loadValidCatalog, openRun, repoRootDir, selectArches } from '../pipeline/run/session.js';
-import { acquireBuildLock } from '../pipeline/run/build-lock.js';
-import { PHASES, type Phase } from '../pipeline/catalog/task-spec.js';
-import { bootCommand } from './commands/boot.js';
-import { flashCommand } from './commands/flash.js';
-import { doctorCommand } from './commands/doctor.js';
-import { finishRun, type RunFinish } from '../pipeline/run/phases.js';
-import { VAULT_COMMANDS, VAULT_USAGE, vaultCommand } from './commands/vault.js';
-import { defaultKeyDir, defaultTrustFile } from '../vault/key-dir.js';
-import { benchCommand } from './commands/bench.js';
-import { explainCommand } from './commands/explain.js';
-import { seccompCommand } from './commands/seccomp.js';
-import { REPORT_USAGE, reportMain } from './commands/report.js';
-import { RELEASE_USAGE, releaseMain } from './commands/release.js';
-import { auditSpecDiagnostics } from '../pipeline/security/kconfig-audit-spec.js';
-import { securityLayersDiagnostics } from '../pipeline/security/security-report.js';
-import { DEFAULT_BACKEND } from '../pipeline/catalog/backends.js';
-import { specFreezeDiagnostics } from '../pipeline/p1-specs/spec-check.js';
+import { join } from 'node:path';
+import { repoRootDir } from '../lib/repo-root.js';
+import { allOptions, findCommand, parseCommand, positiveInt, type CommandSpec, type OptionGroup, type OptionSpec, type ParsedArgs } from './args.js';
+import type { CommandIo, CommandRun } from './command-io.js';
+import { EXIT, EXIT_MEANINGS, UsageError, reportError } from './exit.js';
 
-export const EXIT = {
-  ok: 0,
-  failed: 1,
-  usage: 2,
-  invalidInput: 3,
-  infra: 4,
-  internal: 70,
-  interrupted: 130,
-} as const;
-
-const USAGE = `usage: clawos-build <command> [options]
-
-commands:
-  validate            check every task spec; report every error as file:line:col
-  plan                print the task graph in execution order (--json for machines)
-  p1 | p2 | p3 | p4   run one phase and its gate (the previous gate must have passed)
-  all                 run P1 to P4, stopping at the first NO-GO gate
-  boot                boot an ISO under QEMU and check it: --iso FILE --arch ARCH [--firmware bios|uefi|NAME]
-                      boot lab: [--repeat N] [-j N boots at once] [--until-fail] [--junit FILE]
-                      (records, summary.json, junit.xml in <build-dir>/boots/<time>/)
-  flash ISO DEVICE    write a vouched-for ISO to a whole disk, then read it back and compare:
-                      [--bundle DIR|TAR --trust keys.json | --sha256 HEX] [--yes] [--allow-file]
-  doctor              check the host has every tool, file and package the build needs [--fix]
-  status              show the latest result of every task and gate, from the vault's event chains
-  explain TASK[@ARCH] say why a task instance would re-run (the input, spec or tool that changed), or that it would not
-  bench               G-08 by hand: ClawOS's kernel against Debian's stock kernel, same initramfs and QEMU machine
-                      [--runs N] (boots per kernel, default 3); prints the ratio table per arch
-  seccomp profile [--whitelist FILE] -- CMD...
-                      run CMD under strace; syscalls used but not whitelisted, and whitelisted but unused
-${REPORT_USAGE}
-${RELEASE_USAGE}
-${VAULT_USAGE}
-
-options:
-  --arch LIST         architectures, comma-separated (default: x86_64,aarch64)
-  -j, --jobs N        task instances run at once, and make -j for builds (default: CPU count)
-  --build-dir DIR     build directory (default: ./build)
-  --log-dir DIR       agent logs (default: <build-dir>/logs)
-  --config FILE       local configuration (default: ./clawos-build.config.yaml if present)
-  --json              machine-readable output only
-  --rootfs-backend B  busybox (default, offline) or buildroot (needs --buildroot)
-  --buildroot P       a Buildroot source dir or release tarball (with --buildroot-sha256 HEX for a tarball)
-  --no-sandbox        run tasks without bubblewrap (recorded in every task's vault event)
-  -h, --help          this help
-  --version           print the version
-
-exit codes: 0 ok · 1 a task, gate or boot failed · 2 usage error · 3 invalid input (specs, config, state)
-            4 infrastructure error (missing tool, firmware, disk) · 70 internal error · 130 interrupted`;
-
-const DEFAULT_ARCHES = 'x86_64,aarch64';
-
-interface Parsed {
-  command: string;
-  positionals: string[];
-  arch: string[];
-  jobs: number;
-  buildDir: string;
-  logDir?: string;
-  config?: string;
-  json: boolean;
-  iso?: string;
-  firmware?: string;
-  repeat: number;
-  untilFail: boolean;
-  junit?: string;
-  yes: boolean;
-  allowFile: boolean;
-  sha256?: string;
-  bundle?: string;
-  trust?: string;
-  fix: boolean;
-  runs: number;
-  noSandbox: boolean;
-  rootfsBackend: string;
-  buildroot?: string;
-  buildrootSha256?: string;
+export interface CommandEntry extends CommandSpec {
+  /** The command's code, imported on demand. */
+  load: () => Promise<CommandRun>;
+  /** Map a thrown VaultError to exit 3 (the vault's own commands). */
+  vaultErrors?: boolean;
 }
 
-class UsageError extends Error {}
+// Options several commands share, declared once.
+const ARCH: OptionSpec = {
+  name: 'arch',
+  type: 'string',
+  value: 'LIST',
+  help: 'architectures, comma-separated (default: x86_64,aarch64)',
+  default: () => ['x86_64', 'aarch64'],
+  parse: (raw) => {
+    const arch = raw.split(',').map((s) => s.trim()).filter(Boolean);
+    if (!arch.length) throw new UsageError('--arch needs at least one architecture');
+    return arch;
+  },
+};
+const JOBS: OptionSpec = {
+  name: 'jobs',
+  short: 'j',
+  type: 'string',
+  value: 'N',
+  help: 'task instances run at once, and make -j for builds (default: CPU count)',
+  default: () => availableParallelism(),
+  parse: positiveInt('-j/--jobs'),
+};
+const BUILD_DIR: OptionSpec = { name: 'build-dir', type: 'string', value: 'DIR', help: 'build directory (default: ./build)', default: 'build' };
+const LOG_DIR: OptionSpec = { name: 'log-dir', type: 'string', value: 'DIR', help: 'agent logs (default: <build-dir>/logs)' };
+const CONFIG: OptionSpec = { name: 'config', type: 'string', value: 'FILE', help: 'local configuration (default: ./clawos-build.config.yaml if present)' };
+const JSON_OUT: OptionSpec = { name: 'json', type: 'boolean', help: 'machine-readable output only: one JSON document on stdout' };
 
-export function parseCli(argv: string[]): Parsed | 'help' | 'version' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        arch: { type: 'string' },
-        jobs: { type: 'string', short: 'j' },
-        'build-dir': { type: 'string' },
-        'log-dir': { type: 'string' },
-        config: { type: 'string' },
-        json: { type: 'boolean' },
-        iso: { type: 'string' },
-        firmware: { type: 'string' },
-        repeat: { type: 'string' },
-        'until-fail': { type: 'boolean' },
-        junit: { type: 'string' },
-        yes: { type: 'boolean' },
-        'allow-file': { type: 'boolean' },
-        sha256: { type: 'string' },
-        bundle: { type: 'string' },
-        trust: { type: 'string' },
-        fix: { type: 'boolean' },
-        runs: { type: 'string' },
-        'no-sandbox': { type: 'boolean' },
-        'rootfs-backend': { type: 'string' },
-        buildroot: { type: 'string' },
-        'buildroot-sha256': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
+/** What every build-side command accepts. */
+const BUILD_OPTIONS: OptionGroup = { options: [ARCH, JOBS, BUILD_DIR, LOG_DIR, CONFIG, JSON_OUT] };
+/** What the vault's and the release engineer's commands accept. */
+const OUTPUT_OPTIONS: OptionGroup = { options: [BUILD_DIR, JSON_OUT] };
+/** The key dir and trust file of keys and spec. */
+const KEY_OPTIONS: OptionGroup = {
+  owner: 'keys and spec',
+  options: [
+    { name: 'key-dir', type: 'string', value: 'DIR', help: 'the key dir (default $CLAWOS_KEY_DIR or ~/.config/clawos-build/keys)' },
+    { name: 'trust', type: 'string', value: 'FILE', help: 'the trust file (default <key-dir>/keys.json)' },
+  ],
+};
+
+const RUN_OPTIONS: OptionGroup = {
+  owner: 'p1..p4 and all',
+  options: [
+    { name: 'no-sandbox', type: 'boolean', help: "run tasks without bubblewrap (recorded in every task's vault event)" },
+    { name: 'rootfs-backend', type: 'string', value: 'B', help: 'busybox (default, offline) or buildroot (needs --buildroot)', default: 'busybox' },
+    { name: 'buildroot', type: 'string', value: 'P', help: 'a Buildroot source dir or release tarball (with --buildroot-sha256 HEX for a tarball)' },
+    {
+      name: 'buildroot-sha256',
+      type: 'string',
+      value: 'HEX',
+      help: "the Buildroot tarball's sha256",
+      parse: (raw) => {
+        if (!/^[0-9a-f]{64}$/.test(raw)) throw new UsageError(`--buildroot-sha256 takes 64 lowercase hex digits, not "${raw}"`);
+        return raw;
       },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument.*$/, ''));
-  }
-  const v = parsed.values;
-  if (v.help) return 'help';
-  if (v.version) return 'version';
-  const [command, ...positionals] = parsed.positionals;
-  if (!command) throw new UsageError('no command given');
-  const known = ['validate', 'plan', 'p1', 'p2', 'p3', 'p4', 'all', 'boot', 'flash', 'doctor', 'status', 'explain', 'bench', 'help'];
-  if (!known.includes(command)) throw new UsageError(`unknown command "${command}"`);
-  if (command === 'help') return 'help';
-  if (command === 'explain' && positionals.length !== 1) throw new UsageError('explain takes one task: TASK or TASK@ARCH (e.g. A-01@x86_64)');
-  if (positionals.length && command !== 'flash' && command !== 'explain') throw new UsageError(`unexpected argument "${positionals[0]}" for ${command}`);
-  let jobs = availableParallelism();
-  if (v.jobs !== undefined) {
-    if (!/^[1-9]\d*$/.test(v.jobs)) throw new UsageError(`-j/--jobs takes a positive whole number, not "${v.jobs}"`);
-    jobs = Number(v.jobs);
-  }
-  let repeat = 1;
-  if (v.repeat !== undefined) {
-    if (!/^[1-9]\d*$/.test(v.repeat)) throw new UsageError(`--repeat takes a positive whole number, not "${v.repeat}"`);
-    repeat = Number(v.repeat);
-  }
-  const arch = (v.arch ?? DEFAULT_ARCHES).split(',').map((s) => s.trim()).filter(Boolean);
-  if (!arch.length) throw new UsageError('--arch needs at least one architecture');
-  if (command !== 'boot' && (v.iso || v.firmware || v.repeat)) throw new UsageError('--iso, --firmware and --repeat go with the boot command');
-  if (command !== 'boot' && (v['until-fail'] || v.junit)) throw new UsageError('--until-fail and --junit go with the boot command');
-  if (command !== 'flash' && (v.yes || v['allow-file'] || v.sha256 || v.bundle || v.trust)) throw new UsageError('--yes, --allow-file, --sha256, --bundle and --trust go with the flash command');
-  if (command !== 'doctor' && v.fix) throw new UsageError('--fix goes with the doctor command');
-  let runs = 3;
-  if (v.runs !== undefined) {
-    if (command !== 'bench') throw new UsageError('--runs goes with the bench command');
-    if (!/^[1-9]\d*$/.test(v.runs)) throw new UsageError(`--runs takes a positive whole number, not "${v.runs}"`);
-    runs = Number(v.runs);
-  }
-  const isRun = ['p1', 'p2', 'p3', 'p4', 'all'].includes(command);
-  if (!isRun && (v['no-sandbox'] || v['rootfs-backend'] || v.buildroot || v['buildroot-sha256'])) {
-    throw new UsageError('--no-sandbox, --rootfs-backend, --buildroot and --buildroot-sha256 go with p1..p4 and all');
-  }
-  const rootfsBackend = v['rootfs-backend'] ?? DEFAULT_BACKEND;
-  if ((v.buildroot || v['buildroot-sha256']) && rootfsBackend !== 'buildroot') throw new UsageError('--buildroot and --buildroot-sha256 go with --rootfs-backend buildroot');
-  if (v['buildroot-sha256'] !== undefined && !/^[0-9a-f]{64}$/.test(v['buildroot-sha256'])) throw new UsageError(`--buildroot-sha256 takes 64 lowercase hex digits, not "${v['buildroot-sha256']}"`);
-  return {
-    command,
-    positionals,
-    arch,
-    jobs,
-    buildDir: v['build-dir'] ?? 'build',
-    logDir: v['log-dir'],
-    config: v.config,
-    json: !!v.json,
-    iso: v.iso,
-    firmware: v.firmware,
-    repeat,
-    untilFail: !!v['until-fail'],
-    junit: v.junit,
-    yes: !!v.yes,
-    allowFile: !!v['allow-file'],
-    sha256: v.sha256,
-    bundle: v.bundle,
-    trust: v.trust,
-    fix: !!v.fix,
-    runs,
-    noSandbox: !!v['no-sandbox'],
-    rootfsBackend,
-    buildroot: v.buildroot,
-    buildrootSha256: v['buildroot-sha256'],
-  };
+    },
+  ],
+};
+
+function checkRun(a: ParsedArgs): void {
+  if ((a.buildroot || a.buildrootSha256) && a.rootfsBackend !== 'buildroot') throw new UsageError('--buildroot and --buildroot-sha256 go with --rootfs-backend buildroot');
 }
 
-function printJson(v: unknown): void {
-  process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+const runPhases = () => import('./commands/run-phases.js').then((m) => m.run);
+const phaseEntry = (n: 1 | 2 | 3 | 4): CommandEntry => ({
+  name: `p${n}`,
+  summary: `run phase P${n} and its gate (the previous gate must have passed)`,
+  options: [BUILD_OPTIONS, RUN_OPTIONS],
+  check: checkRun,
+  load: runPhases,
+});
+
+export const COMMANDS: readonly CommandEntry[] = [
+  {
+    name: 'help',
+    summary: 'this help, or a command\'s help with all its options',
+    words: '[COMMAND]',
+    positionals: { max: 1 },
+    options: [],
+    load: async () => async (a, io) => {
+      const topic = COMMANDS.find((c) => c.name === a.positionals[0]);
+      io.print(`${topic ? commandHelp(topic) : usage()}\n`);
+      return EXIT.ok;
+    },
+  },
+  {
+    name: 'validate',
+    summary: 'check every task spec; report every error as file:line:col',
+    options: [BUILD_OPTIONS],
+    load: () => import('./commands/validate.js').then((m) => m.run),
+  },
+  {
+    name: 'plan',
+    summary: 'print the task graph in execution order (--json for machines)',
+    options: [BUILD_OPTIONS],
+    load: () => import('./commands/plan.js').then((m) => m.run),
+  },
+  phaseEntry(1),
+  phaseEntry(2),
+  phaseEntry(3),
+  phaseEntry(4),
+  {
+    name: 'all',
+    summary: 'run P1 to P4, stopping at the first NO-GO gate',
+    options: [BUILD_OPTIONS, RUN_OPTIONS],
+    check: checkRun,
+    load: runPhases,
+  },
+  {
+    name: 'boot',
+    summary: 'boot an ISO under QEMU and check it, once or as a boot lab',
+    details: ['records, summary.json, junit.xml in <build-dir>/boots/<time>/'],
+    options: [
+      {
+        owner: 'the boot command',
+        options: [
+          { name: 'iso', type: 'string', value: 'FILE', help: 'the ISO to boot' },
+          { name: 'firmware', type: 'string', value: 'bios|uefi|NAME', help: "firmware variants of the arch's machine (default: every one)" },
+          { name: 'repeat', type: 'string', value: 'N', help: 'rounds of boots (default 1)', default: 1, parse: positiveInt('--repeat') },
+        ],
+      },
+      {
+        owner: 'the boot command',
+        options: [
+          { name: 'until-fail', type: 'boolean', help: 'stop after the first round with a failing boot (needs --repeat N)' },
+          { name: 'junit', type: 'string', value: 'FILE', help: 'also write the JUnit XML here' },
+        ],
+      },
+      BUILD_OPTIONS,
+    ],
+    load: () => import('./commands/boot.js').then((m) => m.run),
+  },
+  {
+    name: 'flash',
+    summary: 'write a vouched-for ISO to a whole disk, then read it back and compare',
+    words: 'ISO DEVICE',
+    details: ['--json prints one JSON line per event, ending with {"event":"result",…}'],
+    positionals: { max: Infinity },
+    options: [
+      {
+        owner: 'the flash command',
+        options: [
+          { name: 'yes', type: 'boolean', help: 'do not ask before overwriting DEVICE' },
+          { name: 'allow-file', type: 'boolean', help: 'DEVICE may be a regular file (an image)' },
+          { name: 'sha256', type: 'string', value: 'HEX', help: "the ISO's expected sha256" },
+          { name: 'bundle', type: 'string', value: 'DIR|TAR', help: 'a signed bundle that lists the ISO (with --trust)' },
+          { name: 'trust', type: 'string', value: 'keys.json', help: 'the trusted public keys for --bundle' },
+        ],
+      },
+      BUILD_OPTIONS,
+    ],
+    load: () => import('./commands/flash.js').then((m) => m.run),
+  },
+  {
+    name: 'doctor',
+    summary: 'check the host has every tool, file and package the build needs',
+    options: [{ owner: 'the doctor command', options: [{ name: 'fix', type: 'boolean', help: 'run the printed apt/dpkg commands (root only), then check again' }] }, BUILD_OPTIONS],
+    load: () => import('./commands/doctor.js').then((m) => m.run),
+  },
+  {
+    name: 'status',
+    summary: "show the latest result of every task and gate, from the vault's event chains",
+    options: [BUILD_OPTIONS],
+    vaultErrors: true,
+    load: () => import('./commands/status.js').then((m) => m.run),
+  },
+  {
+    name: 'explain',
+    summary: 'say why a task instance would re-run (the input, spec or tool that changed), or that it would not',
+    words: 'TASK[@ARCH]',
+    positionals: { min: 1, max: 1, wrongCount: () => 'explain takes one task: TASK or TASK@ARCH (e.g. A-01@x86_64)' },
+    options: [BUILD_OPTIONS],
+    load: () =>
+      import('./commands/explain.js').then((m) => (a: ParsedArgs, io: CommandIo) =>
+        m.explainCommand({
+          repoRoot: io.repoRoot,
+          buildDir: a.buildDir as string,
+          positionals: a.positionals,
+          arch: a.arch as string[],
+          config: a.config as string | undefined,
+          json: !!a.json,
+          print: io.print,
+          printErr: io.printErr,
+        }),
+      ),
+  },
+  {
+    name: 'bench',
+    summary: "G-08 by hand: ClawOS's kernel against Debian's stock kernel, same initramfs and QEMU machine",
+    details: ['prints the ratio table per arch'],
+    options: [{ owner: 'the bench command', options: [{ name: 'runs', type: 'string', value: 'N', help: 'boots per kernel (default 3)', default: 3, parse: positiveInt('--runs') }] }, BUILD_OPTIONS],
+    load: () => import('./commands/bench.js').then((m) => m.run),
+  },
+  {
+    name: 'seccomp',
+    summary: 'run CMD under strace; syscalls used but not whitelisted, and whitelisted but unused',
+    words: 'profile',
+    positionals: { max: 1, wrongCount: (p) => `unexpected argument "${p[1]}" for seccomp ${p[0]}: put the command after --` },
+    passThrough: true,
+    options: [
+      { owner: 'the seccomp command', options: [{ name: 'whitelist', type: 'string', value: 'FILE', help: 'a compiled seccomp-filter.json (default: the build dir\'s, for this host\'s arch)' }] },
+      OUTPUT_OPTIONS,
+    ],
+    load: () => import('./commands/seccomp.js').then((m) => m.run),
+  },
+  {
+    name: 'report',
+    summary: 'one self-contained HTML report of the recorded results (default <build-dir>/report.html)',
+    details: ['--trust verifies the newest bundle; --metrics also writes a node_exporter textfile;', "--json prints the report's data instead of writing the HTML"],
+    options: [
+      {
+        owner: 'the report command',
+        options: [
+          { name: 'out', type: 'string', value: 'FILE', help: 'where the HTML goes (default <build-dir>/report.html)' },
+          { name: 'trust', type: 'string', value: 'keys.json', help: 'verify the newest bundle with these public keys' },
+          { name: 'metrics', type: 'string', value: 'FILE.prom', help: 'also write a Prometheus node_exporter textfile' },
+        ],
+      },
+      OUTPUT_OPTIONS,
+    ],
+    check: (a) => {
+      if (a.json && a.out) throw new UsageError("--out and --json do not go together: --json prints the report's data instead of writing the HTML");
+    },
+    load: () => import('./commands/report.js').then((m) => m.run),
+  },
+  {
+    name: 'release',
+    summary: 'the release folder DIR/clawos-V/ (default <build-dir>/release, V from specs/release.yaml)',
+    details: ['ISOs, SHA256SUMS, the signed bundle as a tar, gate and security reports, CHANGELOG.md;', 'refused unless gate P4 is GO and the newest bundle verifies with the trust file'],
+    options: [
+      {
+        owner: 'the release command',
+        options: [
+          {
+            name: 'trust',
+            type: 'string',
+            value: 'keys.json',
+            help: 'the trusted public keys the bundle must verify with',
+            required: 'release needs --trust FILE: the trusted public keys the bundle must verify with (never taken from the build)',
+          },
+          { name: 'version', type: 'string', value: 'V', help: 'the release version (default: specs/release.yaml)' },
+          { name: 'out', type: 'string', value: 'DIR', help: 'where the release folder goes (default <build-dir>/release)' },
+        ],
+      },
+      OUTPUT_OPTIONS,
+    ],
+    load: () => import('./commands/release.js').then((m) => m.run),
+  },
+  {
+    name: 'keys',
+    summary: 'make an Ed25519 key pair (keys init --role R), or list the key pairs and whether the trust file lists them',
+    words: 'init|list',
+    details: ['keys init: private key 0600, never printed; its public key is added to the trust file'],
+    positionals: { max: 1 },
+    options: [{ owner: 'the keys command', options: [{ name: 'role', type: 'string', value: 'release|security|core', help: 'the new key\'s role (keys init)' }] }, KEY_OPTIONS, OUTPUT_OPTIONS],
+    vaultErrors: true,
+    load: () => import('./commands/keys.js').then((m) => m.run),
+  },
+  {
+    name: 'spec',
+    summary: 'freeze the P1 specs (their sha256, signed by a security AND a core key), or verify the record',
+    words: 'freeze|verify',
+    details: ['the record is specs/p1/freeze.dsse.json; spec verify checks it against specs/trust/keys.json and the specs as they are now'],
+    positionals: { max: 1 },
+    options: [KEY_OPTIONS, OUTPUT_OPTIONS],
+    vaultErrors: true,
+    load: () => import('./commands/spec.js').then((m) => m.run),
+  },
+  {
+    name: 'verify',
+    summary: 'verify a bundle offline: {ok, code, detail}; exit 0 only for PASS',
+    words: 'BUNDLE|TAR',
+    positionals: { min: 1, max: 1, wrongCount: (p) => (p.length ? `unexpected argument "${p[1]}" for verify` : 'verify needs a bundle directory or tar') },
+    options: [
+      {
+        owner: 'the verify command',
+        options: [
+          {
+            name: 'trust',
+            type: 'string',
+            value: 'FILE',
+            help: 'the trusted public keys (never taken from the bundle)',
+            required: 'verify needs --trust FILE (the trusted public keys; never taken from the bundle)',
+          },
+          { name: 'ledger', type: 'string', value: 'FILE', help: 'accepted run ids: a run already in it is a replay; a PASS is added' },
+          { name: 'expect-min-release', type: 'string', value: 'V', help: 'refuse a release older than V' },
+        ],
+      },
+      OUTPUT_OPTIONS,
+    ],
+    vaultErrors: true,
+    load: () => import('./commands/verify.js').then((m) => m.run),
+  },
+  {
+    name: 'export',
+    summary: 'a bundle (default: the latest) as one deterministic tar, plus SHA256SUMS',
+    options: [
+      {
+        owner: 'the export command',
+        options: [
+          { name: 'bundle', type: 'string', value: 'DIR', help: 'the bundle (default: the latest in <build-dir>)' },
+          { name: 'out', type: 'string', value: 'FILE.tar', help: 'the tar to write', required: 'export needs --out FILE.tar' },
+        ],
+      },
+      OUTPUT_OPTIONS,
+    ],
+    vaultErrors: true,
+    load: () => import('./commands/export.js').then((m) => m.run),
+  },
+];
+
+const COL = 22;
+const GLOBAL_OPTIONS: readonly (readonly [string, string])[] = [
+  ['-h, --help', 'this help; after a command, that command\'s help'],
+  ['--version', 'print the version'],
+];
+
+function optionLine(o: OptionSpec): string {
+  const flag = `${o.short ? `-${o.short}, ` : ''}--${o.name}${o.value ? ` ${o.value}` : ''}`;
+  return flag.length < COL - 3 ? `  ${flag.padEnd(COL - 3)} ${o.help}` : `  ${flag}\n${' '.repeat(COL)}${o.help}`;
 }
 
-async function cmdValidate(p: Parsed, repoRoot: string): Promise<number> {
-  const steps = builtinSteps();
-  const { catalog, diagnostics } = await loadTasks({ repoRoot, stepNames: new Set(steps.keys()) });
-  await selectArches(repoRoot, p.arch);
-  // The audit rules, waivers and security layers are data too: checked here, with file:line:col.
-  const allArches = [...(await selectArches(repoRoot, null)).keys()];
-  diagnostics.push(...(await auditSpecDiagnostics(repoRoot, allArches)), ...(await securityLayersDiagnostics(repoRoot)));
-  // The P1 specs the freeze tasks name: schema and spec-level rules (a clean catalog only: they need its tasks).
-  if (!diagnostics.length) diagnostics.push(...(await specFreezeDiagnostics(catalog.tasks.values(), repoRoot)));
-  if (p.json) {
-    printJson({ ok: diagnostics.length === 0, tasks: catalog.tasks.size, errors: diagnostics });
-  } else {
-    for (const d of diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
-    const required = [...catalog.tasks.values()].filter((t) => !t.spec.optional).length;
-    process.stderr.write(
-      diagnostics.length
-        ? `${diagnostics.length} error(s) in ${catalog.tasks.size} valid task spec(s)\n`
-        : `${catalog.tasks.size} task specs valid (${required} required, ${catalog.tasks.size - required} optional)\n`,
-    );
-  }
-  return diagnostics.length ? EXIT.invalidInput : EXIT.ok;
-}
-
-function actionOf(spec: { uses?: string; run?: string; component?: string; pending?: string }): string {
-  if (spec.uses) return `uses ${spec.uses}`;
-  if (spec.run) return 'run';
-  if (spec.component) return `component ${spec.component}`;
-  return 'pending';
-}
-
-async function cmdPlan(p: Parsed, repoRoot: string): Promise<number> {
-  const catalog = await loadValidCatalog(repoRoot);
-  const arches = await selectArches(repoRoot, p.arch);
-  const g = buildGraph(catalog.tasks, [...arches.keys()]);
-  const rows = g.order.map((i, n) => ({
-    order: n + 1,
-    id: i.id,
-    task_id: i.task.spec.task_id,
-    arch: i.arch,
-    phase: i.task.spec.phase,
-    agent: i.task.spec.agent,
-    title: i.task.spec.title,
-    action: actionOf(i.task.spec),
-    depends_on: i.deps,
-    optional: !!i.task.spec.optional,
-  }));
-  if (p.json) {
-    printJson({ arches: g.arches, instances: rows });
-    return EXIT.ok;
-  }
-  let phase = '';
-  for (const r of rows) {
-    if (r.phase !== phase) {
-      phase = r.phase;
-      process.stdout.write(`${phase}\n`);
-    }
-    process.stdout.write(
-      `  ${String(r.order).padStart(3)}. ${r.id.padEnd(14)} ${r.agent.padEnd(16)} ${r.action.padEnd(24)} ${r.title}${
-        r.depends_on.length ? `  <- ${r.depends_on.join(', ')}` : ''
-      }\n`,
-    );
-  }
-  process.stdout.write(`${rows.length} task instances for ${g.arches.join(', ')}\n`);
-  return EXIT.ok;
-}
-
-async function cmdRun(p: Parsed, repoRoot: string, phases: Phase[]): Promise<number> {
-  const ac = new AbortController();
-  const onSig = () => ac.abort();
-  process.once('SIGINT', onSig);
-  process.once('SIGTERM', onSig);
-  const mode = chooseMode({ json: p.json, isTTY: !!process.stderr.isTTY, ci: !!process.env.CI });
-  const reporter = createReporter(mode);
-  const release = await acquireBuildLock(resolve(p.buildDir));
-  const started = Date.now();
-  let results: PhaseResult[] = [];
-  let finish: RunFinish | undefined;
-  const keyDir = defaultKeyDir();
-  try {
-    const rc = await openRun({
-      repoRoot,
-      buildDir: p.buildDir,
-      logDir: p.logDir,
-      arches: p.arch,
-      jobs: p.jobs,
-      configFile: p.config,
-      emit: reporter.sink,
-      signal: ac.signal,
-      heartbeatMs: mode === 'plain' ? 30_000 : 0,
-      phases,
-      noSandbox: p.noSandbox,
-      ...(p.rootfsBackend !== DEFAULT_BACKEND
-        ? {
-            backend: {
-              name: p.rootfsBackend,
-              params: { ...(p.buildroot ? { buildroot: resolve(p.buildroot) } : {}), ...(p.buildrootSha256 ? { buildroot_sha256: p.buildrootSha256 } : {}) },
-            },
-          }
-        : {}),
-    });
-    let error: string | undefined;
-    try {
-      results = await runPhases(rc, phases, await loadGateSpecs(repoRoot));
-    } catch (err) {
-      error = err instanceof Error ? err.message : String(err);
-      throw err;
-    } finally {
-      // The run's chain always ends with run-end, even when a phase refused to start.
-      finish = await finishRun(rc, results, { keyDir, ...(error !== undefined ? { error } : {}) });
-    }
-  } finally {
-    await reporter.finish();
-    await release();
-    process.off('SIGINT', onSig);
-    process.off('SIGTERM', onSig);
-  }
-  const records = results.flatMap((r) => r.records);
-  const bad = records.filter((r) => !['PASS', 'NOT_CONFIGURED'].includes(r.status));
-  const nogo = results.filter((r) => r.gate.recommendation !== 'GO');
-  const ranAll = results.length === phases.length;
-  const code = ac.signal.aborted ? EXIT.interrupted : bad.length || nogo.length || !ranAll ? EXIT.failed : EXIT.ok;
-  if (p.json) {
-    printJson({
-      ok: code === EXIT.ok,
-      exit_code: code,
-      duration_ms: Date.now() - started,
-      build_dir: resolve(p.buildDir),
-      run_id: finish?.runId,
-      events: finish?.eventsFile,
-      bundle: finish?.bundle
-        ? { dir: finish.bundle.dir, signed: true, subjects: finish.bundle.subjects.length, manifest_sha256: finish.bundle.manifestSha256, log_root: finish.bundle.logRootB64u }
-        : { signed: false, note: finish?.bundleNote },
-      gates: results.map((r) => ({ phase: r.phase, recommendation: r.gate.recommendation, blockers: r.gate.blockers, coverage: r.gate.coverage })),
-      tasks: records.map((r) => ({
-        id: r.id,
-        status: r.status,
-        reason: r.reason,
-        message: r.message,
-        duration_ms: r.duration_ms,
-        ran: Date.parse(r.finished_at) >= started,
-      })),
-    });
-  } else {
-    const ran = records.filter((r) => Date.parse(r.finished_at) >= started).length;
-    process.stderr.write(
-      `${code === EXIT.ok ? 'done' : ac.signal.aborted ? 'interrupted' : 'FAILED'} in ${formatDuration(Date.now() - started)}: ` +
-        results.map((r) => `${r.phase} ${r.gate.recommendation}`).join(', ') +
-        ` (${records.length} task instances, ${ran} run, ${records.length - ran} up to date; build dir ${resolve(p.buildDir)})\n`,
-    );
-    if (finish) process.stderr.write(`vault: run ${finish.runId}, events ${finish.eventsFile}\n`);
-    if (finish?.bundle) {
-      process.stderr.write(
-        `bundle: ${finish.bundle.dir} (${finish.bundle.subjects.length} attested subjects, ${finish.bundle.manifest.files.length} files; ` +
-          `signed by release key ${finish.releaseKeyId?.slice(0, 16)}; log root ${finish.bundle.logRootB64u})\n` +
-          `verify: clawos-build verify ${finish.bundle.dir} --trust ${defaultTrustFile(keyDir)}\n`,
-      );
-    } else if (finish?.bundleNote) process.stderr.write(`bundle: ${finish.bundleNote}\n`);
-  }
-  return code;
-}
-
-export async function main(argv: string[]): Promise<number> {
-  const io = { repoRoot: repoRootDir(), print: (s: string) => process.stdout.write(s), printErr: (s: string) => process.stderr.write(s) };
-  // report, release and seccomp parse their own words and options.
-  try {
-    if (argv[0] === 'report') return await reportMain(argv.slice(1), io);
-    if (argv[0] === 'release') return await releaseMain(argv.slice(1), io);
-    if (argv[0] === 'seccomp') return await seccompMain(argv.slice(1), io);
-  } catch (err) {
-    return reportError(err, argv.includes('--json'));
-  }
-  // The vault's commands (keys, spec, verify, export) parse their own words and options.
-  if (argv[0] && (VAULT_COMMANDS as readonly string[]).includes(argv[0]) && argv[0] !== 'status') {
-    try {
-      return await vaultCommand(argv, { repoRoot: repoRootDir(), print: (s) => process.stdout.write(s), printErr: (s) => process.stderr.write(s) });
-    } catch (err) {
-      return reportError(err, argv.includes('--json'));
-    }
-  }
-  let p: Parsed | 'help' | 'version';
-  try {
-    p = parseCli(argv);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`clawos-build: ${err.message}\n\n${USAGE}\n`);
-      return EXIT.usage;
-    }
-    throw err;
-  }
-  const repoRoot = repoRootDir();
-  if (p === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return EXIT.ok;
-  }
-  if (p === 'version') {
-    process.stdout.write(`clawos-build ${await clawosVersion(repoRoot)}\n`);
-    return EXIT.ok;
-  }
-  try {
-    switch (p.command) {
-      case 'status':
-        return await vaultCommand(['status', '--build-dir', p.buildDir, ...(p.json ? ['--json'] : [])], { repoRoot, print: (s) => process.stdout.write(s), printErr: (s) => process.stderr.write(s) });
-      case 'validate':
-        return await cmdValidate(p, repoRoot);
-      case 'plan':
-        return await cmdPlan(p, repoRoot);
-      case 'explain':
-        return await explainCommand({ ...p, repoRoot, print: io.print, printErr: io.printErr });
-      case 'bench':
-        return await benchCommand({ repoRoot, buildDir: p.buildDir, arch: p.arch, runs: p.runs, json: p.json, print: io.print, printErr: io.printErr });
-      case 'flash':
-        return await flashCommand(p);
-      case 'doctor':
-        return await doctorCommand({ repoRoot, buildDir: p.buildDir, json: p.json, fix: p.fix });
-      case 'boot':
-        return await bootCommand({ ...p, repoRoot, print: (s) => process.stdout.write(s), printErr: (s) => process.stderr.write(s) });
-      case 'all':
-        return await cmdRun(p, repoRoot, [...PHASES]);
-      default:
-        return await cmdRun(p, repoRoot, [p.command.toUpperCase() as Phase]);
-    }
-  } catch (err) {
-    return reportError(err, p.json);
-  }
-}
-
-/** `seccomp profile [--whitelist FILE] [--build-dir DIR] [--json] -- CMD...`: CMD is everything after `--`. */
-async function seccompMain(argv: string[], io: { print(s: string): void; printErr(s: string): void }): Promise<number> {
-  const dash = argv.indexOf('--');
-  const before = dash < 0 ? argv : argv.slice(0, dash);
-  const command = dash < 0 ? [] : argv.slice(dash + 1);
-  let parsed;
-  try {
-    parsed = parseArgs({ args: before, allowPositionals: true, strict: true, options: { whitelist: { type: 'string' }, 'build-dir': { type: 'string' }, json: { type: 'boolean' } } });
-  } catch (err) {
-    io.printErr(`clawos-build: ${(err as Error).message.replace(/\. To specify a positional argument.*$/, '')}\n\n${USAGE}\n`);
-    return EXIT.usage;
-  }
-  const [subcommand, ...extra] = parsed.positionals;
-  if (extra.length) {
-    io.printErr(`clawos-build: unexpected argument "${extra[0]}" for seccomp ${subcommand}: put the command after --\n`);
-    return EXIT.usage;
-  }
-  return seccompCommand({
-    subcommand,
-    command,
-    whitelist: parsed.values.whitelist,
-    buildDir: parsed.values['build-dir'] ?? 'build',
-    json: !!parsed.values.json,
-    print: io.print,
-    printErr: io.printErr,
+/** The words and own options after the command's name: `ISO DEVICE [--yes] [--sha256 HEX]`; `[options]` for the shared ones. */
+export function synopsis(c: CommandSpec, withShared = false): string {
+  const own = c.options.filter((g) => g.owner).flatMap((g) => g.options);
+  const opts = own.map((o) => {
+    const s = `--${o.name}${o.value ? ` ${o.value}` : ''}`;
+    return o.required ? s : `[${s}]`;
   });
+  return [c.name, ...(c.words ? [c.words] : []), ...opts, ...(withShared ? ['[options]'] : []), ...(c.passThrough ? ['-- CMD...'] : [])].join(' ');
 }
 
-function reportError(err: unknown, json: boolean): number {
-  if (err instanceof UserError || err instanceof InfraError) {
-    const code = err instanceof UserError ? EXIT.invalidInput : EXIT.infra;
-    if (json) printJson({ ok: false, exit_code: code, error: { kind: err.name, message: err.message, hint: err.hint, location: err instanceof UserError ? err.location : undefined } });
-    else {
-      const where = err instanceof UserError && err.location && !err.message.includes(formatLocation(err.location)) ? `${formatLocation(err.location)}: ` : '';
-      process.stderr.write(`clawos-build: ${where}${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
-    }
-    return code;
+/** The command's lines in the command list (short: name and words only), and after a usage error. */
+export function commandBlock(c: CommandSpec, short = false): string {
+  const head = `  ${short ? [c.name, ...(c.words ? [c.words] : [])].join(' ') : synopsis(c)}`;
+  const lines = head.length < COL ? [`${head.padEnd(COL)}${c.summary}`] : [head, `${' '.repeat(COL)}${c.summary}`];
+  for (const d of c.details ?? []) lines.push(`${' '.repeat(COL)}${d}`);
+  return lines.join('\n');
+}
+
+export const exitCodesLine = (): string => `exit codes: ${EXIT_MEANINGS.map(([c, m]) => `${c} ${m}`).join(' · ')}`;
+
+/** `clawos-build --help`. */
+export function usage(table: readonly CommandSpec[] = COMMANDS): string {
+  const shared = [...new Set(table.flatMap((c) => c.options.filter((g) => !g.owner).flatMap((g) => g.options)))];
+  return [
+    'usage: clawos-build <command> [options]',
+    '       clawos-build <command> --help   (the command and all its options)',
+    '',
+    'commands:',
+    ...table.map((c) => commandBlock(c, true)),
+    '',
+    'options:',
+    ...shared.map(optionLine),
+    ...GLOBAL_OPTIONS.map(([f, h]) => `  ${f.padEnd(COL - 3)} ${h}`),
+    '',
+    exitCodesLine(),
+  ].join('\n');
+}
+
+/** `clawos-build COMMAND --help`. */
+export function commandHelp(c: CommandSpec): string {
+  return [
+    `usage: clawos-build ${synopsis(c, true)}`,
+    '',
+    c.summary,
+    ...(c.details ?? []),
+    '',
+    'options:',
+    ...allOptions(c).map(optionLine),
+    `  ${'-h, --help'.padEnd(COL - 3)} this help`,
+    '',
+    exitCodesLine(),
+  ].join('\n');
+}
+
+function processIo(): CommandIo {
+  return { repoRoot: repoRootDir(), print: (s) => process.stdout.write(s), printErr: (s) => process.stderr.write(s) };
+}
+
+async function version(repoRoot: string): Promise<string> {
+  const pkg = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Parse argv without running anything: the command's options, 'help' or 'version'; throws UsageError. */
+export function parseCli(argv: string[]): ParsedArgs | 'help' | 'version' {
+  const { name, rest } = findCommand(argv, COMMANDS);
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (!entry) {
+    if (argv.includes('--version')) return 'version';
+    if (argv.includes('--help') || argv.includes('-h')) return 'help';
+    throw new UsageError(name === undefined ? 'no command given' : `unknown command "${name}"`);
   }
-  const e = err instanceof Error ? err : new InternalError(String(err));
-  process.stderr.write(`clawos-build: internal error (a bug in clawos-build; please report it with this trace):\n${e.stack ?? e.message}\n`);
-  return EXIT.internal;
+  return parseCommand(entry, rest, COMMANDS);
 }
 
+export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
+  const entry = COMMANDS.find((c) => c.name === findCommand(argv, COMMANDS).name);
+  const usageError = (e: UsageError): number => {
+    io.printErr(`clawos-build: ${e.message}\n\n${entry ? `${commandBlock(entry)}\nrun \`clawos-build ${entry.name} --help\` for its options` : usage()}\n`);
+    return EXIT.usage;
+  };
+  let a: ParsedArgs | 'help' | 'version';
+  try {
+    a = parseCli(argv);
+  } catch (e) {
+    if (e instanceof UsageError) return usageError(e);
+    throw e;
+  }
+  if (a === 'help') {
+    io.print(`${entry ? commandHelp(entry) : usage()}\n`);
+    return EXIT.ok;
+  }
+  if (a === 'version') {
+    io.print(`clawos-build ${await version(io.repoRoot)}\n`);
+    return EXIT.ok;
+  }
+  try {
+    const run = await entry!.load();
+    return await run(a, io);
+  } catch (err) {
+    if (err instanceof UsageError) return usageError(err);
+    return reportError(err, { json: !!a.json, ...(entry!.vaultErrors ? { vaultErrors: true } : {}) }, io);
+  }
+}

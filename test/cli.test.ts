@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { writeFile, mkdir } from 'node:fs/promises';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { dir } from 'tmp-promise';
 import { run } from '../lib/proc.js';
 import { repoRootDir } from '../lib/repo-root.js';
-import { parseCli } from '../bin/cli.js';
+import { COMMANDS, commandHelp, main, parseCli, usage } from '../bin/cli.js';
+import { commandsMarkdown, HAND_WRITTEN, withReadmeTable } from '../bin/command-docs.js';
 
 const cli = join(repoRootDir(), 'bin', 'clawos-build.js');
 const hasDist = async () => (await run(['test', '-f', join(repoRootDir(), 'dist/bin/cli.js')])).ok;
@@ -65,5 +66,41 @@ describe('clawos-build binary', () => {
     const r = await run(['node', cli, 'boot', '--arch', 'x86_64']);
     expect(r.exitCode).toBe(3);
     expect(r.tail[0]).toBe('clawos-build: boot needs --iso FILE');
+  });
+});
+
+describe('the command table', () => {
+  const capture = () => {
+    const out: string[] = [];
+    return { out, io: { repoRoot: repoRootDir(), print: (s: string) => out.push(s), printErr: (s: string) => out.push(s) } };
+  };
+
+  it('--help and help print the usage generated from the table; COMMAND --help that entry', async () => {
+    const a = capture();
+    const b = capture();
+    expect(await main(['--help'], a.io)).toBe(0);
+    expect(await main(['help'], b.io)).toBe(0);
+    expect(a.out.join('')).toBe(`${usage()}\n`);
+    expect(b.out.join('')).toBe(a.out.join(''));
+    for (const c of COMMANDS) expect(usage()).toContain(`\n  ${c.name}`);
+    const v = capture();
+    expect(await main(['verify', '--help'], v.io)).toBe(0);
+    expect(v.out.join('')).toBe(`${commandHelp(COMMANDS.find((c) => c.name === 'verify')!)}\n`);
+    expect(v.out.join('')).toMatch(/^usage: clawos-build verify BUNDLE\|TAR --trust FILE \[--ledger FILE\]/);
+  });
+
+  it('an option of another command names that command; one owned by several names them all', () => {
+    expect(() => parseCli(['report', '--fix'])).toThrow('--fix goes with the doctor command');
+    expect(() => parseCli(['validate', '--no-sandbox'])).toThrow('--no-sandbox, --rootfs-backend, --buildroot and --buildroot-sha256 go with p1..p4 and all');
+    expect(() => parseCli(['plan', '--trust', 'k.json'])).toThrow('--trust goes with flash, report, release, keys, spec and verify');
+  });
+
+  it('docs/commands.md and the README command table are what the table generates (npm run docs:commands)', async () => {
+    const docs = await readFile(join(repoRootDir(), 'docs', 'commands.md'), 'utf8');
+    expect(docs.slice(0, docs.indexOf(HAND_WRITTEN))).toBe(`${commandsMarkdown()}\n`);
+    // The README's table only exists once the README has the markers.
+    const readme = await readFile(join(repoRootDir(), 'README.md'), 'utf8');
+    const refreshed = withReadmeTable(readme);
+    if (refreshed !== null) expect(readme).toBe(refreshed);
   });
 });

@@ -6,7 +6,12 @@ import { dir as tmpDir } from 'tmp-promise';
 import { run } from '../lib/proc.js';
 import { buildReportModel, type ReportModel } from '../report/report-model.js';
 import { renderReportHtml } from '../report/render-report-html.js';
-import { reportCommand, reportMain } from '../bin/commands/report.js';
+import { reportCommand } from '../bin/commands/report.js';
+import { main } from '../bin/cli.js';
+import type { CommandIo } from '../bin/command-io.js';
+
+/** `clawos-build report ARGV`, through the command table (parsing, usage errors, exit codes). */
+const reportMain = (argv: string[], io: CommandIo) => main(['report', ...argv], io);
 import { makeReportBuild, RUN1, RUN2, type ReportBuild } from './report-fixture.js';
 
 const NOW = () => new Date('2025-11-22T00:00:00.000Z');

@@ -6,7 +6,12 @@ import { UserError } from '../lib/errors.js';
 import { EventLog, eventsPath } from '../vault/event-chain.js';
 import { loadTrust } from '../vault/keys.js';
 import { verifyBundle } from '../vault/verify.js';
-import { releaseCommand, releaseMain } from '../bin/commands/release.js';
+import { releaseCommand } from '../bin/commands/release.js';
+import { main } from '../bin/cli.js';
+import type { CommandIo } from '../bin/command-io.js';
+
+/** `clawos-build release ARGV`, through the command table (parsing, usage errors, exit codes). */
+const releaseMain = (argv: string[], io: CommandIo) => main(['release', ...argv], io);
 import { makeRelease } from '../report/release-folder.js';
 import { makeReportBuild, RUN1, RUN2, type ReportBuild } from './report-fixture.js';
 

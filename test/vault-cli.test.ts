@@ -28,7 +28,7 @@ async function clawos(args: string[], env: Record<string, string> = {}): Promise
 }
 
 beforeAll(async () => {
-  if (!(await run(['test', '-f', join(repoRootDir(), 'dist/bin/commands/vault.js')])).ok) throw new Error('dist/ is stale: run npm run build first');
+  if (!(await run(['test', '-f', join(repoRootDir(), 'dist/bin/commands/verify.js')])).ok) throw new Error('dist/ is stale: run npm run build first');
   fx = await makePipelineFixture();
   finish = (await fx.run()).finish;
 });

@@ -16,7 +16,6 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { dir as tmpDir } from 'tmp-promise';
 import { fail, type Fail, type VerifyCode } from './codes.js';
 import { isCanonical, parseJsonBytes } from './jcs.js';
 import { INTOTO_PAYLOAD_TYPE, MANIFEST_PAYLOAD_TYPE, parseEnvelope, verifyEnvelope } from './dsse.js';
@@ -26,7 +25,6 @@ import { caseFoldDuplicate, compareUtf8, unsafePathReason } from './paths.js';
 import { logRoot, splitLines, verifyChain } from './event-chain.js';
 import { SLSA_PROVENANCE_V1, STATEMENT_TYPE, type Statement } from './attestation.js';
 import { ARTIFACTS_DIR, ATTESTATION_FILE, EVENTS_FILE, MANIFEST_DSSE_FILE, MANIFEST_FILE, type BundleManifest } from './bundle.js';
-import { extractTarSafely } from './tar-read.js';
 
 export interface VerifyOptions {
   /** run_ids already accepted: seeing one again is REPLAY_DETECTED. */
@@ -254,6 +252,8 @@ export async function verifyBundle(dirOrTar: string, trust: TrustRoot, opts: Ver
   if (st.isSymbolicLink()) return fail('PATH_UNSAFE', `${dirOrTar} is a symlink; give the bundle itself`);
   if (st.isDirectory()) return verifyDir(dirOrTar, trust, opts);
   if (!st.isFile()) return fail('PATH_UNSAFE', `${dirOrTar} is neither a directory nor a tar file`);
+  // Only a tar needs tar and a temp dir: loaded here so verifying a directory starts faster.
+  const [{ dir: tmpDir }, { extractTarSafely }] = await Promise.all([import('tmp-promise'), import('./tar-read.js')]);
   const tmp = await tmpDir({ prefix: 'clawos-verify-', unsafeCleanup: true });
   try {
     const bad = await extractTarSafely(dirOrTar, tmp.path);

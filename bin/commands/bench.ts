@@ -9,6 +9,9 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../../lib/errors.js';
 import { run as procRun } from '../../lib/proc.js';
 import { selectArches } from '../../pipeline/run/session.js';
+import type { ParsedArgs } from '../args.js';
+import { printJson, type CommandIo } from '../command-io.js';
+import { EXIT } from '../exit.js';
 import { benchAgainstStock, formatBenchTable, type BenchResult } from '../../pipeline/bench/stock-bench.js';
 
 export interface BenchCommandOptions {
@@ -73,6 +76,10 @@ export async function benchCommand(o: BenchCommandOptions): Promise<number> {
     process.off('SIGINT', onSig);
   }
   const ok = results.every((r) => r.ok);
-  if (o.json) o.print(JSON.stringify({ ok, bar, results }, null, 2) + '\n');
-  return ac.signal.aborted ? 130 : ok ? 0 : 1;
+  if (o.json) printJson(o, { ok, bar, results });
+  return ac.signal.aborted ? EXIT.interrupted : ok ? EXIT.ok : EXIT.failed;
+}
+
+export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
+  return benchCommand({ repoRoot: io.repoRoot, buildDir: a.buildDir as string, arch: a.arch as string[], runs: a.runs as number, json: !!a.json, print: io.print, printErr: io.printErr });
 }

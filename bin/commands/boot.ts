@@ -16,6 +16,8 @@ import { loadMachine, selectVariants, type QemuMachine } from '../../qemu/machin
 import { selectArches } from '../../pipeline/run/session.js';
 import { loadExpectedChecks } from '../../pipeline/boot/guest-boot.js';
 import { formatDuration } from '../../lib/format.js';
+import type { ParsedArgs } from '../args.js';
+import { printJson, type CommandIo } from '../command-io.js';
 import { formatBootLine, formatLabSummary, labExitCode, runBootLab, summarizeLab, writeLabReports, type LabOptions } from '../../host/boot-lab.js';
 
 export interface BootCommandOptions {
@@ -142,10 +144,27 @@ export async function bootCommand(o: BootCommandOptions): Promise<number> {
   const files = await writeLabReports(run, summary, o.junit ? resolve(o.junit) : undefined);
   const code = labExitCode(summary);
   if (o.json) {
-    o.print(JSON.stringify({ ...summary, exit_code: code, lab_dir: labDir, summary_file: files.summary, junit_file: files.junit, junit_copy: o.junit ? resolve(o.junit) : null }, null, 2) + '\n');
+    printJson(o, { ...summary, exit_code: code, lab_dir: labDir, summary_file: files.summary, junit_file: files.junit, junit_copy: o.junit ? resolve(o.junit) : null });
   } else {
     o.print(formatLabSummary(summary));
     o.print(`timeout: ${summary.timeout_note}\nrecords: ${labDir}\nsummary: ${files.summary}\njunit: ${files.junit}${o.junit ? ` (copy: ${resolve(o.junit)})` : ''}\n`);
   }
   return code;
+}
+
+export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
+  return bootCommand({
+    repoRoot: io.repoRoot,
+    iso: a.iso as string | undefined,
+    arch: a.arch as string[],
+    firmware: a.firmware as string | undefined,
+    repeat: a.repeat as number,
+    jobs: a.jobs as number,
+    untilFail: !!a.untilFail,
+    junit: a.junit as string | undefined,
+    buildDir: a.buildDir as string,
+    json: !!a.json,
+    print: io.print,
+    printErr: io.printErr,
+  });
 }

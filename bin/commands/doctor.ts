@@ -4,6 +4,9 @@
  * --fix runs the printed apt/dpkg commands (root only), fetches the target-arch
  * packages into the build cache, then checks again and reports that.
  */
+import type { ParsedArgs } from '../args.js';
+import type { CommandIo } from '../command-io.js';
+import { EXIT } from '../exit.js';
 import { applyFixes, formatDoctorReport, runDoctor, type DoctorOptions } from '../../host/doctor.js';
 
 export interface DoctorCommandOptions {
@@ -25,19 +28,20 @@ export async function doctorCommand(o: DoctorCommandOptions, io: DoctorIo = { st
   const opts: DoctorOptions = { repoRoot: o.repoRoot, buildDir: o.buildDir, ...io.doctor };
   const before = await runDoctor(opts);
   if (!o.fix) {
-    if (o.json) io.stdout.write(JSON.stringify({ ...before, exit_code: before.ok ? 0 : 4 }, null, 2) + '\n');
+    const code = before.ok ? EXIT.ok : EXIT.infra;
+    if (o.json) io.stdout.write(JSON.stringify({ ...before, exit_code: code }, null, 2) + '\n');
     else io.stdout.write(formatDoctorReport(before));
-    return before.ok ? 0 : 4;
+    return code;
   }
   if (!o.json) io.stdout.write(formatDoctorReport(before));
   const fix = await applyFixes(before, { ...opts, isRoot: io.isRoot, log: o.json ? undefined : (l) => io.stderr.write(`doctor --fix: ${l}\n`) });
   if (fix.refused) {
-    if (o.json) io.stdout.write(JSON.stringify({ ok: false, exit_code: 4, before, fix, after: null }, null, 2) + '\n');
+    if (o.json) io.stdout.write(JSON.stringify({ ok: false, exit_code: EXIT.infra, before, fix, after: null }, null, 2) + '\n');
     else io.stderr.write(`clawos-build: ${fix.refused}\n`);
-    return 4;
+    return EXIT.infra;
   }
   const after = fix.ran.length ? await runDoctor(opts) : before;
-  const code = after.ok ? 0 : 4;
+  const code = after.ok ? EXIT.ok : EXIT.infra;
   if (o.json) {
     io.stdout.write(JSON.stringify({ ok: after.ok, exit_code: code, before, fix, after }, null, 2) + '\n');
     return code;
@@ -50,4 +54,8 @@ export async function doctorCommand(o: DoctorCommandOptions, io: DoctorIo = { st
   io.stdout.write('after --fix:\n');
   io.stdout.write(formatDoctorReport(after));
   return code;
+}
+
+export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
+  return doctorCommand({ repoRoot: io.repoRoot, buildDir: a.buildDir as string, json: !!a.json, fix: !!a.fix });
 }

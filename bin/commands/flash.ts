@@ -3,10 +3,13 @@
  * Progress goes to stderr (a bar on a terminal, a line every few seconds
  * otherwise); with --json every event is one JSON line on stdout, ending with
  * {"event":"result",…}. Exit 0 when the readback matched, 1 when the ISO could
- * not be vouched for or the readback differed; refusals are usage errors (3).
+ * not be vouched for or the readback differed; refusals are invalid input (3).
+ * --json is the one command output that is a stream (JSON lines), not one document.
  */
 import { createInterface } from 'node:readline/promises';
 import { InfraError, UserError } from '../../lib/errors.js';
+import type { ParsedArgs } from '../args.js';
+import { EXIT } from '../exit.js';
 import { flash, formatBytes, type FlashEvent, type FlashResult } from '../../host/flash.js';
 
 export interface FlashCommandOptions {
@@ -145,10 +148,23 @@ export async function flashCommand(o: FlashCommandOptions, io: FlashIo = { stdou
   } catch (err) {
     // --json is a stream of JSON lines: a refusal is its last line, not a pretty document.
     if (!o.json || !(err instanceof UserError || err instanceof InfraError)) throw err;
-    const code = err instanceof UserError ? 3 : 4;
+    const code = err instanceof UserError ? EXIT.invalidInput : EXIT.infra;
     io.stdout.write(JSON.stringify({ event: 'error', ok: false, exit_code: code, kind: err.name, message: err.message, hint: err.hint }) + '\n');
     return code;
   }
   r.result(result);
-  return result.ok ? 0 : 1;
+  return result.ok ? EXIT.ok : EXIT.failed;
+}
+
+export async function run(a: ParsedArgs): Promise<number> {
+  return flashCommand({
+    positionals: a.positionals,
+    buildDir: a.buildDir as string,
+    json: !!a.json,
+    yes: !!a.yes,
+    allowFile: !!a.allowFile,
+    sha256: a.sha256 as string | undefined,
+    bundle: a.bundle as string | undefined,
+    trust: a.trust as string | undefined,
+  });
 }

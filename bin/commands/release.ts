@@ -1,19 +1,15 @@
 /**
  * `clawos-build release --trust keys.json [--version V] [--out DIR] [--json]`:
- * the versioned release folder (report/release-folder.ts). It parses
- * its own options (releaseMain), because its --version takes a value while the
- * top-level --version prints clawos-build's own version.
+ * the versioned release folder (report/release-folder.ts). Its --version takes a
+ * value; everywhere else --version prints clawos-build's own version.
  * Exit codes: 0 written, 1 refused (gate P4 not GO, bundle missing or not
  * verifying, folder already there …), 2 usage.
  */
 import { resolve } from 'node:path';
 import { makeRelease, type ReleaseResult } from '../../report/release-folder.js';
-import { parseCommandArgs, type CommandIo } from '../args.js';
-
-export const RELEASE_USAGE = `  release --trust keys.json [--version V] [--out DIR]
-                      the release folder DIR/clawos-V/ (default <build-dir>/release, V from specs/release.yaml):
-                      ISOs, SHA256SUMS, the signed bundle as a tar, gate and security reports, CHANGELOG.md;
-                      refused unless gate P4 is GO and the newest bundle verifies with the trust file`;
+import type { ParsedArgs } from '../args.js';
+import { printJson, type CommandIo } from '../command-io.js';
+import { EXIT } from '../exit.js';
 
 export interface ReleaseCommandOptions {
   repoRoot: string;
@@ -45,32 +41,26 @@ export async function releaseCommand(o: ReleaseCommandOptions): Promise<number> 
     ...(o.now ? { now: o.now } : {}),
   });
   if (o.json) {
-    o.print(JSON.stringify({ ...r, exit_code: r.ok ? 0 : 1 }, null, 2) + '\n');
-    return r.ok ? 0 : 1;
+    const code = r.ok ? EXIT.ok : EXIT.failed;
+    printJson(o, { ...r, exit_code: code });
+    return code;
   }
   if (!r.ok) {
     o.printErr(`clawos-build: release refused: ${r.detail}\n${r.hint ? `hint: ${r.hint}\n` : ''}`);
-    return 1;
+    return EXIT.failed;
   }
   o.print(formatRelease(r));
-  return 0;
+  return EXIT.ok;
 }
 
-/** argv after the word "release". */
-export async function releaseMain(argv: string[], io: CommandIo): Promise<number> {
-  const v = parseCommandArgs(argv, { trust: { type: 'string' }, version: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' }, 'build-dir': { type: 'string' } } as const, RELEASE_USAGE, io);
-  if (!v) return 2;
-  if (!v.trust) {
-    io.printErr(`clawos-build: release needs --trust FILE: the trusted public keys the bundle must verify with (never taken from the build)\n\n${RELEASE_USAGE}\n`);
-    return 2;
-  }
+export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
   return releaseCommand({
     repoRoot: io.repoRoot,
-    buildDir: v['build-dir'] ?? 'build',
-    trust: v.trust,
-    ...(v.version ? { version: v.version } : {}),
-    ...(v.out ? { out: v.out } : {}),
-    json: !!v.json,
+    buildDir: a.buildDir as string,
+    trust: a.trust as string,
+    ...(a.version ? { version: a.version as string } : {}),
+    ...(a.out ? { out: a.out as string } : {}),
+    json: !!a.json,
     print: io.print,
     printErr: io.printErr,
   });

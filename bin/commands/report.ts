@@ -2,21 +2,17 @@
  * `clawos-build report [--out FILE] [--trust keys.json] [--metrics FILE.prom] [--json]`:
  * one self-contained HTML file computed from the recorded results (default
  * <build>/report.html), optionally the Prometheus textfile too. --json prints
- * the data model instead of writing the HTML. Like bin/commands/vault.ts, it
- * parses its own options (reportMain) so bin/cli.ts only dispatches to it.
+ * the data model instead of writing the HTML.
  */
-import { parseCommandArgs, type CommandIo } from '../args.js';
+import type { ParsedArgs } from '../args.js';
+import { printJson, type CommandIo } from '../command-io.js';
+import { EXIT } from '../exit.js';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../lib/atomic-write.js';
 import { formatDuration } from '../../lib/format.js';
 import { buildReportModel, type ReportModel } from '../../report/report-model.js';
 import { renderReportHtml } from '../../report/render-report-html.js';
 import { writeMetricsFile } from '../../report/report-metrics.js';
-
-export const REPORT_USAGE = `  report [--out FILE] [--trust keys.json] [--metrics FILE.prom] [--json]
-                      one self-contained HTML report of the recorded results (default <build-dir>/report.html);
-                      --trust verifies the newest bundle; --metrics also writes a node_exporter textfile;
-                      --json prints the report's data instead of writing the HTML`;
 
 export interface ReportCommandOptions {
   repoRoot: string;
@@ -29,8 +25,6 @@ export interface ReportCommandOptions {
   printErr(s: string): void;
   now?: () => Date;
 }
-
-export type { CommandIo } from '../args.js';
 
 /** The few lines printed after the HTML is written. */
 export function reportSummary(m: ReportModel, file: string | null): string {
@@ -58,30 +52,24 @@ export async function reportCommand(o: ReportCommandOptions): Promise<number> {
     await writeMetricsFile(metrics, model);
   }
   if (o.json) {
-    o.print(JSON.stringify({ ...model, ...(metrics ? { metrics_file: metrics } : {}) }, null, 2) + '\n');
-    return 0;
+    printJson(o, { ...model, ...(metrics ? { metrics_file: metrics } : {}) });
+    return EXIT.ok;
   }
   const out = resolve(o.out ?? join(buildDir, 'report.html'));
   await writeFileAtomic(out, renderReportHtml(model));
   o.print(reportSummary(model, out) + (metrics ? `metrics: ${metrics}\n` : ''));
-  return 0;
+  return EXIT.ok;
 }
 
-/** argv after the word "report". Exit codes: 0 written, 2 usage; UserError/InfraError are thrown for bin/cli.ts to map. */
-export async function reportMain(argv: string[], io: CommandIo): Promise<number> {
-  const v = parseCommandArgs(argv, { out: { type: 'string' }, trust: { type: 'string' }, metrics: { type: 'string' }, json: { type: 'boolean' }, 'build-dir': { type: 'string' } } as const, REPORT_USAGE, io);
-  if (!v) return 2;
-  if (v.json && v.out) {
-    io.printErr(`clawos-build: --out and --json do not go together: --json prints the report's data instead of writing the HTML\n\n${REPORT_USAGE}\n`);
-    return 2;
-  }
+/** UserError/InfraError are thrown for bin/ to map. */
+export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
   return reportCommand({
     repoRoot: io.repoRoot,
-    buildDir: v['build-dir'] ?? 'build',
-    ...(v.out ? { out: v.out } : {}),
-    ...(v.trust ? { trust: v.trust } : {}),
-    ...(v.metrics ? { metrics: v.metrics } : {}),
-    json: !!v.json,
+    buildDir: a.buildDir as string,
+    ...(a.out ? { out: a.out as string } : {}),
+    ...(a.trust ? { trust: a.trust as string } : {}),
+    ...(a.metrics ? { metrics: a.metrics as string } : {}),
+    json: !!a.json,
     print: io.print,
     printErr: io.printErr,
   });

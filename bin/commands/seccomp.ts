@@ -10,7 +10,10 @@ import { machine } from 'node:os';
 import { join, resolve } from 'node:path';
 import { dir as tmpDir } from 'tmp-promise';
 import { InfraError, UserError } from '../../lib/errors.js';
-import { run } from '../../lib/proc.js';
+import { run as runProcess } from '../../lib/proc.js';
+import type { ParsedArgs } from '../args.js';
+import { printJson, type CommandIo } from '../command-io.js';
+import { EXIT } from '../exit.js';
 import { compareProfile, formatProfile, isCompiledWhitelist, parseStraceTrace, type CompiledWhitelist } from '../../pipeline/security/seccomp-profile.js';
 
 export interface SeccompCommandOptions {
@@ -67,7 +70,7 @@ export async function seccompCommand(o: SeccompCommandOptions): Promise<number> 
     const echo = (_s: string, line: string) => {
       if (!o.json && _s !== 'meta') o.printErr(`  | ${line}\n`);
     };
-    const r = await run(['strace', '-f', '-qq', '-n', '-o', trace, '--', ...o.command], { sink: echo, tailLines: 20 });
+    const r = await runProcess(['strace', '-f', '-qq', '-n', '-o', trace, '--', ...o.command], { sink: echo, tailLines: 20 });
     if (r.spawnError) throw new InfraError(`strace cannot run: ${r.spawnError}`, 'apt-get install strace');
     const text = await readFile(trace, 'utf8').catch(() => '');
     const used = parseStraceTrace(text);
@@ -76,10 +79,8 @@ export async function seccompCommand(o: SeccompCommandOptions): Promise<number> 
     const report = compareProfile(used, w);
     const ok = report.notWhitelisted.length === 0;
     if (o.json) {
-      o.print(
-        JSON.stringify(
-          {
-            ok,
+      printJson(o, {
+        ok,
             command: o.command,
             command_exit: r.exitCode,
             command_signal: r.signal,
@@ -90,12 +91,8 @@ export async function seccompCommand(o: SeccompCommandOptions): Promise<number> 
             used: report.used,
             not_whitelisted: report.notWhitelisted,
             whitelisted_unused: report.unused,
-            aliases_applied: report.aliasesApplied,
-          },
-          null,
-          2,
-        ) + '\n',
-      );
+        aliases_applied: report.aliasesApplied,
+      });
     } else {
       o.print(
         `seccomp profile of \`${o.command.join(' ')}\` (exit ${r.exitCode ?? r.signal}) on ${host} against ${path} (${w.spec.spec_id} ${w.spec.version}, default ${w.default_action})\n` +
@@ -103,8 +100,20 @@ export async function seccompCommand(o: SeccompCommandOptions): Promise<number> 
           '\n',
       );
     }
-    return ok ? 0 : 1;
+    return ok ? EXIT.ok : EXIT.failed;
   } finally {
     await d.cleanup();
   }
+}
+
+export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
+  return seccompCommand({
+    subcommand: a.positionals[0],
+    command: a.rest,
+    whitelist: a.whitelist as string | undefined,
+    buildDir: a.buildDir as string,
+    json: !!a.json,
+    print: io.print,
+    printErr: io.printErr,
+  });
 }

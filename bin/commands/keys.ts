@@ -1,0 +1,65 @@
+/**
+ * `clawos-build keys init|list`: the Ed25519 key pairs of the key dir and the trust file.
+ * No private key material is ever printed: only key ids and file paths.
+ */
+import { lstat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { addTrustEntry, initKey, KEY_ROLES, type KeyRole } from '../../vault/keys.js';
+import { defaultKeyDir, defaultTrustFile, listKeyFiles } from '../../vault/key-dir.js';
+import type { ParsedArgs } from '../args.js';
+import { printJson, type CommandIo } from '../command-io.js';
+import { EXIT, UsageError } from '../exit.js';
+
+interface KeysArgs {
+  positionals: string[];
+  role?: string;
+  keyDir?: string;
+  trust?: string;
+  json: boolean;
+}
+
+export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
+  const a = args as unknown as KeysArgs;
+  const sub = a.positionals[0];
+  const keyDir = resolve(a.keyDir ?? defaultKeyDir(io.env));
+  const trustFile = resolve(a.trust ?? defaultTrustFile(keyDir));
+  if (sub === 'init') {
+    const role = a.role;
+    if (!role) throw new UsageError('keys init needs --role release|security|core');
+    if (!(KEY_ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be release, security or core, not "${role}"`);
+    const k = await initKey(keyDir, role as KeyRole);
+    await addTrustEntry(trustFile, k.trustEntry);
+    if (a.json) {
+      printJson(io, { ok: true, role: k.role, keyid: k.keyid, private_key: k.privateKeyPath, public_key: k.publicKeyPath, trust: trustFile });
+    } else {
+      io.print(
+        `created ${k.role} key ${k.keyid.slice(0, 16)} (ed25519, key id ${k.keyid})\n` +
+          `  private key: ${k.privateKeyPath} (mode 0600; never printed, logged or bundled)\n` +
+          `  public key:  ${k.publicKeyPath}\n` +
+          `  trust file:  ${trustFile} (public entry added; give this file to verifiers)\n`,
+      );
+    }
+    return EXIT.ok;
+  }
+  if (sub === 'list') {
+    if (a.role) throw new UsageError('--role goes with keys init');
+    const keys = await listKeyFiles(keyDir, trustFile);
+    const rows = [];
+    for (const k of keys) {
+      const mode = (await lstat(k.privateKeyPath)).mode & 0o777;
+      rows.push({ role: k.role, keyid: k.keyid, private_key: k.privateKeyPath, mode: mode.toString(8).padStart(4, '0'), trusted: k.trust ? (k.trust.revoked ? 'revoked' : 'yes') : 'no' });
+    }
+    if (a.json) {
+      printJson(io, { key_dir: keyDir, trust: trustFile, keys: rows });
+      return EXIT.ok;
+    }
+    if (!rows.length) {
+      io.print(`no keys in ${keyDir}; make one with \`clawos-build keys init --role release\`\n`);
+      return EXIT.ok;
+    }
+    io.print(`keys in ${keyDir} (trust file ${trustFile}):\n`);
+    for (const r of rows) io.print(`  ${r.role.padEnd(9)} ${r.keyid.slice(0, 16)}  mode ${r.mode}  trusted: ${r.trusted.padEnd(7)}  ${r.private_key}\n`);
+    return EXIT.ok;
+  }
+  throw new UsageError(sub ? `unknown keys subcommand "${sub}" (init or list)` : 'keys needs a subcommand: init or list');
+}

@@ -1,0 +1,126 @@
+/** `clawos-build p1|p2|p3|p4|all`: run phases and their gates, then seal the run in the vault. */
+import { resolve } from 'node:path';
+import { formatDuration } from '../../lib/format.js';
+import { DEFAULT_BACKEND } from '../../pipeline/catalog/backends.js';
+import { PHASES, type Phase } from '../../pipeline/catalog/task-spec.js';
+import { acquireBuildLock } from '../../pipeline/run/build-lock.js';
+import { loadGateSpecs } from '../../pipeline/run/gates.js';
+import { finishRun, runPhases, type PhaseResult, type RunFinish } from '../../pipeline/run/phases.js';
+import { chooseMode, createReporter } from '../../pipeline/run/reporter.js';
+import { openRun } from '../../pipeline/run/session.js';
+import { defaultKeyDir, defaultTrustFile } from '../../vault/key-dir.js';
+import type { ParsedArgs } from '../args.js';
+import { printJson, type CommandIo } from '../command-io.js';
+import { EXIT } from '../exit.js';
+
+interface RunArgs {
+  command: string;
+  arch: string[];
+  jobs: number;
+  buildDir: string;
+  logDir?: string;
+  config?: string;
+  json: boolean;
+  noSandbox: boolean;
+  rootfsBackend: string;
+  buildroot?: string;
+  buildrootSha256?: string;
+}
+
+export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
+  const p = args as unknown as RunArgs;
+  const phases: Phase[] = p.command === 'all' ? [...PHASES] : [p.command.toUpperCase() as Phase];
+  const repoRoot = io.repoRoot;
+  const ac = new AbortController();
+  const onSig = () => ac.abort();
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  const mode = chooseMode({ json: p.json, isTTY: !!process.stderr.isTTY, ci: !!process.env.CI });
+  const reporter = createReporter(mode);
+  const release = await acquireBuildLock(resolve(p.buildDir));
+  const started = Date.now();
+  let results: PhaseResult[] = [];
+  let finish: RunFinish | undefined;
+  const keyDir = defaultKeyDir();
+  try {
+    const rc = await openRun({
+      repoRoot,
+      buildDir: p.buildDir,
+      logDir: p.logDir,
+      arches: p.arch,
+      jobs: p.jobs,
+      configFile: p.config,
+      emit: reporter.sink,
+      signal: ac.signal,
+      heartbeatMs: mode === 'plain' ? 30_000 : 0,
+      phases,
+      noSandbox: p.noSandbox,
+      ...(p.rootfsBackend !== DEFAULT_BACKEND
+        ? {
+            backend: {
+              name: p.rootfsBackend,
+              params: { ...(p.buildroot ? { buildroot: resolve(p.buildroot) } : {}), ...(p.buildrootSha256 ? { buildroot_sha256: p.buildrootSha256 } : {}) },
+            },
+          }
+        : {}),
+    });
+    let error: string | undefined;
+    try {
+      results = await runPhases(rc, phases, await loadGateSpecs(repoRoot));
+    } catch (err) {
+      error = err instanceof Error ? err.message : String(err);
+      throw err;
+    } finally {
+      // The run's chain always ends with run-end, even when a phase refused to start.
+      finish = await finishRun(rc, results, { keyDir, ...(error !== undefined ? { error } : {}) });
+    }
+  } finally {
+    await reporter.finish();
+    await release();
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
+  }
+  const records = results.flatMap((r) => r.records);
+  const bad = records.filter((r) => !['PASS', 'NOT_CONFIGURED'].includes(r.status));
+  const nogo = results.filter((r) => r.gate.recommendation !== 'GO');
+  const ranAll = results.length === phases.length;
+  const code = ac.signal.aborted ? EXIT.interrupted : bad.length || nogo.length || !ranAll ? EXIT.failed : EXIT.ok;
+  if (p.json) {
+    printJson(io, {
+      ok: code === EXIT.ok,
+      exit_code: code,
+      duration_ms: Date.now() - started,
+      build_dir: resolve(p.buildDir),
+      run_id: finish?.runId,
+      events: finish?.eventsFile,
+      bundle: finish?.bundle
+        ? { dir: finish.bundle.dir, signed: true, subjects: finish.bundle.subjects.length, manifest_sha256: finish.bundle.manifestSha256, log_root: finish.bundle.logRootB64u }
+        : { signed: false, note: finish?.bundleNote },
+      gates: results.map((r) => ({ phase: r.phase, recommendation: r.gate.recommendation, blockers: r.gate.blockers, coverage: r.gate.coverage })),
+      tasks: records.map((r) => ({
+        id: r.id,
+        status: r.status,
+        reason: r.reason,
+        message: r.message,
+        duration_ms: r.duration_ms,
+        ran: Date.parse(r.finished_at) >= started,
+      })),
+    });
+  } else {
+    const ran = records.filter((r) => Date.parse(r.finished_at) >= started).length;
+    io.printErr(
+      `${code === EXIT.ok ? 'done' : ac.signal.aborted ? 'interrupted' : 'FAILED'} in ${formatDuration(Date.now() - started)}: ` +
+        results.map((r) => `${r.phase} ${r.gate.recommendation}`).join(', ') +
+        ` (${records.length} task instances, ${ran} run, ${records.length - ran} up to date; build dir ${resolve(p.buildDir)})\n`,
+    );
+    if (finish) io.printErr(`vault: run ${finish.runId}, events ${finish.eventsFile}\n`);
+    if (finish?.bundle) {
+      io.printErr(
+        `bundle: ${finish.bundle.dir} (${finish.bundle.subjects.length} attested subjects, ${finish.bundle.manifest.files.length} files; ` +
+          `signed by release key ${finish.releaseKeyId?.slice(0, 16)}; log root ${finish.bundle.logRootB64u})\n` +
+          `verify: clawos-build verify ${finish.bundle.dir} --trust ${defaultTrustFile(keyDir)}\n`,
+      );
+    } else if (finish?.bundleNote) io.printErr(`bundle: ${finish.bundleNote}\n`);
+  }
+  return code;
+}

@@ -1,0 +1,35 @@
+/** `clawos-build status`: the latest task-end and gate events of the vault's event chains (not state.json). */
+import { join, resolve } from 'node:path';
+import { formatDuration } from '../../lib/format.js';
+import { PHASES } from '../../pipeline/catalog/task-spec.js';
+import { vaultStatus } from '../../vault/vault-history.js';
+import type { ParsedArgs } from '../args.js';
+import { printJson, type CommandIo } from '../command-io.js';
+import { EXIT } from '../exit.js';
+
+export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
+  const buildDir = resolve(a.buildDir as string);
+  const s = await vaultStatus(buildDir);
+  const code = s.problems.length ? EXIT.failed : EXIT.ok;
+  if (a.json) {
+    printJson(io, s);
+    return code;
+  }
+  for (const p of s.problems) io.printErr(`clawos-build: vault: ${p} (its events are not used)\n`);
+  const recs = Object.values(s.instances).sort((x, y) => x.phase.localeCompare(y.phase) || x.task.localeCompare(y.task));
+  if (!recs.length) {
+    io.print(`nothing recorded in the vault of ${buildDir} yet\n`);
+    return code;
+  }
+  const last = s.runs.at(-1)!;
+  io.print(`from the vault: ${s.runs.length} run(s) in ${join(buildDir, 'vault', 'runs')}, latest ${last.run_id} (${last.events} events)\n`);
+  for (const phase of PHASES) {
+    const g = s.gates[phase];
+    io.print(`${phase}: gate ${g ? `${g.recommendation} (${g.decided_at}, run ${g.run_id} event ${g.seq})` : 'not run'}\n`);
+    for (const r of recs.filter((x) => x.phase === phase)) {
+      io.print(`  ${r.task.padEnd(14)} ${r.status.padEnd(14)} ${formatDuration(r.duration_ms).padStart(8)}  ${r.message.split('\n')[0]}\n`);
+    }
+    for (const b of g?.blockers ?? []) io.print(`  blocker: ${b}\n`);
+  }
+  return code;
+}
