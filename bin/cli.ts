@@ -224,7 +224,7 @@ function printJson(v: unknown): void {
 
 async function cmdValidate(p: Parsed, repoRoot: string): Promise<number> {
   const steps = builtinSteps();
-  const { catalog, diagnostics } = await loadTasks({ repoRoot, stepNames: new Set(steps.keys()) });
+  const { catalog, diagnostics } = await loadTasks({ repoRoot, stepNames: new Set(steps.keys()), steps });
   await selectArches(repoRoot, p.arch);
   // The audit rules, waivers and security layers are data too: checked here, with file:line:col.
   const allArches = [...(await selectArches(repoRoot, null)).keys()];
