@@ -17,7 +17,7 @@ import { loadMachine, type QemuMachine } from '../qemu/machine.js';
 import { debRoot, expandArchPath, loadArches, type ArchSpec } from '../pipeline/catalog/arch.js';
 import { debsReferenced, fetchDeb } from '../pipeline/inputs/debs.js';
 import { loadKernelSourceConfig } from '../pipeline/kernel/source.js';
-import { loadYamlDocument } from '../lib/yaml-source.js';
+import { loadYamlDocument } from '../lib/data.js';
 
 export type Runner = (argv: string[], opts?: RunOptions) => Promise<RunResult>;
 

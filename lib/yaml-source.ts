@@ -1,12 +1,11 @@
 /**
  * YAML with source locations: every diagnostic about a spec file names its
  * file:line:col, whether it comes from the YAML parser, the JSON Schema or a
- * later graph check.
+ * later graph check. Schema checks go through lib/data.ts (the one loader).
  */
-import { readFile } from 'node:fs/promises';
 import { parseDocument, LineCounter, isMap, isPair, isScalar, isSeq, type Document, type Node } from 'yaml';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { UserError, type SourceLocation } from './errors.js';
+import type { ErrorObject } from 'ajv';
+import type { SourceLocation } from './errors.js';
 
 export interface Diagnostic extends SourceLocation {
   message: string;
@@ -59,20 +58,6 @@ export function parseYaml(text: string, file: string): LocatedYaml {
     return best;
   };
   return { file, value: errors.length ? undefined : doc.toJS(), errors, locate };
-}
-
-// One Ajv per distinct schema text: ajv refuses a second schema with the same
-// $id, and the same schema file is read afresh by different loaders.
-const compiled = new Map<string, ValidateFunction>();
-
-export function compileSchema(schema: object): ValidateFunction {
-  const key = JSON.stringify(schema);
-  let v = compiled.get(key);
-  if (!v) {
-    v = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(schema);
-    compiled.set(key, v);
-  }
-  return v;
 }
 
 function pointerToPath(pointer: string): string[] {
@@ -139,20 +124,9 @@ function valueAt(v: unknown, path: string[]): unknown {
   return cur;
 }
 
-export function validateLocated(src: LocatedYaml, schema: object): Diagnostic[] {
-  if (src.errors.length) return src.errors;
-  const validate = compileSchema(schema);
-  if (validate(src.value)) return [];
-  return schemaDiagnostics(src, validate.errors ?? []);
-}
-
-/** Read, parse and schema-check one YAML data file; throws a UserError listing every problem. */
-export async function loadYamlDocument(abs: string, display: string, schema: object): Promise<unknown> {
-  const text = await readFile(abs, 'utf8');
-  const src = parseYaml(text, display);
-  const diags = validateLocated(src, schema);
-  if (diags.length) {
-    throw new UserError(`invalid data file ${display}:\n${diags.map(formatDiagnostic).join('\n')}`, undefined, diags[0]);
-  }
+/** A YAML text's value; like yaml's parse it throws on a syntax error, but says file:line:col. */
+export function yamlValue(text: string, file: string): unknown {
+  const src = parseYaml(text, file);
+  if (src.errors.length) throw new Error(formatDiagnostic(src.errors[0]!));
   return src.value;
 }

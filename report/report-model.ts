@@ -6,9 +6,7 @@
  * bundle. `clawos-build report --json` prints this; the HTML and the metrics are
  * rendered from it.
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { loadRelease } from '../lib/data.js';
 import { loadGateSpecs } from '../pipeline/run/gates.js';
 import { buildGraph } from '../pipeline/catalog/graph.js';
 import { loadValidCatalog, selectArches } from '../pipeline/run/session.js';
@@ -63,8 +61,7 @@ export interface ReportModel {
 
 export async function releaseVersion(repoRoot: string): Promise<string | null> {
   try {
-    const doc = parseYaml(await readFile(join(repoRoot, 'specs/release.yaml'), 'utf8')) as { version?: unknown } | null;
-    return typeof doc?.version === 'string' ? doc.version : null;
+    return (await loadRelease(repoRoot)).version;
   } catch {
     return null;
   }

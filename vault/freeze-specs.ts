@@ -12,7 +12,7 @@
 import { createPublicKey } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { yamlValue } from '../lib/yaml-source.js';
 import { writeFileAtomic } from '../lib/atomic-write.js';
 import { sha256Hex } from '../lib/hash.js';
 import { addTrustEntry, loadTrust, makeTrustEntry, type Signer, type TrustKey } from './keys.js';
@@ -53,7 +53,7 @@ export async function readSpec(repoRoot: string, path: string): Promise<SpecNow 
     doc = { version: v[1] ?? v[2] ?? v[3], ...(id ? { spec_id: id[1] ?? id[2] ?? id[3] } : {}) };
   } else {
     try {
-      doc = parseYaml(text) as { version?: unknown; spec_id?: unknown } | null;
+      doc = yamlValue(text, path) as { version?: unknown; spec_id?: unknown } | null;
     } catch {
       doc = null; // an unparsable spec has no version; spec-freeze (C-01 …) reports why
     }

@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { yamlValue } from '../lib/yaml-source.js';
 import { writeFileAtomic } from '../lib/atomic-write.js';
 import type { SubjectKind } from './attestation.js';
 import { writeBundle, type BundleArtifact, type WriteBundleResult } from './bundle.js';
@@ -29,7 +29,7 @@ export interface BundleConfig {
 }
 
 export async function loadBundleConfig(repoRoot: string): Promise<BundleConfig> {
-  const doc = parseYaml(await readFile(join(repoRoot, BUNDLE_CONFIG), 'utf8')) as unknown;
+  const doc = yamlValue(await readFile(join(repoRoot, BUNDLE_CONFIG), 'utf8'), BUNDLE_CONFIG);
   const err = schemaError('bundle-config', doc);
   if (err) throw new VaultError('INVALID_SCHEMA', `${BUNDLE_CONFIG}: ${err}`);
   return doc as BundleConfig;

@@ -2,15 +2,14 @@
  * The JSON Schemas of the bundle files (specs/schemas/vault/*.schema.json),
  * compiled once. Unknown fields are refused everywhere (fail closed).
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Ajv, type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
+import { compileSchema, schemaAt } from '../lib/data.js';
 import { repoRootDir } from '../lib/repo-root.js';
 
 export type VaultSchema = 'event' | 'dsse-envelope' | 'trust-root' | 'bundle-manifest' | 'spec-freeze' | 'statement' | 'bundle-config';
 
 const cache = new Map<VaultSchema, ValidateFunction>();
-let ajv: Ajv | undefined;
 
 export function schemaPath(name: VaultSchema): string {
   return join(repoRootDir(), 'specs', 'schemas', 'vault', `${name}.schema.json`);
@@ -19,8 +18,7 @@ export function schemaPath(name: VaultSchema): string {
 function validator(name: VaultSchema): ValidateFunction {
   let v = cache.get(name);
   if (!v) {
-    ajv ??= new Ajv({ allErrors: false, strict: true, allowUnionTypes: true, logger: false });
-    v = ajv.compile(JSON.parse(readFileSync(schemaPath(name), 'utf8')) as object);
+    v = compileSchema(schemaAt(schemaPath(name)));
     cache.set(name, v);
   }
   return v;

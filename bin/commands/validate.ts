@@ -13,7 +13,7 @@ import { EXIT } from '../exit.js';
 export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
   const repoRoot = io.repoRoot;
   const steps = builtinSteps();
-  const { catalog, diagnostics } = await loadTasks({ repoRoot, stepNames: new Set(steps.keys()) });
+  const { catalog, diagnostics } = await loadTasks({ repoRoot, stepNames: new Set(steps.keys()), steps });
   await selectArches(repoRoot, a.arch as string[]);
   // The audit rules, waivers and security layers are data too: checked here, with file:line:col.
   const allArches = [...(await selectArches(repoRoot, null)).keys()];

@@ -4,7 +4,7 @@
  * must report and the Debian packages its QEMU machine runs on.
  */
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { yamlValue } from '../../lib/yaml-source.js';
 import { UserError } from '../../lib/errors.js';
 import type { ArchSpec } from '../catalog/arch.js';
 import { findRepoRoot, loadMachineSync, type QemuMachine } from '../../qemu/machine.js';
@@ -23,7 +23,7 @@ export async function loadExpectedChecks(file: string, arch: string, guest: Reco
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    doc = yamlValue(text, file);
   } catch (err) {
     throw new UserError(`expected checks file ${file}: YAML syntax error: ${(err as Error).message}`);
   }

@@ -1,7 +1,7 @@
 /** Architecture definitions: data in specs/arch/<name>.yaml, schema-checked. */
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadYamlDocument } from '../../lib/yaml-source.js';
+import { loadYamlDocument } from '../../lib/data.js';
 
 export interface ArchSpec {
   name: string;

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve, dirname } from 'node:path';
 import { UserError } from '../../lib/errors.js';
-import { loadYamlDocument } from '../../lib/yaml-source.js';
+import { loadYamlDocument } from '../../lib/data.js';
 import { join } from 'node:path';
 
 export interface ComponentConfig {

@@ -6,9 +6,10 @@
  */
 import { readFile, readdir, access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseYaml, validateLocated, formatDiagnostic, type Diagnostic } from '../../lib/yaml-source.js';
+import type { Diagnostic } from '../../lib/yaml-source.js';
+import { checkData, checkDataText, loadData, schemaAt, RELEASE_FILE, RELEASE_SCHEMA } from '../../lib/data.js';
 import { sha256Hex } from '../../lib/hash.js';
-import { UserError } from '../../lib/errors.js';
+import { stepParamsDiagnostics, type StepSchemas } from './step-params.js';
 import { PHASES, type AgentSpec, type LoadedTask, type TaskSpec } from './task-spec.js';
 
 export interface Catalog {
@@ -23,6 +24,8 @@ export interface LoadOptions {
   tasksDir?: string;
   /** Names a `uses:` may take. */
   stepNames: ReadonlySet<string>;
+  /** The steps, for their parameter schemas: each task's `with:` is checked against its step's. */
+  steps?: StepSchemas;
 }
 
 export interface LoadResult {
@@ -39,32 +42,38 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-async function readDataYaml<T>(repoRoot: string, rel: string): Promise<T> {
-  const src = parseYaml(await readFile(join(repoRoot, rel), 'utf8'), rel);
-  if (src.errors.length) throw new UserError(`invalid data file ${rel}:\n${src.errors.map(formatDiagnostic).join('\n')}`);
-  return src.value as T;
-}
+type Components = Map<string, { description: string; needs: string }>;
+
+const AGENTS = ['specs/agents.yaml', 'specs/schemas/agents.schema.json'] as const;
+const COMPONENTS = ['specs/components.yaml', 'specs/schemas/components.schema.json'] as const;
+/** Read by the gates (pipeline/run/gates.ts); checked here so `validate` reports it. */
+export const GATES = ['specs/gates.yaml', 'specs/schemas/gates.schema.json'] as const;
 
 export async function loadAgents(repoRoot: string): Promise<Map<string, AgentSpec>> {
-  const doc = await readDataYaml<{ agents: AgentSpec[] }>(repoRoot, 'specs/agents.yaml');
+  const doc = await loadData<{ agents: AgentSpec[] }>(repoRoot, ...AGENTS);
   return new Map(doc.agents.map((a) => [a.id, a]));
 }
 
-export async function loadComponents(repoRoot: string): Promise<Map<string, { description: string; needs: string }>> {
-  const doc = await readDataYaml<{ components: Record<string, { description: string; needs: string }> }>(
-    repoRoot,
-    'specs/components.yaml',
-  );
+export async function loadComponents(repoRoot: string): Promise<Components> {
+  const doc = await loadData<{ components: Record<string, { description: string; needs: string }> }>(repoRoot, ...COMPONENTS);
   return new Map(Object.entries(doc.components));
 }
 
 export async function loadTasks(opts: LoadOptions): Promise<LoadResult> {
   const { repoRoot } = opts;
   const tasksDir = opts.tasksDir ?? join(repoRoot, 'tasks');
-  const schema = JSON.parse(await readFile(join(repoRoot, 'specs/schemas/task.schema.json'), 'utf8')) as object;
-  const agents = await loadAgents(repoRoot);
-  const components = await loadComponents(repoRoot);
-  const diagnostics: Diagnostic[] = [];
+  const schema = schemaAt(join(repoRoot, 'specs/schemas/task.schema.json'));
+  const agentsDoc = await checkData<{ agents: AgentSpec[] }>(repoRoot, ...AGENTS);
+  const componentsDoc = await checkData<{ components: Record<string, { description: string; needs: string }> }>(repoRoot, ...COMPONENTS);
+  // The other data files every command relies on: their problems are the catalog's.
+  const diagnostics: Diagnostic[] = [
+    ...agentsDoc.diagnostics,
+    ...componentsDoc.diagnostics,
+    ...(await checkData(repoRoot, ...GATES)).diagnostics,
+    ...(await checkData(repoRoot, RELEASE_FILE, RELEASE_SCHEMA)).diagnostics,
+  ];
+  const agents = new Map(agentsDoc.diagnostics.length ? [] : agentsDoc.value.agents.map((a) => [a.id, a]));
+  const components: Components = new Map(componentsDoc.diagnostics.length ? [] : Object.entries(componentsDoc.value.components));
   const tasks = new Map<string, LoadedTask>();
   const relDir = tasksDir.startsWith(repoRoot + '/') ? tasksDir.slice(repoRoot.length + 1) : tasksDir;
 
@@ -73,8 +82,7 @@ export async function loadTasks(opts: LoadOptions): Promise<LoadResult> {
   for (const f of files) {
     const rel = `${relDir}/${f}`;
     const text = await readFile(join(tasksDir, f), 'utf8');
-    const src = parseYaml(text, rel);
-    const diags = validateLocated(src, schema);
+    const { src, diagnostics: diags } = checkDataText<TaskSpec>(text, rel, schema);
     if (diags.length) {
       diagnostics.push(...diags);
       continue;
@@ -104,7 +112,7 @@ export async function loadTasks(opts: LoadOptions): Promise<LoadResult> {
       });
     }
     if (s.with !== undefined && !s.uses) diagnostics.push({ ...t.locate(['with'], true), message: '`with:` parameters go with `uses:`' });
-    if (!agents.has(s.agent)) {
+    if (!agentsDoc.diagnostics.length && !agents.has(s.agent)) {
       diagnostics.push({ ...t.locate(['agent']), message: `unknown agent "${s.agent}" (known: ${[...agents.keys()].join(', ')})` });
     }
     for (const [name, b] of Object.entries(s.backends ?? {})) {
@@ -113,10 +121,11 @@ export async function loadTasks(opts: LoadOptions): Promise<LoadResult> {
         diagnostics.push({ ...t.locate(['backends', name, 'uses']), message: `unknown built-in step "${b.uses}" (known: ${[...opts.stepNames].sort().join(', ')})` });
       }
     }
+    if (opts.steps) diagnostics.push(...stepParamsDiagnostics(t, opts.steps));
     if (s.uses && !opts.stepNames.has(s.uses)) {
       diagnostics.push({ ...t.locate(['uses']), message: `unknown built-in step "${s.uses}" (known: ${[...opts.stepNames].sort().join(', ')})` });
     }
-    if (s.component && !components.has(s.component)) {
+    if (s.component && !componentsDoc.diagnostics.length && !components.has(s.component)) {
       diagnostics.push({ ...t.locate(['component']), message: `unknown component "${s.component}" (declared in specs/components.yaml: ${[...components.keys()].join(', ')})` });
     }
     s.depends_on.forEach((d, i) => {

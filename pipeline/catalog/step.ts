@@ -60,9 +60,22 @@ export interface BootReport {
   record: string;
 }
 
+/**
+ * The JSON Schema of a step's `with:` block. additionalProperties is false so a
+ * misspelt parameter is an error `clawos-build validate` reports with file:line:col.
+ */
+export interface ParamsSchema {
+  type: 'object';
+  properties: Record<string, object>;
+  required?: string[];
+  additionalProperties: false;
+}
+
 export interface Step {
   /** The `uses:` name. */
   name: string;
+  /** What `with:` may hold, checked when the catalog loads (pipeline/catalog/step-params.ts). Every built-in step has one. */
+  params?: ParamsSchema;
   /**
    * Bump when the step's behaviour changes in a way that changes its outputs, so
    * fingerprints change and old results are not reused.

@@ -7,7 +7,7 @@
 import { checkSeccompWhitelist } from '../security/seccomp-whitelist.js';
 import { readFile } from 'node:fs/promises';
 import { basename, isAbsolute, join, posix, relative } from 'node:path';
-import { Ajv } from 'ajv';
+import { compileSchema, errorsText } from '../../lib/data.js';
 import { parseYaml, schemaDiagnostics, formatDiagnostic, type Diagnostic, type LocatedYaml } from '../../lib/yaml-source.js';
 import type { LoadedTask } from '../catalog/task-spec.js';
 import { sha256Hex } from '../../lib/hash.js';
@@ -89,15 +89,12 @@ type Checked =
 function parseAndValidate(text: string, file: string, schema: object): Checked {
   const src: LocatedYaml = parseYaml(text, file);
   if (src.errors.length) return { done: { ok: false, problems: src.errors } };
-  // A fresh Ajv per check: schemas carry an $id, and one instance refuses to
-  // compile a second schema object with the same $id.
-  const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, logger: false });
-  const validate = ajv.compile(schema);
+  const validate = compileSchema(schema);
   if (!validate(src.value)) {
     const problems = schemaDiagnostics(src, validate.errors ?? []);
     if (!problems.length) {
       // Only summary errors (oneOf/anyOf) were left: still say something.
-      problems.push({ ...src.locate([]), message: `does not match the schema: ${ajv.errorsText(validate.errors)}` });
+      problems.push({ ...src.locate([]), message: `does not match the schema: ${errorsText(validate.errors)}` });
     }
     return { done: { ok: false, problems } };
   }

@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { yamlValue } from '../../lib/yaml-source.js';
 import type { SourceLocation } from '../../lib/errors.js';
 
 /** A problem found by a semantic check, at a path inside the spec document (or at `at` in another file). */
@@ -395,7 +395,7 @@ export async function checkPublicApi(spec: unknown, env: SpecCheckEnv): Promise<
   // The functions ride on P1.7 requests: same errors, or the two specs drifted apart.
   let ipc: IpcSpec;
   try {
-    ipc = parseYaml(await readFile(join(env.repoRoot, s.ipc_spec), 'utf8')) as IpcSpec;
+    ipc = yamlValue(await readFile(join(env.repoRoot, s.ipc_spec), 'utf8'), s.ipc_spec) as IpcSpec;
     if (!Array.isArray(ipc?.messages) || !Array.isArray(ipc?.error_codes)) throw new Error('no messages or error_codes');
   } catch (err) {
     out.push({ path: ['ipc_spec'], message: `ipc_spec: cannot read the IPC protocol ${s.ipc_spec}: ${(err as Error).message}` });

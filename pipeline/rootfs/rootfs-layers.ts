@@ -8,9 +8,8 @@ import { join } from 'node:path';
 import { sha256Hex } from '../../lib/hash.js';
 import type { CpioEntry } from '../../lib/cpio.js';
 import { formatDiagnostic, parseYaml } from '../../lib/yaml-source.js';
+import { StepParamError } from '../catalog/step-params.js';
 
-/** A rootfs or Buildroot step parameter that is not usable. */
-export class ParamError extends Error {}
 
 export interface Extra {
   from: string;
@@ -21,13 +20,13 @@ export interface Extra {
 export function extrasOf(params: Record<string, unknown>, step = 'rootfs'): Extra[] {
   const v = params['extras'];
   if (v === undefined) return [];
-  if (!Array.isArray(v)) throw new ParamError(`${step}: parameter 'extras' must be a list of {from, to}`);
+  if (!Array.isArray(v)) throw new StepParamError(`${step}: parameter 'extras' must be a list of {from, to}`);
   return v.map((x, i) => {
     const e = x as Record<string, unknown>;
     const from = e?.['from'];
     const to = e?.['to'];
     if (typeof from !== 'string' || !from || typeof to !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9._/-]*$/.test(to) || to.split('/').includes('..')) {
-      throw new ParamError(`${step}: extras[${i}] needs 'from' (build-relative path) and 'to' (a relative path in the image without ..)`);
+      throw new StepParamError(`${step}: extras[${i}] needs 'from' (build-relative path) and 'to' (a relative path in the image without ..)`);
     }
     return { from, to: to.replace(/\/+$/, '') };
   });

@@ -7,12 +7,12 @@
  * of evidence cites its object in the vault's content store (vault/store/sha256/…),
  * and the decision itself is a `gate` event of the run's vault chain.
  */
-import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256Hex } from '../../lib/hash.js';
 import type { HashCache } from '../../lib/hash-cache.js';
-import { parseYaml } from '../../lib/yaml-source.js';
+import { loadData } from '../../lib/data.js';
+import { GATES } from '../catalog/load-tasks.js';
 import { storeHas, storePath } from '../../vault/store.js';
 import type { GateRecord, InstanceRecord, StateStore } from './state.js';
 import type { Phase, TaskInstance } from '../catalog/task-spec.js';
@@ -25,8 +25,7 @@ export interface GateSpec {
 }
 
 export async function loadGateSpecs(repoRoot: string): Promise<Record<Phase, GateSpec>> {
-  const src = parseYaml(await readFile(join(repoRoot, 'specs/gates.yaml'), 'utf8'), 'specs/gates.yaml');
-  return (src.value as { gates: Record<Phase, GateSpec> }).gates;
+  return (await loadData<{ gates: Record<Phase, GateSpec> }>(repoRoot, ...GATES)).gates;
 }
 
 export interface GateCheck {

@@ -21,7 +21,7 @@ import { PHASES, type Phase } from '../catalog/task-spec.js';
 import { sha256File } from '../../lib/hash.js';
 import { basename, join } from 'node:path';
 import { readFile, stat } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { loadRelease } from '../../lib/data.js';
 import { stableJson } from './fingerprint.js';
 import { loadKernelSourceConfig } from '../kernel/source.js';
 import { findSigner } from '../../vault/key-dir.js';
@@ -237,9 +237,7 @@ export interface RunFinish {
 }
 
 async function releaseVersion(repoRoot: string): Promise<string> {
-  const doc = parseYaml(await readFile(join(repoRoot, 'specs/release.yaml'), 'utf8')) as { version?: unknown };
-  if (typeof doc?.version !== 'string') throw new UserError('specs/release.yaml has no version');
-  return doc.version;
+  return (await loadRelease(repoRoot)).version;
 }
 
 /**

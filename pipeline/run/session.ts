@@ -19,6 +19,7 @@ import { ManifestQueue } from './manifest-queue.js';
 import { StateStore } from './state.js';
 import { builtinSteps } from '../steps/index.js';
 import { formatDiagnostic } from '../../lib/yaml-source.js';
+import { loadRelease } from '../../lib/data.js';
 import type { Step } from '../catalog/step.js';
 import { NO_SANDBOX, probeSandbox, type SandboxMode } from '../../lib/sandbox.js';
 import { Redactor } from '../../lib/redact.js';
@@ -36,7 +37,7 @@ export async function clawosVersion(repoRoot: string): Promise<string> {
 }
 
 export async function loadValidCatalog(repoRoot: string, tasksDir?: string, steps: Map<string, Step> = builtinSteps()): Promise<Catalog> {
-  const { catalog, diagnostics } = await loadTasks({ repoRoot, tasksDir, stepNames: new Set(steps.keys()) });
+  const { catalog, diagnostics } = await loadTasks({ repoRoot, tasksDir, stepNames: new Set(steps.keys()), steps });
   if (diagnostics.length) {
     throw new UserError(
       `${diagnostics.length} error(s) in the task specs:\n${diagnostics.map(formatDiagnostic).join('\n')}`,
@@ -94,9 +95,7 @@ export async function sourceDateEpoch(repoRoot: string): Promise<number> {
     if (!/^\d+$/.test(env)) throw new UserError(`SOURCE_DATE_EPOCH must be a number of seconds, not ${JSON.stringify(env)}`);
     return Number(env);
   }
-  const m = /^source_date_epoch:\s*(\d+)/m.exec(await readFile(join(repoRoot, 'specs/release.yaml'), 'utf8'));
-  if (!m) throw new UserError('specs/release.yaml has no source_date_epoch');
-  return Number(m[1]);
+  return (await loadRelease(repoRoot)).source_date_epoch;
 }
 
 export async function openRun(o: SessionOptions): Promise<RunContext> {

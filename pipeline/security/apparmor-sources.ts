@@ -5,7 +5,8 @@
  * checked against P1.6's profile schema. Every problem is a located diagnostic.
  */
 import { readFile } from 'node:fs/promises';
-import { Ajv, type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
+import { compileSchema } from '../../lib/data.js';
 import { sha256Hex } from '../../lib/hash.js';
 import { parseYaml, schemaDiagnostics, type Diagnostic, type LocatedYaml } from '../../lib/yaml-source.js';
 import type { ApparmorProfileSpec, SpecPath } from './apparmor-profile-text.js';
@@ -117,13 +118,12 @@ export async function loadApparmorSources(p: SourcePaths): Promise<Result> {
     };
   }
 
-  const ajv = new Ajv({ allErrors: true, strict: true, logger: false });
   let validateSpec: ValidateFunction;
   let validateSelftest: ValidateFunction;
   try {
     // Compiling P1.6 first registers its $id, which the selftest schema refers to.
-    validateSpec = ajv.compile(specSchema);
-    validateSelftest = ajv.compile(selftestSchema);
+    validateSpec = compileSchema(specSchema);
+    validateSelftest = compileSchema(selftestSchema, [specSchema]);
   } catch (err) {
     return { ok: false, problems: [{ file: p.selftestSchema.rel, line: 1, col: 1, message: `invalid JSON Schema: ${(err as Error).message}` }] };
   }

@@ -7,7 +7,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseYaml, schemaDiagnostics, type Diagnostic, type LocatedYaml } from '../../lib/yaml-source.js';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
+import { compileSchema, errorsText } from '../../lib/data.js';
 
 export const RULES_FILE = 'specs/audit/kconfig-rules.yaml';
 export const WAIVERS_FILE = 'specs/audit/waivers.yaml';
@@ -68,12 +69,11 @@ export function desiredVal(d: Desired): string {
 
 function schemaCheck(src: LocatedYaml, schema: object, keep: (e: ErrorObject) => boolean = () => true): Diagnostic[] {
   if (src.errors.length) return src.errors;
-  const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, logger: false });
-  const validate = ajv.compile(schema);
+  const validate = compileSchema(schema);
   if (validate(src.value)) return [];
   const errors = (validate.errors ?? []).filter(keep);
   const out = schemaDiagnostics(src, errors);
-  if (!out.length && errors.length) out.push({ ...src.locate([]), message: `does not match the schema: ${ajv.errorsText(errors)}` });
+  if (!out.length && errors.length) out.push({ ...src.locate([]), message: `does not match the schema: ${errorsText(errors)}` });
   return out;
 }
 

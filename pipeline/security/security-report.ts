@@ -13,7 +13,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Evidence } from '../catalog/outcome.js';
-import { parseYaml, validateLocated, type Diagnostic } from '../../lib/yaml-source.js';
+import type { Diagnostic } from '../../lib/yaml-source.js';
+import { checkDataText } from '../../lib/data.js';
 import type { AuditEntry } from './kconfig-audit.js';
 import { ruleName, SEVERITIES, type Severity } from './kconfig-audit-spec.js';
 
@@ -38,8 +39,7 @@ export interface Layer {
 
 /** Parse and check the layers file; a task in two layers is an error. */
 export function parseSecurityLayers(text: string, file: string, schema: object): { ok: true; layers: Layer[] } | { ok: false; problems: Diagnostic[] } {
-  const src = parseYaml(text, file);
-  const diags = validateLocated(src, schema);
+  const { src, diagnostics: diags } = checkDataText<unknown>(text, file, schema);
   if (diags.length) return { ok: false, problems: diags };
   const doc = src.value as { layers: { id: string; title: string; tasks: (string | { id: string; gap: Gap })[]; gap: Gap }[] };
   const problems: Diagnostic[] = [];

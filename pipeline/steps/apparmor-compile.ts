@@ -23,6 +23,7 @@ import { sha256File, sha256Hex } from '../../lib/hash.js';
 import { formatDiagnostic, type Diagnostic } from '../../lib/yaml-source.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema, StepParamError } from '../catalog/step-params.js';
 import {
   APPARMOR_MODES,
   apparmorProfileText,
@@ -47,11 +48,10 @@ const BUILD_PARAMS = {
 function param(params: Record<string, unknown>, key: string, dflt: string): string {
   const v = params[key] ?? dflt;
   if (typeof v !== 'string' || v === '' || v.split('/').includes('..') || v.startsWith('/')) {
-    throw new ParamError(`apparmor-compile: parameter '${key}' must be a relative path without ..`);
+    throw new StepParamError(`apparmor-compile: parameter '${key}' must be a relative path without ..`);
   }
   return v;
 }
-class ParamError extends Error {}
 
 /** Single-quoted for /bin/sh. */
 const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -205,13 +205,14 @@ function invalid(ctx: StepContext, problems: Diagnostic[]): Outcome {
 export const apparmorCompileStep: Step = {
   name: 'apparmor-compile',
   version: 1,
+  params: paramsSchema({ spec: P.path, freeze: P.path, out: P.path, schema: P.path, selftest: P.path, selftest_schema: P.path, features: P.path }),
   toolPackages: () => [APPARMOR_PACKAGE],
   implicitInputs: (_arch, params) => Object.entries(REPO_PARAMS).map(([k, d]) => (typeof params[k] === 'string' ? (params[k] as string) : d)),
   async run(ctx) {
     try {
       return await runCompile(ctx);
     } catch (err) {
-      if (err instanceof ParamError) return fail('spec-invalid', err.message);
+      if (err instanceof StepParamError) return fail('spec-invalid', err.message);
       throw err;
     }
   },

@@ -27,6 +27,7 @@ import { chooseAccelerator } from '../../qemu/kvm-probe.js';
 import { findVariant, loadMachine, type QemuMachine } from '../../qemu/machine.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema, StepParamError, stringParam } from '../catalog/step-params.js';
 import { APPARMOR_MODES, type ApparmorMode } from '../security/apparmor-profile-text.js';
 import { parseApparmorCheckValue } from '../security/apparmor-check-value.js';
 import { loadExpectedChecks, machinePackages } from '../boot/guest-boot.js';
@@ -72,11 +73,7 @@ export function judgeFlowBoot(rec: BootRecord, mode: ApparmorMode, check: string
   return { problems, value: v };
 }
 
-function str(params: Record<string, unknown>, key: string, dflt?: string): string {
-  const v = params[key] ?? dflt;
-  if (typeof v !== 'string' || !v) throw new UserError(`apparmor-flow: parameter '${key}' must be a non-empty string`);
-  return v;
-}
+const str = (params: Record<string, unknown>, key: string, dflt?: string): string => stringParam(params, key, 'apparmor-flow', dflt);
 
 async function runFlow(ctx: StepContext): Promise<Outcome> {
   if (!ctx.arch) return fail('spec-invalid', 'apparmor-flow boots one arch; the task must be per_arch');
@@ -188,6 +185,7 @@ async function runFlow(ctx: StepContext): Promise<Outcome> {
 export const apparmorFlowStep: Step = {
   name: 'apparmor-flow',
   version: 1,
+  params: paramsSchema({ kernel: P.path, initrd: P.path, policy_manifest: P.path, check: P.path, out: P.path, variant: P.path, expected_checks_file: P.path }, ['kernel', 'initrd', 'policy_manifest', 'out']),
   // The accelerator probe's scratch sits beside its cache file; KVM when the host has it.
   sandbox: { cache: true, devices: ['/dev/kvm'] },
   // The emulator and firmware versions of the arch's machine, as for qemu-boot.
@@ -201,7 +199,7 @@ export const apparmorFlowStep: Step = {
     try {
       return await runFlow(ctx);
     } catch (err) {
-      if (err instanceof UserError) return fail('spec-invalid', err.message);
+      if (err instanceof UserError || err instanceof StepParamError) return fail('spec-invalid', err.message);
       throw err;
     }
   },

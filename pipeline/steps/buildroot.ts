@@ -29,7 +29,8 @@ import { describeStep, errorLines, parseStepLine, type BuildrootStepLine } from 
 import { effectiveRequests, parseConfig, parseFragment } from '../kernel/kconfig.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
-import { extrasOf, manifest, ParamError as RootfsParamError, QUOTA_ENV_PATH, renderQuotaEnv } from '../rootfs/rootfs-layers.js';
+import { P, paramsSchema, StepParamError } from '../catalog/step-params.js';
+import { extrasOf, manifest, QUOTA_ENV_PATH, renderQuotaEnv } from '../rootfs/rootfs-layers.js';
 
 export const DEFAULT_EXTERNAL = 'buildroot-external';
 export const BUILDROOT_ENV = 'CLAWOS_BUILDROOT';
@@ -38,7 +39,6 @@ export const BUILDROOT_SHA256_ENV = 'CLAWOS_BUILDROOT_SHA256';
 const LINUX_BUILD_DIR = 'build/linux-custom';
 const EXTERNAL_PATH_VAR = '$(BR2_EXTERNAL_CLAWOS_PATH)';
 
-class ParamError extends Error {}
 
 /**
  * Copy by temp file + rename: an earlier output may be a read-only hard link
@@ -53,7 +53,7 @@ async function copyFileAtomic(src: string, dst: string): Promise<void> {
 function optStr(params: Record<string, unknown>, key: string): string | null {
   const v = params[key];
   if (v === undefined || v === null || v === '') return null;
-  if (typeof v !== 'string') throw new ParamError(`buildroot: parameter '${key}' must be a string`);
+  if (typeof v !== 'string') throw new StepParamError(`buildroot: parameter '${key}' must be a string`);
   return v;
 }
 
@@ -283,6 +283,7 @@ async function checkKernelFragments(ctx: StepContext, obj: string, external: str
 export const buildrootStep: Step = {
   name: 'buildroot',
   version: 2,
+  params: paramsSchema({ buildroot: P.optionalPath, buildroot_sha256: P.optionalPath, external: P.optionalPath, dl_dir: P.optionalPath, extras: P.extras, cgroup_quotas: P.path }),
   // Buildroot's download dir is in the shared cache.
   sandbox: { cache: true },
   // Buildroot builds its own toolchain and host tools; the host needs make and a C compiler.
@@ -297,7 +298,7 @@ export const buildrootStep: Step = {
     try {
       return await runBuildroot(ctx);
     } catch (err) {
-      if (err instanceof ParamError || err instanceof RootfsParamError) return fail('spec-invalid', err.message);
+      if (err instanceof StepParamError) return fail('spec-invalid', err.message);
       throw err;
     }
   },

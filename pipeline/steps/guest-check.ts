@@ -9,6 +9,7 @@ import { writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File } from '../../lib/hash.js';
 import { fail, pass, type Evidence } from '../catalog/outcome.js';
 import type { Step } from '../catalog/step.js';
+import { P, paramsSchema } from '../catalog/step-params.js';
 
 interface BootRecordLike {
   variant?: string;
@@ -19,6 +20,7 @@ interface BootRecordLike {
 export const guestCheckStep: Step = {
   name: 'guest-check',
   version: 1,
+  params: paramsSchema({ boot_dir: P.path, checks: P.paths, report: P.path }, ['boot_dir']),
   toolPackages: () => [],
   async run(ctx) {
     const bootDir = ctx.buildPath(String(ctx.params.boot_dir));

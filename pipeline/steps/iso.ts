@@ -15,14 +15,9 @@ import { expandArchPath, type ArchSpec } from '../catalog/arch.js';
 import { debsReferenced, fetchDebs } from '../inputs/debs.js';
 import { fail, infra, pass, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema, StepParamError, stringParam } from '../catalog/step-params.js';
 
-class ParamError extends Error {}
-
-function str(params: Record<string, unknown>, key: string, dflt?: string): string {
-  const v = params[key] ?? dflt;
-  if (typeof v !== 'string' || v === '') throw new ParamError(`iso: parameter '${key}' must be a non-empty string`);
-  return v;
-}
+const str = (params: Record<string, unknown>, key: string, dflt?: string): string => stringParam(params, key, 'iso', dflt);
 
 /** The GRUB menu: serial console where the arch sets one, no timeout, one entry. */
 export function grubCfg(arch: ArchSpec): string {
@@ -157,6 +152,7 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
 export const isoStep: Step = {
   name: 'iso',
   version: 1,
+  params: paramsSchema({ kernel: P.path, initramfs: P.path, name: P.path }, ['kernel', 'initramfs']),
   // GRUB's platform files come from .debs unpacked into the shared cache.
   sandbox: { cache: true },
   toolPackages: (arch) => arch?.iso.host_packages ?? [],
@@ -165,7 +161,7 @@ export const isoStep: Step = {
       return await runIso(ctx);
     } catch (err) {
       if (err instanceof InfraError) return infra(err.message);
-      if (err instanceof ParamError) return fail('spec-invalid', err.message);
+      if (err instanceof StepParamError) return fail('spec-invalid', err.message);
       throw err;
     }
   },

@@ -18,6 +18,7 @@ import type { ArchSpec } from '../catalog/arch.js';
 import { parseConfig } from '../kernel/kconfig.js';
 import { fail, infra, pass, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema } from '../catalog/step-params.js';
 
 export interface KconfigAssertParams {
   config: string;
@@ -61,6 +62,10 @@ const isUnset = (v: string | undefined) => v === undefined || v === 'n' || v ===
 export const kconfigAssertStep: Step = {
   name: 'kconfig-assert',
   version: 1,
+  params: paramsSchema(
+    { config: P.path, symbols: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] } }, btf_vmlinux_from: P.path, report: P.path },
+    ['config', 'symbols'],
+  ),
   toolPackages(_arch: ArchSpec | null, params: Record<string, unknown>): string[] {
     return params['btf_vmlinux_from'] ? ['binutils'] : [];
   },

@@ -25,6 +25,7 @@ import { formatDiagnostic } from '../../lib/yaml-source.js';
 import { AUDIT_CRITICAL_REASON, auditConfig, auditMarkdown, auditModule, blockingLines, summarize, summaryLine, type AuditEntry } from '../security/kconfig-audit.js';
 import { loadAuditSpec, RULES_FILE, RULES_SCHEMA, WAIVERS_FILE, WAIVERS_SCHEMA } from '../security/kconfig-audit-spec.js';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema } from '../catalog/step-params.js';
 
 export { AUDIT_CRITICAL_REASON } from '../security/kconfig-audit.js';
 
@@ -176,6 +177,7 @@ async function run(ctx: StepContext): Promise<Outcome> {
 export const kconfigAuditStep: Step = {
   name: 'kconfig-audit',
   version: 1,
+  params: paramsSchema({ config: P.path, modules: P.paths, modules_order: P.paths, report: P.path, rules: P.path, waivers: P.path }, ['config']),
   toolPackages: () => [],
   implicitInputs: (_arch, params) => {
     const rules = typeof params['rules'] === 'string' ? params['rules'] : RULES_FILE;

@@ -16,6 +16,7 @@ import { checkRequested, openKconfigIndex, parseConfig, parseFragment, type Conf
 import { SOURCE_YAML, loadKernelSourceConfig, prepareKernelSource } from '../kernel/source.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema } from '../catalog/step-params.js';
 
 export const CANARY_DIR = 'kernel-config/modules/clawos_canary';
 const CANARY = 'clawos_canary';
@@ -53,6 +54,7 @@ const KBUILD_LINE = /^\s{2}([A-Z][A-Z0-9_]*(?: \[M\])?)\s+(\S+)/;
 export const kernelBuildStep: Step = {
   name: 'kernel-build',
   version: 1,
+  params: paramsSchema({ source: P.path }),
   // The kernel source is unpacked into the shared cache.
   sandbox: { cache: true },
   toolPackages(arch: ArchSpec | null): string[] {

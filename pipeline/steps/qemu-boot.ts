@@ -11,6 +11,7 @@ import { join, relative, resolve } from 'node:path';
 import { sha256File } from '../../lib/hash.js';
 import { UserError } from '../../lib/errors.js';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema } from '../catalog/step-params.js';
 import type { ArchSpec } from '../catalog/arch.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import { bootIso, type BootRecord } from '../../qemu/boot.js';
@@ -30,6 +31,7 @@ function stringList(v: unknown, what: string): string[] | undefined {
 export const qemuBootStep: Step = {
   name: 'qemu-boot',
   version: 1,
+  params: paramsSchema({ iso: P.path, variants: { type: 'array', items: { type: 'string' } }, expected_checks_file: P.path, out: P.path }),
   // The accelerator probe's scratch sits beside its cache file; KVM when the host has it.
   sandbox: { cache: true, devices: ['/dev/kvm'] },
   // Its data is the list of boot records; each becomes a boot-verdict event.

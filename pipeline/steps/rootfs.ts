@@ -19,9 +19,10 @@ import { initramfs, type CpioEntry } from '../../lib/cpio.js';
 import { expandArchPath, type ArchSpec } from '../catalog/arch.js';
 import { formatDiagnostic, parseYaml } from '../../lib/yaml-source.js';
 import { debsReferenced, fetchDebs } from '../inputs/debs.js';
-import { extrasOf, manifest, ParamError, QUOTA_ENV_PATH, renderQuotaEnv, shq } from '../rootfs/rootfs-layers.js';
+import { extrasOf, manifest, QUOTA_ENV_PATH, renderQuotaEnv, shq } from '../rootfs/rootfs-layers.js';
 import { fail, infra, pass, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema, StepParamError, stringParam } from '../catalog/step-params.js';
 
 export const DEFAULT_OVERLAY = 'buildroot-external/board/clawos/rootfs-overlay';
 /** Kernel config fragments CONFIG_LSM is read from (later ones win) when `lsms` is not given. */
@@ -48,11 +49,7 @@ const BASE_DIRS: Array<[string, number]> = [
   ['usr/sbin', 0o755],
 ];
 
-function str(params: Record<string, unknown>, key: string, dflt?: string): string {
-  const v = params[key] ?? dflt;
-  if (typeof v !== 'string' || v === '') throw new ParamError(`rootfs: parameter '${key}' must be a non-empty string`);
-  return v;
-}
+const str = (params: Record<string, unknown>, key: string, dflt?: string): string => stringParam(params, key, 'rootfs', dflt);
 /** "a/b/c" -> ["a", "a/b"]. */
 function parentsOf(path: string): string[] {
   const parts = path.split('/');
@@ -189,6 +186,7 @@ async function runRootfs(ctx: StepContext): Promise<Outcome> {
 export const rootfsStep: Step = {
   name: 'rootfs',
   version: 2,
+  params: paramsSchema({ kernel_dir: P.path, overlay: P.path, cgroup_quotas: P.path, extras: P.extras, lsms: { type: 'array', items: { type: 'string' } } }, ['kernel_dir']),
   // busybox and friends come from .debs unpacked into the shared cache.
   sandbox: { cache: true },
   // busybox-static is fetched for the target arch, not a host tool: its version is in data.debs.
@@ -203,7 +201,7 @@ export const rootfsStep: Step = {
       return await runRootfs(ctx);
     } catch (err) {
       if (err instanceof InfraError) return infra(err.message);
-      if (err instanceof ParamError) return fail('spec-invalid', err.message);
+      if (err instanceof StepParamError) return fail('spec-invalid', err.message);
       throw err;
     }
   },

@@ -17,6 +17,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema } from '../catalog/step-params.js';
 import { checkSpecText, freezeRecordName, type FreezeRecord } from '../p1-specs/spec-check.js';
 import { formatDiagnostic, parseYaml } from '../../lib/yaml-source.js';
 import { hex32, parseHex32, seccompOf, type SeccompArch } from '../security/seccomp-arch.js';
@@ -326,6 +327,16 @@ export async function runSeccompCompile(ctx: StepContext): Promise<Outcome> {
 export const seccompCompileStep: Step = {
   name: 'seccomp-compile',
   version: 1,
+  params: paramsSchema(
+    {
+      whitelist: P.path,
+      schema: P.path,
+      kernel_dir: P.path,
+      loader: P.path,
+      probe: { type: 'object', additionalProperties: false, required: ['allowed', 'denied'], properties: { allowed: { type: 'string' }, denied: { type: 'string' } } },
+    },
+    ['whitelist', 'schema', 'kernel_dir', 'loader', 'probe'],
+  ),
   // Syscall tables are extracted into the shared cache.
   sandbox: { cache: true },
   toolPackages: (arch) => (arch ? (seccompOf(arch)?.loader_packages ?? []) : []),

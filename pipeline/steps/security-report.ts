@@ -15,12 +15,11 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { parse as parseYamlPlain } from 'yaml';
 import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
 import { fail, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import { expandArch } from '../catalog/task-spec.js';
-import { formatDiagnostic } from '../../lib/yaml-source.js';
+import { formatDiagnostic, yamlValue } from '../../lib/yaml-source.js';
 import type { AuditEntry } from '../security/kconfig-audit.js';
 import {
   computeSecurityReport,
@@ -34,6 +33,7 @@ import {
 } from '../security/security-report.js';
 import { SEVERITIES } from '../security/kconfig-audit-spec.js';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema } from '../catalog/step-params.js';
 import { AUDIT_CRITICAL_REASON } from '../security/kconfig-audit.js';
 
 export const CHECKS_FILE = 'buildroot-external/board/clawos/checks.yaml';
@@ -72,7 +72,7 @@ export function parseSecurityReportParams(p: Record<string, unknown>): SecurityR
 async function readCatalog(repoRoot: string): Promise<Map<string, { per_arch: boolean; optional: boolean }>> {
   const out = new Map<string, { per_arch: boolean; optional: boolean }>();
   for (const f of (await readdir(join(repoRoot, 'tasks'))).filter((n) => /\.ya?ml$/.test(n)).sort()) {
-    const doc = parseYamlPlain(await readFile(join(repoRoot, 'tasks', f), 'utf8')) as { task_id?: unknown; per_arch?: unknown; optional?: unknown } | null;
+    const doc = yamlValue(await readFile(join(repoRoot, 'tasks', f), 'utf8'), `tasks/${f}`) as { task_id?: unknown; per_arch?: unknown; optional?: unknown } | null;
     if (doc && typeof doc.task_id === 'string') out.set(doc.task_id, { per_arch: doc.per_arch === true, optional: doc.optional === true });
   }
   return out;
@@ -132,7 +132,7 @@ async function run(ctx: StepContext): Promise<Outcome> {
   try {
     layersText = await readFile(join(ctx.repoRoot, params.layers), 'utf8');
     schema = JSON.parse(await readFile(join(ctx.repoRoot, LAYERS_SCHEMA), 'utf8')) as object;
-    checksDoc = parseYamlPlain(await readFile(join(ctx.repoRoot, params.checks), 'utf8')) as typeof checksDoc;
+    checksDoc = yamlValue(await readFile(join(ctx.repoRoot, params.checks), 'utf8'), params.checks) as typeof checksDoc;
   } catch (err) {
     return fail('spec-invalid', `security-report: cannot read its data: ${(err as Error).message}`);
   }
@@ -196,6 +196,7 @@ async function run(ctx: StepContext): Promise<Outcome> {
 export const securityReportStep: Step = {
   name: 'security-report',
   version: 1,
+  params: paramsSchema({ boot_dir: P.path, audit: P.path, audit_layer: P.path, report: P.path, layers: P.path, checks: P.path }, ['boot_dir', 'audit', 'audit_layer']),
   toolPackages: () => [],
   implicitInputs: (_arch, params) => [
     typeof params['layers'] === 'string' ? params['layers'] : LAYERS_FILE,

@@ -16,6 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join, relative } from 'node:path';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema } from '../catalog/step-params.js';
 import { fail, infra, pass, type Outcome } from '../catalog/outcome.js';
 import { sha256Hex } from '../../lib/hash.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
@@ -100,6 +101,7 @@ async function run(ctx: StepContext): Promise<Outcome> {
 export const specFreezeStep: Step = {
   name: 'spec-freeze',
   version: 2,
+  params: paramsSchema({ spec: P.path, schema: P.path }, ['spec', 'schema']),
   toolPackages: () => [],
   implicitInputs: (_arch, params) =>
     (['spec', 'schema'] as const).map((k) => params[k]).filter((v): v is string => typeof v === 'string'),

@@ -19,13 +19,13 @@ import { findRepoRoot, loadMachineSync } from '../../qemu/machine.js';
 import { benchAgainstStock, formatBenchTable } from '../bench/stock-bench.js';
 import { fail, infra, pass, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
+import { P, paramsSchema, StepParamError } from '../catalog/step-params.js';
 
 function num(v: unknown, dflt: number, what: string, min: number): number {
   if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new ParamError(`stock-bench: parameter '${what}' must be a number >= ${min}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new StepParamError(`stock-bench: parameter '${what}' must be a number >= ${min}`);
   return v;
 }
-class ParamError extends Error {}
 
 async function runStep(ctx: StepContext): Promise<Outcome> {
   const arch = ctx.arch;
@@ -69,6 +69,7 @@ async function runStep(ctx: StepContext): Promise<Outcome> {
 export const stockBenchStep: Step = {
   name: 'stock-bench',
   version: 1,
+  params: paramsSchema({ kernel: P.path, initramfs: P.path, runs: P.number, bar: P.number }, ['kernel', 'initramfs']),
   // The stock kernel .deb and the probe's scratch are in the shared cache; KVM when the host has it.
   sandbox: { cache: true, devices: ['/dev/kvm'] },
   // The emulator and firmware versions (the Debian kernel's version is in the result data).
@@ -86,7 +87,7 @@ export const stockBenchStep: Step = {
     try {
       return await runStep(ctx);
     } catch (err) {
-      if (err instanceof ParamError) return fail('spec-invalid', err.message);
+      if (err instanceof StepParamError) return fail('spec-invalid', err.message);
       if (err instanceof InfraError) return infra(err.message);
       throw err;
     }
