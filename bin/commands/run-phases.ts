@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { formatDuration } from '../../lib/format.js';
 import { DEFAULT_BACKEND } from '../../pipeline/catalog/backends.js';
 import { PHASES, type Phase } from '../../pipeline/catalog/task-spec.js';
+import { isPassed } from '../../pipeline/catalog/outcome.js';
 import { acquireBuildLock } from '../../pipeline/run/build-lock.js';
 import { loadGateSpecs } from '../../pipeline/run/gates.js';
 import { finishRun, runPhases, type PhaseResult, type RunFinish } from '../../pipeline/run/phases.js';
@@ -81,7 +82,7 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
     process.off('SIGTERM', onSig);
   }
   const records = results.flatMap((r) => r.records);
-  const bad = records.filter((r) => !['PASS', 'NOT_CONFIGURED'].includes(r.status));
+  const bad = records.filter((r) => !isPassed(r.status));
   const nogo = results.filter((r) => r.gate.recommendation !== 'GO');
   const ranAll = results.length === phases.length;
   const code = ac.signal.aborted ? EXIT.interrupted : bad.length || nogo.length || !ranAll ? EXIT.failed : EXIT.ok;
