@@ -5,7 +5,8 @@
  */
 import { parseArgs } from 'node:util';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { run as runProcess } from '../lib/proc.js';
 import { InfraError, InternalError, UserError, formatLocation } from '../lib/errors.js';
 import { loadTasks } from '../pipeline/catalog/load-tasks.js';
 import { buildGraph } from '../pipeline/catalog/graph.js';
@@ -48,6 +49,9 @@ const USAGE = `usage: clawos-build <command> [options]
 
 commands:
   validate            check every task spec; report every error as file:line:col
+  lock [--update [NAME[=VERSION] ...]]
+                      what the mirror would change in inputs.lock.yaml (exit 1 if anything);
+                      --update re-resolves and rewrites it, printing the diff
   plan                print the task graph in execution order (--json for machines)
   p1 | p2 | p3 | p4   run one phase and its gate (the previous gate must have passed)
   all                 run P1 to P4, stopping at the first NO-GO gate
@@ -301,6 +305,15 @@ async function cmdRun(p: Parsed, repoRoot: string, phases: Phase[]): Promise<num
   let finish: RunFinish | undefined;
   const keyDir = defaultKeyDir();
   try {
+    // Every locked input first, outside the tasks: a mirror problem stops the run before anything is built.
+    const { prefetchLocked } = await import('../pipeline/inputs/prefetch.js');
+    const { lockOf } = await import('../pipeline/inputs/debs.js');
+    const lock = await lockOf({ repoRoot });
+    const arches = await selectArches(repoRoot, p.arch);
+    const got = await prefetchLocked({ run: (a, o) => runProcess(a, o), cacheDir: join(resolve(p.buildDir), 'cache'), log: () => {}, repoRoot }, lock, [...arches.values()].map((a) => a.debian_arch));
+    if (mode !== 'json') {
+      process.stderr.write(`inputs: ${lock.file} sha256 ${lock.sha256.slice(0, 16)}: ${got.fetched.length} fetched, ${got.cached.length} already in the download cache, ${got.host.length} served by the host's matching copy\n`);
+    }
     const rc = await openRun({
       repoRoot,
       buildDir: p.buildDir,
@@ -392,6 +405,14 @@ export async function main(argv: string[]): Promise<number> {
     if (argv[0] === 'seccomp') return await seccompMain(argv.slice(1), io);
   } catch (err) {
     return reportError(err, argv.includes('--json'));
+  }
+  if (argv[0] === 'lock') {
+    try {
+      const { lockCommand } = await import('./commands/lock.js');
+      return await lockCommand(argv.slice(1), repoRootDir(), io);
+    } catch (err) {
+      return reportError(err, argv.includes('--json'));
+    }
   }
   // The vault's commands (keys, spec, verify, export) parse their own words and options.
   if (argv[0] && (VAULT_COMMANDS as readonly string[]).includes(argv[0]) && argv[0] !== 'status') {
