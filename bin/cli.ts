@@ -174,6 +174,15 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: () => import('./commands/flash.js').then((m) => m.run),
   },
   {
+    name: 'lock',
+    summary: 'what the mirror would change in inputs.lock.yaml (exit 1 if anything); --update re-locks and prints the diff',
+    words: '[NAME[=VERSION] ...]',
+    positionals: { max: Infinity },
+    details: ['without --update: package, locked version, version the mirror serves now; exit 4 if a locked version is no longer served', 'with --update: every input (or only NAME, optionally at VERSION) re-resolved; the lock rewritten atomically'],
+    options: [{ owner: 'the lock command', options: [{ name: 'update', type: 'boolean', help: 're-resolve and rewrite inputs.lock.yaml, printing what changed' }] }, { options: [JSON_OUT] }],
+    load: () => import('./commands/lock.js').then((m) => m.run),
+  },
+  {
     name: 'doctor',
     summary: 'check the host has every tool, file and package the build needs',
     options: [{ owner: 'the doctor command', options: [{ name: 'fix', type: 'boolean', help: 'run the printed apt/dpkg commands (root only), then check again' }] }, BUILD_OPTIONS],

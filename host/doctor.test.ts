@@ -1,3 +1,4 @@
+import { loadLock, renderLock } from '../pipeline/catalog/input-lock.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, copyFile, cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -7,7 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { UserError } from '../lib/errors.js';
 import { resetAccelMemo } from '../qemu/kvm-probe.js';
 import { applyFixes, compareVersions, formatDoctorReport, loadDoctorData, runDoctor, which, type DoctorOptions } from './doctor.js';
-import { makeDeb } from '../test/helpers/debs-fixtures.js';
+import { lockFor, makeDeb } from '../test/helpers/debs-fixtures.js';
 import { doctorCommand } from '../bin/commands/doctor.js';
 import { PassThrough } from 'node:stream';
 
@@ -61,11 +62,21 @@ const printer = (out: string) => `cat <<'EOF'\n${out}\nEOF`;
  * print their recorded versions, QEMU (test/fakes/fake-qemu), dpkg and apt-get
  * keeping their state in files.
  */
+/** Re-lock the repo copy so that these fake mirror .debs (state/debs/NAME:ARCH.deb) are the locked ones. */
+async function lockTheseDebs(h: FakeHost, keys: string[]): Promise<void> {
+  const lf = join(h.repo, 'inputs.lock.yaml');
+  const cur = (await loadLock(h.repo)).lock;
+  const mine = (await lockFor(Object.fromEntries(keys.map((k) => [k, join(h.state, 'debs', `${k}.deb`)])))).lock.debs;
+  const rest = cur.debs.filter((d) => !mine.some((m) => m.name === d.name && m.arch === d.arch));
+  await writeFile(lf, renderLock({ ...cur, debs: [...rest, ...mine] }));
+}
+
 async function fakeHost(): Promise<FakeHost> {
   const t = await dir({ unsafeCleanup: true });
   const repo = join(t.path, 'repo');
   for (const d of ['specs', 'qemu', 'kernel-config']) await cp(join(REPO, d), join(repo, d), { recursive: true });
   await cp(join(REPO, 'package.json'), join(repo, 'package.json'));
+  await cp(join(REPO, 'inputs.lock.yaml'), join(repo, 'inputs.lock.yaml'));
   // Free space depends on the machine running the tests; the threshold test sets its own.
   const dy = join(repo, 'specs', 'doctor.yaml');
   await writeFile(dy, (await readFile(dy, 'utf8')).replace('min_free_gib: 8', 'min_free_gib: 0'));
@@ -111,14 +122,15 @@ case "$1" in
       if known "$3"; then p=\${3%:*}; a=\${3#*:}; echo "'http://deb.debian.org/debian/pool/main/x/\${p}/\${p}_1.0_\${a}.deb' \${p}_1.0_\${a}.deb 1000 SHA256:00"; exit 0; fi
       echo "E: Unable to locate package $3" >&2; exit 100
     fi
-    if known "$2" && [ -f "$FAKE_STATE/debs/$2.deb" ]; then cp "$FAKE_STATE/debs/$2.deb" .; exit 0; fi
-    echo "E: Unable to locate package $2" >&2; exit 100 ;;
+    s=\${2%%=*}
+    if known "$s" && [ -f "$FAKE_STATE/debs/$s.deb" ]; then cp "$FAKE_STATE/debs/$s.deb" .; exit 0; fi
+    echo "E: Unable to locate package $s" >&2; exit 100 ;;
 esac
 exit 0`,
   );
   const buildDir = join(t.path, 'build');
   await mkdir(buildDir, { recursive: true });
-  const env = { PATH: `${bin}:${basics}`, FAKE_STATE: state, FAKE_QEMU_DELAY_MS: '1' };
+  const env = { PATH: `${bin}:${basics}`, FAKE_STATE: state, FAKE_QEMU_DELAY_MS: '1', CLAWOS_DOWNLOAD_CACHE: join(t.path, 'downloads') };
   return {
     t,
     repo,
@@ -211,7 +223,7 @@ describe('doctor on a fake host', () => {
         '  ok       firmware OVMF_VARS_4M.fd      /usr/share/OVMF/OVMF_VARS_4M.fd',
         `  ok       aarch64-linux-gnu-gcc         ${h.bin}/aarch64-linux-gnu-gcc`,
         `  ok       gcc                           ${h.bin}/gcc`,
-        '  ok       kernel source                 /usr/src/linux-source-6.1.tar.xz',
+        '  ok       kernel source                 linux-source-6.1 from inputs.lock.yaml, fetched by the build (host copy not the locked one)',
         '  ok       libelf.h                      /usr/include/libelf.h',
         '  ok       opensslv.h                    /usr/include/openssl/opensslv.h',
         '  MISSING  grub arm64-efi                from grub-efi-arm64-bin:arm64, not fetched yet (apt cannot fetch it: see below)',
@@ -270,6 +282,7 @@ describe('doctor on a fake host', () => {
     await copyFile(await makeDeb(debs, 'busybox-static', '1:1.35.0-4+b3', { 'bin/busybox': 'fake busybox' }), join(h.state, 'debs', 'busybox-static:arm64.deb'));
     await copyFile(await makeDeb(debs, 'busybox-static', '1:1.35.0-4+b4', { 'bin/busybox': 'fake busybox' }), join(h.state, 'debs', 'busybox-static:amd64.deb'));
     await copyFile(await makeDeb(debs, 'grub-efi-arm64-bin', '2.06-13', { 'usr/lib/grub/arm64-efi/grub.efi': 'fake' }), join(h.state, 'debs', 'grub-efi-arm64-bin:arm64.deb'));
+    await lockTheseDebs(h, ['busybox-static:arm64', 'busybox-static:amd64', 'grub-efi-arm64-bin:arm64']);
 
     const before = await runDoctor(h.opts({ noKvmProbe: true }));
     expect(before.ok).toBe(false);
@@ -395,7 +408,7 @@ describe('doctor data', () => {
         .filter(Boolean),
     );
     const data = await loadDoctorData(REPO);
-    const named = new Set<string>([...data.tools.map((t) => t.package), ...data.files.map((f) => f.package), data.kernel_source_package]);
+    const named = new Set<string>([...data.tools.map((t) => t.package), ...data.files.map((f) => f.package)]);
     for (const a of ['x86_64', 'aarch64']) {
       const arch = parseYaml(readFileSync(join(REPO, 'specs', 'arch', `${a}.yaml`), 'utf8'));
       named.add(arch.kernel.compiler_package);
@@ -405,8 +418,9 @@ describe('doctor data', () => {
       for (const v of m.variants) for (const f of v.firmware) named.add(f.package);
     }
     expect([...named].filter((p) => !listed.has(p)).sort()).toEqual([]);
-    // The kernel source the data installs is the one kernel-config/source.yaml names.
-    expect(readFileSync(join(REPO, 'kernel-config', 'source.yaml'), 'utf8')).toContain(`tarball: /usr/src/${data.kernel_source_package}.tar.xz`);
+    // The kernel source package the data names is the one kernel-config/source.yaml fetches by the lock (not a host package).
+    expect(readFileSync(join(REPO, 'kernel-config', 'source.yaml'), 'utf8')).toContain(`deb: ${data.kernel_source_package}\nmember: usr/src/${data.kernel_source_package}.tar.xz`);
+    expect(listed.has(data.kernel_source_package)).toBe(false);
   });
 
   it('compares dotted versions and finds commands like command -v', async () => {

@@ -7,6 +7,7 @@
  * kernel-config/source.yaml. `--fix` runs the apt/dpkg commands as root and
  * fetches the target-arch packages into the build cache, then checks again.
  */
+import { sha256File } from '../lib/hash.js';
 import { access, constants, readFile, stat, statfs } from 'node:fs/promises';
 import { machine as hostMachine } from 'node:os';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
@@ -15,8 +16,10 @@ import { run as procRun, type LineSink, type RunOptions, type RunResult } from '
 import { chooseAccelerator } from '../qemu/kvm-probe.js';
 import { loadMachine, type QemuMachine } from '../qemu/machine.js';
 import { debRoot, expandArchPath, loadArches, type ArchSpec } from '../pipeline/catalog/arch.js';
-import { debsReferenced, fetchDeb } from '../pipeline/inputs/debs.js';
-import { loadKernelSourceConfig } from '../pipeline/kernel/source.js';
+import { debsReferenced, downloadCacheDir, fetchDeb } from '../pipeline/inputs/debs.js';
+import { loadKernelSourceConfig, loadPinnedKernelSource, SOURCE_YAML } from '../pipeline/kernel/source.js';
+import { LOCK_FILE, loadLock } from '../pipeline/catalog/input-lock.js';
+import { hostToolVersions } from '../pipeline/inputs/lock-resolve.js';
 import { loadYamlDocument } from '../lib/data.js';
 
 export type Runner = (argv: string[], opts?: RunOptions) => Promise<RunResult>;
@@ -297,7 +300,20 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
   }
 
   const src = await loadKernelSourceConfig(o.repoRoot, o.env ?? process.env);
-  if (src.tarball) {
+  if (src.deb) {
+    // Fetched by the lock; a host copy serves only when it is the locked one.
+    const pinned = await loadPinnedKernelSource(o.repoRoot, o.env ?? process.env);
+    const host = pinned.tarball!;
+    const hostIs = (await exists(onDisk(host), constants.R_OK)) ? ((await sha256File(onDisk(host)).catch(() => '')) === pinned.sha256 ? 'the locked one' : 'not the locked one') : 'absent';
+    checks.push({
+      id: 'kernel-source',
+      label: 'kernel source',
+      status: 'ok',
+      required: true,
+      detail: hostIs === 'the locked one' ? `${host} (the locked one)` : `${src.deb.package} from ${LOCK_FILE}, fetched by the build (host copy ${hostIs})`,
+      why: `the kernel the build compiles (${SOURCE_YAML}, pinned in ${LOCK_FILE})`,
+    });
+  } else if (src.tarball) {
     checks.push(fileCheck('kernel-source', 'kernel source', await exists(onDisk(src.tarball), constants.R_OK), src.tarball, data.kernel_source_package, `the kernel the build compiles (${src.pinnedIn})`));
   } else {
     checks.push({ id: 'kernel-source', label: 'kernel source', status: 'ok', required: true, detail: `downloaded by the build from ${src.url}`, why: `the kernel the build compiles (${src.pinnedIn})` });
@@ -306,6 +322,18 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
 
   // Target-arch packages (busybox-static, GRUB's arm64-efi modules) and the dpkg architecture they need.
   const dpkg = await dpkgView(run);
+
+  // Host tools stay host packages, but a version other than the lock's is worth a warning.
+  const locked = await loadLock(o.repoRoot).catch(() => null);
+  if (locked && dpkg.native) {
+    const now = await hostToolVersions({ run }, o.repoRoot).catch(() => ({}) as Record<string, string>);
+    for (const [p, v] of Object.entries(locked.lock.host_tools)) {
+      const have = now[p];
+      if (have && have !== 'not-installed' && have !== v) {
+        checks.push({ id: `host-tool:${p}`, label: `host ${p}`, status: 'warn', required: false, detail: `${have} installed, ${LOCK_FILE} recorded ${v}`, why: 'outputs may differ from builds made with the recorded version' });
+      }
+    }
+  }
   const prefetch: DoctorReport['prefetch'] = [];
   const debState = new Map<string, DoctorCheck & { cached: boolean }>();
   const debChecks: DoctorCheck[] = [];
@@ -459,7 +487,7 @@ export async function applyFixes(report: DoctorReport, o: DoctorOptions & { isRo
     const arch = arches.get(p.arch)!;
     const command = `apt-get download ${p.package}:${arch.debian_arch} into ${join(resolve(o.buildDir), 'cache')}`;
     try {
-      const f = await fetchDeb({ run, cacheDir: join(resolve(o.buildDir), 'cache'), log }, arch, p.package);
+      const f = await fetchDeb({ run, cacheDir: join(resolve(o.buildDir), 'cache'), log, repoRoot: o.repoRoot, downloadCache: downloadCacheDir(o.env ?? process.env) }, arch, p.package);
       ran.push({ command, ok: true, detail: `${f.version}, sha256 ${f.sha256}` });
     } catch (err) {
       if (!(err instanceof InfraError)) throw err;

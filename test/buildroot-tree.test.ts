@@ -10,7 +10,7 @@ import { cp, readFile, rm, writeFile, appendFile, mkdir } from 'node:fs/promises
 import { join } from 'node:path';
 import { repoRootDir } from '../lib/repo-root.js';
 import { loadArches } from '../pipeline/catalog/arch.js';
-import { loadKernelSourceConfig } from '../pipeline/kernel/source.js';
+import { loadPinnedKernelSource } from '../pipeline/kernel/source.js';
 import { lintExternalTree } from '../pipeline/rootfs/lint-external-tree.js';
 import { configMap } from '../pipeline/rootfs/defconfig.js';
 import { grubCfg } from '../pipeline/steps/iso.js';
@@ -19,7 +19,7 @@ import { DEFAULT_OVERLAY } from '../pipeline/steps/rootfs.js';
 const real = repoRootDir();
 const arches = [...(await loadArches(real)).values()];
 // The pin as committed, whatever CLAWOS_KERNEL_SOURCE says in this shell.
-const kernelSource = await loadKernelSourceConfig(real, {});
+const kernelSource = await loadPinnedKernelSource(real, {});
 
 const withoutComments = (t: string) => t.split('\n').filter((l) => !l.startsWith('#')).join('\n');
 

@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { appendFile, cp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { makeTestRepo, taskYaml, type TestRepo } from './helpers/test-repo.js';
+import { makeTestRepo, taskYaml, type TestRepo, writeTestLock } from './helpers/test-repo.js';
 import { repoRootDir } from '../lib/repo-root.js';
 import { sha256Hex } from '../lib/hash.js';
 import { addTrustEntry, initKey, loadTrust } from '../vault/keys.js';
@@ -88,6 +88,7 @@ beforeAll(async () => {
   const tarball = join(repo.root, '..', 'linux-test.tar.xz');
   await writeFile(tarball, 'kernel source');
   await repo.write('kernel-config/source.yaml', `tarball: ${tarball}\nsha256: "${sha256Hex(Buffer.from('kernel source'))}"\nbase: tinyconfig\nfragments: []\n`);
+  await writeTestLock(repo.root, { kernelTarball: tarball, kernelSha256: sha256Hex(Buffer.from('kernel source')) });
   for (const t of TASKS) {
     await repo.writeTask(
       t.id,

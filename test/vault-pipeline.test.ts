@@ -136,7 +136,7 @@ describe('a pipeline run records itself in the vault', () => {
     });
     const v = await verifyBundle(b.dir, trust);
     expect(v).toMatchObject({ ok: true, code: 'PASS', run_id: first.runId, release: '0.1.0-alpha' });
-    expect(v.detail).toBe(`run ${first.runId} (release 0.1.0-alpha): 24 files, ${firstEvents.length} events, log root ${b.logRootB64u}`);
+    expect(v.detail).toBe(`run ${first.runId} (release 0.1.0-alpha): 25 files, ${firstEvents.length} events, log root ${b.logRootB64u}`);
     // The bundle's event log is the run's, byte for byte.
     expect(await readFile(join(b.dir, EVENTS_FILE))).toEqual(await readFile(first.eventsFile));
 

@@ -42,6 +42,8 @@ export interface ProvenanceInput {
   subjects: { name: string; sha256: string; kind: SubjectKind }[];
   kernelSource: { name: string; sha256: string; uri?: string; version?: string };
   debianPackages: { name: string; version: string; arch: string; sha256: string }[];
+  /** The input lock the build fetched by (inputs.lock.yaml), carried in the bundle under this name. */
+  inputLock?: { name: string; sha256: string };
   frozenSpecs: { path: string; sha256: string; version: string; spec_id?: string }[];
   builderId: string;
   builderVersion?: Record<string, string>;
@@ -79,6 +81,7 @@ export function buildStatement(input: ProvenanceInput): Statement {
       digest: { sha256: input.kernelSource.sha256 },
       annotations: { kind: 'kernel-source', ...(input.kernelSource.version ? { version: input.kernelSource.version } : {}) },
     },
+    ...(input.inputLock ? [{ name: input.inputLock.name, digest: { sha256: input.inputLock.sha256 }, annotations: { kind: 'input-lock' } }] : []),
     ...input.debianPackages
       .map((p) => ({
         name: `${p.name}_${p.version}_${p.arch}.deb`,

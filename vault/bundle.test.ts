@@ -23,6 +23,7 @@ describe('writeBundle', () => {
       'artifacts/x86_64/vmlinuz',
       'attestation.dsse.json',
       'events.jsonl',
+      'inputs.lock.yaml',
       'manifest.dsse.json',
       'manifest.json',
     ]);
@@ -34,6 +35,7 @@ describe('writeBundle', () => {
       'artifacts/x86_64/vmlinuz',
       'attestation.dsse.json',
       'events.jsonl',
+      'inputs.lock.yaml',
     ]);
     for (const f of ['manifest.json', 'manifest.dsse.json', 'attestation.dsse.json']) expect(isCanonical(await readFile(join(fx.bundleDir, f)))).toBe(true);
     expect(await readFile(join(fx.bundleDir, 'events.jsonl'))).toEqual(await readFile(eventsPath(fx.buildDir, RUN_ID)));

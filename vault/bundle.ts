@@ -60,8 +60,10 @@ export interface WriteBundleInput {
   artifacts: BundleArtifact[];
   /** The run's events.jsonl (verified before it is bundled). */
   eventsFile: string;
-  provenance: Pick<ProvenanceInput, 'kernelSource' | 'debianPackages' | 'frozenSpecs' | 'startedOn' | 'finishedOn' | 'externalParameters' | 'builderVersion'>;
+  provenance: Pick<ProvenanceInput, 'kernelSource' | 'debianPackages' | 'inputLock' | 'frozenSpecs' | 'startedOn' | 'finishedOn' | 'externalParameters' | 'builderVersion'>;
   releaseKey: Signer;
+  /** Further files at the bundle's top level (the input lock), listed in the manifest like every file. */
+  extraFiles?: { path: string; bytes: Buffer }[];
 }
 
 export interface WriteBundleResult {
@@ -119,6 +121,11 @@ export async function writeBundle(input: WriteBundleInput): Promise<WriteBundleR
       const dest = join(tmp, a.bundlePath);
       await restore(input.buildDir, a.sha256, dest);
       known.set(a.bundlePath, { size: (await stat(dest)).size, sha256: a.sha256 });
+    }
+    for (const x of input.extraFiles ?? []) {
+      const why = unsafePathReason(x.path);
+      if (why || x.path.startsWith(`${ARTIFACTS_DIR}/`)) throw new VaultError('PATH_UNSAFE', `bundle file ${x.path}: ${why ?? 'artifacts/ holds subjects only'}`);
+      await writeFileAtomic(join(tmp, x.path), x.bytes);
     }
     await writeFileAtomic(join(tmp, EVENTS_FILE), eventsRaw);
     const eventsSha = sha256Hex(eventsRaw);

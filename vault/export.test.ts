@@ -43,6 +43,7 @@ describe('exportBundle', () => {
       'artifacts/x86_64/vmlinuz',
       'attestation.dsse.json',
       'events.jsonl',
+      'inputs.lock.yaml',
       'manifest.dsse.json',
       'manifest.json',
     ]);

@@ -6,6 +6,7 @@
  * Written to <build>/vault/bundles/<run_id>/, then <build>/vault/bundles/latest
  * (a small file naming the run: verify never follows symlinks) points at it.
  */
+import { sha256Hex } from '../lib/hash.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { yamlValue } from '../lib/yaml-source.js';
@@ -73,6 +74,8 @@ export interface ReleaseBundleInput {
   release: string;
   config: BundleConfig;
   kernelSource: KernelSourcePin;
+  /** inputs.lock.yaml as the build read it: carried in the bundle and named as a resolved dependency. */
+  inputLock?: { path: string; bytes: Buffer };
   frozenSpecs: { path: string; sha256: string; version: string; spec_id?: string }[];
   /** Debian architecture of a build arch (x86_64 -> amd64), for packages whose record has none. */
   debianArch: (arch: string | null) => string | undefined;
@@ -139,6 +142,7 @@ export async function writeReleaseBundle(input: ReleaseBundleInput): Promise<Rel
     provenance: {
       kernelSource: { ...input.kernelSource, ...(kernelVersion ? { version: kernelVersion } : {}) },
       debianPackages: [...debs.values()],
+      ...(input.inputLock ? { inputLock: { name: input.inputLock.path, sha256: sha256Hex(input.inputLock.bytes) } } : {}),
       frozenSpecs: input.frozenSpecs,
       startedOn: start.time,
       finishedOn: end.time,
@@ -146,6 +150,7 @@ export async function writeReleaseBundle(input: ReleaseBundleInput): Promise<Rel
       builderVersion: input.builderVersion,
     },
     releaseKey: input.releaseKey,
+    ...(input.inputLock ? { extraFiles: [{ path: input.inputLock.path, bytes: input.inputLock.bytes }] } : {}),
   });
   await writeFileAtomic(join(bundlesDir(input.buildDir), 'latest'), `${input.runId}\n`);
   return { ...res, subjects, debianPackages: debs.size };

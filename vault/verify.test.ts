@@ -39,7 +39,7 @@ describe('verifyBundle on an untouched bundle', () => {
   it('passes a directory bundle', async () => {
     const r = await verifyBundle(fx.bundleDir, fx.trust);
     expect(r).toMatchObject({ ok: true, code: 'PASS', run_id: RUN_ID, release: RELEASE });
-    expect(r.detail).toMatch(/^run run-20251121T000000Z-a1b2 \(release 0\.1\.0-alpha\): 6 files, 10 events, log root [A-Za-z0-9_-]{43}$/);
+    expect(r.detail).toMatch(/^run run-20251121T000000Z-a1b2 \(release 0\.1\.0-alpha\): 7 files, 10 events, log root [A-Za-z0-9_-]{43}$/);
   });
 
   it('passes the exported tar, and reports throughput', async () => {

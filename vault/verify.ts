@@ -8,10 +8,13 @@
  *  4. run id and replay (ledger, minimum release)                            RUN_ID_MISMATCH, REPLAY_DETECTED
  *  5. file list: safe paths, missing, unexpected, size + sha256              PATH_UNSAFE, FILE_MISSING, UNEXPECTED_FILE, HASH_MISMATCH
  *  6. attestation.dsse.json: as 2-3, then run id and subjects                …, RUN_ID_MISMATCH, SUBJECT_MISMATCH
+ *  6b. the input lock: named, carried, and every resolved input agrees      FILE_MISSING, HASH_MISMATCH, INVALID_SCHEMA
  *  7. events.jsonl: every line canonical, chained; count/head/root as signed CHAIN_BROKEN, LOG_ROOT_MISMATCH
  * Signatures are checked over the bytes read from disk; nothing is
  * re-serialized before a signature or a hash is checked.
  */
+import { readFileSync } from 'node:fs';
+import { checkInputLock } from './verify-inputs.js';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readFile } from 'node:fs/promises';
@@ -222,6 +225,10 @@ async function verifyDir(root: string, trust: TrustRoot, opts: VerifyOptions): P
   for (const p of paths) {
     if (p.startsWith(`${ARTIFACTS_DIR}/`) && !subjects.has(p)) return { ...fail('SUBJECT_MISMATCH', `${p} is not a subject of the attestation`), ...ids, bytes };
   }
+
+  // 6b. the input lock, and the resolved inputs against it
+  const bad = checkInputLock(st, inManifest, (p) => readFileSync(join(root, p), 'utf8'));
+  if (bad) return { ...bad, ...ids, bytes };
 
   // 7. events
   const split = splitLines(await readFile(join(root, EVENTS_FILE)));

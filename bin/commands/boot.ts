@@ -14,7 +14,8 @@ import type { BootRecord } from '../../qemu/boot.js';
 import { chooseAccelerator, type AccelDecision } from '../../qemu/kvm-probe.js';
 import { loadMachine, selectVariants, type QemuMachine } from '../../qemu/machine.js';
 import { selectArches } from '../../pipeline/run/session.js';
-import { loadExpectedChecks } from '../../pipeline/boot/guest-boot.js';
+import { loadExpectedChecks, lockMachineFirmware } from '../../pipeline/boot/guest-boot.js';
+import { run as runProcess } from '../../lib/proc.js';
 import { formatDuration } from '../../lib/format.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
@@ -84,10 +85,13 @@ export async function bootCommand(o: BootCommandOptions): Promise<number> {
     throw new UserError(`ISO not found or not readable: ${o.iso}`);
   }
   const arch = [...(await selectArches(o.repoRoot, o.arch)).values()][0]!;
-  const machine = o.machine ?? (await loadMachine(o.repoRoot, arch.qemu));
+  const buildDir = resolve(o.buildDir);
+  // The firmware the lock pins (the host's copy when it is the locked one), as the build's boots use.
+  const machine =
+    o.machine ??
+    (await lockMachineFirmware({ run: (a, opts) => runProcess(a, opts), cacheDir: join(buildDir, 'cache'), log: () => {}, repoRoot: o.repoRoot }, arch, await loadMachine(o.repoRoot, arch.qemu)));
   const variants = selectVariants(machine, o.firmware);
   const expected = await loadExpectedChecks(join(o.repoRoot, 'buildroot-external/board/clawos/checks.yaml'), arch.name, arch.guest as unknown as Record<string, unknown>);
-  const buildDir = resolve(o.buildDir);
   const decision =
     o.accel ??
     (await chooseAccelerator({ machine, probe: { variant: variants[0]!.name, media: { iso } }, cacheFile: join(buildDir, 'cache', 'qemu-accel.json'), binary: o.binary }));

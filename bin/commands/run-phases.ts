@@ -1,5 +1,6 @@
 /** `clawos-build p1|p2|p3|p4|all`: run phases and their gates, then seal the run in the vault. */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { run as runProcess } from '../../lib/proc.js';
 import { formatDuration } from '../../lib/format.js';
 import { DEFAULT_BACKEND } from '../../pipeline/catalog/backends.js';
 import { PHASES, type Phase } from '../../pipeline/catalog/task-spec.js';
@@ -8,7 +9,7 @@ import { acquireBuildLock } from '../../pipeline/run/build-lock.js';
 import { loadGateSpecs } from '../../pipeline/run/gates.js';
 import { finishRun, runPhases, type PhaseResult, type RunFinish } from '../../pipeline/run/phases.js';
 import { chooseMode, createReporter } from '../../pipeline/run/reporter.js';
-import { openRun } from '../../pipeline/run/session.js';
+import { openRun, selectArches } from '../../pipeline/run/session.js';
 import { defaultKeyDir, defaultTrustFile } from '../../vault/key-dir.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
@@ -44,6 +45,15 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
   let finish: RunFinish | undefined;
   const keyDir = defaultKeyDir();
   try {
+    // Every locked input first, outside the tasks: a mirror problem stops the run before anything is built.
+    const { prefetchLocked } = await import('../../pipeline/inputs/prefetch.js');
+    const { lockOf } = await import('../../pipeline/inputs/debs.js');
+    const lock = await lockOf({ repoRoot });
+    const arches = await selectArches(repoRoot, p.arch);
+    const got = await prefetchLocked({ run: (a, o) => runProcess(a, o), cacheDir: join(resolve(p.buildDir), 'cache'), log: () => {}, repoRoot }, lock, [...arches.values()].map((a) => a.debian_arch));
+    if (mode !== 'json') {
+      process.stderr.write(`inputs: ${lock.file} sha256 ${lock.sha256.slice(0, 16)}: ${got.fetched.length} fetched, ${got.cached.length} already in the download cache, ${got.host.length} served by the host's matching copy\n`);
+    }
     const rc = await openRun({
       repoRoot,
       buildDir: p.buildDir,

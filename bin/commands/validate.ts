@@ -1,4 +1,7 @@
 /** `clawos-build validate`: every task spec, audit rule, waiver, security layer and frozen P1 spec, each error as file:line:col. */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LOCK_FILE, lockDiagnostics } from '../../pipeline/catalog/input-lock.js';
 import { formatDiagnostic } from '../../lib/yaml-source.js';
 import { loadTasks } from '../../pipeline/catalog/load-tasks.js';
 import { specFreezeDiagnostics } from '../../pipeline/p1-specs/spec-check.js';
@@ -18,6 +21,10 @@ export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
   // The audit rules, waivers and security layers are data too: checked here, with file:line:col.
   const allArches = [...(await selectArches(repoRoot, null)).keys()];
   diagnostics.push(...(await auditSpecDiagnostics(repoRoot, allArches)), ...(await securityLayersDiagnostics(repoRoot)));
+  // The input lock: schema, and each package once.
+  const lockText = await readFile(join(repoRoot, LOCK_FILE), 'utf8').catch(() => null);
+  if (lockText === null) diagnostics.push({ file: LOCK_FILE, line: 1, col: 1, message: `missing: make it with \`clawos-build lock --update\`` });
+  else diagnostics.push(...(await lockDiagnostics(repoRoot, lockText)));
   // The P1 specs the freeze tasks name: schema and spec-level rules (a clean catalog only: they need its tasks).
   if (!diagnostics.length) diagnostics.push(...(await specFreezeDiagnostics(catalog.tasks.values(), repoRoot)));
   if (a.json) {

@@ -11,7 +11,8 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunOptions, RunResult } from '../../lib/proc.js';
 import { InfraError } from '../../lib/errors.js';
-import { fetchDeb, type FetchedDeb } from '../inputs/debs.js';
+import { fetchDeb, type DebContext, type FetchedDeb } from '../inputs/debs.js';
+import { lockMachineFirmware } from '../boot/guest-boot.js';
 import type { ArchSpec } from '../catalog/arch.js';
 import { bootIso, type BootRecord } from '../../qemu/boot.js';
 import { loadMachine, type QemuMachine } from '../../qemu/machine.js';
@@ -109,7 +110,7 @@ export function formatBenchTable(r: BenchResult): string {
   ].join('\n');
 }
 
-export interface BenchContext {
+export interface BenchContext extends DebContext {
   run(argv: string[], opts?: RunOptions): Promise<RunResult>;
   cacheDir: string;
   log(line: string): void;
@@ -118,26 +119,16 @@ export interface BenchContext {
 }
 
 /**
- * Debian's kernel for the arch: the meta package (linux-image-amd64 …) names the
- * versioned one in its Depends; that one carries /boot/vmlinuz-<version>.
+ * Debian's kernel for the arch, by the lock: the entry whose `alias` is the
+ * meta package (linux-image-amd64 ...) names the versioned package, fetched
+ * at its locked version; that one carries /boot/vmlinuz-<version>.
  */
 export async function fetchBaselineKernel(ctx: BenchContext, arch: ArchSpec, metaPackage: string): Promise<{ deb: FetchedDeb; image: string }> {
-  const spec = `${metaPackage}:${arch.debian_arch}`;
-  const show = await ctx.run(['apt-cache', 'show', '--no-all-versions', spec], { captureStdout: true, timeoutMs: 60_000 });
-  if (!show.ok) {
-    throw new InfraError(
-      `apt-cache show ${spec} failed: ${show.spawnError ?? show.tail.slice(-2).join(' / ')}`,
-      `run \`dpkg --add-architecture ${arch.debian_arch} && apt-get update\``,
-    );
-  }
-  const depends = /^Depends:\s*(.*)$/m.exec(show.stdout)?.[1] ?? '';
-  const versioned = /\b(linux-image-[0-9][A-Za-z0-9.+-]*)/.exec(depends)?.[1];
-  if (!versioned) throw new InfraError(`apt-cache show ${spec}: no linux-image-<version> in its Depends ("${depends}")`, 'check the apt sources');
-  ctx.progress(`fetching ${versioned}:${arch.debian_arch}`);
-  const deb = await fetchDeb(ctx, arch, versioned);
+  ctx.progress(`fetching the locked ${metaPackage}:${arch.debian_arch}`);
+  const deb = await fetchDeb(ctx, arch, metaPackage);
   const boot = await readdir(join(deb.root, 'boot')).catch(() => [] as string[]);
   const image = boot.find((f) => f.startsWith('vmlinuz-') || f.startsWith('vmlinux-'));
-  if (!image) throw new InfraError(`${versioned}:${arch.debian_arch} has no /boot/vmlinuz-* (unpacked at ${deb.root})`, `delete ${deb.root} and run again`);
+  if (!image) throw new InfraError(`${deb.package}:${arch.debian_arch} has no /boot/vmlinuz-* (unpacked at ${deb.root})`, `delete ${deb.root} and run again`);
   return { deb, image: join(deb.root, 'boot', image) };
 }
 
@@ -232,7 +223,7 @@ export async function benchAgainstStock(o: {
   const base = o.arch.baseline;
   if (!base) throw new InfraError(`specs/arch/${o.arch.name}.yaml has no baseline: section: nothing to compare ${o.arch.name} with`, 'add baseline: { kernel_package, variant }');
   const baseline = await fetchBaselineKernel(o.ctx, o.arch, base.kernel_package);
-  const machine = await loadMachine(o.repoRoot, o.arch.qemu);
+  const machine = await lockMachineFirmware({ ...o.ctx, repoRoot: o.repoRoot }, o.arch, await loadMachine(o.repoRoot, o.arch.qemu));
   const decision = await chooseAccelerator({
     machine,
     probe: { variant: base.variant, media: { kernel: o.kernel, initrd: o.initramfs } },

@@ -8,6 +8,7 @@ import { yamlValue } from '../../lib/yaml-source.js';
 import { UserError } from '../../lib/errors.js';
 import type { ArchSpec } from '../catalog/arch.js';
 import { findRepoRoot, loadMachineSync, type QemuMachine } from '../../qemu/machine.js';
+import { lockedFile, type DebContext } from '../inputs/debs.js';
 
 /**
  * The checks one arch must report: entries without `arches` apply to every arch;
@@ -65,4 +66,25 @@ function machineFor(arch: ArchSpec | null): QemuMachine | null {
 /** The emulator and firmware packages of the arch's machine (a tool version input of every boot step). */
 export function machinePackages(arch: ArchSpec | null): string[] {
   return [...(machineFor(arch)?.packages ?? [])].sort();
+}
+
+/**
+ * The machine with every firmware file the lock pins replaced by a verified
+ * path: the host's copy when its sha256 is the locked one, else the copy in
+ * the locked package (fetched by the lock). A firmware file whose package the
+ * lock does not pin is refused: booting on whatever the host has installed is
+ * what the lock exists to prevent.
+ */
+export async function lockMachineFirmware(ctx: DebContext, arch: ArchSpec, machine: QemuMachine): Promise<QemuMachine> {
+  const variants = [];
+  for (const v of machine.variants) {
+    const firmware = [];
+    for (const fw of v.firmware ?? []) {
+      if (!fw.package) throw new UserError(`${arch.qemu}: variant ${v.name}: firmware ${fw.name} names no package, so the lock cannot pin it`);
+      const got = await lockedFile(ctx, arch, fw.package, fw.path);
+      firmware.push({ ...fw, path: got.path });
+    }
+    variants.push({ ...v, firmware });
+  }
+  return { ...machine, variants };
 }

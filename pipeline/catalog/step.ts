@@ -3,6 +3,7 @@
  * Steps never print: they write to ctx.log, report progress through ctx.progress,
  * run children only through ctx.run, and return an Outcome.
  */
+import type { LoadedLock } from './input-lock.js';
 import type { RunOptions, RunResult } from '../../lib/proc.js';
 import type { Outcome } from './outcome.js';
 import type { ArchSpec } from './arch.js';
@@ -24,6 +25,9 @@ export interface StepContext {
   outDir: string;
   /** Shared download/extract cache: <buildDir>/cache. Content-keyed, safe to share. */
   cacheDir: string;
+  /** Tests: the input lock to fetch by (default inputs.lock.yaml of repoRoot) and the download cache. */
+  lock?: () => Promise<LoadedLock>;
+  downloadCache?: string;
   /** Resolve a path from the task spec: relative paths are relative to the build dir. */
   buildPath(rel: string): string;
   /** SOURCE_DATE_EPOCH for the run (seconds). */

@@ -8,7 +8,7 @@ import { dir, type DirectoryResult } from 'tmp-promise';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sha256File } from '../../lib/hash.js';
 import { run } from '../../lib/proc.js';
-import { extractedDirName, loadKernelSourceConfig, prepareKernelSource, type KernelSourceConfig } from './source.js';
+import { extractedDirName, loadKernelSourceConfig, loadPinnedKernelSource, prepareKernelSource, type KernelSourceConfig } from './source.js';
 
 let tmp: DirectoryResult;
 beforeEach(async () => {
@@ -72,17 +72,29 @@ describe('loadKernelSourceConfig', () => {
     await expect(loadKernelSourceConfig(tmp.path, {})).rejects.toThrow('kernel-config/source.yaml: quote the sha256 value ("...")');
     await writeSourceYaml(tmp.path, `tarball: /x\nurl: http://x/y\nsha256: ${SHA_A}\n`);
     await expect(loadKernelSourceConfig(tmp.path, {})).rejects.toThrow(
-      "kernel-config/source.yaml: give exactly one of 'tarball' and 'url'",
+      "kernel-config/source.yaml: give exactly one of 'deb' (with 'member'), 'tarball' and 'url'",
+    );
+    await writeSourceYaml(tmp.path, 'deb: linux-source-6.1\n');
+    await expect(loadKernelSourceConfig(tmp.path, {})).rejects.toThrow("kernel-config/source.yaml: 'deb' and 'member' go together (the package and the tarball inside it)");
+    await writeSourceYaml(tmp.path, `deb: linux-source-6.1\nmember: usr/src/linux-source-6.1.tar.xz\nsha256: "${SHA_A}"\n`);
+    await expect(loadKernelSourceConfig(tmp.path, {})).rejects.toThrow(
+      "kernel-config/source.yaml: with 'deb', the tarball's sha256 is pinned in inputs.lock.yaml (files:), not here",
     );
   });
 
-  it('the repository pin is the Debian linux-source-6.1 tarball', async () => {
-    const cfg = await loadKernelSourceConfig(join(import.meta.dirname, '../..'), {});
-    expect(cfg).toMatchObject({
-      tarball: '/usr/src/linux-source-6.1.tar.xz',
-      sha256: '4d415b3d364834fd818270e88813e90323bbfce4f519a0e6bd4940ddcd7df693',
+  it('the repository pin is the tarball in the locked Debian linux-source-6.1 package', async () => {
+    const root = join(import.meta.dirname, '../..');
+    const cfg = await loadKernelSourceConfig(root, {});
+    expect(cfg).toEqual({
+      deb: { package: 'linux-source-6.1', member: 'usr/src/linux-source-6.1.tar.xz' },
+      sha256: '',
       base: 'tinyconfig',
       fragments: ['kernel-config/common.config', 'kernel-config/boot.config'],
+      pinnedIn: 'inputs.lock.yaml',
+    });
+    expect(await loadPinnedKernelSource(root, {})).toMatchObject({
+      tarball: '/usr/src/linux-source-6.1.tar.xz',
+      sha256: '4d415b3d364834fd818270e88813e90323bbfce4f519a0e6bd4940ddcd7df693',
     });
   });
 });

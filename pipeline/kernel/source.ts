@@ -12,17 +12,21 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { UserError } from '../../lib/errors.js';
 import { sha256File } from '../../lib/hash.js';
-import type { RunOptions, RunResult } from '../../lib/proc.js';
+import type { ArchSpec } from '../catalog/arch.js';
+import { lockedFile, type DebContext } from '../inputs/debs.js';
+import { loadLock } from '../catalog/input-lock.js';
 import { fail, infra, type Outcome } from '../catalog/outcome.js';
 
 export const SOURCE_YAML = 'kernel-config/source.yaml';
 
 export interface KernelSourceConfig {
+  /** The tarball inside a locked Debian package (deb: + member:); its sha256 is the lock's. */
+  deb?: { package: string; member: string };
   /** Absolute path of a local tarball (tarball: or a path in CLAWOS_KERNEL_SOURCE). */
   tarball?: string;
   /** http(s):// or file:// URL (url: or a URL in CLAWOS_KERNEL_SOURCE). */
   url?: string;
-  /** Lower-case hex. */
+  /** Lower-case hex; empty with deb: until the lock is read (prepareKernelSource). */
   sha256: string;
   /** The make target the config starts from (tinyconfig). */
   base: string;
@@ -55,7 +59,7 @@ export async function loadKernelSourceConfig(
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`${file}: expected a mapping`);
   const d = doc as Record<string, unknown>;
-  const known = new Set(['tarball', 'url', 'sha256', 'base', 'fragments']);
+  const known = new Set(['deb', 'member', 'tarball', 'url', 'sha256', 'base', 'fragments']);
   for (const k of Object.keys(d)) if (!known.has(k)) throw new UserError(`${file}: unknown key '${k}'`);
   const str = (k: string): string | undefined => {
     const v = d[k];
@@ -68,6 +72,15 @@ export async function loadKernelSourceConfig(
   let tarball = str('tarball');
   let url = str('url');
   let sha256 = str('sha256')?.toLowerCase();
+  const debPkg = str('deb');
+  const member = str('member');
+  let deb: KernelSourceConfig['deb'];
+  if (debPkg !== undefined || member !== undefined) {
+    if (debPkg === undefined || member === undefined) throw new UserError(`${file}: 'deb' and 'member' go together (the package and the tarball inside it)`);
+    // The lock pins the package and the tarball's sha256: one pin, in one place.
+    if (sha256 !== undefined) throw new UserError(`${file}: with 'deb', the tarball's sha256 is pinned in inputs.lock.yaml (files:), not here`);
+    deb = { package: debPkg, member: member.replace(/^\/+/, '') };
+  }
   const base = str('base') ?? 'tinyconfig';
   const fragments = d['fragments'] ?? [];
   if (!Array.isArray(fragments) || !fragments.every((f) => typeof f === 'string' && f !== '')) {
@@ -83,24 +96,25 @@ export async function loadKernelSourceConfig(
       throw new UserError('CLAWOS_KERNEL_SOURCE and CLAWOS_KERNEL_SHA256 must be set together');
     }
     tarball = url = undefined;
+    deb = undefined;
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(envSrc)) url = envSrc;
     else tarball = envSrc;
     sha256 = envSha.toLowerCase();
     pinnedIn = 'CLAWOS_KERNEL_SHA256';
   }
-  if ((tarball === undefined) === (url === undefined)) {
-    throw new UserError(`${file}: give exactly one of 'tarball' and 'url'`);
+  if ([deb, tarball, url].filter((x) => x !== undefined).length !== 1) {
+    throw new UserError(`${file}: give exactly one of 'deb' (with 'member'), 'tarball' and 'url'`);
   }
+  if (deb) return { deb, sha256: '', base, fragments: fragments as string[], pinnedIn: 'inputs.lock.yaml' };
   if (!sha256 || !SHA_RE.test(sha256)) throw new UserError(`${pinnedIn}: 'sha256' must be 64 hex digits`);
   if (tarball !== undefined && !isAbsolute(tarball)) tarball = resolve(repoRoot, tarball);
   return { tarball, url, sha256, base, fragments: fragments as string[], pinnedIn };
 }
 
-export interface SourceContext {
-  cacheDir: string;
-  log(line: string): void;
-  run(argv: string[], opts?: RunOptions): Promise<RunResult>;
+export interface SourceContext extends DebContext {
   signal?: AbortSignal;
+  /** The target arch (which Debian architecture's lock entry serves; the source package is arch: all). */
+  arch: ArchSpec;
 }
 
 export type PreparedSource =
@@ -119,7 +133,13 @@ export function extractedDirName(sha256: string): string {
  */
 export async function prepareKernelSource(cfg: KernelSourceConfig, ctx: SourceContext): Promise<PreparedSource> {
   let tarball: string;
-  if (cfg.url !== undefined) {
+  if (cfg.deb) {
+    // Fetched by the lock: the host's copy serves only when its sha256 is the locked one.
+    const got = await lockedFile(ctx, ctx.arch, cfg.deb.package, cfg.deb.member);
+    ctx.log(`kernel source: ${got.path} (${got.from === 'host' ? 'the host copy matches the lock' : 'from the locked package'}), sha256 ${got.sha256}`);
+    cfg = { ...cfg, sha256: got.sha256 };
+    tarball = got.path;
+  } else if (cfg.url !== undefined) {
     const got = await download(cfg.url, cfg.sha256, ctx);
     if (!got.ok) return got;
     tarball = got.path;
@@ -216,4 +236,19 @@ async function download(
   } finally {
     await rm(part, { force: true });
   }
+}
+
+/**
+ * The source config with its pin filled in from the lock (deb: mode): sha256 of
+ * the tarball and `tarball` as the member's host path, for the readers that
+ * name the tarball (the Buildroot tree's linux.hash, doctor, the bundle).
+ */
+export async function loadPinnedKernelSource(repoRoot: string, env: Record<string, string | undefined> = process.env, file: string = SOURCE_YAML): Promise<KernelSourceConfig> {
+  const cfg = await loadKernelSourceConfig(repoRoot, env, file);
+  if (!cfg.deb) return cfg;
+  const loaded = await loadLock(repoRoot);
+  const d = loaded.lock.debs.find((x) => x.name === cfg.deb!.package);
+  const sha = d?.files?.[cfg.deb.member];
+  if (!d || !sha) throw new UserError(`${loaded.file}: ${cfg.deb.package} with files: ${cfg.deb.member} is not locked (${file} names it); run \`clawos-build lock --update ${cfg.deb.package}\``);
+  return { ...cfg, sha256: sha, tarball: `/${cfg.deb.member}` };
 }

@@ -15,7 +15,7 @@ import { InfraError, InternalError, UserError } from '../../lib/errors.js';
 import { checkClawfs, checkEbpfEvents, checkIpcProtocol, checkPublicApi, type SpecCheckEnv, type SpecProblem } from './spec-rules.js';
 import { checkWitIndex } from './wit-check.js';
 
-export type { SpecCheckEnv, SpecProblem } from '../p1-specs/spec-rules.js';
+export type { SpecCheckEnv, SpecProblem } from './spec-rules.js';
 
 /** A rule the schema cannot express. Runs only on schema-valid documents. */
 export type SemanticCheck = (spec: unknown, env: SpecCheckEnv) => SpecProblem[] | Promise<SpecProblem[]>;

@@ -23,7 +23,8 @@ import { basename, join } from 'node:path';
 import { readFile, stat } from 'node:fs/promises';
 import { loadRelease } from '../../lib/data.js';
 import { stableJson } from './fingerprint.js';
-import { loadKernelSourceConfig } from '../kernel/source.js';
+import { loadPinnedKernelSource } from '../kernel/source.js';
+import { LOCK_FILE } from '../catalog/input-lock.js';
 import { findSigner } from '../../vault/key-dir.js';
 import { readSpec } from '../../vault/freeze-specs.js';
 import { bundlesDir, loadBundleConfig, writeReleaseBundle, type ReleaseBundle } from '../../vault/release-bundle.js';
@@ -283,7 +284,8 @@ export async function finishRun(
   const events = rc.vault.log.eventBytes().map((b) => JSON.parse(b.toString('utf8')) as VaultEvent);
   await rc.vault.close();
   const config = await loadBundleConfig(rc.repoRoot);
-  const src = await loadKernelSourceConfig(rc.repoRoot, process.env, config.kernel_source);
+  const src = await loadPinnedKernelSource(rc.repoRoot, process.env, config.kernel_source);
+  const lockBytes = await readFile(join(rc.repoRoot, LOCK_FILE));
   const frozenSpecs = [];
   for (const s of rc.freeze.payload.specs) {
     const now = await readSpec(rc.repoRoot, s.path);
@@ -303,6 +305,7 @@ export async function finishRun(
         sha256: src.sha256,
         uri: src.url ?? `file://${src.tarball}`,
       },
+      inputLock: { path: LOCK_FILE, bytes: lockBytes },
       frozenSpecs,
       debianArch: (a) => (a ? rc.arches.get(a)?.debian_arch : undefined),
       builderVersion: { 'clawos-build': rc.clawosVersion, node: process.version },

@@ -30,7 +30,7 @@ import type { Step, StepContext } from '../catalog/step.js';
 import { P, paramsSchema, StepParamError, stringParam } from '../catalog/step-params.js';
 import { APPARMOR_MODES, type ApparmorMode } from '../security/apparmor-profile-text.js';
 import { parseApparmorCheckValue } from '../security/apparmor-check-value.js';
-import { loadExpectedChecks, machinePackages } from '../boot/guest-boot.js';
+import { loadExpectedChecks, lockMachineFirmware, machinePackages } from '../boot/guest-boot.js';
 
 const DEFAULT_CHECKS_FILE = 'buildroot-external/board/clawos/checks.yaml';
 
@@ -86,7 +86,7 @@ async function runFlow(ctx: StepContext): Promise<Outcome> {
   if (!out.startsWith(ctx.outDir + '/')) {
     return fail('spec-invalid', `apparmor-flow: parameter 'out' (${String(ctx.params.out)}) must lie inside the task's directory ${relative(ctx.buildDir, ctx.outDir)}`);
   }
-  const machine: QemuMachine = await loadMachine(ctx.repoRoot, arch.qemu);
+  const machine: QemuMachine = await lockMachineFirmware(ctx, arch, await loadMachine(ctx.repoRoot, arch.qemu));
   const variant = typeof ctx.params.variant === 'string' ? findVariant(machine, ctx.params.variant).name : machine.variants[0]!.name;
   const expected = await loadExpectedChecks(resolve(ctx.repoRoot, str(ctx.params, 'expected_checks_file', DEFAULT_CHECKS_FILE)), arch.name, arch.guest as unknown as Record<string, unknown>);
   if (!expected.includes(check)) return fail('spec-invalid', `apparmor-flow: the expected checks file does not list the ${check} check for ${arch.name}`);

@@ -94,7 +94,7 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
   await Promise.all(KERNEL_OUTPUTS.map((f) => rm(join(out, f), { force: true })));
 
   ctx.progress('source');
-  const src = await prepareKernelSource(cfg, { cacheDir: ctx.cacheDir, log: ctx.log, run: ctx.run, signal: ctx.signal });
+  const src = await prepareKernelSource(cfg, { cacheDir: ctx.cacheDir, log: ctx.log, run: ctx.run, signal: ctx.signal, arch, repoRoot: ctx.repoRoot });
   if (!src.ok) return src.outcome;
   const srcDir = src.srcDir;
 
@@ -113,7 +113,7 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
   const commands: CommandRecord[] = [];
   const buildInfo = (extra: Record<string, unknown> = {}) => ({
     arch: arch.name,
-    source: { tarball: src.tarball, url: cfg.url, sha256: src.sha256, srcDir },
+    source: { deb: cfg.deb, tarball: src.tarball, url: cfg.url, sha256: src.sha256, srcDir },
     base: cfg.base,
     fragments,
     jobs: ctx.jobs,

@@ -17,7 +17,7 @@ import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outco
 import { bootIso, type BootRecord } from '../../qemu/boot.js';
 import { chooseAccelerator } from '../../qemu/kvm-probe.js';
 import { loadMachine, type QemuMachine } from '../../qemu/machine.js';
-import { loadExpectedChecks, machinePackages } from '../boot/guest-boot.js';
+import { loadExpectedChecks, lockMachineFirmware, machinePackages } from '../boot/guest-boot.js';
 import { bootReportsOf } from '../boot/boot-reports.js';
 
 const SCHEMA = 'specs/schemas/qemu-machine.schema.json';
@@ -57,7 +57,7 @@ export const qemuBootStep: Step = {
     const isoParam = ctx.params.iso;
     try {
       if (typeof isoParam !== 'string' || !isoParam) throw new UserError('qemu-boot: param "iso" (path relative to the build dir) is required');
-      machine = await loadMachine(ctx.repoRoot, arch.qemu);
+      machine = await lockMachineFirmware(ctx, arch, await loadMachine(ctx.repoRoot, arch.qemu));
       if (machine.arch !== arch.name) throw new UserError(`${arch.qemu}: arch is ${machine.arch}, expected ${arch.name}`);
       const all = machine.variants.map((v) => v.name);
       variants = stringList(ctx.params.variants, 'param "variants"') ?? all;

@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile, chmod, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../lib/proc.js';
 import { sha256Hex } from '../../lib/hash.js';
-import { fakeStepContext, makeDeb, testArch } from '../../test/helpers/debs-fixtures.js';
+import { fakeStepContext, lockFor, makeDeb, testArch } from '../../test/helpers/debs-fixtures.js';
 import { DEFAULT_OVERLAY, rootfsStep } from './rootfs.js';
 
 const arch = { ...testArch, guest: { cpu_flags: ['smep', 'smap'] } };
@@ -105,6 +105,7 @@ describe('rootfsStep', () => {
     const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
     try {
       const { repo, build } = await setup(d);
+      const locked = await lockFor({ 'busybox-static:arm64': await makeDeb(join(d, 'mirror'), 'busybox-static', '1:1.35.0-4', { 'bin/busybox': 'BB' }) });
       const ctx = fakeStepContext({
         arch,
         repoRoot: repo,
@@ -112,12 +113,13 @@ describe('rootfsStep', () => {
         outDir: join(build, 'out'),
         params: { kernel_dir: 'kernel', overlay: 'ov' },
         debs: {},
+        lock: async () => locked,
       });
       expect(await rootfsStep.run(ctx)).toEqual({
         status: 'INFRA_ERROR',
         reason: 'infra',
         message:
-          'apt-get download busybox-static:arm64 failed: E: Unable to locate package busybox-static:arm64; fix: the apt lists do not know busybox-static:arm64: run `dpkg --add-architecture arm64 && apt-get update`',
+          'apt-get download busybox-static:arm64=1:1.35.0-4 failed: E: Unable to locate package busybox-static:arm64; fix: the apt lists do not know busybox-static:arm64: run `dpkg --add-architecture arm64 && apt-get update`',
       });
     } finally {
       await cleanup();

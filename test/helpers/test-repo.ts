@@ -3,6 +3,7 @@ import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { dir } from 'tmp-promise';
 import { repoRootDir } from '../../lib/repo-root.js';
+import { LOCK_FILE, renderLock, type InputLock } from '../../pipeline/catalog/input-lock.js';
 
 export interface TestRepo {
   root: string;
@@ -63,4 +64,22 @@ export function taskYaml(o: {
     o.action,
     '',
   ].join('\n');
+}
+
+/**
+ * An inputs.lock.yaml for a test repository: the stand-in kernel tarball (an
+ * absolute path, pinned as a file the "host" has, so nothing is downloaded)
+ * and the Debian packages the stand-in steps record.
+ */
+export async function writeTestLock(root: string, o: { kernelTarball: string; kernelSha256: string; debs?: { name: string; arch: string; version: string; sha256: string }[] }): Promise<void> {
+  const lock: InputLock = {
+    lock_version: 1,
+    distribution: 'test',
+    debs: [
+      { name: 'linux-source-test', arch: 'all', version: '1', sha256: o.kernelSha256, size: 1, why: 'stand-in kernel source', files: { [o.kernelTarball.replace(/^\/+/, '')]: o.kernelSha256 } },
+      ...(o.debs ?? []).map((d) => ({ ...d, size: 1, why: 'stand-in' })),
+    ],
+    host_tools: {},
+  };
+  await writeFile(join(root, LOCK_FILE), renderLock(lock));
 }
