@@ -351,7 +351,7 @@ describe('the ISO must be vouched for before anything is written', () => {
       const w = await work(5000);
       const r = await flash({ iso: w.iso, device: join(w.d, 'disk.img'), buildDir: w.buildDir, bundle: fx.bundleDir, trust: trustFile, allowFile: true, yes: true });
       expect(r.message).toBe(
-        `the ISO (sha256 ${sha(w.data)}) is not among the 6 files of bundle ${fx.bundleDir} (run run-20251121T000000Z-a1b2, release 0.1.0-alpha); nothing was written`,
+        `the ISO (sha256 ${sha(w.data)}) is not among the 7 files of bundle ${fx.bundleDir} (run run-20251121T000000Z-a1b2, release 0.1.0-alpha); nothing was written`,
       );
       const copy = join(w.d, 'bundle');
       await cp(fx.bundleDir, copy, { recursive: true });

@@ -119,6 +119,15 @@ export const BOOTS = {
   aarch64: [boot('aarch64', 'uefi-acpi', [200, 7800, 10200, 11400, 12900], 13100), boot('aarch64', 'uefi-dt', [100, 8100, 10200, 11800, 13200], 13400)],
 };
 
+/** The lock run 2's bundle was built by: it pins the kernel tarball the provenance names. */
+const REPORT_LOCK = Buffer.from(
+  'lock_version: 1\ndistribution: test\ndebs:\n  - { name: linux-source-6.1, arch: all, version: 6.1.158-1, sha256: ' +
+    'd'.repeat(64) +
+    ', size: 1, why: kernel, files: { usr/src/linux-source-6.1.tar.xz: ' +
+    'c'.repeat(64) +
+    ' } }\nhost_tools: {}\n',
+);
+
 export async function makeReportBuild(o: ReportBuildOptions = {}): Promise<ReportBuild> {
   const repo = await makeTestRepo(GATES);
   const w = (id: string, y: Parameters<typeof taskYaml>[0]) => repo.writeTask(id, taskYaml(y));
@@ -278,7 +287,9 @@ export async function makeReportBuild(o: ReportBuildOptions = {}): Promise<Repor
       builderId: 'https://clawos.dev/clawos-build',
       artifacts: arts.sort((a, b) => (a.path < b.path ? -1 : 1)),
       eventsFile: eventsPath(buildDir, RUN2),
+      extraFiles: [{ path: 'inputs.lock.yaml', bytes: REPORT_LOCK }],
       provenance: {
+        inputLock: { name: 'inputs.lock.yaml', sha256: sha256Hex(REPORT_LOCK) },
         kernelSource: { name: 'linux-source-6.1.tar.xz', sha256: 'c'.repeat(64) },
         debianPackages: [],
         frozenSpecs: [],

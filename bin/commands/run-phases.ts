@@ -1,5 +1,5 @@
 /** `clawos-build p1|p2|p3|p4|all`: run phases and their gates, then seal the run in the vault. */
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { run as runProcess } from '../../lib/proc.js';
 import { formatDuration } from '../../lib/format.js';
 import { DEFAULT_BACKEND } from '../../pipeline/catalog/backends.js';
@@ -9,7 +9,7 @@ import { acquireBuildLock } from '../../pipeline/run/build-lock.js';
 import { loadGateSpecs } from '../../pipeline/run/gates.js';
 import { finishRun, runPhases, type PhaseResult, type RunFinish } from '../../pipeline/run/phases.js';
 import { chooseMode, createReporter } from '../../pipeline/run/reporter.js';
-import { openRun, selectArches } from '../../pipeline/run/session.js';
+import { openRun } from '../../pipeline/run/session.js';
 import { defaultKeyDir, defaultTrustFile } from '../../vault/key-dir.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
@@ -45,15 +45,6 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
   let finish: RunFinish | undefined;
   const keyDir = defaultKeyDir();
   try {
-    // Every locked input first, outside the tasks: a mirror problem stops the run before anything is built.
-    const { prefetchLocked } = await import('../../pipeline/inputs/prefetch.js');
-    const { lockOf } = await import('../../pipeline/inputs/debs.js');
-    const lock = await lockOf({ repoRoot });
-    const arches = await selectArches(repoRoot, p.arch);
-    const got = await prefetchLocked({ run: (a, o) => runProcess(a, o), cacheDir: join(resolve(p.buildDir), 'cache'), log: () => {}, repoRoot }, lock, [...arches.values()].map((a) => a.debian_arch));
-    if (mode !== 'json') {
-      process.stderr.write(`inputs: ${lock.file} sha256 ${lock.sha256.slice(0, 16)}: ${got.fetched.length} fetched, ${got.cached.length} already in the download cache, ${got.host.length} served by the host's matching copy\n`);
-    }
     const rc = await openRun({
       repoRoot,
       buildDir: p.buildDir,
@@ -75,6 +66,17 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
           }
         : {}),
     });
+    // Every locked input the planned tasks use, fetched before any of them runs and outside them:
+    // a mirror problem stops the run before anything is built, and no task needs the network for its inputs.
+    if (rc.graph.order.some((i) => phases.includes(i.task.spec.phase) && rc.steps.get(i.task.spec.uses ?? '')?.lockedInputs)) {
+      const { prefetchLocked } = await import('../../pipeline/inputs/prefetch.js');
+      const { lockOf } = await import('../../pipeline/inputs/debs.js');
+      const lock = await lockOf({ repoRoot });
+      const got = await prefetchLocked({ run: (a, o) => runProcess(a, o), cacheDir: rc.cacheDir, log: () => {}, repoRoot }, lock, [...rc.arches.values()].map((a) => a.debian_arch));
+      if (mode !== 'json') {
+        process.stderr.write(`inputs: ${lock.file} sha256 ${lock.sha256.slice(0, 16)}: ${got.fetched.length} fetched, ${got.cached.length} already in the download cache, ${got.host.length} served by the host's matching copy\n`);
+      }
+    }
     let error: string | undefined;
     try {
       results = await runPhases(rc, phases, await loadGateSpecs(repoRoot));

@@ -78,6 +78,8 @@ export interface ParamsSchema {
 export interface Step {
   /** The `uses:` name. */
   name: string;
+  /** The step consumes packages pinned in inputs.lock.yaml: a run fetches the lock's packages before any such step runs. */
+  lockedInputs?: boolean;
   /** What `with:` may hold, checked when the catalog loads (pipeline/catalog/step-params.ts). Every built-in step has one. */
   params?: ParamsSchema;
   /**

@@ -184,6 +184,7 @@ async function runFlow(ctx: StepContext): Promise<Outcome> {
 
 export const apparmorFlowStep: Step = {
   name: 'apparmor-flow',
+  lockedInputs: true,
   version: 1,
   params: paramsSchema({ kernel: P.path, initrd: P.path, policy_manifest: P.path, check: P.path, out: P.path, variant: P.path, expected_checks_file: P.path }, ['kernel', 'initrd', 'policy_manifest', 'out']),
   // The accelerator probe's scratch sits beside its cache file; KVM when the host has it.

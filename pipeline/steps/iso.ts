@@ -151,6 +151,7 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
 
 export const isoStep: Step = {
   name: 'iso',
+  lockedInputs: true,
   version: 1,
   params: paramsSchema({ kernel: P.path, initramfs: P.path, name: P.path }, ['kernel', 'initramfs']),
   // GRUB's platform files come from .debs unpacked into the shared cache.

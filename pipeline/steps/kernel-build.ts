@@ -53,6 +53,7 @@ const KBUILD_LINE = /^\s{2}([A-Z][A-Z0-9_]*(?: \[M\])?)\s+(\S+)/;
 
 export const kernelBuildStep: Step = {
   name: 'kernel-build',
+  lockedInputs: true,
   version: 1,
   params: paramsSchema({ source: P.path }),
   // The kernel source is unpacked into the shared cache.

@@ -30,6 +30,7 @@ function stringList(v: unknown, what: string): string[] | undefined {
 
 export const qemuBootStep: Step = {
   name: 'qemu-boot',
+  lockedInputs: true,
   version: 1,
   params: paramsSchema({ iso: P.path, variants: { type: 'array', items: { type: 'string' } }, expected_checks_file: P.path, out: P.path }),
   // The accelerator probe's scratch sits beside its cache file; KVM when the host has it.

@@ -185,6 +185,7 @@ async function runRootfs(ctx: StepContext): Promise<Outcome> {
 
 export const rootfsStep: Step = {
   name: 'rootfs',
+  lockedInputs: true,
   version: 2,
   params: paramsSchema({ kernel_dir: P.path, overlay: P.path, cgroup_quotas: P.path, extras: P.extras, lsms: { type: 'array', items: { type: 'string' } } }, ['kernel_dir']),
   // busybox and friends come from .debs unpacked into the shared cache.

@@ -68,6 +68,7 @@ async function runStep(ctx: StepContext): Promise<Outcome> {
 
 export const stockBenchStep: Step = {
   name: 'stock-bench',
+  lockedInputs: true,
   version: 1,
   params: paramsSchema({ kernel: P.path, initramfs: P.path, runs: P.number, bar: P.number }, ['kernel', 'initramfs']),
   // The stock kernel .deb and the probe's scratch are in the shared cache; KVM when the host has it.

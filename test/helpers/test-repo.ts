@@ -18,6 +18,7 @@ export async function makeTestRepo(gates: string): Promise<TestRepo> {
   const real = repoRootDir();
   await cp(join(real, 'specs'), join(d.path, 'repo', 'specs'), { recursive: true });
   await cp(join(real, 'package.json'), join(d.path, 'repo', 'package.json'));
+  await cp(join(real, LOCK_FILE), join(d.path, 'repo', LOCK_FILE));
   await mkdir(join(d.path, 'repo', 'tasks'), { recursive: true });
   const root = join(d.path, 'repo');
   await writeFile(join(root, 'specs', 'gates.yaml'), gates);
