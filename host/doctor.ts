@@ -7,6 +7,7 @@
  * kernel-config/source.yaml. `--fix` runs the apt/dpkg commands as root and
  * fetches the target-arch packages into the build cache, then checks again.
  */
+import type { Runner } from '../lib/proc.js';
 import { sha256File } from '../lib/hash.js';
 import { access, constants, readFile, stat, statfs } from 'node:fs/promises';
 import { machine as hostMachine } from 'node:os';
@@ -22,7 +23,7 @@ import { LOCK_FILE, loadLock } from '../pipeline/catalog/input-lock.js';
 import { hostToolVersions } from '../pipeline/inputs/lock-resolve.js';
 import { loadYamlDocument } from '../lib/data.js';
 
-export type Runner = (argv: string[], opts?: RunOptions) => Promise<RunResult>;
+export type { Runner } from '../lib/proc.js';
 
 export interface VersionProbe {
   args: string[];

@@ -20,6 +20,7 @@
  * which Node's allocator does not promise; bounded dirty data plus a flushed
  * readback gives the same assurance.
  */
+import type { Runner } from '../lib/proc.js';
 import { constants, type Stats } from 'node:fs';
 import { mkdtemp, open, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
@@ -34,7 +35,7 @@ import { loadTrust } from '../vault/keys.js';
 import { extractTarSafely } from '../vault/tar-read.js';
 import { readManifest, manifestPath } from '../vault/manifest.js';
 
-export type Runner = (argv: string[], opts?: RunOptions) => Promise<RunResult>;
+export type { Runner } from '../lib/proc.js';
 
 /** Where /sys and /proc are (tests pass a fake tree). */
 export interface HostRoots {

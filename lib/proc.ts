@@ -241,3 +241,6 @@ export async function capture(argv: string[], opts: RunOptions = {}): Promise<st
   const r = await run(argv, { ...opts, captureStdout: true });
   return r.ok ? r.stdout.trimEnd() : null;
 }
+
+/** What every layer that starts processes takes, so tests can hand in a fake: run() itself fits it. */
+export type Runner = (argv: string[], opts?: RunOptions) => Promise<RunResult>;

@@ -20,6 +20,7 @@
  * - an environment built explicitly: a short list inherited from clawos-build, plus
  *   what the caller passes. Nothing else leaks in (tokens, SSH agents …).
  */
+import type { Runner } from './proc.js';
 import { existsSync, mkdirSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { InfraError } from './errors.js';
@@ -161,7 +162,6 @@ export function sandboxRecord(mode: SandboxMode, policy: SandboxPolicy): Sandbox
   };
 }
 
-type Runner = (argv: string[], opts?: RunOptions) => Promise<RunResult>;
 
 const FIX_NO_SANDBOX = 'or, to run unconfined, pass --no-sandbox (recorded in every task event)';
 

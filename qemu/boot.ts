@@ -20,7 +20,8 @@ import {
 } from './classify-boot.js';
 import { findAccelerator, findVariant, missingFirmware, prepareBoot, type BootMedia, type QemuMachine } from './machine.js';
 
-export type Runner = (argv: string[], opts?: RunOptions) => Promise<RunResult>;
+export type { Runner } from '../lib/proc.js';
+import type { Runner } from '../lib/proc.js';
 
 export interface BootRecord {
   verdict: BootVerdict;

@@ -8,6 +8,8 @@ export interface ArchSpec {
   debian_arch: string;
   kernel: {
     make_arch: string;
+    /** Linux's SRCARCH for make_arch: the arch/<dir> its Kconfig and sources live in. */
+    srcarch: string;
     cross_compile: string;
     compiler_package: string;
     image: string;

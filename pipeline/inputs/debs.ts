@@ -163,7 +163,8 @@ async function checkFiles(d: LockedDeb, root: string): Promise<void> {
 export async function fetchDeb(ctx: DebContext, arch: ArchSpec, pkg: string): Promise<FetchedDeb> {
   const loaded = await lockOf(ctx);
   const d = requireLocked(loaded, pkg, arch.debian_arch);
-  const root = debRoot(ctx.cacheDir, arch, pkg);
+  // An architecture-independent package (the kernel source, firmware) is unpacked once for all arches.
+  const root = d.arch === 'all' ? join(ctx.cacheDir, 'debs', 'all', d.name, 'root') : debRoot(ctx.cacheDir, arch, pkg);
   const pkgDir = dirname(root);
   const recordPath = join(pkgDir, 'deb.json');
   if (existsSync(root)) {

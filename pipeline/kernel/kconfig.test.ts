@@ -10,7 +10,6 @@ import {
   openKconfigIndex,
   parseConfig,
   parseFragment,
-  srcArchFor,
 } from './kconfig.js';
 
 const FAKE = join(FAKE_KERNEL_PARENT, 'linux-fake');
@@ -70,7 +69,7 @@ describe('evalKconfigExpr', () => {
 });
 
 describe('checkRequested on the fake tree', () => {
-  const index = openKconfigIndex(FAKE, 'x86_64');
+  const index = openKconfigIndex(FAKE, { make_arch: 'x86_64', srcarch: 'x86' });
 
   it('explains a drop with the unmet depends-on line', () => {
     const reqs = parseFragment('CONFIG_MODULES=y\nCONFIG_FAKE_LSM=y\n', 'kernel-config/common.config');
@@ -125,7 +124,7 @@ describe('checkRequested on the fake tree', () => {
 
 describe.skipIf(!existsSync(join(REAL, 'Kconfig')))('checkRequested on the real Linux 6.1 Kconfig', () => {
   it('explains BPF_LSM, RANDOMIZE_BASE (x86) and SLAB_FREELIST_HARDENED', () => {
-    const index = openKconfigIndex(REAL, 'x86_64');
+    const index = openKconfigIndex(REAL, { make_arch: 'x86_64', srcarch: 'x86' });
     const reqs = parseFragment(
       'CONFIG_BPF_LSM=y\nCONFIG_RANDOMIZE_BASE=y\nCONFIG_SLAB_FREELIST_HARDENED=y\nCONFIG_MNT_NS=y\n',
       'kernel-config/common.config',
@@ -141,12 +140,12 @@ describe.skipIf(!existsSync(join(REAL, 'Kconfig')))('checkRequested on the real 
   });
 
   it('reads arm64 RANDOMIZE_BASE for ARCH=arm64', () => {
-    const look = openKconfigIndex(REAL, 'arm64').lookup('RANDOMIZE_BASE');
+    const look = openKconfigIndex(REAL, { make_arch: 'arm64', srcarch: 'arm64' }).lookup('RANDOMIZE_BASE');
     expect(look.definitions.map((d) => d.file)).toEqual(['arch/arm64/Kconfig']);
   });
 
   it('explains arm64 CMDLINE_FROM_BOOTLOADER, hidden with its choice while CMDLINE is empty', () => {
-    const index = openKconfigIndex(REAL, 'arm64');
+    const index = openKconfigIndex(REAL, { make_arch: 'arm64', srcarch: 'arm64' });
     const reqs = parseFragment('CONFIG_CMDLINE_FROM_BOOTLOADER=y\n', 'kernel-config/aarch64.config');
     const r = checkRequested(reqs, parseConfig('CONFIG_CMDLINE=""\n'), index);
     expect(r.dropped.map((d) => d.message)).toEqual([
@@ -154,8 +153,12 @@ describe.skipIf(!existsSync(join(REAL, 'Kconfig')))('checkRequested on the real 
     ]);
   });
 
-  it('maps ARCH to SRCARCH', () => {
-    expect(srcArchFor('x86_64')).toBe('x86');
-    expect(srcArchFor('arm64')).toBe('arm64');
+  it('takes SRCARCH from the arch data, not from the arch name', async () => {
+    const { loadArches } = await import('../catalog/arch.js');
+    const arches = await loadArches(join(import.meta.dirname, '..', '..'));
+    expect([...arches.values()].map((a) => [a.kernel.make_arch, a.kernel.srcarch])).toEqual([
+      ['arm64', 'arm64'],
+      ['x86_64', 'x86'],
+    ]);
   });
 });

@@ -86,20 +86,14 @@ interface Block {
   conds: KconfigCondition[];
 }
 
-/** Linux's SRCARCH for an ARCH= value. */
-export function srcArchFor(makeArch: string): string {
-  if (makeArch === 'x86_64' || makeArch === 'i386') return 'x86';
-  if (makeArch === 'sparc64' || makeArch === 'sparc32') return 'sparc';
-  return makeArch;
-}
-
 /**
  * Parses lazily on the first lookup (a drop or an absent symbol needs explaining):
  * follows `source` from the top-level Kconfig with SRCARCH substituted, so the
  * enclosing `if` blocks of sourcing files count too. Linux 6.1 (~1700 files) takes about a second.
  */
-export function openKconfigIndex(srcDir: string, makeArch: string): KconfigIndex {
-  const vars: Record<string, string> = { SRCARCH: srcArchFor(makeArch), ARCH: makeArch };
+export function openKconfigIndex(srcDir: string, arch: { make_arch: string; srcarch: string }): KconfigIndex {
+  // SRCARCH is data (specs/arch/<name>.yaml kernel.srcarch), like tuxmake's arch files: no arch name in code.
+  const vars: Record<string, string> = { SRCARCH: arch.srcarch, ARCH: arch.make_arch };
   let defs: Map<string, KconfigDefinition[]> | undefined;
   let anywhere: Map<string, { file: string; line: number }[]> | undefined;
 

@@ -9,6 +9,7 @@
  * (policy-features=…) out of it. Nothing is loaded on the host (--skip-kernel-load)
  * and nothing is cached (--skip-cache), so the output depends only on the inputs.
  */
+import type { Runner } from '../../lib/proc.js';
 import type { RunOptions, RunResult } from '../../lib/proc.js';
 import type { ProfileText, SpecPath } from './apparmor-profile-text.js';
 
@@ -16,7 +17,7 @@ export const APPARMOR_PARSER = 'apparmor_parser';
 /** The Debian package that provides it (bootstrap installs it from specs/host-packages.txt). */
 export const APPARMOR_PACKAGE = 'apparmor';
 
-export type Runner = (argv: string[], opts?: RunOptions) => Promise<RunResult>;
+export type { Runner } from '../../lib/proc.js';
 
 export function parserArgv(o: { featuresFile: string; source: string; output: string }): string[] {
   return [

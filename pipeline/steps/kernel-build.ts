@@ -168,7 +168,7 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
   const requests: ConfigRequest[] = [];
   for (const f of fragments) requests.push(...parseFragment(await readFile(join(ctx.repoRoot, f), 'utf8'), f));
   const finalConfigText = await readFile(join(obj, '.config'), 'utf8');
-  const check = checkRequested(requests, parseConfig(finalConfigText), openKconfigIndex(srcDir, arch.kernel.make_arch));
+  const check = checkRequested(requests, parseConfig(finalConfigText), openKconfigIndex(srcDir, arch.kernel));
   const report = {
     arch: arch.name,
     fragments,

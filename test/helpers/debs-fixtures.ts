@@ -11,7 +11,7 @@ import type { StepContext } from '../../pipeline/catalog/step.js';
 export const testArch: ArchSpec = {
   name: 'testarch',
   debian_arch: 'arm64',
-  kernel: { make_arch: 'arm64', cross_compile: '', compiler_package: 'gcc', image: 'Image', fragment: 'f.config' },
+  kernel: { make_arch: 'arm64', srcarch: 'arm64', cross_compile: '', compiler_package: 'gcc', image: 'Image', fragment: 'f.config' },
   debs: ['busybox-static'],
   rootfs: { busybox: '{deb:busybox-static}/bin/busybox' },
   iso: { grub_mkrescue_args: [], grub_platform_dirs: ['/x'], host_packages: [], console: 'ttyAMA0', grub_serial: '' },

@@ -13,6 +13,7 @@ export const fakeX86Arch: ArchSpec = {
   debian_arch: 'amd64',
   kernel: {
     make_arch: 'x86_64',
+    srcarch: 'x86',
     cross_compile: '',
     compiler_package: 'gcc',
     image: 'arch/x86/boot/bzImage',
