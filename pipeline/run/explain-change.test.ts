@@ -14,6 +14,12 @@ const base = {
 };
 
 describe('describeChange', () => {
+  it('names a locked package whose version or hash moved (a step that consumes the lock)', () => {
+    const before = { ...base, locked: { 'linux-source-6.1:all': `6.1.192-2 ${'a'.repeat(64)}`, 'ovmf:all': `2022.11-6 ${'b'.repeat(64)}` } };
+    const after = { ...base, locked: { 'linux-source-6.1:all': `6.1.192-3 ${'c'.repeat(64)}`, 'ovmf:all': `2022.11-6 ${'b'.repeat(64)}` } };
+    expect(describeChange(before, after)).toEqual(['locked package linux-source-6.1:all changed']);
+  });
+
   it('no earlier result', () => {
     expect(describeChange(undefined, base)).toEqual(['no earlier result']);
     expect(describeChange({}, base)).toEqual(['no earlier result']);

@@ -43,6 +43,7 @@ export function describeChange(before: Parts | undefined, after: Parts): string[
   out.push(...diffMap('input', before.inputs, after.inputs));
   out.push(...diffMap('frozen spec', before.frozen_specs, after.frozen_specs));
   out.push(...diffMap('tool', before.tools, after.tools));
+  out.push(...diffMap('locked package', (before.locked ?? {}) as Record<string, string>, (after.locked ?? {}) as Record<string, string>));
   const depsA = (before.deps ?? {}) as Record<string, unknown>;
   const depsB = (after.deps ?? {}) as Record<string, unknown>;
   for (const d of [...new Set([...Object.keys(depsA), ...Object.keys(depsB)])].sort()) {

@@ -23,6 +23,8 @@ export type FingerprintParts = {
   tools: Record<string, string>;
   component: unknown;
   source_date_epoch: number;
+  /** A step that consumes locked packages (Step.lockedInputs): "name:arch" -> "version sha256" of the lock entries for its arch. */
+  locked?: Record<string, string>;
 };
 
 /** JSON with sorted keys, so equal values hash equally. */

@@ -2,6 +2,8 @@
 import { expandArch, type TaskInstance } from '../catalog/task-spec.js';
 import { archOf, paramsOf, stepOf, toolPackagesOf, type FingerprintContext } from './context.js';
 import { fingerprintOf, hashRepoPath, type FingerprintParts } from './fingerprint.js';
+import { lockKey } from '../catalog/input-lock.js';
+import { lockOf } from '../inputs/debs.js';
 
 export interface InstanceFingerprint {
   fingerprint: string;
@@ -36,7 +38,17 @@ export async function computeFingerprint(ctx: FingerprintContext, inst: TaskInst
     tools,
     component: spec.component ? (ctx.config.components[spec.component] ?? 'not-configured') : null,
     source_date_epoch: ctx.sourceDateEpoch,
+    // Absent for other steps, so their fingerprints do not move when the lock does.
+    ...(step?.lockedInputs ? { locked: await lockedFor(ctx.repoRoot, arch?.debian_arch ?? null) } : {}),
   };
   // The hash also covers clawos-build's version; the recorded parts do not (explain names it apart).
   return { fingerprint: fingerprintOf({ ...parts, clawos: ctx.clawosVersion }), parts };
+}
+
+/** The lock entries an instance of this arch can fetch (arch-independent ones and its own arch's), as fingerprint input. */
+async function lockedFor(repoRoot: string, debianArch: string | null): Promise<Record<string, string>> {
+  const { lock } = await lockOf({ repoRoot });
+  const out: Record<string, string> = {};
+  for (const d of lock.debs) if (d.arch === 'all' || debianArch === null || d.arch === debianArch) out[lockKey(d.name, d.arch)] = `${d.version} ${d.sha256}`;
+  return out;
 }
