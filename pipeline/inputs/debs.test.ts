@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { dir as tmpDir } from 'tmp-promise';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { run } from '../../lib/proc.js';
 import { sha256File } from '../../lib/hash.js';
 import { InfraError, UserError } from '../../lib/errors.js';
-import { cachedDebPath, debsReferenced, fetchDeb, type DebContext } from './debs.js';
+import { cachedDebPath, debsReferenced, fetchDeb, lockedFile, type DebContext } from './debs.js';
+import { sha256Hex } from '../../lib/hash.js';
 import { fakeAptCtx, lockFor, makeDeb, testArch } from '../../test/helpers/debs-fixtures.js';
 
 async function withTmp(fn: (d: string) => Promise<void>): Promise<void> {
@@ -128,6 +129,26 @@ describe('fetchDeb (by the lock)', () => {
       await expect(fetchDeb(ctx, testArch, 'busybox-static')).rejects.toThrow(
         'apt-get download busybox-static:arm64=1:1.35.0-4 failed: /nonexistent/apt-get: command not found; fix: clawos-build needs a Debian host with apt-get and dpkg-deb',
       );
+    }));
+
+  it("lockedFile: the host copy serves when its sha256 is the locked one, else the locked package's copy", () =>
+    withTmp(async (d) => {
+      // The "host" file lives under the temp dir; the package carries the same path.
+      const rel = join(d, 'host', 'usr', 'share', 'fw.fd').replace(/^\/+/, '');
+      const deb = await makeDeb(join(d, 'mirror'), 'fw-pkg', '1.0-1', { [rel]: 'LOCKED FIRMWARE' });
+      const base = await lockFor({ 'fw-pkg:all': deb });
+      const lock = { ...base, lock: { ...base.lock, debs: base.lock.debs.map((x) => ({ ...x, files: { [rel]: sha256Hex('LOCKED FIRMWARE') } })) } };
+      const calls: string[][] = [];
+      const ctx = fakeAptCtx(join(d, 'cache'), { 'fw-pkg:all': deb }, calls, async () => lock);
+      await mkdir(dirname(`/${rel}`), { recursive: true });
+      await writeFile(`/${rel}`, 'LOCKED FIRMWARE');
+      expect(await lockedFile(ctx, testArch, 'fw-pkg', `/${rel}`)).toEqual({ path: `/${rel}`, sha256: sha256Hex('LOCKED FIRMWARE'), from: 'host' });
+      expect(calls).toEqual([]);
+      await writeFile(`/${rel}`, 'SOME OTHER BUILD');
+      const got = await lockedFile(ctx, testArch, 'fw-pkg', `/${rel}`);
+      expect(got).toEqual({ path: join(d, 'cache', 'debs', 'all', 'fw-pkg', 'root', rel), sha256: sha256Hex('LOCKED FIRMWARE'), from: 'lock' });
+      expect(await readFile(got.path, 'utf8')).toBe('LOCKED FIRMWARE');
+      expect(ctx.logs).toContain(`debs: host /${rel} is not the locked fw-pkg 1.0-1's copy: using the locked package`);
     }));
 
   it('lists the packages templates refer to', () => {
