@@ -67,10 +67,10 @@ describe('clawos-build verify', () => {
   it('PASS: exit 0, one {ok, code, detail} document with --json, one line without', async () => {
     const r = await clawos(['verify', finish.bundle!.dir, '--trust', fx.trustFile, '--json']);
     expect(r.exitCode).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ ok: true, code: 'PASS', detail: expect.stringMatching(new RegExp(`^run ${finish.runId} \\(release 0\\.1\\.0-alpha\\): 25 files, \\d+ events, log root [A-Za-z0-9_-]{43}$`)), run_id: finish.runId, release: '0.1.0-alpha' });
+    expect(JSON.parse(r.stdout)).toEqual({ ok: true, code: 'PASS', detail: expect.stringMatching(new RegExp(`^run ${finish.runId} \\(release 0\\.1\\.0-alpha\\): 29 files, \\d+ events, log root [A-Za-z0-9_-]{43}$`)), run_id: finish.runId, release: '0.1.0-alpha' });
     const plain = await clawos(['verify', finish.bundle!.dir, '--trust', fx.trustFile]);
     expect(plain.exitCode).toBe(0);
-    expect(plain.stdout).toMatch(/^PASS: run run-\S+ \(release 0\.1\.0-alpha\): 25 files/);
+    expect(plain.stdout).toMatch(/^PASS: run run-\S+ \(release 0\.1\.0-alpha\): 29 files/);
   });
 
   it('a tampered bundle: exit 1 with its code', async () => {

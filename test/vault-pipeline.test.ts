@@ -10,7 +10,7 @@ import { appendFile, cp, lstat, readFile, readdir, rm, stat, symlink, writeFile 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { ARCHES, BUSYBOX, KERNEL_RELEASE, makePipelineFixture, type PipelineFixture } from './fixtures/vault/pipeline-bundle.js';
+import { ARCHES, BUSYBOX, filler, KERNEL_RELEASE, makePipelineFixture, type PipelineFixture } from './fixtures/vault/pipeline-bundle.js';
 import { loadSigner, loadTrust, type Signer, type TrustRoot } from '../vault/keys.js';
 import { verifyBundle } from '../vault/verify.js';
 import { exportBundle } from '../vault/export.js';
@@ -136,7 +136,7 @@ describe('a pipeline run records itself in the vault', () => {
     });
     const v = await verifyBundle(b.dir, trust);
     expect(v).toMatchObject({ ok: true, code: 'PASS', run_id: first.runId, release: '0.1.0-alpha' });
-    expect(v.detail).toBe(`run ${first.runId} (release 0.1.0-alpha): 25 files, ${firstEvents.length} events, log root ${b.logRootB64u}`);
+    expect(v.detail).toBe(`run ${first.runId} (release 0.1.0-alpha): 29 files, ${firstEvents.length} events, log root ${b.logRootB64u}`);
     // The bundle's event log is the run's, byte for byte.
     expect(await readFile(join(b.dir, EVENTS_FILE))).toEqual(await readFile(first.eventsFile));
 
@@ -163,6 +163,34 @@ describe('a pipeline run records itself in the vault', () => {
     expect(quotas.annotations).toMatchObject({ spec_id: 'P1.5' });
     expect(st.predicate.runDetails.metadata).toEqual({ invocationId: first.runId, startedOn: firstEvents[0]!.time, finishedOn: firstEvents.at(-1)!.time });
     expect(st.predicate.runDetails.builder).toMatchObject({ id: 'https://clawos.dev/clawos-build' });
+    // The lock it was built by, carried and attested.
+    expect(deps.find((d) => d.annotations.kind === 'input-lock')).toMatchObject({ name: 'inputs.lock.yaml', digest: { sha256: await sha256File(join(fx.repo.root, 'inputs.lock.yaml')) } });
+  });
+
+  it('attests a CycloneDX 1.5 and an SPDX 2.3 SBOM per image: the kernel with its config hash, the locked packages, ClawOS parts', async () => {
+    const b = first.bundle!;
+    expect(b.subjects.filter((s) => s.kind === 'sbom').map((s) => s.path)).toEqual([
+      'sbom/aarch64/clawos-aarch64.cdx.json',
+      'sbom/aarch64/clawos-aarch64.spdx.json',
+      'sbom/x86_64/clawos-x86_64.cdx.json',
+      'sbom/x86_64/clawos-x86_64.spdx.json',
+    ]);
+    const state = JSON.parse(await readFile(join(fx.repo.buildDir, 'state.json'), 'utf8')) as { instances: Record<string, { outputs: Record<string, { sha256: string }> }> };
+    const out = (p: string) => Object.values(state.instances).map((r) => r.outputs[p]?.sha256).find(Boolean);
+    const cdx = JSON.parse(await readFile(join(b.dir, 'artifacts/sbom/x86_64/clawos-x86_64.cdx.json'), 'utf8'));
+    expect(cdx).toMatchObject({ bomFormat: 'CycloneDX', specVersion: '1.5', metadata: { component: { type: 'operating-system', name: 'clawos-x86_64', version: '0.1.0-alpha', hashes: [{ alg: 'SHA-256', content: out('build-engineer/x86_64/clawos-x86_64.iso') }] } } });
+    const linux = cdx.components.find((c: { name: string }) => c.name === 'linux');
+    expect(linux).toMatchObject({ version: KERNEL_RELEASE, licenses: [{ expression: 'GPL-2.0-only' }], hashes: [{ alg: 'SHA-256', content: out('kernel-engineer/x86_64/vmlinuz') }] });
+    expect(linux.properties).toContainEqual({ name: 'clawos:kernel-config-sha256', value: out('kernel-engineer/x86_64/config') });
+    const bb = cdx.components.find((c: { name: string }) => c.name === 'busybox-static');
+    expect(bb).toMatchObject({ version: BUSYBOX.version, purl: `pkg:deb/debian/busybox-static@${encodeURIComponent(BUSYBOX.version)}?arch=amd64`, licenses: [{ expression: 'GPL-2.0-only' }] });
+    expect(bb.hashes[0].content).toBe(sha256Hex(filler('busybox amd64', 4096)));
+    const sp = JSON.parse(await readFile(join(b.dir, 'artifacts/sbom/x86_64/clawos-x86_64.spdx.json'), 'utf8'));
+    expect(sp).toMatchObject({ spdxVersion: 'SPDX-2.3', dataLicense: 'CC0-1.0', SPDXID: 'SPDXRef-DOCUMENT', documentDescribes: ['SPDXRef-clawos'] });
+    expect(sp.packages.map((p: { name: string }) => p.name)).toEqual(['clawos-x86_64', ...cdx.components.map((c: { name: string }) => c.name)]);
+    expect(sp.relationships).toHaveLength(cdx.components.length);
+    // Made from content only: the same image gives the same documents (serial number included).
+    expect(cdx.serialNumber).toMatch(/^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 
   it('status comes from the vault: the latest task-end and gate events, not state.json', async () => {

@@ -74,6 +74,8 @@ export interface ReleaseBundleInput {
   release: string;
   config: BundleConfig;
   kernelSource: KernelSourcePin;
+  /** Subjects made when the bundle is made (the SBOMs), already in the content store. */
+  extraSubjects?: BundleArtifact[];
   /** inputs.lock.yaml as the build read it: carried in the bundle and named as a resolved dependency. */
   inputLock?: { path: string; bytes: Buffer };
   frozenSpecs: { path: string; sha256: string; version: string; spec_id?: string }[];
@@ -108,6 +110,8 @@ export async function writeReleaseBundle(input: ReleaseBundleInput): Promise<Rel
     if (!(await storeHas(input.buildDir, sha256))) throw new VaultError('FILE_MISSING', `${path} (sha256 ${sha256}) is recorded but not in the content store`);
     subjects.push({ path, sha256, kind: rule.kind });
   }
+  for (const s of input.extraSubjects ?? []) subjects.push(s);
+  subjects.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   for (const kind of ['iso', 'kernel', 'initramfs'] as const) {
     if (!subjects.some((s) => s.kind === kind)) throw new VaultError('FILE_MISSING', `the run recorded no ${kind} matching ${BUNDLE_CONFIG}`);
   }

@@ -128,7 +128,8 @@ export function renderLock(lock: InputLock): string {
       for (const [p, h] of files) lines.push(`      ${q(p)}: ${h}`);
     }
   }
-  lines.push('# Host tools as they were when the lock was made; `clawos-build doctor` warns when they differ.', 'host_tools:');
+  const tools = Object.keys(lock.host_tools).length;
+  lines.push('# Host tools as they were when the lock was made; `clawos-build doctor` warns when they differ.', tools ? 'host_tools:' : 'host_tools: {}');
   for (const [p, v] of Object.entries(lock.host_tools).sort(([a], [b]) => (a < b ? -1 : 1))) lines.push(`  ${q(p)}: ${q(v)}`);
   return lines.join('\n') + '\n';
 }

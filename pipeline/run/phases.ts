@@ -24,7 +24,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { loadRelease } from '../../lib/data.js';
 import { stableJson } from './fingerprint.js';
 import { loadPinnedKernelSource } from '../kernel/source.js';
-import { LOCK_FILE } from '../catalog/input-lock.js';
+import { LOCK_FILE, loadLock } from '../catalog/input-lock.js';
+import { writeSbomSubjects } from './sbom-subjects.js';
 import { findSigner } from '../../vault/key-dir.js';
 import { readSpec } from '../../vault/freeze-specs.js';
 import { bundlesDir, loadBundleConfig, writeReleaseBundle, type ReleaseBundle } from '../../vault/release-bundle.js';
@@ -286,6 +287,9 @@ export async function finishRun(
   const config = await loadBundleConfig(rc.repoRoot);
   const src = await loadPinnedKernelSource(rc.repoRoot, process.env, config.kernel_source);
   const lockBytes = await readFile(join(rc.repoRoot, LOCK_FILE));
+  const release = await releaseVersion(rc.repoRoot);
+  // The images' bills of materials, attested with them.
+  const sboms = await writeSbomSubjects(rc, config, (await loadLock(rc.repoRoot)).lock, release, src.deb?.package);
   const frozenSpecs = [];
   for (const s of rc.freeze.payload.specs) {
     const now = await readSpec(rc.repoRoot, s.path);
@@ -298,7 +302,7 @@ export async function finishRun(
       runId: rc.vault.runId,
       eventsFile: rc.vault.eventsFile,
       events,
-      release: await releaseVersion(rc.repoRoot),
+      release,
       config,
       kernelSource: {
         name: basename(src.tarball ?? src.url ?? 'kernel-source'),
@@ -306,6 +310,7 @@ export async function finishRun(
         uri: src.url ?? `file://${src.tarball}`,
       },
       inputLock: { path: LOCK_FILE, bytes: lockBytes },
+      extraSubjects: sboms,
       frozenSpecs,
       debianArch: (a) => (a ? rc.arches.get(a)?.debian_arch : undefined),
       builderVersion: { 'clawos-build': rc.clawosVersion, node: process.version },
