@@ -151,6 +151,19 @@ describe('fetchDeb (by the lock)', () => {
       expect(ctx.logs).toContain(`debs: host /${rel} is not the locked fw-pkg 1.0-1's copy: using the locked package`);
     }));
 
+  it('an arch-independent package asked for by two arches at once is unpacked once, and both get the tree', () =>
+    withTmp(async (d) => {
+      const deb = await makeDeb(d, 'src-pkg', '1.0-1', { 'usr/src/t.tar.xz': 'SRC' });
+      const calls: string[][] = [];
+      const ctx = fakeAptCtx(join(d, 'cache'), { 'src-pkg:all': deb }, calls);
+      const other = { ...testArch, name: 'otherarch', debian_arch: 'amd64' };
+      const [a, b] = await Promise.all([fetchDeb(ctx, testArch, 'src-pkg'), fetchDeb(ctx, other, 'src-pkg')]);
+      expect(a).toEqual(b);
+      expect(a.root).toBe(join(d, 'cache', 'debs', 'all', 'src-pkg', 'root'));
+      expect(await readFile(join(a.root, 'usr/src/t.tar.xz'), 'utf8')).toBe('SRC');
+      expect(calls.filter((c) => c[0] === 'dpkg-deb' && c[1] === '-x')).toHaveLength(1);
+    }));
+
   it('lists the packages templates refer to', () => {
     expect(debsReferenced(['{deb:bb}/x', '-d', '{deb:aa}/y {deb:bb}/z', '/usr/lib'])).toEqual(['aa', 'bb']);
   });

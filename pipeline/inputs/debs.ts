@@ -165,6 +165,20 @@ export async function fetchDeb(ctx: DebContext, arch: ArchSpec, pkg: string): Pr
   const d = requireLocked(loaded, pkg, arch.debian_arch);
   // An architecture-independent package (the kernel source, firmware) is unpacked once for all arches.
   const root = d.arch === 'all' ? join(ctx.cacheDir, 'debs', 'all', d.name, 'root') : debRoot(ctx.cacheDir, arch, pkg);
+  // Two instances of one run (both arches' A-01) asking for the same tree share one unpack:
+  // a second unpack would remove the tree under the first one's feet.
+  const key = `${root} ${d.sha256}`;
+  let p = unpacking.get(key);
+  if (!p) {
+    p = unpackLocked(ctx, d, root).finally(() => unpacking.delete(key));
+    unpacking.set(key, p);
+  }
+  return p;
+}
+
+const unpacking = new Map<string, Promise<FetchedDeb>>();
+
+async function unpackLocked(ctx: DebContext, d: LockedDeb, root: string): Promise<FetchedDeb> {
   const pkgDir = dirname(root);
   const recordPath = join(pkgDir, 'deb.json');
   if (existsSync(root)) {
