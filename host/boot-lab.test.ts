@@ -50,8 +50,8 @@ afterEach(async () => {
   repo = undefined;
 });
 
-/** x86_64 with a short TCG timeout, so a hung boot costs seconds, not minutes. */
-function shortTimeout(m: QemuMachine, s = 2): QemuMachine {
+/** x86_64 with a short TCG timeout, so a hung boot costs seconds, not minutes (8 s: a fake passing boot under a loaded 2-core test run needs more than 2). */
+function shortTimeout(m: QemuMachine, s = 8): QemuMachine {
   const copy = structuredClone(m);
   for (const a of copy.accelerators) a.timeout_s = s;
   return copy;
@@ -373,7 +373,7 @@ describe('boot lab with the fake QEMU replaying recorded serial logs', () => {
     );
     expect(text).toContain('  TIMEOUT boot-timeout: 1 boot (#5); sample #5 x86_64/seabios at stage firmware: timed out at stage firmware, last output: Booting from ROM...\n');
     expect(text).toContain('    | Kernel panic - not syncing: No working init found.  Try passing init= option to kernel. See Linux Documentation/admin-guide/init.rst for guidance.\n');
-    expect(text).toContain('timeout: 2 s (x86_64 tcg timeout_s; 2 boot(s) at once on 2 host CPU(s) need no scaling)\n');
+    expect(text).toContain('timeout: 8 s (x86_64 tcg timeout_s; 2 boot(s) at once on 2 host CPU(s) need no scaling)\n');
     // Every boot's record and serial log, as the boot left them.
     for (let round = 1; round <= 6; round++) {
       const d = join(labDir, 'x86_64', 'seabios', `00${round}`);
