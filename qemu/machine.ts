@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { access, constants, copyFile, readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import AjvModule from 'ajv';
+import { compileSchema } from '../lib/data.js';
 import { parse as parseYaml } from 'yaml';
 import { UserError } from '../lib/errors.js';
 
@@ -63,18 +63,14 @@ export interface QemuMachine {
 /** What the guest boots from. */
 export type BootMedia = { iso: string } | { kernel: string; initrd?: string; append?: string };
 
-const Ajv = AjvModule.default;
-let validator: ReturnType<InstanceType<typeof Ajv>['compile']> | undefined;
 
 function schemaPath(repoRoot: string): string {
   return join(repoRoot, 'specs', 'schemas', 'qemu-machine.schema.json');
 }
 
 function validate(doc: unknown, display: string, schemaText: string): QemuMachine {
-  if (!validator) {
-    const ajv = new Ajv({ allErrors: true, strict: true });
-    validator = ajv.compile(JSON.parse(schemaText));
-  }
+  // The one schema registry (lib/data.ts): compiled once per schema text.
+  const validator = compileSchema(JSON.parse(schemaText) as object);
   if (!validator(doc)) {
     const errs = (validator.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'invalid'}`).join('; ');
     throw new UserError(`${display}: not a valid QEMU machine definition: ${errs}`);
