@@ -67,4 +67,18 @@ describe('step parameters', () => {
       'A-03.yaml:12:7: iso: missing required field "initramfs" in with',
     ]);
   });
+
+  it('a boot with no expected checks, or a guest check with none, is invalid: nothing would be checked (issue 11)', async () => {
+    expect(
+      await diagnosticsOf({
+        'G-06.yaml': base('G-06', 'uses: qemu-boot\nwith:\n  iso: build-engineer/x86_64/clawos-x86_64.iso\n'),
+        'C-03.yaml': base('C-03', 'uses: guest-check\nwith:\n  boot_dir: b\n  checks: []\n'),
+        'C-04.yaml': base('C-04', 'uses: guest-check\nwith:\n  boot_dir: b\n'),
+      }),
+    ).toEqual([
+      'C-03.yaml:15:11: guest-check: with.checks: must NOT have fewer than 1 items',
+      'C-04.yaml:14:3: guest-check: missing required field "checks" in with',
+      'G-06.yaml:14:3: qemu-boot: missing required field "expected_checks_file" in with',
+    ]);
+  });
 });

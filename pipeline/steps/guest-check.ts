@@ -20,7 +20,8 @@ interface BootRecordLike {
 export const guestCheckStep: Step = {
   name: 'guest-check',
   version: 1,
-  params: paramsSchema({ boot_dir: P.path, checks: P.paths, report: P.path }, ['boot_dir']),
+  // With no checks named, the task would PASS having checked nothing (issue 11): at least one is required.
+  params: paramsSchema({ boot_dir: P.path, checks: { ...P.paths, minItems: 1 }, report: P.path }, ['boot_dir', 'checks']),
   toolPackages: () => [],
   async run(ctx) {
     const bootDir = ctx.buildPath(String(ctx.params.boot_dir));

@@ -32,7 +32,8 @@ export const qemuBootStep: Step = {
   name: 'qemu-boot',
   lockedInputs: true,
   version: 1,
-  params: paramsSchema({ iso: P.path, variants: { type: 'array', items: { type: 'string' } }, expected_checks_file: P.path, out: P.path }),
+  // No expected checks file would let a boot PASS with nothing checked in the guest (issue 11): required.
+  params: paramsSchema({ iso: P.path, variants: { type: 'array', items: { type: 'string' } }, expected_checks_file: P.path, out: P.path }, ['iso', 'expected_checks_file']),
   // The accelerator probe's scratch sits beside its cache file; KVM when the host has it.
   sandbox: { cache: true, devices: ['/dev/kvm'] },
   // Its data is the list of boot records; each becomes a boot-verdict event.
