@@ -93,6 +93,20 @@ describe('hermetic execution through the scheduler', () => {
     expect(vault.find((e) => e.type === 'task-end')!.payload.sandbox).toMatchObject({ sandbox: 'off', sandbox_detail: '--no-sandbox' });
   });
 
+  it('a PASS earned under --no-sandbox is not reused by a sandboxed run: the task runs again, and explain says why (issue 11)', async () => {
+    repo = await makeTestRepo(GATES);
+    await repo.writeTask('A-01', taskYaml({ id: 'A-01', action: 'run: echo ok > "$CLAWOS_OUT/a.txt"', outputs: ['build-engineer/a.txt'] }));
+    const off = await runP1(repo, { sandbox: NO_SANDBOX });
+    expect(off.ends['A-01']!.status).toBe('PASS');
+    const again = await runP1(repo, { sandbox: NO_SANDBOX });
+    expect(again.events.some((e) => e.type === 'task-start' && (e as { id: string }).id === 'A-01')).toBe(false);
+    const on = await runP1(repo);
+    expect(on.events.some((e) => e.type === 'task-start' && (e as { id: string }).id === 'A-01')).toBe(true);
+    expect(on.ends['A-01']!.status).toBe('PASS');
+    const start = on.vault.find((e) => e.type === 'task-start' && e.payload.task === 'A-01')!;
+    expect(start.payload.why).toContain('sandbox mode changed (off -> bwrap)');
+  });
+
   it('a planted secret is nowhere in the build dir: logs, state, vault events, gate reports', async () => {
     repo = await makeTestRepo(GATES);
     const token = `tok-${randomBytes(16).toString('hex')}`;

@@ -36,6 +36,8 @@ export interface FingerprintContext {
   config: LocalConfig;
   sourceDateEpoch: number;
   clawosVersion: string;
+  /** How tasks run; part of every fingerprint (a PASS under --no-sandbox is not one for a sandboxed run). Absent: sandboxed, the default. */
+  sandbox?: SandboxMode;
 }
 
 /** What deciding "up to date / restore / run" reads; it writes nothing. */

@@ -59,5 +59,6 @@ export function describeChange(before: Parts | undefined, after: Parts): string[
   }
   if (stableJson(before.component) !== stableJson(after.component)) out.push('component configuration changed');
   if (stableJson(before.source_date_epoch) !== stableJson(after.source_date_epoch)) out.push('SOURCE_DATE_EPOCH changed');
+  if ((before.sandbox ?? 'bwrap') !== (after.sandbox ?? 'bwrap')) out.push(`sandbox mode changed (${String(before.sandbox ?? 'bwrap')} -> ${String(after.sandbox ?? 'bwrap')})`);
   return out.length ? out : ['clawos-build version changed'];
 }

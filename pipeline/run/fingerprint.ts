@@ -23,6 +23,8 @@ export type FingerprintParts = {
   tools: Record<string, string>;
   component: unknown;
   source_date_epoch: number;
+  /** Under which mode the task runs: bwrap (the default) or off (--no-sandbox). */
+  sandbox: 'bwrap' | 'off';
   /** A step that consumes locked packages (Step.lockedInputs): "name:arch" -> "version sha256" of the lock entries for its arch. */
   locked?: Record<string, string>;
 };

@@ -38,6 +38,7 @@ export async function computeFingerprint(ctx: FingerprintContext, inst: TaskInst
     tools,
     component: spec.component ? (ctx.config.components[spec.component] ?? 'not-configured') : null,
     source_date_epoch: ctx.sourceDateEpoch,
+    sandbox: ctx.sandbox?.kind ?? 'bwrap',
     // Absent for other steps, so their fingerprints do not move when the lock does.
     ...(step?.lockedInputs ? { locked: await lockedFor(ctx.repoRoot, arch?.debian_arch ?? null) } : {}),
   };
