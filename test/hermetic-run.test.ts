@@ -107,6 +107,18 @@ describe('hermetic execution through the scheduler', () => {
     expect(start.payload.why).toContain('sandbox mode changed (off -> bwrap)');
   });
 
+  it('a kept gate follows its rule: an arch added to require_arches after a GO is judged again, and NO-GO without it (issue 11)', async () => {
+    repo = await makeTestRepo(GATES);
+    await repo.writeTask('A-01', taskYaml({ id: 'A-01', action: 'run: echo ok > "$CLAWOS_OUT/a.txt"', outputs: ['build-engineer/a.txt'] }));
+    const first = await runP1(repo, { sandbox: NO_SANDBOX });
+    expect(first.results[0]!.gate.recommendation).toBe('GO');
+    // Same tasks, same fingerprints; only the rule changes: P1 now requires aarch64, which this run does not build.
+    await repo.write('specs/gates.yaml', GATES.replace('P1: { title: One, rule: r1, require_pass: [], require_arches: [] }', 'P1: { title: One, rule: r1, require_pass: [], require_arches: [aarch64] }'));
+    const second = await runP1(repo, { sandbox: NO_SANDBOX });
+    expect(second.events.some((e) => e.type === 'task-start')).toBe(false);
+    expect(second.results[0]!.gate.recommendation).toBe('NO-GO');
+  });
+
   it('a planted secret is nowhere in the build dir: logs, state, vault events, gate reports', async () => {
     repo = await makeTestRepo(GATES);
     const token = `tok-${randomBytes(16).toString('hex')}`;

@@ -6,6 +6,7 @@
  * finishRun closes the run's chain and, after a GO of gate P4 in a run of P1 to
  * P4, writes the signed release bundle.
  */
+import { sha256Hex } from '../../lib/hash.js';
 import { InfraError, UserError } from '../../lib/errors.js';
 import { VaultError } from '../../vault/codes.js';
 import { readManifest, recordInManifest } from '../../vault/manifest.js';
@@ -90,7 +91,9 @@ export async function runPhase(rc: RunContext, phase: Phase, gateSpecs: Record<P
   // alike: a phase with a failure is always decided again.
   const prev = rc.state.gate(phase);
   const allFingerprinted = Object.values(fingerprints).every((f) => f !== '');
-  if (prev && allFingerprinted && stableJson(prev.fingerprints) === stableJson(fingerprints) && stableJson(prev.arches) === stableJson([...rc.graph.arches])) {
+  // The rule is an input of the decision too: a gate whose require_pass or require_arches changed is judged again.
+  const ruleSha = sha256Hex(stableJson(spec));
+  if (prev && allFingerprinted && prev.rule_sha256 === ruleSha && stableJson(prev.fingerprints) === stableJson(fingerprints) && stableJson(prev.arches) === stableJson([...rc.graph.arches])) {
     const kept = await keptGate(rc, prev);
     if (kept) {
       await recordGate(rc, kept, prev, true);
@@ -99,7 +102,7 @@ export async function runPhase(rc: RunContext, phase: Phase, gateSpecs: Record<P
     }
   }
   const gate = await evaluateGate({ phase, spec, instances, state: rc.state, arches: [...rc.graph.arches], buildDir: rc.buildDir, hashCache: rc.hashCache });
-  const rec = await writeGateReport(rc.buildDir, gate, fingerprints);
+  const rec = { ...(await writeGateReport(rc.buildDir, gate, fingerprints)), rule_sha256: ruleSha };
   const entries = [];
   for (const rel of [rec.report_json, rec.report_md]) {
     const abs = join(rc.buildDir, rel);

@@ -42,6 +42,8 @@ export interface GateRecord {
   phase: Phase;
   recommendation: 'GO' | 'NO-GO';
   inputs_fingerprint: string;
+  /** sha256 of the gate's rule as specs/gates.yaml states it: a changed rule is judged again. */
+  rule_sha256?: string;
   /** Fingerprint of each task instance the gate judged. */
   fingerprints: Record<string, string>;
   arches: string[];
