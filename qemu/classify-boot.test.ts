@@ -208,3 +208,22 @@ test('stripAnsi removes CSI, RIS and charset escapes', () => {
   expect(stripAnsi('\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1)\r')).toBe('SeaBIOS (version 1)');
   expect(stripAnsi('\x1b[2J\x1b[01;01H\x1b[=3hBdsDxe: x')).toBe('BdsDxe: x');
 });
+
+describe('no PASS the serial log does not earn (issue 11)', () => {
+  const lines = (...l: string[]) => ['Linux version 6.1.192-clawos', 'Run /init as init process', 'CLAWOS-INIT arch=x86_64', ...l].join('\n') + '\n';
+  test('a panic glued onto a check line is a panic', () => {
+    const c = classifyBoot({
+      log: lines('CLAWOS-CHECK name=kernel result=pass value=6.1.192[    3.141592] Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b', 'CLAWOS-BOOT-OK passed=1'),
+      expectedChecks: ['kernel'],
+    });
+    expect({ verdict: c.verdict, reason: c.reason, message: c.message }).toEqual({
+      verdict: 'FAIL',
+      reason: 'boot-panic',
+      message: 'kernel panic: Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b',
+    });
+  });
+  test('BOOT-FAILED after BOOT-OK fails the boot', () => {
+    const c = classifyBoot({ log: lines('CLAWOS-CHECK name=kernel result=pass value=6.1', 'CLAWOS-BOOT-OK passed=1', 'CLAWOS-BOOT-FAILED failed=late'), expectedChecks: ['kernel'] });
+    expect({ verdict: c.verdict, reason: c.reason, message: c.message }).toEqual({ verdict: 'FAIL', reason: 'boot-check-failed', message: 'CLAWOS-BOOT-FAILED failed=late' });
+  });
+});

@@ -156,9 +156,10 @@ export function classifyBoot(input: ClassifyInput): BootClassification {
     }
     if (KERNEL_BANNER.test(line)) kernelBanner = true;
     const isProtocol = /CLAWOS-/.test(line);
+    // A panic counts wherever it appears: the serial console can glue it onto a protocol line.
+    const p = PANIC.exec(line);
+    if (p && !panic) panic = { text: p[0], idx };
     if (!isProtocol) {
-      const p = PANIC.exec(line);
-      if (p && !panic) panic = { text: p[0], idx };
       const o = OOPS.exec(line);
       if (o && !oops) oops = { text: o[0], idx };
       if (!noInitialConsole && NO_INITIAL_CONSOLE.test(line)) noInitialConsole = line;
@@ -174,10 +175,11 @@ export function classifyBoot(input: ClassifyInput): BootClassification {
       if (!prev || prev.result === 'pass') checks.set(name, { name, result, value: (chk[3] ?? '').trim() });
     } else if (/CLAWOS-CHECK\b/.test(line)) {
       infoChecks.push(line.slice(line.indexOf('CLAWOS-CHECK') + 'CLAWOS-CHECK'.length).trim());
-    } else if (!marker) {
+    } else {
+      // Every marker counts: a BOOT-FAILED anywhere (even after a BOOT-OK) fails the boot.
       const f = BOOT_FAILED.exec(line);
-      if (f) marker = { ok: false, failedIds: (f[1] ?? '').split(',').filter(Boolean) };
-      else if (BOOT_OK.test(line)) marker = { ok: true, failedIds: [] };
+      if (f && marker?.ok !== false) marker = { ok: false, failedIds: (f[1] ?? '').split(',').filter(Boolean) };
+      else if (!f && !marker && BOOT_OK.test(line)) marker = { ok: true, failedIds: [] };
     }
   }
   // The kernel prints this right before it starts init.
