@@ -107,6 +107,16 @@ describe('hermetic execution through the scheduler', () => {
     expect(start.payload.why).toContain('sandbox mode changed (off -> bwrap)');
   });
 
+  it('a sandbox violation the command ignored (|| true) still fails the task with the rule and the path (issue 11)', async () => {
+    repo = await makeTestRepo(GATES);
+    await repo.writeTask('A-01', taskYaml({ id: 'A-01', action: 'run: echo x > "$CLAWOS_BUILD_DIR/planted" || true; echo ok > "$CLAWOS_OUT/a.txt"', outputs: ['build-engineer/a.txt'] }));
+    const { ends } = await runP1(repo);
+    expect(ends['A-01']!.status).toBe('FAIL');
+    expect(ends['A-01']!.reason).toBe('rule-001-write-outside');
+    const b = repo.buildDir;
+    expect(ends['A-01']!.message).toBe(`RULE-001: A-01 wrote outside its output directory: ${b}/planted (only ${b}/build-engineer and a private /tmp are writable)`);
+  });
+
   it('a kept gate follows its rule: an arch added to require_arches after a GO is judged again, and NO-GO without it (issue 11)', async () => {
     repo = await makeTestRepo(GATES);
     await repo.writeTask('A-01', taskYaml({ id: 'A-01', action: 'run: echo ok > "$CLAWOS_OUT/a.txt"', outputs: ['build-engineer/a.txt'] }));

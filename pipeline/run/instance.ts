@@ -367,7 +367,8 @@ class InstanceRun {
     await Promise.all(attemptEvents);
     let outcome = r.outcome;
     const v = s.watch.first;
-    if (v && (outcome.status === 'FAIL' || outcome.status === 'INFRA_ERROR')) {
+    // A recorded violation fails the task even when the command ignored the error (`… || true`) and passed.
+    if (v) {
       outcome = fail(v.rule === 'RULE-001' ? 'rule-001-write-outside' : 'rule-006-network-undeclared', v.message, {
         evidence: outcome.evidence,
         data: { violation: v, step_outcome: { status: outcome.status, reason: outcome.reason, message: outcome.message } },
