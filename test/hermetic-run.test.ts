@@ -117,6 +117,15 @@ describe('hermetic execution through the scheduler', () => {
     expect(ends['A-01']!.message).toBe(`RULE-001: A-01 wrote outside its output directory: ${b}/planted (only ${b}/build-engineer and a private /tmp are writable)`);
   });
 
+  it('stale outputs are not evidence: a task that now writes nothing fails, it does not pass on the last run\'s file (issue 11)', async () => {
+    repo = await makeTestRepo(GATES);
+    await repo.writeTask('A-01', taskYaml({ id: 'A-01', action: 'run: echo ok > "$CLAWOS_OUT/a.txt"', outputs: ['build-engineer/a.txt'] }));
+    expect((await runP1(repo, { sandbox: NO_SANDBOX })).ends['A-01']!.status).toBe('PASS');
+    await repo.writeTask('A-01', taskYaml({ id: 'A-01', action: 'run: "true"', outputs: ['build-engineer/a.txt'] }));
+    const { ends } = await runP1(repo, { sandbox: NO_SANDBOX });
+    expect(ends['A-01']).toMatchObject({ status: 'FAIL', reason: 'output-missing', message: 'declared output missing: build-engineer/a.txt' });
+  });
+
   it('a kept gate follows its rule: an arch added to require_arches after a GO is judged again, and NO-GO without it (issue 11)', async () => {
     repo = await makeTestRepo(GATES);
     await repo.writeTask('A-01', taskYaml({ id: 'A-01', action: 'run: echo ok > "$CLAWOS_OUT/a.txt"', outputs: ['build-engineer/a.txt'] }));

@@ -5,7 +5,7 @@
  * -> act (under timeout, sandbox, retries) -> check outputs -> validate -> roll
  * back on failure -> record (record.ts). Emits events for the reporter; never prints.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { InfraError } from '../../lib/errors.js';
 import { run as runProcess, type RunOptions } from '../../lib/proc.js';
@@ -15,7 +15,6 @@ import { checkFrozenDeps } from '../../vault/freeze.js';
 import { readSpec } from '../../vault/freeze-specs.js';
 import type { PassRecord } from '../../vault/vault-history.js';
 import type { StoredFile } from '../../vault/event-payloads.js';
-import { detach } from '../../vault/store.js';
 import { fail, infra, isPassed, type Outcome } from '../catalog/outcome.js';
 import type { BootReport, StepContext } from '../catalog/step.js';
 import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
@@ -259,14 +258,22 @@ class InstanceRun {
     return { log, sandbox, watch, clock, ctx, startedAt, started };
   }
 
-  /** Restored outputs are hard links to read-only store objects: each gets its own inode before a step might write it in place. */
+  /**
+   * The declared outputs of an earlier run are removed before this one: only what this attempt
+   * writes can count as its evidence (a step that now writes nothing must not pass on old files).
+   * The store keeps the last good ones for a rollback; a restored output is a hard link into it,
+   * so removing the link never touches the stored object.
+   */
   private async prepareOutDir(log: Log): Promise<void> {
     await mkdir(this.outDir, { recursive: true });
+    const stale: string[] = [];
     for (const rel of declaredOutputs(this.rc, this.inst)) {
       for (const f of (await expandOutputFiles(this.rc.buildDir, rel)) ?? []) {
-        if (await detach(join(this.rc.buildDir, f))) log(`vault: ${f} was a link into the store; detached before the run`);
+        await rm(join(this.rc.buildDir, f), { force: true });
+        stale.push(f);
       }
     }
+    if (stale.length) log(`outputs: removed ${stale.length} file(s) of the previous run before this one (${stale.slice(0, 3).join(', ')}${stale.length > 3 ? ', …' : ''})`);
   }
 
   private stepContext(log: Log, signal: AbortSignal, wrap: RunOptions['wrap'], watch: ViolationWatch): StepContext {
