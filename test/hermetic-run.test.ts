@@ -126,6 +126,13 @@ describe('hermetic execution through the scheduler', () => {
     expect(ends['A-01']).toMatchObject({ status: 'FAIL', reason: 'output-missing', message: 'declared output missing: build-engineer/a.txt' });
   });
 
+  it('validation_cmd runs inside the task timeout: a hanging validation makes the task TIMEOUT, not wait for it (issue 11)', async () => {
+    repo = await makeTestRepo(GATES);
+    await repo.writeTask('A-01', taskYaml({ id: 'A-01', timeout: 0.03, validation: 'sleep 60', action: 'run: echo ok > "$CLAWOS_OUT/a.txt"', outputs: ['build-engineer/a.txt'] }));
+    const { ends } = await runP1(repo, { sandbox: NO_SANDBOX });
+    expect(ends['A-01']).toMatchObject({ status: 'TIMEOUT', reason: 'timeout', message: 'timed out after 0.03 min (in validation_cmd); its process group was killed' });
+  });
+
   it('a kept gate follows its rule: an arch added to require_arches after a GO is judged again, and NO-GO without it (issue 11)', async () => {
     repo = await makeTestRepo(GATES);
     await repo.writeTask('A-01', taskYaml({ id: 'A-01', action: 'run: echo ok > "$CLAWOS_OUT/a.txt"', outputs: ['build-engineer/a.txt'] }));

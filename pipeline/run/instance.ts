@@ -223,6 +223,11 @@ class InstanceRun {
     else if (this.rc.signal.aborted) outcome = infra('interrupted');
     let outputs: Record<string, OutputRecord> = {};
     if (outcome.status === 'PASS') ({ outcome, outputs } = await this.checkOutputs(outcome, s.ctx));
+    // validation_cmd runs on the task's clock: past the timeout it is killed, and the task timed out.
+    if (s.clock.timedOut && outcome.status !== 'TIMEOUT') {
+      outcome = { status: 'TIMEOUT', reason: 'timeout', message: `timed out after ${this.spec.timeout_minutes} min (in validation_cmd); its process group was killed` };
+      outputs = {};
+    }
     if (!isPassed(outcome.status) && this.spec.rollback_cmd) await this.rollBack(this.spec.rollback_cmd, s, prev);
     s.clock.stop();
     return this.finish(fp, s, outcome, outputs, attempts);
@@ -422,14 +427,16 @@ class InstanceRun {
   private async validate(outcome: Outcome, ctx: StepContext): Promise<Outcome> {
     const cmd = this.spec.validation_cmd;
     if (!cmd) return outcome;
-    const r = await ctx.run(['bash', '-c', cmd], { cwd: this.outDir, signal: this.rc.signal });
+    const r = await ctx.run(['bash', '-c', cmd], { cwd: this.outDir, signal: ctx.signal });
     return r.ok ? outcome : fail('validation-failed', `validation_cmd exited ${r.exitCode ?? r.signal}: ${cmd}`, { evidence: outcome.evidence });
   }
 
   /** rollback_cmd, then back to the last good outputs, which the store still holds. */
   private async rollBack(command: string, s: Started, prev: InstanceRecord | undefined): Promise<void> {
     const { rc } = this;
-    const r = await s.ctx.run(['bash', '-c', command], { cwd: this.outDir, signal: rc.signal });
+    // Its own budget of one task timeout (the task's may be spent already), and never unbounded.
+    const budget = AbortSignal.any([rc.signal, AbortSignal.timeout(Math.max(1000, this.spec.timeout_minutes * 60_000))]);
+    const r = await s.ctx.run(['bash', '-c', command], { cwd: this.outDir, signal: budget });
     s.log(`rollback_cmd exited ${r.exitCode ?? r.signal}`);
     const lastPass = prev?.status === 'PASS' ? prev : null;
     const lastGood = lastPass ? await restoreOutputs(rc.buildDir, rc.hashCache, lastPass.outputs) : null;
