@@ -39,13 +39,21 @@ export const guestCheckStep: Step = {
     for (const f of files) {
       const abs = join(bootDir, f);
       let rec: BootRecordLike;
+      const rel = relative(ctx.buildDir, abs);
+      // A record that cannot be read is a failure, never skipped: it may be the boot that went wrong.
       try {
         rec = JSON.parse(await readFile(abs, 'utf8')) as BootRecordLike;
-      } catch {
+      } catch (err) {
+        problems.push(`${rel}: not a boot record (${(err as Error).message.split('\n')[0]})`);
         continue;
       }
-      if (!rec.verdict || !rec.variant) continue;
-      evidence.push({ label: `boot ${rec.variant}`, path: relative(ctx.buildDir, abs), sha256: await sha256File(abs) });
+      if (!rec || typeof rec.verdict !== 'string' || typeof rec.variant !== 'string') {
+        problems.push(`${rel}: not a boot record (no verdict and variant)`);
+        continue;
+      }
+      evidence.push({ label: `boot ${rec.variant}`, path: rel, sha256: await sha256File(abs) });
+      // The boot's own verdict counts: checks read from a boot that failed prove nothing.
+      if (rec.verdict !== 'PASS') problems.push(`${rec.variant}: the boot's verdict is ${rec.verdict}`);
       for (const name of wanted) {
         const c = rec.checks?.find((x) => x.name === name);
         const result = c?.result ?? 'missing';
@@ -53,7 +61,7 @@ export const guestCheckStep: Step = {
         if (result !== 'pass') problems.push(`${rec.variant}: check ${name} ${result}${c?.value ? ` (${c.value})` : ''}`);
       }
     }
-    if (!evidence.length) return fail('output-missing', `no boot records in ${relative(ctx.buildDir, bootDir)}: the ISO was not booted`);
+    if (!evidence.length && !problems.length) return fail('output-missing', `no boot records in ${relative(ctx.buildDir, bootDir)}: the ISO was not booted`);
     const report = join(ctx.outDir, reportName);
     await writeJsonAtomic(report, { task: ctx.instanceId, checks: wanted, results: rows, boots: evidence });
     evidence.push({ label: 'report', path: relative(ctx.buildDir, report), sha256: await sha256File(report) });
