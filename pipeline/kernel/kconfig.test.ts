@@ -153,6 +153,9 @@ describe.skipIf(!existsSync(join(REAL, 'Kconfig')))('checkRequested on the real 
     ]);
   });
 
+});
+
+describe('SRCARCH', () => {
   it('takes SRCARCH from the arch data, not from the arch name', async () => {
     const { loadArches } = await import('../catalog/arch.js');
     const arches = await loadArches(join(import.meta.dirname, '..', '..'));
