@@ -279,11 +279,11 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'keys',
-    summary: 'make an Ed25519 key pair (keys init --role R), or list the key pairs and whether the trust file lists them',
+    summary: 'make a key (keys init --role R: an Ed25519 vault key, or the kernel module-signing key), or list the keys and whether the trust file lists them',
     words: 'init|list',
     details: ['keys init: private key 0600, never printed; its public key is added to the trust file'],
     positionals: { max: 1 },
-    options: [{ owner: 'the keys command', options: [{ name: 'role', type: 'string', value: 'release|security|core', help: 'the new key\'s role (keys init)' }] }, KEY_OPTIONS, OUTPUT_OPTIONS],
+    options: [{ owner: 'the keys command', options: [{ name: 'role', type: 'string', value: 'release|security|core|module-signing', help: 'the new key\'s role (keys init)' }] }, KEY_OPTIONS, OUTPUT_OPTIONS],
     vaultErrors: true,
     load: () => import('./commands/keys.js').then((m) => m.run),
   },

@@ -30,6 +30,10 @@ export type RunStartPayload = {
   sandbox?: { kind: 'bwrap'; version: string } | { kind: 'off'; reason: string };
   secrets?: string[];
   source_date_epoch?: number;
+  /** The commit the run built from (dirty: the tree had changes git sees); null outside git. */
+  source?: { commit: string; dirty: boolean } | null;
+  /** The managed module-signing key's certificate (sha256 of its DER), or null: kernels made their own key. */
+  module_signing?: { cert_sha256: string; subject: string } | null;
   tools?: Record<string, string>;
   freeze?: { frozen_at: string; specs: unknown[] } | { problem: string };
 };

@@ -6,6 +6,8 @@ import { lstat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { addTrustEntry, initKey, KEY_ROLES, type KeyRole } from '../../vault/keys.js';
 import { defaultKeyDir, defaultTrustFile, listKeyFiles } from '../../vault/key-dir.js';
+import { run as runProcess } from '../../lib/proc.js';
+import { findModuleSigningKey, initModuleSigningKey } from '../../pipeline/kernel/module-signing-key.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
 import { EXIT, UsageError } from '../exit.js';
@@ -25,8 +27,22 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
   const trustFile = resolve(a.trust ?? defaultTrustFile(keyDir));
   if (sub === 'init') {
     const role = a.role;
-    if (!role) throw new UsageError('keys init needs --role release|security|core');
-    if (!(KEY_ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be release, security or core, not "${role}"`);
+    if (!role) throw new UsageError('keys init needs --role release|security|core|module-signing');
+    if (role === 'module-signing') {
+      // The kernel's module-signing key (RSA + X.509, as CONFIG_MODULE_SIG_KEY takes it): not a vault key, never in the trust file.
+      const k = await initModuleSigningKey(keyDir, (argv, o) => runProcess(argv, o));
+      if (a.json) printJson(io, { ok: true, role: 'module-signing', private_key: k.path, cert_sha256: k.certSha256, subject: k.subject });
+      else {
+        io.print(
+          `created the module-signing key (RSA 4096 + X.509 certificate, ${k.subject})\n` +
+            `  key:         ${k.path} (mode 0600; never printed, logged or bundled)\n` +
+            `  certificate: sha256 ${k.certSha256} (compiled into every kernel built with it)\n` +
+            `  kernels built from the same commit with this key are bit-identical; share it as you share the release key\n`,
+        );
+      }
+      return EXIT.ok;
+    }
+    if (!(KEY_ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be release, security, core or module-signing, not "${role}"`);
     const k = await initKey(keyDir, role as KeyRole);
     await addTrustEntry(trustFile, k.trustEntry);
     if (a.json) {
@@ -44,21 +60,27 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
   if (sub === 'list') {
     if (a.role) throw new UsageError('--role goes with keys init');
     const keys = await listKeyFiles(keyDir, trustFile);
+    const msk = await findModuleSigningKey(keyDir);
     const rows = [];
     for (const k of keys) {
       const mode = (await lstat(k.privateKeyPath)).mode & 0o777;
       rows.push({ role: k.role, keyid: k.keyid, private_key: k.privateKeyPath, mode: mode.toString(8).padStart(4, '0'), trusted: k.trust ? (k.trust.revoked ? 'revoked' : 'yes') : 'no' });
     }
     if (a.json) {
-      printJson(io, { key_dir: keyDir, trust: trustFile, keys: rows });
+      printJson(io, { key_dir: keyDir, trust: trustFile, keys: rows, module_signing: msk ? { private_key: msk.path, cert_sha256: msk.certSha256 } : null });
       return EXIT.ok;
     }
-    if (!rows.length) {
+    if (!rows.length && !msk) {
       io.print(`no keys in ${keyDir}; make one with \`clawos-build keys init --role release\`\n`);
       return EXIT.ok;
     }
     io.print(`keys in ${keyDir} (trust file ${trustFile}):\n`);
     for (const r of rows) io.print(`  ${r.role.padEnd(9)} ${r.keyid.slice(0, 16)}  mode ${r.mode}  trusted: ${r.trusted.padEnd(7)}  ${r.private_key}\n`);
+    io.print(
+      msk
+        ? `  module-signing certificate sha256 ${msk.certSha256.slice(0, 16)}  mode 0600  ${msk.path}\n`
+        : `  no module-signing key: kernels make their own per build and are not reproducible (\`clawos-build keys init --role module-signing\`)\n`,
+    );
     return EXIT.ok;
   }
   throw new UsageError(sub ? `unknown keys subcommand "${sub}" (init or list)` : 'keys needs a subcommand: init or list');

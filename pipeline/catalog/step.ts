@@ -25,6 +25,11 @@ export interface StepContext {
   outDir: string;
   /** Shared download/extract cache: <buildDir>/cache. Content-keyed, safe to share. */
   cacheDir: string;
+  /**
+   * The managed module-signing key (PEM, 0600) for a step with Step.moduleSigningKey,
+   * or undefined when the key dir has none: the kernel then makes its own per build.
+   */
+  moduleSigningKey?: string;
   /** Tests: the input lock to fetch by (default inputs.lock.yaml of repoRoot) and the download cache. */
   lock?: () => Promise<LoadedLock>;
   downloadCache?: string;
@@ -80,6 +85,8 @@ export interface Step {
   name: string;
   /** The step consumes packages pinned in inputs.lock.yaml: a run fetches the lock's packages before any such step runs. */
   lockedInputs?: boolean;
+  /** The step signs kernel modules: it gets the key dir's module-signing key, whose certificate is part of its fingerprint. */
+  moduleSigningKey?: boolean;
   /** What `with:` may hold, checked when the catalog loads (pipeline/catalog/step-params.ts). Every built-in step has one. */
   params?: ParamsSchema;
   /**

@@ -23,6 +23,7 @@ import type { EventSink } from './events.js';
 import type { ToolVersions } from './fingerprint.js';
 import type { ManifestQueue } from './manifest-queue.js';
 import type { StateStore } from './state.js';
+import type { ModuleSigningKey } from '../kernel/module-signing-key.js';
 
 /** What an instance's fingerprint is computed from. */
 export interface FingerprintContext {
@@ -38,6 +39,8 @@ export interface FingerprintContext {
   clawosVersion: string;
   /** How tasks run; part of every fingerprint (a PASS under --no-sandbox is not one for a sandboxed run). Absent: sandboxed, the default. */
   sandbox?: SandboxMode;
+  /** The key dir's module-signing key (Step.moduleSigningKey steps); absent or null: none, kernels make their own. */
+  moduleSigningKey?: ModuleSigningKey | null;
 }
 
 /** What deciding "up to date / restore / run" reads; it writes nothing. */
@@ -68,6 +71,8 @@ export interface RunContext extends FreshnessContext {
   redact: Redactor;
   /** INFRA_ERROR retries; a task's `retries:` overrides the count. */
   retry: RetryPolicy;
+  /** The commit the build ran from (and whether the tree had changes), null outside git: what `reproduce` checks out. */
+  source: { commit: string; dirty: boolean } | null;
 }
 
 export function outDirOf(buildDir: string, inst: TaskInstance): string {

@@ -27,6 +27,8 @@ export type FingerprintParts = {
   sandbox: 'bwrap' | 'off';
   /** A step that consumes locked packages (Step.lockedInputs): "name:arch" -> "version sha256" of the lock entries for its arch. */
   locked?: Record<string, string>;
+  /** A step that signs modules (Step.moduleSigningKey): sha256 of the managed key's certificate, or null (a key made per build). */
+  module_signing_cert?: string | null;
 };
 
 /** JSON with sorted keys, so equal values hash equally. */

@@ -301,6 +301,7 @@ class InstanceRun {
       buildDir: rc.buildDir,
       outDir,
       cacheDir: rc.cacheDir,
+      ...(stepOf(rc, inst)?.moduleSigningKey && rc.moduleSigningKey ? { moduleSigningKey: rc.moduleSigningKey.path } : {}),
       buildPath: (rel: string) => (rel.startsWith('/') ? rel : join(rc.buildDir, rel)),
       sourceDateEpoch: rc.sourceDateEpoch,
       jobs: rc.jobs,

@@ -317,7 +317,14 @@ export async function finishRun(
       frozenSpecs,
       debianArch: (a) => (a ? rc.arches.get(a)?.debian_arch : undefined),
       builderVersion: { 'clawos-build': rc.clawosVersion, node: process.version },
-      externalParameters: { arches: [...rc.graph.arches], phases: results.map((r) => r.phase), source_date_epoch: rc.sourceDateEpoch },
+      externalParameters: {
+        arches: [...rc.graph.arches],
+        phases: results.map((r) => r.phase),
+        source_date_epoch: rc.sourceDateEpoch,
+        // What `clawos-build reproduce` rebuilds from: the commit, and the module-signing certificate the kernels carry.
+        source: rc.source,
+        module_signing_cert: rc.moduleSigningKey?.certSha256 ?? null,
+      },
       releaseKey: signer,
     });
   } catch (e) {

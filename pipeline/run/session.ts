@@ -28,6 +28,9 @@ import type { Phase } from '../catalog/task-spec.js';
 import { RunVault } from '../../vault/run-vault.js';
 import { PassIndex } from '../../vault/vault-history.js';
 import { loadFreezeState } from '../../vault/freeze-specs.js';
+import { defaultKeyDir } from '../../vault/key-dir.js';
+import { findModuleSigningKey } from '../kernel/module-signing-key.js';
+import { run as runProcess } from '../../lib/proc.js';
 
 export { repoRootDir } from '../../lib/repo-root.js';
 
@@ -86,6 +89,21 @@ export interface SessionOptions {
   phases?: Phase[];
   /** --rootfs-backend NAME and the parameters it adds to the tasks that offer it (pipeline/catalog/backends.ts). */
   backend?: { name: string; params: Record<string, unknown> };
+  /** The key dir (default $CLAWOS_KEY_DIR or ~/.config/clawos-build/keys): its module-signing key goes to the kernel build. */
+  keyDir?: string;
+}
+
+/** The commit the repository is at and whether its tree has changes git sees; null outside git. */
+export interface SourceRevision {
+  commit: string;
+  dirty: boolean;
+}
+
+export async function sourceRevision(repoRoot: string): Promise<SourceRevision | null> {
+  const head = await runProcess(['git', '-C', repoRoot, 'rev-parse', '--verify', 'HEAD'], { captureStdout: true });
+  if (!head.ok || !/^[0-9a-f]{40}$/.test(head.stdout.trim())) return null;
+  const st = await runProcess(['git', '-C', repoRoot, 'status', '--porcelain'], { captureStdout: true });
+  return { commit: head.stdout.trim(), dirty: !st.ok || st.stdout.trim() !== '' };
 }
 
 /** SOURCE_DATE_EPOCH: from the environment, else specs/release.yaml. */
@@ -139,6 +157,8 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     retry: o.retry ?? DEFAULT_RETRY,
     freeze: await loadFreezeState(o.repoRoot),
     passes: new PassIndex(buildDir),
+    moduleSigningKey: (await findModuleSigningKey(o.keyDir ?? defaultKeyDir())) ?? null,
+    source: await sourceRevision(o.repoRoot),
   };
   const packages = [...new Set(graph.order.flatMap((i) => toolPackagesOf(rc, i)))].sort();
   await rc.tools.load(packages);
@@ -151,6 +171,8 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     sandbox: sandbox.kind === 'bwrap' ? { kind: 'bwrap', version: sandbox.version } : { kind: 'off', reason: sandbox.reason },
     secrets: redact.secretNames,
     source_date_epoch: rc.sourceDateEpoch,
+    source: rc.source,
+    module_signing: rc.moduleSigningKey ? { cert_sha256: rc.moduleSigningKey.certSha256, subject: rc.moduleSigningKey.subject } : null,
     tools: Object.fromEntries(packages.map((p) => [p, rc.tools.get(p)])),
     freeze: rc.freeze.ok ? { frozen_at: rc.freeze.payload.frozen_at, specs: rc.freeze.payload.specs } : { problem: rc.freeze.detail },
   });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { sha256File } from '../../lib/hash.js';
 import { fakeStepContext, testArch } from '../../test/helpers/debs-fixtures.js';
 import type { ArchSpec } from '../catalog/arch.js';
-import { elToritoPlatforms, grubCfg, isoStep, xorrisoDates } from './iso.js';
+import { elToritoPlatforms, grubCfg, isoStep, mformatShim, xorrisoDates } from './iso.js';
 
 const x86: ArchSpec = {
   ...testArch,
@@ -103,6 +103,27 @@ describe('isoStep', () => {
     } finally {
       await cleanup();
     }
+  });
+
+  it('gives the same ISO bytes in two folders at two times (the EFI image serial pinned by the mformat shim)', async () => {
+    const a = await tmpDir({ unsafeCleanup: true });
+    const b = await tmpDir({ unsafeCleanup: true });
+    try {
+      const ba = await setup(a.path);
+      const oa = await isoStep.run(ctxFor(x86, ba));
+      await new Promise((r) => setTimeout(r, 1100));
+      const bb = await setup(join(b.path, 'elsewhere'));
+      const ob = await isoStep.run(ctxFor(x86, bb));
+      expect([oa.status, ob.status]).toEqual(['PASS', 'PASS']);
+      expect(await sha256File(join(bb, 'iso', 'clawos-x86_64.iso'))).toBe(await sha256File(join(ba, 'iso', 'clawos-x86_64.iso')));
+    } finally {
+      await a.cleanup();
+      await b.cleanup();
+    }
+  });
+
+  it('the mformat shim pins the serial and hands the rest to the real mformat', () => {
+    expect(mformatShim(1763683200)).toBe('#!/bin/sh\n# clawos-build: a fixed FAT volume serial, so the ISO\'s EFI image is the same in every build.\nPATH=${PATH#*:}\nexec mformat -N 691fab80 "$@"\n');
   });
 
   it('fails validation when a platform the spec expects is not in the image', async () => {

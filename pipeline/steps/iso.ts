@@ -6,7 +6,7 @@
  *
  * Output in ctx.outDir: <name> (default clawos-<arch>.iso).
  */
-import { copyFile, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { InfraError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/atomic-write.js';
@@ -46,12 +46,26 @@ export function elToritoPlatforms(report: string): string[] {
  * Native xorriso commands (grub-mkrescue passes what follows `--` on) that pin
  * every file date and the volume UUID to SOURCE_DATE_EPOCH: grub-mkrescue
  * copies GRUB's modules into a fresh temp dir, so their mtimes are "now".
- * What still differs between runs is the 4-byte FAT serial mformat gives the
- * EFI image.
+ * The 4-byte FAT serial mformat gives the EFI image is random: mformatShim pins it.
  */
 export function xorrisoDates(epoch: number): string[] {
   const uuid = new Date(epoch * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14) + '00';
   return ['-volume_date', 'all_file_dates', `=${epoch}`, '-volume_date', 'uuid', uuid];
+}
+
+/**
+ * grub-mkrescue runs `mformat` from PATH for the EFI system image and gives no
+ * serial, so mformat draws a random one and no two ISOs are alike. This shim,
+ * first on PATH, adds `-N` with a serial from SOURCE_DATE_EPOCH and runs the
+ * real mformat (the rest of PATH). mcopy already dates files by SOURCE_DATE_EPOCH.
+ */
+export function mformatShim(epoch: number): string {
+  const serial = (epoch >>> 0).toString(16).padStart(8, '0');
+  return `#!/bin/sh
+# clawos-build: a fixed FAT volume serial, so the ISO's EFI image is the same in every build.
+PATH=\${PATH#*:}
+exec mformat -N ${serial} "$@"
+`;
 }
 
 async function isDir(p: string): Promise<boolean> {
@@ -106,9 +120,12 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
     await writeFileAtomic(join(ctx.outDir, `${name}.grub.cfg`), cfg);
 
     const tmpIso = join(work, name);
+    const shims = join(work, 'bin');
+    await mkdir(shims);
+    await writeFile(join(shims, 'mformat'), mformatShim(ctx.sourceDateEpoch), { mode: 0o755 });
     const args = arch.iso.grub_mkrescue_args.map((a) => expandArchPath(a, ctx.cacheDir, arch));
     const r = await ctx.run(['grub-mkrescue', '-o', tmpIso, ...args, tree, '--', ...xorrisoDates(ctx.sourceDateEpoch)], {
-      env: { SOURCE_DATE_EPOCH: String(ctx.sourceDateEpoch) },
+      env: { SOURCE_DATE_EPOCH: String(ctx.sourceDateEpoch), PATH: `${shims}:${process.env.PATH ?? '/usr/bin:/bin'}` },
       timeoutMs: 10 * 60_000,
       signal: ctx.signal,
     });
@@ -152,7 +169,7 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
 export const isoStep: Step = {
   name: 'iso',
   lockedInputs: true,
-  version: 1,
+  version: 2,
   params: paramsSchema({ kernel: P.path, initramfs: P.path, name: P.path }, ['kernel', 'initramfs']),
   // GRUB's platform files come from .debs unpacked into the shared cache.
   sandbox: { cache: true },

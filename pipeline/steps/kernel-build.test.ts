@@ -8,7 +8,7 @@ import { sha256File } from '../../lib/hash.js';
 import { run } from '../../lib/proc.js';
 import { FAKE_KERNEL_PARENT, fakeStepContext, fakeX86Arch } from '../../test/fakes/fake-kernel/fake-step-context.js';
 import { extractedDirName } from '../kernel/source.js';
-import { COMMON_FRAGMENTS, KERNEL_OUTPUTS, diagnosticLines, kernelBuildStep } from './kernel-build.js';
+import { COMMON_FRAGMENTS, KERNEL_OUTPUTS, PAHOLE_WRAPPER, diagnosticLines, kernelBuildStep } from './kernel-build.js';
 
 const REPO = join(import.meta.dirname, '../..');
 
@@ -54,11 +54,13 @@ describe('kernelBuildStep on the fake kernel', () => {
     await common('CONFIG_FAKE_EVENTS=y\nCONFIG_FAKE_LSM=y\n');
     const ctx = fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch });
     const o = await kernelBuildStep.run(ctx);
-    expect(o.message).toMatch(/^built Linux 6\.1\.0-fake-clawos for x86_64: 6 requested options confirmed, BTF present, clawos_canary signed \(\d+ s\)$/);
+    expect(o.message).toMatch(
+      /^built Linux 6\.1\.0-fake-clawos for x86_64: 6 requested options confirmed, BTF present, clawos_canary signed with a key made by this build \(not reproducible: no module-signing key in the key dir, so the kernel made its own for this build \(make one with `clawos-build keys init --role module-signing`\)\) \(\d+ s\)$/,
+    );
     expect(o.status).toBe('PASS');
     const out = ctx.outDir;
     for (const f of KERNEL_OUTPUTS) expect(existsSync(join(out, f)), f).toBe(true);
-    expect(await readFile(join(out, 'vmlinuz'), 'utf8')).toBe('fake x86_64 kernel image\n');
+    expect(await readFile(join(out, 'vmlinuz'), 'utf8')).toMatch(/^fake x86_64 kernel image\nfake certificate [0-9a-f]{16}\n$/);
     expect(await readFile(join(out, 'kernel.release'), 'utf8')).toBe('6.1.0-fake-clawos\n');
     expect(await readFile(join(out, 'config'), 'utf8')).toContain('CONFIG_FAKE_LSM=y\n');
     const signed = await readFile(join(out, 'modules/clawos_canary.ko'), 'utf8');
@@ -84,7 +86,9 @@ describe('kernelBuildStep on the fake kernel', () => {
     ]);
     expect(info.commands[0].command).toBe(
       `env $'KBUILD_BUILD_TIMESTAMP=Tue Nov 14 22:13:20 UTC 2023' KBUILD_BUILD_USER=clawos KBUILD_BUILD_HOST=clawos-build ` +
-        `KBUILD_BUILD_VERSION=1 SOURCE_DATE_EPOCH=1700000000 LC_ALL=C make -C ${srcDir} O=${join(out, 'obj')} ARCH=x86_64 CROSS_COMPILE= tinyconfig`,
+        `KBUILD_BUILD_VERSION=1 SOURCE_DATE_EPOCH=1700000000 LC_ALL=C make -C ${srcDir} O=${join(out, 'obj')} ARCH=x86_64 CROSS_COMPILE= ` +
+        `PAHOLE=${join(out, 'obj/clawos-tools/pahole')} ` +
+        `$'KCFLAGS=-ffile-prefix-map=${srcDir}=/clawos/linux -ffile-prefix-map=${join(out, 'obj')}=/clawos/obj -ffile-prefix-map=${join(out, 'canary')}=/clawos/canary' tinyconfig`,
     );
     expect(info.commands[3].command).toMatch(/ -j2$/);
     expect(info.kernelRelease).toBe('6.1.0-fake-clawos');
@@ -208,5 +212,74 @@ describe('kernelBuildStep metadata', () => {
   it('puts error lines that scrolled away before the last lines', () => {
     const tail = ['a: error: x', ...Array.from({ length: 20 }, (_, i) => `l${i}`)];
     expect(diagnosticLines(tail, 3)).toEqual(['a: error: x', 'l17', 'l18', 'l19']);
+  });
+});
+
+describe('kernelBuildStep: reproducible kernels need the managed module-signing key', () => {
+  const build2 = () => join(work.path, 'out');
+  const keyPem = '-----BEGIN PRIVATE KEY-----\nfake\n-----END PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n';
+
+  it('with no key: the kernel makes its own per build tree, so two folders give two kernels, and the result says so', async () => {
+    await common();
+    const a = fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch });
+    const b = fakeStepContext({ repoRoot: repo, buildDir: build2(), arch: fakeX86Arch });
+    const [oa, ob] = [await kernelBuildStep.run(a), await kernelBuildStep.run(b)];
+    expect([oa.status, ob.status]).toEqual(['PASS', 'PASS']);
+    expect(await sha256File(join(a.outDir, 'vmlinuz'))).not.toBe(await sha256File(join(b.outDir, 'vmlinuz')));
+    expect(oa.data).toMatchObject({ reproducible: false });
+    expect(a.logs).toContain(
+      'kernel-build: not reproducible: no module-signing key in the key dir, so the kernel made its own for this build (make one with `clawos-build keys init --role module-signing`)',
+    );
+    const info = JSON.parse(await readFile(join(a.outDir, 'build-info.json'), 'utf8'));
+    expect(info).toMatchObject({ moduleSigning: 'made by this build', reproducible: false });
+  });
+
+  it('with the managed key: two folders give the same kernel and signed module, the key is named by a fragment, and its copy is gone afterwards', async () => {
+    await common();
+    const key = join(work.path, 'keys/module-signing.pem');
+    await mkdir(join(work.path, 'keys'), { recursive: true });
+    await writeFile(key, keyPem, { mode: 0o600 });
+    const a = fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch, moduleSigningKey: key });
+    const b = fakeStepContext({ repoRoot: repo, buildDir: build2(), arch: fakeX86Arch, moduleSigningKey: key });
+    const oa = await kernelBuildStep.run(a);
+    const ob = await kernelBuildStep.run(b);
+    expect(oa.message).toMatch(/clawos_canary signed with the managed module-signing key \(\d+ s\)$/);
+    expect([oa.status, ob.status]).toEqual(['PASS', 'PASS']);
+    for (const f of ['vmlinuz', 'config', 'signing_key.x509', 'modules/clawos_canary.ko']) {
+      expect(await sha256File(join(a.outDir, f)), f).toBe(await sha256File(join(b.outDir, f)));
+    }
+    expect(await readFile(join(a.outDir, 'config'), 'utf8')).toContain('CONFIG_MODULE_SIG_KEY="certs/clawos-module-signing.pem"\n');
+    expect(existsSync(join(a.outDir, 'obj/certs/clawos-module-signing.pem'))).toBe(false);
+    expect(oa.data).toMatchObject({ reproducible: true });
+  });
+
+  it('fails config-dropped when the kernel forgets CONFIG_MODULE_SIG_KEY (no MODULE_SIG), and removes the key copy', async () => {
+    await common();
+    // A tree whose Kconfig has no MODULE_SIG_KEY: olddefconfig drops the managed key's fragment.
+    const kconfig = join(build, 'cache/src');
+    const key = join(work.path, 'module-signing.pem');
+    await writeFile(key, keyPem, { mode: 0o600 });
+    const ctx = fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch, moduleSigningKey: key });
+    // Prepare the source once, then strip the symbol from its Kconfig.
+    await kernelBuildStep.run(ctx);
+    const src = join(kconfig, extractedDirName(tarSha), 'Kconfig');
+    await writeFile(src, (await readFile(src, 'utf8')).replace(/config MODULE_SIG_KEY\n[^\n]*\n/, ''));
+    const o = await kernelBuildStep.run(ctx);
+    expect(o.status).toBe('FAIL');
+    expect(o.reason).toBe('config-dropped');
+    expect(o.message).toBe('CONFIG_MODULE_SIG_KEY="certs/clawos-module-signing.pem" (the managed module-signing key) is not in the final .config: is CONFIG_MODULE_SIG=y?');
+    expect(existsSync(join(ctx.outDir, 'obj/certs/clawos-module-signing.pem'))).toBe(false);
+  });
+
+  it('the pahole wrapper drops -j in every spelling and passes the rest on', async () => {
+    const bin = join(work.path, 'bin');
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, 'pahole'), '#!/bin/sh\nfor a; do printf "[%s]" "$a"; done\n', { mode: 0o755 });
+    await writeFile(join(work.path, 'wrapper'), PAHOLE_WRAPPER, { mode: 0o755 });
+    const r = await run([join(work.path, 'wrapper'), '-J', '-j', '--btf_gen_floats', '-j4', '--jobs=2', '--lang_exclude=rust', 'a b'], {
+      captureStdout: true,
+      env: { PATH: `${bin}:/usr/bin:/bin` },
+    });
+    expect(r.stdout.trimEnd()).toBe('[-J][--btf_gen_floats][--lang_exclude=rust][a b]');
   });
 });

@@ -4,7 +4,7 @@
  * make -jN -> BTF check -> the clawos_canary module built and signed.
  */
 import { existsSync } from 'node:fs';
-import { cp, mkdir, open, readFile, rm } from 'node:fs/promises';
+import { chmod, copyFile, cp, mkdir, open, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
 import { UserError } from '../../lib/errors.js';
@@ -14,6 +14,7 @@ import type { ArchSpec } from '../catalog/arch.js';
 import { kbuildEnv } from '../kernel/build-env.js';
 import { checkRequested, openKconfigIndex, parseConfig, parseFragment, type ConfigRequest } from '../kernel/kconfig.js';
 import { SOURCE_YAML, loadKernelSourceConfig, prepareKernelSource } from '../kernel/source.js';
+import { MAKE_MODULE_SIGNING_KEY } from '../kernel/module-signing-key.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
 import { P, paramsSchema } from '../catalog/step-params.js';
@@ -51,10 +52,40 @@ interface CommandRecord {
 // Kbuild's short progress lines: "  CC      mm/slub.o", "  CC [M]  /x/canary.o".
 const KBUILD_LINE = /^\s{2}([A-Z][A-Z0-9_]*(?: \[M\])?)\s+(\S+)/;
 
+/** Where the managed module-signing key is copied for the build: a path relative to the object tree, the same in every build. */
+export const MANAGED_KEY_IN_OBJ = 'certs/clawos-module-signing.pem';
+
+/**
+ * pahole -j encodes BTF from several threads and (dwarves before 1.26) the type
+ * order then varies between runs, so vmlinux's .BTF and with it the image differ
+ * from build to build. Kbuild adds -j itself; this wrapper, given as PAHOLE=,
+ * drops it. Everything else goes to the real pahole unchanged.
+ */
+export const PAHOLE_WRAPPER = `#!/bin/sh
+# clawos-build: pahole without -j, so BTF comes out the same in every build.
+for a; do
+  shift
+  case "$a" in -j|-j[0-9]*|--jobs|--jobs=*) ;; *) set -- "$@" "$a" ;; esac
+done
+exec pahole "$@"
+`;
+
+/**
+ * Build paths mapped to fixed names in debug info and __FILE__, so two build
+ * folders give the same objects (the unsigned module differed by 24 bytes).
+ */
+export function prefixMapFlags(map: Record<string, string>): string {
+  return Object.entries(map)
+    .map(([from, to]) => `-ffile-prefix-map=${from}=${to}`)
+    .join(' ');
+}
+
 export const kernelBuildStep: Step = {
   name: 'kernel-build',
   lockedInputs: true,
-  version: 1,
+  moduleSigningKey: true,
+  // 2: managed module-signing key, pahole without -j, build paths mapped away (reproducible kernels).
+  version: 2,
   params: paramsSchema({ source: P.path }),
   // The kernel source is unpacked into the shared cache.
   sandbox: { cache: true },
@@ -69,6 +100,15 @@ export const kernelBuildStep: Step = {
 };
 
 async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
+  try {
+    return await buildKernel(ctx);
+  } finally {
+    // The private key lives in the key dir only: the copy made for this build goes, whatever happened.
+    await rm(join(ctx.outDir, 'obj', MANAGED_KEY_IN_OBJ), { force: true });
+  }
+}
+
+async function buildKernel(ctx: StepContext): Promise<Outcome> {
   const started = Date.now();
   const arch = ctx.arch;
   if (!arch) return fail('spec-invalid', 'kernel-build builds for one architecture; give the task an arch');
@@ -100,7 +140,33 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
   const srcDir = src.srcDir;
 
   const obj = join(out, 'obj');
-  await mkdir(obj, { recursive: true });
+  await mkdir(join(obj, 'certs'), { recursive: true });
+  const canary = join(out, 'canary');
+
+  // The managed key, copied with its own mtime (a fresh mtime would relink vmlinux every time),
+  // and named by a fragment of its own after the repo's: the same relative path in every build.
+  const managedKey = ctx.moduleSigningKey;
+  const keyFragment = join(obj, 'clawos-module-signing.config');
+  const keyInObj = join(obj, MANAGED_KEY_IN_OBJ);
+  if (managedKey) {
+    await copyFile(managedKey, keyInObj);
+    await chmod(keyInObj, 0o600);
+    const st = await stat(managedKey);
+    await utimes(keyInObj, st.atime, st.mtime);
+    await writeFileAtomic(keyFragment, `CONFIG_MODULE_SIG_KEY="${MANAGED_KEY_IN_OBJ}"\n`);
+  } else {
+    await rm(keyFragment, { force: true });
+    await rm(keyInObj, { force: true });
+  }
+  const notReproducible = managedKey
+    ? null
+    : `not reproducible: no module-signing key in the key dir, so the kernel made its own for this build (make one with \`${MAKE_MODULE_SIGNING_KEY}\`)`;
+  if (notReproducible) ctx.log(`kernel-build: ${notReproducible}`);
+
+  const tools = join(obj, 'clawos-tools');
+  await mkdir(tools, { recursive: true });
+  await writeFileAtomic(join(tools, 'pahole'), PAHOLE_WRAPPER);
+  await chmod(join(tools, 'pahole'), 0o755);
 
   const env = kbuildEnv(ctx.sourceDateEpoch);
   const kbuild = [
@@ -110,6 +176,8 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
     `O=${obj}`,
     `ARCH=${arch.kernel.make_arch}`,
     `CROSS_COMPILE=${arch.kernel.cross_compile}`,
+    `PAHOLE=${join(tools, 'pahole')}`,
+    `KCFLAGS=${prefixMapFlags({ [srcDir]: '/clawos/linux', [obj]: '/clawos/obj', [canary]: '/clawos/canary' })}`,
   ];
   const commands: CommandRecord[] = [];
   const buildInfo = (extra: Record<string, unknown> = {}) => ({
@@ -157,7 +225,7 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
   if (!r.ok) return failed(`make ${cfg.base}`, r);
   // merge_config.sh makes its temp files in the current directory.
   r = await step(
-    [join(srcDir, 'scripts/kconfig/merge_config.sh'), '-m', '-O', obj, join(obj, '.config'), ...fragments.map((f) => join(ctx.repoRoot, f))],
+    [join(srcDir, 'scripts/kconfig/merge_config.sh'), '-m', '-O', obj, join(obj, '.config'), ...fragments.map((f) => join(ctx.repoRoot, f)), ...(managedKey ? [keyFragment] : [])],
     { cwd: obj },
   );
   if (!r.ok) return failed('merge_config.sh', r);
@@ -168,6 +236,10 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
   const requests: ConfigRequest[] = [];
   for (const f of fragments) requests.push(...parseFragment(await readFile(join(ctx.repoRoot, f), 'utf8'), f));
   const finalConfigText = await readFile(join(obj, '.config'), 'utf8');
+  if (managedKey && !finalConfigText.includes(`CONFIG_MODULE_SIG_KEY="${MANAGED_KEY_IN_OBJ}"\n`)) {
+    await writeJsonAtomic(join(out, 'build-info.json'), buildInfo({ failed: 'module-signing key' }));
+    return fail('config-dropped', `CONFIG_MODULE_SIG_KEY="${MANAGED_KEY_IN_OBJ}" (the managed module-signing key) is not in the final .config: is CONFIG_MODULE_SIG=y?`);
+  }
   const check = checkRequested(requests, parseConfig(finalConfigText), openKconfigIndex(srcDir, arch.kernel));
   const report = {
     arch: arch.name,
@@ -210,7 +282,6 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
   // ---- the canary module, built against this tree
   phase = 'modules';
   ctx.progress('modules');
-  const canary = join(out, 'canary');
   await rm(canary, { recursive: true, force: true });
   await cp(join(ctx.repoRoot, CANARY_DIR), canary, { recursive: true });
   r = await step([...kbuild, `M=${canary}`, 'modules']);
@@ -222,7 +293,7 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
   phase = 'sign';
   ctx.progress('sign');
   const signFile = join(obj, 'scripts/sign-file');
-  const key = join(obj, 'certs/signing_key.pem');
+  const key = managedKey ? keyInObj : join(obj, 'certs/signing_key.pem');
   const x509 = join(obj, 'certs/signing_key.x509');
   for (const f of [signFile, key, x509]) {
     if (!existsSync(f)) return fail('output-missing', `${relative(obj, f)} is missing in ${obj} (is CONFIG_MODULE_SIG=y?)`);
@@ -250,7 +321,10 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
   ];
   for (const [from, to] of copies) await writeFileAtomic(join(out, to), await readFile(from));
   await writeFileAtomic(join(out, 'kernel.release'), release + '\n');
-  await writeJsonAtomic(join(out, 'build-info.json'), buildInfo({ kernelRelease: release }));
+  await writeJsonAtomic(
+    join(out, 'build-info.json'),
+    buildInfo({ kernelRelease: release, moduleSigning: managedKey ? 'managed key (key dir)' : 'made by this build', reproducible: !notReproducible }),
+  );
 
   const evidence: Evidence[] = [];
   for (const f of ['vmlinuz', 'config', `modules/${CANARY}.ko`, 'kconfig-report.json']) {
@@ -258,8 +332,9 @@ async function runKernelBuild(ctx: StepContext): Promise<Outcome> {
   }
   const secs = Math.round((Date.now() - started) / 1000);
   return pass(
-    `built Linux ${release} for ${arch.name}: ${check.results.length} requested options confirmed, BTF present, ${CANARY} signed (${secs} s)`,
-    { evidence, data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS] } },
+    `built Linux ${release} for ${arch.name}: ${check.results.length} requested options confirmed, BTF present, ${CANARY} signed ` +
+      `${managedKey ? 'with the managed module-signing key' : `with a key made by this build (${notReproducible})`} (${secs} s)`,
+    { evidence, data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS], reproducible: !notReproducible } },
   );
 }
 

@@ -38,6 +38,7 @@ export function fakeStepContext(o: {
   params?: Record<string, unknown>;
   jobs?: number;
   outDir?: string;
+  moduleSigningKey?: string;
 }): FakeContext {
   const logs: string[] = [];
   const progressLines: string[] = [];
@@ -52,6 +53,7 @@ export function fakeStepContext(o: {
     buildDir: o.buildDir,
     outDir,
     cacheDir: join(o.buildDir, 'cache'),
+    ...(o.moduleSigningKey ? { moduleSigningKey: o.moduleSigningKey } : {}),
     buildPath: (rel: string) => (isAbsolute(rel) ? rel : join(o.buildDir, rel)),
     sourceDateEpoch: 1700000000,
     jobs: o.jobs ?? 2,

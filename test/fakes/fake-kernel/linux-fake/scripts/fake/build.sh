@@ -20,9 +20,18 @@ else
   cp /bin/true "$obj/vmlinux"
 fi
 echo "ffffffff81000000 T _text" > "$obj/System.map"
-echo "fake $ARCH kernel image" > "$obj/$IMAGE"
+# Like Kbuild: CONFIG_MODULE_SIG_KEY names the key (relative to O=); the default one is
+# made once per object tree with fresh randomness, so two trees get two keys. The
+# certificate is compiled into the image.
+key=$(sed -n 's/^CONFIG_MODULE_SIG_KEY="\(.*\)"/\1/p' "$cfg")
+key=${key:-certs/signing_key.pem}
+if [ "$key" = certs/signing_key.pem ]; then
+  test -f "$obj/$key" || echo "fake private key $(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" > "$obj/$key"
+else
+  test -f "$obj/$key" || { echo "make[1]: *** No rule to make target '$key', needed by 'certs/signing_key.x509'.  Stop." >&2; exit 2; }
+fi
+echo "fake certificate $(sha256sum < "$obj/$key" | cut -c1-16)" > "$obj/certs/signing_key.x509"
+{ echo "fake $ARCH kernel image"; cat "$obj/certs/signing_key.x509"; } > "$obj/$IMAGE"
 echo "  BUILD   $IMAGE"
 cp "$src/scripts/fake/sign-file" "$obj/scripts/sign-file"
 chmod +x "$obj/scripts/sign-file"
-echo "fake private key" > "$obj/certs/signing_key.pem"
-echo "fake certificate" > "$obj/certs/signing_key.x509"
