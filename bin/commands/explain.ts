@@ -8,6 +8,8 @@
  * context has no vault, logs or events, and it saves nothing (no state, no hash
  * cache), so it is safe beside a running build.
  */
+import { findModuleSigningKey } from '../../pipeline/kernel/module-signing-key.js';
+import { defaultKeyDir } from '../../vault/key-dir.js';
 import { join, resolve } from 'node:path';
 import { UserError } from '../../lib/errors.js';
 import { HashCache } from '../../lib/hash-cache.js';
@@ -85,6 +87,8 @@ async function openExplainContext(o: ExplainOptions, arches: string[] | null): P
     sourceDateEpoch: await sourceDateEpoch(o.repoRoot),
     clawosVersion: await clawosVersion(o.repoRoot),
     passes: new PassIndex(buildDir),
+    // The same key the run would give the kernel build: its certificate is in kernel-build's fingerprint.
+    moduleSigningKey: (await findModuleSigningKey(defaultKeyDir())) ?? null,
   };
   await ctx.tools.load(graph.order.flatMap((i) => toolPackagesOf(ctx, i)));
   return ctx;

@@ -20,6 +20,15 @@ describe('describeChange', () => {
     expect(describeChange(before, after)).toEqual(['locked package linux-source-6.1:all changed']);
   });
 
+  it('names a module-signing key that was made, replaced or dropped (a step that signs modules)', () => {
+    const made = { ...base, module_signing_cert: null };
+    const managed = { ...base, module_signing_cert: 'e'.repeat(64) };
+    expect(describeChange(made, managed)).toEqual([`module-signing key changed (a key made per build -> certificate ${'e'.repeat(16)})`]);
+    expect(describeChange(managed, { ...base, module_signing_cert: 'f'.repeat(64) })).toEqual([
+      `module-signing key changed (certificate ${'e'.repeat(16)} -> certificate ${'f'.repeat(16)})`,
+    ]);
+  });
+
   it('no earlier result', () => {
     expect(describeChange(undefined, base)).toEqual(['no earlier result']);
     expect(describeChange({}, base)).toEqual(['no earlier result']);

@@ -44,6 +44,10 @@ export function describeChange(before: Parts | undefined, after: Parts): string[
   out.push(...diffMap('frozen spec', before.frozen_specs, after.frozen_specs));
   out.push(...diffMap('tool', before.tools, after.tools));
   out.push(...diffMap('locked package', (before.locked ?? {}) as Record<string, string>, (after.locked ?? {}) as Record<string, string>));
+  if ((before.module_signing_cert ?? null) !== (after.module_signing_cert ?? null)) {
+    const name = (c: unknown) => (typeof c === 'string' ? `certificate ${c.slice(0, 16)}` : 'a key made per build');
+    out.push(`module-signing key changed (${name(before.module_signing_cert)} -> ${name(after.module_signing_cert)})`);
+  }
   const depsA = (before.deps ?? {}) as Record<string, unknown>;
   const depsB = (after.deps ?? {}) as Record<string, unknown>;
   for (const d of [...new Set([...Object.keys(depsA), ...Object.keys(depsB)])].sort()) {
