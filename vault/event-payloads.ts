@@ -42,7 +42,8 @@ export type RunEndPayload = {
   status: string;
   error?: string;
   gates?: { phase: string; recommendation: 'GO' | 'NO-GO' }[];
-  tasks?: { total: number; passed: number; not_configured: number; other: number };
+  /** built: BUILT instances (built, not validated), counted apart from passed (absent in older chains). */
+  tasks?: { total: number; passed: number; built?: number; not_configured: number; other: number };
   bundle?: { status: 'signing'; dir: string; release_key: string } | { status: 'none'; reason?: string };
 };
 

@@ -5,13 +5,19 @@
 import type { SourceLocation } from '../../lib/errors.js';
 import type { BootFailureReason } from '../../qemu/classify-boot.js';
 
-export type Status = 'PASS' | 'FAIL' | 'TIMEOUT' | 'INFRA_ERROR' | 'NOT_CONFIGURED';
+/**
+ * BUILT: a component was built and its outputs recorded, but nothing proved it
+ * works (no validation_cmd, no in-guest check). Building is not proving: BUILT
+ * is never PASS, and a gate that requires the task says NO-GO.
+ */
+export type Status = 'PASS' | 'BUILT' | 'FAIL' | 'TIMEOUT' | 'INFRA_ERROR' | 'NOT_CONFIGURED';
 
 /**
- * The statuses that count as passed: dependants run, the fingerprint is kept, no
- * rollback. NOT_CONFIGURED is honest "not built", not a failure.
+ * The statuses that are not failures: dependants run, the fingerprint is kept, no
+ * rollback. NOT_CONFIGURED is honest "not built", BUILT honest "built, unproven";
+ * neither counts as passed in a gate (only PASS does, see pipeline/run/gates.ts).
  */
-export const PASSED_STATUSES = ['PASS', 'NOT_CONFIGURED'] as const satisfies readonly Status[];
+export const PASSED_STATUSES = ['PASS', 'BUILT', 'NOT_CONFIGURED'] as const satisfies readonly Status[];
 
 export function isPassed(status: string): boolean {
   return (PASSED_STATUSES as readonly string[]).includes(status);
@@ -27,6 +33,8 @@ export type FailureReason =
   | 'source-mismatch'
   | 'output-missing'
   | 'validation-failed'
+  // BUILT: built, but no validation_cmd or in-guest check proves it
+  | 'unvalidated'
   // boot-panic, boot-oops, boot-check-failed, boot-marker-missing, boot-no-console, boot-timeout, infra
   | BootFailureReason
   | 'rule-001-write-outside'
@@ -67,6 +75,12 @@ export const pass = (message: string, extra: Partial<Outcome> = {}): Outcome => 
 export const fail = (reason: FailureReason, message: string, extra: Partial<Outcome> = {}): Outcome => ({
   status: 'FAIL',
   reason,
+  message,
+  ...extra,
+});
+export const built = (message: string, extra: Partial<Outcome> = {}): Outcome => ({
+  status: 'BUILT',
+  reason: 'unvalidated',
   message,
   ...extra,
 });

@@ -2,13 +2,44 @@
  * Build an external component (IronClaw, the Aya programs …) from its
  * configured source: a directory, or a tarball/URL pinned by sha256. Not
  * configured = NOT_CONFIGURED, with what to configure; never a silent skip.
+ *
+ * Building is not proving: a built component is BUILT, never PASS. Only the
+ * task's validation_cmd can make it PASS (pipeline/run/instance.ts).
+ *
+ * Every command runs through ctx.run, so inside the task's sandbox; that
+ * includes the download, which needs the task to declare `network: true`
+ * (RULE-006), like any other command that reaches for the network.
  */
-import { cp, mkdir, rm, rename, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, rm, rename, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { sha256File } from '../../lib/hash.js';
 import type { ComponentConfig } from '../catalog/config.js';
-import { fail, infra, pass, type Outcome } from '../catalog/outcome.js';
+import { built, fail, infra, type Outcome } from '../catalog/outcome.js';
 import type { StepContext } from '../catalog/step.js';
+
+/** What the task declares that the build must obey. */
+export interface ComponentTask {
+  /** The task's `network: true`. */
+  network: boolean;
+  /** Where the task is declared (tasks/B-02.yaml), named in diagnostics. */
+  specFile: string;
+}
+
+/**
+ * Fetches argv[1] into argv[2], run by node inside the sandbox. The error names
+ * the cause's code (ENETUNREACH, EAI_AGAIN …), which the sandbox diagnosis reads.
+ */
+const DOWNLOAD_JS = `
+const [url, out] = process.argv.slice(1);
+fetch(url).then(async (res) => {
+  if (!res.ok) { console.error('download: ' + url + ' answered HTTP ' + res.status); process.exit(1); }
+  require('node:fs').writeFileSync(out, Buffer.from(await res.arrayBuffer()));
+}, (err) => {
+  const c = err.cause;
+  console.error('download: cannot download ' + url + ': ' + err.message + (c ? ': ' + (c.code || '') + ' ' + (c.message || '') : ''));
+  process.exit(1);
+});
+`;
 
 export function notConfigured(name: string, needs: string, configFile: string | null): Outcome {
   return {
@@ -18,29 +49,44 @@ export function notConfigured(name: string, needs: string, configFile: string | 
   };
 }
 
-export async function buildComponent(ctx: StepContext, name: string, cfg: ComponentConfig): Promise<Outcome> {
+/**
+ * The pinned tarball of a URL source, in the task's own directory (the one place
+ * its sandbox may write): kept there, so an unchanged pin is downloaded once.
+ */
+async function download(ctx: StepContext, name: string, source: { url: string; sha256: string }, task: ComponentTask): Promise<{ tarball: string } | { outcome: Outcome }> {
+  const dir = join(ctx.outDir, 'downloads');
+  const tarball = join(dir, `${name}-${source.sha256.slice(0, 16)}.tar`);
+  if ((await sha256File(tarball).catch(() => null)) === source.sha256) return { tarball };
+  if (!task.network) {
+    return {
+      outcome: fail(
+        'rule-006-network-undeclared',
+        `RULE-006: component ${name}: source ${source.url} must be downloaded, but network: true is not declared in ${task.specFile}, so its sandbox has none: declare it there, or set components.${name}.source to a local path or a file:// tarball`,
+      ),
+    };
+  }
+  ctx.progress(`downloading ${source.url}`);
+  await mkdir(dir, { recursive: true });
+  const part = `${tarball}.part`;
+  const r = await ctx.run([process.execPath, '-e', DOWNLOAD_JS, source.url, part], { cwd: ctx.outDir, signal: ctx.signal });
+  if (!r.ok) {
+    await rm(part, { force: true });
+    return { outcome: infra(`component ${name}: cannot download ${source.url}: ${r.tail.slice(-2).join(' | ') || `exit ${r.exitCode ?? r.signal}`}`) };
+  }
+  await rename(part, tarball);
+  return { tarball };
+}
+
+export async function buildComponent(ctx: StepContext, name: string, cfg: ComponentConfig, task: ComponentTask): Promise<Outcome> {
   const srcDir = join(ctx.outDir, 'src');
   await rm(srcDir, { recursive: true, force: true });
   await mkdir(ctx.outDir, { recursive: true });
   let tarball: string | null = null;
   if ('url' in cfg.source) {
     if (!cfg.source.url.startsWith('file://')) {
-      tarball = join(ctx.cacheDir, 'components', `${name}-${cfg.source.sha256.slice(0, 16)}.tar`);
-      try {
-        await stat(tarball);
-      } catch {
-        ctx.progress(`downloading ${cfg.source.url}`);
-        let res: Response;
-        try {
-          res = await fetch(cfg.source.url, { signal: ctx.signal });
-        } catch (err) {
-          return infra(`component ${name}: cannot download ${cfg.source.url}: ${(err as Error).message}`);
-        }
-        if (!res.ok) return infra(`component ${name}: ${cfg.source.url} answered HTTP ${res.status}`);
-        await mkdir(join(ctx.cacheDir, 'components'), { recursive: true });
-        await writeFile(tarball + '.part', Buffer.from(await res.arrayBuffer()));
-        await rename(tarball + '.part', tarball);
-      }
+      const d = await download(ctx, name, cfg.source, task);
+      if ('outcome' in d) return d.outcome;
+      tarball = d.tarball;
     } else {
       tarball = new URL(cfg.source.url).pathname;
     }
@@ -75,7 +121,8 @@ export async function buildComponent(ctx: StepContext, name: string, cfg: Compon
     await cp(from, to, { recursive: true });
     evidence.push({ label: o, path: to.slice(ctx.buildDir.length + 1), sha256: st.isFile() ? await sha256File(to) : '' });
   }
-  return pass(`component ${name} built: ${cfg.outputs.join(', ')}`, { evidence });
+  // Not PASS: instance.ts makes it PASS only when the task's validation_cmd passes.
+  return built(`component ${name} built: ${cfg.outputs.join(', ')}`, { evidence });
 }
 
 /** The files a configured component puts into the task's directory (build-relative). */

@@ -3,7 +3,9 @@
  * instances and re-checks their evidence (each output's sha256, now), then
  * writes gate-report.json and gate-report.md: every check with its evidence, a
  * GO / NO-GO recommendation, explicit blockers, and a coverage line naming the
- * NOT_CONFIGURED tasks. It never claims more than the records show. Each piece
+ * NOT_CONFIGURED and the BUILT tasks. It never claims more than the records show:
+ * BUILT (a component built but not proven to work) is never counted as passed, and a
+ * gate whose require_pass names a BUILT task says NO-GO. Each piece
  * of evidence cites its object in the vault's content store (vault/store/sha256/…),
  * and the decision itself is a `gate` event of the run's vault chain.
  */
@@ -31,7 +33,7 @@ export async function loadGateSpecs(repoRoot: string): Promise<Record<Phase, Gat
 export interface GateCheck {
   id: string;
   title: string;
-  status: 'pass' | 'fail' | 'not-configured';
+  status: 'pass' | 'fail' | 'not-configured' | 'built';
   detail: string;
   /** `store`: the build-relative path of the object in the vault's store (null when it is not there). */
   evidence: { path: string; sha256: string; store?: string | null }[];
@@ -53,6 +55,8 @@ export interface GateReport {
     passed: string[];
     not_configured: string[];
     optional_not_configured: string[];
+    /** Built but not validated (BUILT): not counted as passed. */
+    built: string[];
     failed: string[];
     line: string;
   };
@@ -79,6 +83,7 @@ export async function evaluateGate(opts: {
   const passed: string[] = [];
   const notConfigured: string[] = [];
   const optionalNC: string[] = [];
+  const builtOnly: string[] = [];
   const failed: string[] = [];
   const records: InstanceRecord[] = [];
 
@@ -117,6 +122,13 @@ export async function evaluateGate(opts: {
       if (inst.task.spec.optional) optionalNC.push(inst.id);
       else notConfigured.push(inst.id);
       if (spec.require_pass.includes(inst.task.spec.task_id)) blockers.push(`${inst.id}: required to PASS for gate ${phase}, but NOT_CONFIGURED: ${rec.message}`);
+    } else if (rec.status === 'BUILT') {
+      checks.push({ id: inst.id, title, status: evidenceOk ? 'built' : 'fail', detail: rec.message, evidence });
+      if (evidenceOk) builtOnly.push(inst.id);
+      else failed.push(inst.id);
+      if (spec.require_pass.includes(inst.task.spec.task_id)) {
+        blockers.push(`${inst.id}: required to PASS for gate ${phase}, but only BUILT (built, not validated: no validation_cmd or in-guest check proves it): ${rec.message}`);
+      }
     } else {
       checks.push({ id: inst.id, title, status: 'fail', detail: `${rec.status}${rec.reason ? ` (${rec.reason})` : ''}: ${rec.message}`, evidence });
       failed.push(inst.id);
@@ -134,6 +146,7 @@ export async function evaluateGate(opts: {
     `${passed.length}/${total} task instances passed` +
     (notConfigured.length ? `; NOT_CONFIGURED (not built, not counted as passed): ${notConfigured.join(', ')}` : '; none NOT_CONFIGURED') +
     (optionalNC.length ? `; optional, not built: ${optionalNC.join(', ')}` : '') +
+    (builtOnly.length ? `; BUILT (built, not validated, not counted as passed): ${builtOnly.join(', ')}` : '') +
     (failed.length ? `; failed or not run: ${failed.join(', ')}` : '');
   return {
     format: 'clawos-gate-report@1',
@@ -149,7 +162,7 @@ export async function evaluateGate(opts: {
     recommendation: blockers.length ? 'NO-GO' : 'GO',
     blockers,
     checks,
-    coverage: { tasks: total, passed, not_configured: notConfigured, optional_not_configured: optionalNC, failed, line },
+    coverage: { tasks: total, passed, not_configured: notConfigured, optional_not_configured: optionalNC, built: builtOnly, failed, line },
   };
 }
 

@@ -207,7 +207,7 @@ class InstanceRun {
   }
 
   private async keep(rec: InstanceRecord, extra: Pick<TaskEndExtra, 'restored_from' | 'restored'>): Promise<InstanceRecord> {
-    const stored = rec.status === 'PASS' ? await storeOutputs(this.rc, this.inst.id, rec.outputs, { onlyNew: true }) : [];
+    const stored = rec.status === 'PASS' || rec.status === 'BUILT' ? await storeOutputs(this.rc, this.inst.id, rec.outputs, { onlyNew: true }) : [];
     await settle(this.rc, rec, stored, this.bootReports(rec), { up_to_date: true, ...extra });
     this.rc.emit({ type: 'task-up-to-date', id: this.inst.id, status: rec.status, message: rec.message });
     return rec;
@@ -222,7 +222,7 @@ class InstanceRun {
     if (s.clock.timedOut) outcome = { status: 'TIMEOUT', reason: 'timeout', message: `timed out after ${this.spec.timeout_minutes} min; its process group was killed` };
     else if (this.rc.signal.aborted) outcome = infra('interrupted');
     let outputs: Record<string, OutputRecord> = {};
-    if (outcome.status === 'PASS') ({ outcome, outputs } = await this.checkOutputs(outcome, s.ctx));
+    if (outcome.status === 'PASS' || outcome.status === 'BUILT') ({ outcome, outputs } = await this.checkOutputs(outcome, s.ctx));
     // validation_cmd runs on the task's clock: past the timeout it is killed, and the task timed out.
     if (s.clock.timedOut && outcome.status !== 'TIMEOUT') {
       outcome = { status: 'TIMEOUT', reason: 'timeout', message: `timed out after ${this.spec.timeout_minutes} min (in validation_cmd); its process group was killed` };
@@ -398,7 +398,7 @@ class InstanceRun {
       const cfg = rc.config.components[spec.component];
       const decl = rc.catalog.components.get(spec.component);
       if (!cfg) return notConfigured(spec.component, decl?.needs ?? '', rc.config.file ? relative(rc.repoRoot, rc.config.file) : null);
-      return buildComponent(ctx, spec.component, cfg);
+      return buildComponent(ctx, spec.component, cfg, { network: spec.network === true, specFile: this.inst.task.file });
     }
     if (spec.run) {
       const r = await ctx.run(['bash', '-c', spec.run], { cwd: ctx.outDir });
@@ -410,7 +410,7 @@ class InstanceRun {
     return step.run(ctx);
   }
 
-  /** A PASS keeps only with every declared output present and validation_cmd passing; then its outputs are hashed. */
+  /** A PASS (or BUILT) keeps only with every declared output present and validation_cmd passing; then its outputs are hashed. */
   private async checkOutputs(outcome: Outcome, ctx: StepContext): Promise<{ outcome: Outcome; outputs: Record<string, OutputRecord> }> {
     const files: string[] = [];
     const missing: string[] = [];
@@ -421,15 +421,23 @@ class InstanceRun {
     }
     if (missing.length) return { outcome: fail('output-missing', `declared output${missing.length > 1 ? 's' : ''} missing: ${missing.join(', ')}`), outputs: {} };
     const validated = await this.validate(outcome, ctx);
-    if (validated.status !== 'PASS') return { outcome: validated, outputs: {} };
+    if (validated.status !== 'PASS' && validated.status !== 'BUILT') return { outcome: validated, outputs: {} };
     return { outcome: validated, outputs: await hashOutputs(this.rc.buildDir, files, this.rc.hashCache) };
   }
 
+  /** validation_cmd; it is also the only way a BUILT outcome (built, unproven) becomes PASS. */
   private async validate(outcome: Outcome, ctx: StepContext): Promise<Outcome> {
     const cmd = this.spec.validation_cmd;
-    if (!cmd) return outcome;
+    if (!cmd) {
+      if (outcome.status !== 'BUILT') return outcome;
+      const file = this.inst.task.file;
+      return { ...outcome, message: `${outcome.message}; BUILT, not PASS: nothing proves it works (${file} has no validation_cmd, and no in-guest check covers it)` };
+    }
     const r = await ctx.run(['bash', '-c', cmd], { cwd: this.outDir, signal: ctx.signal });
-    return r.ok ? outcome : fail('validation-failed', `validation_cmd exited ${r.exitCode ?? r.signal}: ${cmd}`, { evidence: outcome.evidence });
+    if (!r.ok) return fail('validation-failed', `validation_cmd exited ${r.exitCode ?? r.signal}: ${cmd}`, { evidence: outcome.evidence });
+    if (outcome.status !== 'BUILT') return outcome;
+    const { reason: _unvalidated, ...rest } = outcome;
+    return { ...rest, status: 'PASS', message: `${outcome.message}; validated: validation_cmd passed` };
   }
 
   /** rollback_cmd, then back to the last good outputs, which the store still holds. */
@@ -471,7 +479,7 @@ class InstanceRun {
     });
     s.log(`end ${outcome.status}${outcome.reason ? ` (${outcome.reason})` : ''}: ${outcome.message}`);
     let stored: StoredFile[] = [];
-    if (outcome.status === 'PASS') {
+    if (outcome.status === 'PASS' || outcome.status === 'BUILT') {
       stored = await storeOutputs(rc, inst.id, outputs, { onlyNew: false });
       await rc.manifest.record(inst.id, Object.entries(outputs).map(([path, o]) => ({ path, sha256: o.sha256, size: o.size })));
     }

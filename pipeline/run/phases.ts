@@ -277,7 +277,7 @@ export async function finishRun(
     status,
     ...(o.error ? { error: o.error } : {}),
     gates: results.map((r) => ({ phase: r.phase, recommendation: r.gate.recommendation })),
-    tasks: { total: records.length, passed: count((s) => s === 'PASS'), not_configured: count((s) => s === 'NOT_CONFIGURED'), other: count((s) => !isPassed(s)) },
+    tasks: { total: records.length, passed: count((s) => s === 'PASS'), built: count((s) => s === 'BUILT'), not_configured: count((s) => s === 'NOT_CONFIGURED'), other: count((s) => !isPassed(s)) },
     bundle: signer ? { status: 'signing', dir: `vault/bundles/${rc.vault.runId}`, release_key: signer.keyid } : { status: 'none', reason: note },
   });
   const done: RunFinish = { runId: rc.vault.runId, eventsFile: rc.vault.eventsFile, ...(note ? { bundleNote: note } : {}) };

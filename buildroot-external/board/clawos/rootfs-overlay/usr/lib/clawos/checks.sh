@@ -291,3 +291,49 @@ check_cpu_flags() {
   if [ -n "$MISSING" ]; then VALUE="missing=$MISSING"; return 1; fi
   VALUE="present=$CPU_FLAGS"
 }
+
+# The kernel log lines that fail a boot (kernel-log.patterns: data, one ERE a line).
+KERNEL_LOG_PATTERNS=${KERNEL_LOG_PATTERNS:-/usr/lib/clawos/kernel-log.patterns}
+
+# kernel-log: no line of dmesg matches a pattern of $KERNEL_LOG_PATTERNS. /init
+# runs it last, so whatever the other checks set off is in the log too; the low
+# console log level keeps BUG:/WARNING:/UBSAN reports off the serial log, so this
+# is how they reach the verdict. Fails, quoting the first offending line.
+check_kernel_log() {
+  _pf=${TMPDIR:-/tmp}/.clawos-kernel-log.$$
+  # Comments and blank lines out: an empty pattern would match every line.
+  grep -v -e '^#' -e '^[[:space:]]*$' "$KERNEL_LOG_PATTERNS" >"$_pf" 2>/dev/null
+  if [ ! -s "$_pf" ]; then
+    rm -f "$_pf"
+    VALUE="no patterns in $KERNEL_LOG_PATTERNS"
+    return 1
+  fi
+  if ! _log=$(dmesg 2>&1); then
+    rm -f "$_pf"
+    VALUE="dmesg failed: $_log"
+    return 1
+  fi
+  _np=$(grep -c '' "$_pf")
+  _hits=$(printf '%s\n' "$_log" | grep -E -f "$_pf" 2>&1)
+  _grc=$?
+  rm -f "$_pf"
+  # grep: 0 a line matched, 1 none did, 2 an error (a pattern this regex library refuses).
+  if [ $_grc -gt 1 ]; then
+    VALUE="grep -E failed on $KERNEL_LOG_PATTERNS (exit $_grc): $_hits"
+    return 1
+  fi
+  _n=0 _first=
+  while IFS= read -r _l; do
+    [ -n "$_l" ] || continue
+    _n=$((_n + 1))
+    [ -n "$_first" ] || _first=$_l
+  done <<EOT
+$_hits
+EOT
+  if [ $_n -gt 0 ]; then
+    # The line first: the host's verdict message shows only the value's start.
+    VALUE="dmesg: $_first ($_n line(s) match $KERNEL_LOG_PATTERNS)"
+    return 1
+  fi
+  VALUE="dmesg clean: $(printf '%s\n' "$_log" | grep -c '') lines, none matches the $_np patterns of $KERNEL_LOG_PATTERNS"
+}
