@@ -183,6 +183,30 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: () => import('./commands/lock.js').then((m) => m.run),
   },
   {
+    name: 'reproduce',
+    summary: "rebuild a bundle from its recorded commit, lock and SOURCE_DATE_EPOCH in a fresh folder and compare every attested subject's sha256",
+    words: 'BUNDLE',
+    positionals: { min: 1, max: 1, wrongCount: (p) => (p.length ? `unexpected argument "${p[1]}" for reproduce` : 'reproduce needs a bundle directory') },
+    details: [
+      'PASS when every rebuilt kernel, initramfs, ISO and SBOM has the attested sha256; a diffoscope report for each that differs',
+      'the checkout must be at the bundle\'s commit with no changes; the key dir must hold the module-signing key its kernels carry',
+      'report: <out>/reproduce.json',
+    ],
+    options: [
+      {
+        owner: 'the reproduce command',
+        options: [
+          { name: 'out', type: 'string', value: 'DIR', help: 'a fresh folder for the rebuild (default ./build-reproduce-<run id>)' },
+          { name: 'reuse-kernel', type: 'string', value: 'BUILD_DIR', help: "take the kernels over from this build (when their fingerprints match) and rebuild the rest: the cheaper check" },
+        ],
+      },
+      KEY_OPTIONS,
+      { options: [JOBS, JSON_OUT] },
+    ],
+    vaultErrors: true,
+    load: () => import('./commands/reproduce.js').then((m) => m.run),
+  },
+  {
     name: 'doctor',
     summary: 'check the host has every tool, file and package the build needs',
     options: [{ owner: 'the doctor command', options: [{ name: 'fix', type: 'boolean', help: 'run the printed apt/dpkg commands (root only), then check again' }] }, BUILD_OPTIONS],

@@ -1,0 +1,117 @@
+/**
+ * What `clawos-build reproduce` needs below the command: the bundle's statement
+ * read back, the kernel of an earlier build seeded into a fresh build dir (the
+ * cheaper check: rebuild everything else), and every attested subject compared
+ * by sha256 with the rebuild.
+ */
+import { link, mkdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { UserError } from '../../lib/errors.js';
+import { sha256File } from '../../lib/hash.js';
+import { ATTESTATION_FILE, ARTIFACTS_DIR } from '../../vault/bundle.js';
+import type { Statement, SubjectKind } from '../../vault/attestation.js';
+import { storePut } from '../../vault/store.js';
+import type { Catalog } from '../catalog/load-tasks.js';
+import { isPassed } from '../catalog/outcome.js';
+import { StateStore } from './state.js';
+
+/** Subjects that are build outputs: a rebuild from the same commit and lock must give the same bytes. */
+export const BUILD_OUTPUT_KINDS: readonly SubjectKind[] = ['kernel', 'initramfs', 'iso', 'sbom'];
+
+export interface BundleSubject {
+  /** Build-relative path (also its path under the bundle's artifacts/). */
+  path: string;
+  sha256: string;
+  kind: SubjectKind;
+}
+
+/** What the bundle says it was built from (the statement's externalParameters). */
+export interface BundleBuild {
+  runId: string;
+  arches: string[];
+  sourceDateEpoch: number;
+  source: { commit: string; dirty: boolean } | null;
+  /** sha256 of the module-signing certificate its kernels carry; null: keys made per build; undefined: not recorded. */
+  moduleSigningCert: string | null | undefined;
+  subjects: BundleSubject[];
+}
+
+/** The (already verified) bundle's statement, read for what reproduce needs. */
+export async function readBundleBuild(bundleDir: string): Promise<BundleBuild> {
+  const env = JSON.parse(await readFile(join(bundleDir, ATTESTATION_FILE), 'utf8')) as { payload: string };
+  const st = JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as Statement;
+  const ext = st.predicate.buildDefinition.externalParameters as {
+    arches?: string[];
+    source_date_epoch?: number;
+    source?: { commit: string; dirty: boolean } | null;
+    module_signing_cert?: string | null;
+  };
+  if (!Array.isArray(ext.arches) || typeof ext.source_date_epoch !== 'number') {
+    throw new UserError(`${join(bundleDir, ATTESTATION_FILE)}: the statement names no arches or source_date_epoch: not a clawos-build release bundle`);
+  }
+  return {
+    runId: st.predicate.runDetails.metadata.invocationId,
+    arches: ext.arches,
+    sourceDateEpoch: ext.source_date_epoch,
+    source: ext.source ?? null,
+    moduleSigningCert: ext.module_signing_cert,
+    subjects: st.subject.map((s) => ({ path: s.name.replace(new RegExp(`^${ARTIFACTS_DIR}/`), ''), sha256: s.digest['sha256']!, kind: (s.annotations?.['kind'] ?? 'report') as SubjectKind })),
+  };
+}
+
+/**
+ * Seeds <buildDir> with the passed results of the instances of `steps` (e.g.
+ * kernel-build) from <fromDir>: their state records, their outputs hard-linked,
+ * and those outputs in the new vault store. The run then finds them up to date
+ * exactly when their fingerprints (inputs, deps' outputs, tools, lock, key) match
+ * here too, and rebuilds them otherwise. Returns the seeded instance ids.
+ */
+export async function seedInstances(fromDir: string, buildDir: string, catalog: Catalog, steps: readonly string[], arches: readonly string[]): Promise<string[]> {
+  const from = await StateStore.open(fromDir);
+  const to = await StateStore.open(buildDir);
+  const seeded: string[] = [];
+  for (const task of [...catalog.tasks.values()].filter((t) => steps.includes(t.spec.uses ?? ''))) {
+    for (const arch of arches) {
+      const id = `${task.spec.task_id}@${arch}`;
+      const rec = from.instance(id) ?? from.instance(task.spec.task_id);
+      if (!rec || !isPassed(rec.status)) throw new UserError(`${fromDir}: ${id} has no passed result to reuse`, `build it there first (clawos-build all --build-dir ${fromDir})`);
+      for (const [rel, o] of Object.entries(rec.outputs)) {
+        const src = join(fromDir, rel);
+        const now = await sha256File(src).catch(() => null);
+        if (now !== o.sha256) throw new UserError(`${src}: ${now ? 'changed' : 'missing'} since ${id} recorded it`, `run clawos-build all --build-dir ${fromDir} first`);
+        const dst = join(buildDir, rel);
+        await mkdir(dirname(dst), { recursive: true });
+        await link(src, dst);
+        await storePut(buildDir, dst);
+      }
+      await to.putInstance(rec);
+      seeded.push(rec.id);
+    }
+  }
+  await to.save();
+  return seeded;
+}
+
+export interface SubjectComparison extends BundleSubject {
+  /** sha256 of the rebuilt file, null when the rebuild has none. */
+  rebuilt: string | null;
+  same: boolean;
+  /** Taken over from the earlier build (--reuse-kernel), not rebuilt: proves nothing. */
+  reused: boolean;
+  /** A build output (must match) or run evidence (boot logs, timings: expected to differ). */
+  role: 'output' | 'evidence';
+}
+
+export async function compareSubjects(subjects: readonly BundleSubject[], rebuiltDir: string, reusedPaths: ReadonlySet<string>): Promise<SubjectComparison[]> {
+  const out: SubjectComparison[] = [];
+  for (const s of subjects) {
+    const rebuilt = await sha256File(join(rebuiltDir, s.path)).catch(() => null);
+    out.push({ ...s, rebuilt, same: rebuilt === s.sha256, reused: reusedPaths.has(s.path), role: BUILD_OUTPUT_KINDS.includes(s.kind) ? 'output' : 'evidence' });
+  }
+  return out;
+}
+
+/** The bundle's own copy of a subject. */
+export function bundleArtifact(bundleDir: string, subjectPath: string): string {
+  return join(bundleDir, ARTIFACTS_DIR, subjectPath);
+}
