@@ -6,10 +6,10 @@ import { appendFile, lstat, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { VaultError } from '../../vault/codes.js';
 import { loadTrust } from '../../vault/keys.js';
-import { verifyBundle } from '../../vault/verify.js';
+import { isSemver, verifyBundle } from '../../vault/verify.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
-import { EXIT } from '../exit.js';
+import { EXIT, UsageError } from '../exit.js';
 
 interface VerifyArgs {
   positionals: [string];
@@ -31,6 +31,10 @@ async function readLedger(file: string): Promise<Set<string>> {
 export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
   const a = args as unknown as VerifyArgs;
   const target = a.positionals[0];
+  // A malformed minimum is the caller's mistake, not a bundle that failed.
+  if (a.expectMinRelease !== undefined && !isSemver(a.expectMinRelease)) {
+    throw new UsageError(`--expect-min-release takes a semver version such as 1.2.0 or 1.2.0-rc.1, not "${a.expectMinRelease}"`);
+  }
   const bad = (code: string, detail: string): number => {
     if (a.json) printJson(io, { ok: false, code, detail });
     else io.printErr(`clawos-build: ${detail}\n`);
