@@ -58,3 +58,19 @@ describe('verify with a trust file whose dates are not real', () => {
     expect(r.stdout).toBe(`FAIL KEY_REVOKED: manifest.dsse.json: key ${fx.keys.release.keyid} (release) expired at 2025-06-01T00:00:00Z\n`);
   });
 });
+
+describe('verify --ledger that cannot be written', () => {
+  it('a missing folder is said before verifying (exit 3); /proc after a PASS says the run was not recorded (exit 3)', async () => {
+    const trust = await trustFile('keys.json');
+    const missing = join(fx.root, 'no-such-folder', 'ledger.txt');
+    const r = await runCli(['verify', fx.bundleDir, '--trust', trust, '--ledger', missing]);
+    expect(r).toEqual({ exitCode: 3, stdout: '', stderr: [`clawos-build: --ledger ${missing}: folder ${join(fx.root, 'no-such-folder')} does not exist`] });
+    const p = await runCli(['verify', fx.bundleDir, '--trust', trust, '--ledger', '/proc/clawos-ledger.txt', '--json']);
+    expect(p.exitCode).toBe(3);
+    expect(JSON.parse(p.stdout)).toEqual({
+      ok: false,
+      code: 'INVALID_SCHEMA',
+      detail: 'cannot write --ledger /proc/clawos-ledger.txt: no such file or directory (ENOENT); the bundle verified, but run run-20251121T000000Z-a1b2 was not recorded',
+    });
+  });
+});
