@@ -349,12 +349,20 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: 'export',
     summary: 'a bundle (default: the latest) as one deterministic tar, plus SHA256SUMS',
+    details: ['the bundle is verified with --trust first: one that does not verify is not exported (exit 1)', "SHA256SUMS lists the tar and keeps the folder's other entries that still match"],
     options: [
       {
         owner: 'the export command',
         options: [
           { name: 'bundle', type: 'string', value: 'DIR', help: 'the bundle (default: the latest in <build-dir>)' },
           { name: 'out', type: 'string', value: 'FILE.tar', help: 'the tar to write', required: 'export needs --out FILE.tar' },
+          {
+            name: 'trust',
+            type: 'string',
+            value: 'keys.json',
+            help: 'the trusted public keys the bundle must verify with',
+            required: 'export needs --trust FILE: the trusted public keys the bundle must verify with (never taken from the build)',
+          },
         ],
       },
       OUTPUT_OPTIONS,

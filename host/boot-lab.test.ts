@@ -322,7 +322,10 @@ async function labRepo(): Promise<TestRepo> {
 async function fakeIso(): Promise<string> {
   tmp = await dir({ unsafeCleanup: true });
   const iso = join(tmp.path, 'clawos-x86_64.iso');
-  await writeFile(iso, 'an ISO stand-in: the fake QEMU never reads it\n');
+  // An ISO stand-in: boot checks the ISO 9660 signature ("CD001" at 0x8001); the fake QEMU never reads the rest.
+  const b = Buffer.alloc(0x8800);
+  b.write('CD001', 0x8001, 'latin1');
+  await writeFile(iso, b);
   return iso;
 }
 

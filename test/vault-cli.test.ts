@@ -114,7 +114,7 @@ describe('clawos-build export and status', () => {
   it('export writes a deterministic tar of the latest bundle and a SHA256SUMS that sha256sum -c accepts; the tar verifies', async () => {
     const out = join(fx.repo.root, '..', 'export');
     await run(['mkdir', '-p', out]);
-    const r = await clawos(['export', '--build-dir', fx.repo.buildDir, '--out', join(out, 'clawos-bundle.tar'), '--json']);
+    const r = await clawos(['export', '--build-dir', fx.repo.buildDir, '--out', join(out, 'clawos-bundle.tar'), '--trust', fx.trustFile, '--json']);
     expect(r.exitCode).toBe(0);
     const res = JSON.parse(r.stdout) as { bundle: string; sha256: string };
     expect(res.bundle).toBe(finish.bundle!.dir);

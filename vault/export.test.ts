@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmod, mkdir, readFile, utimes } from 'node:fs/promises';
+import { chmod, mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { exportBundle } from './export.js';
+import { exportBundle, mergedSums } from './export.js';
 import { copyBundle, EPOCH, makeFixture, type Fixture } from '../test/fixtures/vault/make-bundle.js';
 import { sha256Hex } from '../lib/hash.js';
 
@@ -76,5 +76,21 @@ describe('exportBundle with a path too long for ustar', () => {
     const raw = await readFile(r.tarPath);
     expect(raw.includes(Buffer.from('atime='))).toBe(false);
     expect(raw.includes(Buffer.from('ctime='))).toBe(false);
+  });
+});
+
+describe('mergedSums', () => {
+  it("replaces the tar's line, keeps binary-mode and other lines whose file still matches, drops the rest, sorted", async () => {
+    const d = join(fx.root, 'sums');
+    await mkdir(d);
+    await writeFile(join(d, 'b.iso'), 'iso');
+    await writeFile(join(d, 'c.txt'), 'now different');
+    const iso = sha256Hex('iso');
+    await writeFile(
+      join(d, 'SHA256SUMS'),
+      [`${'1'.repeat(64)}  z.tar`, `${iso} *b.iso`, `${sha256Hex('before')}  c.txt`, `${iso}  ../b.iso`, 'not a line', `${'2'.repeat(64)}  gone`].join('\n') + '\n',
+    );
+    expect(await mergedSums(join(d, 'SHA256SUMS'), 'z.tar', 'f'.repeat(64))).toBe(`${iso}  b.iso\n${'f'.repeat(64)}  z.tar\n`);
+    expect(await mergedSums(join(d, 'none', 'SHA256SUMS'), 'a.tar', 'e'.repeat(64))).toBe(`${'e'.repeat(64)}  a.tar\n`);
   });
 });

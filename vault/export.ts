@@ -5,15 +5,17 @@
  * (UTF-8 bytes), regular files only (no dir entries), mode 0644 or 0755 (exec
  * bit kept), uid/gid 0, empty uname/gname, mtime = SOURCE_DATE_EPOCH, and a pax
  * header (path only, never atime/ctime) just for paths too long for ustar.
- * Next to it, SHA256SUMS in the format `sha256sum -c` reads.
+ * Next to it, SHA256SUMS in the format `sha256sum -c` reads, kept true for the
+ * whole folder: the tar's line replaced, other lines kept while their file still
+ * hashes as listed, sorted by name.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, rename, unlink } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { lstat, open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { once } from 'node:events';
 import { Header, Pax } from 'tar';
 import { writeFileAtomic } from '../lib/atomic-write.js';
+import { sha256File } from '../lib/hash.js';
 import { listFiles } from './bundle.js';
 import { compareUtf8, unsafePathReason } from './paths.js';
 import { VaultError } from './codes.js';
@@ -44,13 +46,14 @@ export async function exportBundle(bundleDir: string, outTar: string, opts: { so
   const mtime = new Date(epoch * 1000);
   const files = (await listFiles(bundleDir)).sort(compareUtf8);
   const tmp = join(dirname(outTar), `.${name}.${process.pid}.tmp`);
-  const out = createWriteStream(tmp, { flags: 'w', mode: 0o644 });
+  // Opened (and awaited) here, so a folder that cannot be written is a rejected promise, not a stream's unhandled 'error'.
+  const out = await open(tmp, 'w', 0o644);
   const hash = createHash('sha256');
   let size = 0;
   const write = async (b: Buffer): Promise<void> => {
     hash.update(b);
     size += b.length;
-    if (!out.write(b)) await once(out, 'drain');
+    for (let off = 0; off < b.length; ) off += (await out.write(b, off)).bytesWritten;
   };
   try {
     for (const p of files) {
@@ -78,16 +81,51 @@ export async function exportBundle(bundleDir: string, outTar: string, opts: { so
       if (pad) await write(Buffer.alloc(pad));
     }
     await write(Buffer.alloc(1024));
-    out.end();
-    await once(out, 'finish');
+    await out.sync();
+    await out.close();
     await rename(tmp, outTar);
   } catch (e) {
-    out.destroy();
+    await out.close().catch(() => {});
     await unlink(tmp).catch(() => {});
     throw e;
   }
   const sha256 = hash.digest('hex');
   const sumsPath = join(dirname(outTar), 'SHA256SUMS');
-  await writeFileAtomic(sumsPath, `${sha256}  ${name}\n`);
+  await writeFileAtomic(sumsPath, await mergedSums(sumsPath, name, sha256));
   return { tarPath: outTar, sha256, size, sumsPath };
+}
+
+/** `sha256  name` (or `sha256 *name`, binary mode) as sha256sum writes it. */
+const SUMS_LINE = /^([0-9a-f]{64}) [ *](.+)$/;
+
+/** null when the path is gone or not a regular file. */
+async function sha256OfFile(path: string): Promise<string | null> {
+  try {
+    return (await lstat(path)).isFile() ? await sha256File(path) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The folder's SHA256SUMS with `name` set to `sha256`: every other line is kept
+ * only while its file is still there with that sha256 (an older export in the
+ * same folder stays listed; a line that would fail `sha256sum -c` goes), sorted
+ * by name so the same folder always gives the same file.
+ */
+export async function mergedSums(sumsPath: string, name: string, sha256: string): Promise<string> {
+  let old = '';
+  try {
+    old = await readFile(sumsPath, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const entries = new Map<string, string>();
+  for (const line of old.split('\n')) {
+    const m = SUMS_LINE.exec(line);
+    if (!m || m[2] === name || unsafePathReason(m[2]!)) continue;
+    if ((await sha256OfFile(join(dirname(sumsPath), m[2]!))) === m[1]) entries.set(m[2]!, m[1]!);
+  }
+  entries.set(name, sha256);
+  return [...entries.keys()].sort(compareUtf8).map((n) => `${entries.get(n)}  ${n}\n`).join('');
 }

@@ -3,7 +3,7 @@ import { chmod, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { createHash, createPublicKey } from 'node:crypto';
 import { join } from 'node:path';
 import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
-import { addTrustEntry, initKey, keyIdOf, loadSigner, loadTrust, trustDocument } from './keys.js';
+import { addTrustEntry, initKey, isRealTimestamp, keyIdOf, loadSigner, loadTrust, parseTrust, trustDocument } from './keys.js';
 import { VaultError } from './codes.js';
 
 let tmp: DirectoryResult;
@@ -75,5 +75,31 @@ describe('keys', () => {
     expect([e3.code, e3.message]).toEqual(['INVALID_SCHEMA', `${file}: key ${b.keyid}: keyid is not sha256 of public_key (${a.keyid})`]);
     const e4 = await bad({ ...trustDocument([a.trustEntry]), extra: 1 });
     expect([e4.code, e4.message]).toEqual(['INVALID_SCHEMA', `${file}: trust-root.schema.json: / must NOT have additional properties (extra)`]);
+  });
+});
+
+describe('trust file dates (fail closed)', () => {
+  it('a date that matches the pattern but is not a real instant makes the trust file INVALID_SCHEMA', async () => {
+    const k = await initKey(join(tmp.path, 'k5'), 'release');
+    const refused = (entry: Partial<typeof k.trustEntry>): [string, string] => {
+      try {
+        parseTrust(trustDocument([{ ...k.trustEntry, ...entry }]), 'keys.json');
+      } catch (e) {
+        return [(e as VaultError).code, (e as VaultError).message];
+      }
+      return ['accepted', ''];
+    };
+    // Date reads this as NaN: no "expired" comparison is ever true, so the key would never expire.
+    expect(refused({ valid_until: '2026-13-45T00:00:00Z' })).toEqual(['INVALID_SCHEMA', `keys.json: key ${k.keyid}: valid_until "2026-13-45T00:00:00Z" is not a real date and time`]);
+    expect(refused({ valid_from: '2026-02-30T00:00:00Z' })).toEqual(['INVALID_SCHEMA', `keys.json: key ${k.keyid}: valid_from "2026-02-30T00:00:00Z" is not a real date and time`]);
+    expect(refused({ valid_until: '2026-06-01T24:00:00Z' })[0]).toBe('INVALID_SCHEMA');
+    expect(refused({ valid_until: '2026-06-01T23:59:60Z' })[0]).toBe('INVALID_SCHEMA');
+    expect(refused({ valid_until: '2027-02-29T00:00:00Z' })[0]).toBe('INVALID_SCHEMA');
+    expect(refused({ valid_from: '2028-02-29T23:59:59.123456789Z', valid_until: null })).toEqual(['accepted', '']);
+  });
+
+  it('isRealTimestamp: every field survives the round trip', () => {
+    expect(['2026-11-22T00:37:31.157Z', '2028-02-29T00:00:00Z', '0050-01-01T00:00:00Z'].map(isRealTimestamp)).toEqual([true, true, true]);
+    expect(['2026-13-45T00:00:00Z', '2026-04-31T00:00:00Z', '2026-01-01T00:60:00Z', '2026-01-01', '2026-01-01T00:00:00+01:00'].map(isRealTimestamp)).toEqual([false, false, false, false, false]);
   });
 });

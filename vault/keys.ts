@@ -133,6 +133,23 @@ export async function loadSigner(privateKeyPath: string, role: KeyRole): Promise
   return { keyid: keyIdOf(createPublicKey(privateKey)), role, privateKey };
 }
 
+const UTC_TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?Z$/;
+
+/**
+ * Is `s` (already matching the schema's pattern) a real instant? Date would read
+ * 2026-13-45 as NaN, which no comparison is ever true of (a key that never
+ * expires), and 2026-02-30 as 2 March: every field must survive the round trip.
+ */
+export function isRealTimestamp(s: string): boolean {
+  const m = UTC_TIMESTAMP.exec(s);
+  if (!m || Number.isNaN(Date.parse(s))) return false;
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const t = new Date(0);
+  t.setUTCFullYear(y, mo - 1, d);
+  t.setUTCHours(h, mi, sec, 0);
+  return t.getUTCFullYear() === y && t.getUTCMonth() === mo - 1 && t.getUTCDate() === d && t.getUTCHours() === h && t.getUTCMinutes() === mi && t.getUTCSeconds() === sec;
+}
+
 /** Validate a trust root document; throws VaultError with the verifier's codes. */
 export function parseTrust(doc: unknown, source = 'keys.json'): TrustRoot {
   const d = doc as { format?: unknown; version?: unknown; keys?: unknown };
@@ -155,6 +172,11 @@ export function parseTrust(doc: unknown, source = 'keys.json'): TrustRoot {
     const id = createHash('sha256').update(raw).digest('hex');
     if (id !== entry.keyid) throw new VaultError('INVALID_SCHEMA', `${source}: key ${entry.keyid}: keyid is not sha256 of public_key (${id})`);
     if (byId.has(id)) throw new VaultError('INVALID_SCHEMA', `${source}: key ${id} listed twice`);
+    // Fail closed: a date that is not a real instant would make the key valid forever.
+    for (const field of ['valid_from', 'valid_until'] as const) {
+      const v = entry[field];
+      if (v !== null && !isRealTimestamp(v)) throw new VaultError('INVALID_SCHEMA', `${source}: key ${entry.keyid}: ${field} ${JSON.stringify(v)} is not a real date and time`);
+    }
     byId.set(id, { entry, key: publicKeyFromRaw(raw) });
   }
   return { keys, byId };

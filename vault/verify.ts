@@ -80,6 +80,11 @@ function parseSemver(v: string): { core: number[]; pre: string[] } | undefined {
   return { core: [Number(m[1]), Number(m[2]), Number(m[3])], pre: m[4] ? m[4].split('.') : [] };
 }
 
+/** Is `v` a version compareSemver can order (MAJOR.MINOR.PATCH[-PRE])? */
+export function isSemver(v: string): boolean {
+  return parseSemver(v) !== undefined;
+}
+
 /** semver 2.0 precedence; undefined when either is not semver. */
 export function compareSemver(a: string, b: string): number | undefined {
   const x = parseSemver(a);

@@ -5,7 +5,7 @@
  * name). Every boot's record and serial log, summary.json and junit.xml land
  * under <build>/boots/<stamp>/ (host/boot-lab.ts).
  */
-import { access, constants, mkdir } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UserError } from '../../lib/errors.js';
@@ -19,6 +19,7 @@ import { run as runProcess } from '../../lib/proc.js';
 import { formatDuration } from '../../lib/format.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
+import { buildDirArg } from '../path-args.js';
 import { formatBootLine, formatLabSummary, labExitCode, runBootLab, summarizeLab, writeLabReports, type LabOptions } from '../../host/boot-lab.js';
 
 export interface BootCommandOptions {
@@ -59,6 +60,38 @@ export function describeBoot(r: BootRecord): string {
   }`;
 }
 
+/** ISO 9660's first volume descriptor: its standard identifier "CD001" at byte 0x8001. */
+const ISO9660_MAGIC_AT = 0x8001;
+const ISO9660_MAGIC = Buffer.from('CD001', 'latin1');
+
+/**
+ * Refuse what is not an ISO 9660 image before anything starts QEMU with it
+ * (UserError naming `shown` and what was found there).
+ */
+export async function checkIso9660(iso: string, shown = iso): Promise<void> {
+  let fh;
+  try {
+    fh = await open(iso, 'r');
+  } catch (e) {
+    throw new UserError(`--iso ${shown}: ISO not found or not readable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() && !st.isBlockDevice()) throw new UserError(`--iso ${shown} is not a file`);
+    const got = Buffer.alloc(ISO9660_MAGIC.length);
+    const { bytesRead } = await fh.read(got, 0, got.length, ISO9660_MAGIC_AT);
+    if (bytesRead < got.length) {
+      throw new UserError(`--iso ${shown} is not an ISO 9660 image: it is ${st.size} bytes, too short to hold "CD001" at byte 0x8001`);
+    }
+    if (!got.equals(ISO9660_MAGIC)) {
+      const hex = [...got].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+      throw new UserError(`--iso ${shown} is not an ISO 9660 image: byte 0x8001 holds ${hex}, not "CD001" (43 44 30 30 31)`);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
 /** A fresh <build>/boots/<stamp> (suffixed if two labs start in the same millisecond). */
 async function claimLabDir(buildDir: string, now: Date): Promise<string> {
   const base = join(buildDir, 'boots', now.toISOString().replace(/[:.]/g, '-'));
@@ -79,13 +112,9 @@ export async function bootCommand(o: BootCommandOptions): Promise<number> {
   if (!o.arch || o.arch.length !== 1) throw new UserError('boot needs exactly one --arch (x86_64 or aarch64)', 'e.g. clawos-build boot --iso build/build-engineer/x86_64/clawos-x86_64.iso --arch x86_64');
   if (o.untilFail && o.repeat < 2) throw new UserError('--until-fail needs --repeat N (N > 1): the most rounds to run while no boot fails');
   const iso = resolve(o.iso);
-  try {
-    await access(iso, constants.R_OK);
-  } catch {
-    throw new UserError(`ISO not found or not readable: ${o.iso}`);
-  }
+  await checkIso9660(iso, o.iso);
   const arch = [...(await selectArches(o.repoRoot, o.arch)).values()][0]!;
-  const buildDir = resolve(o.buildDir);
+  const buildDir = await buildDirArg(o.buildDir);
   // The firmware the lock pins (the host's copy when it is the locked one), as the build's boots use.
   const machine =
     o.machine ??

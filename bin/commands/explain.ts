@@ -10,7 +10,7 @@
  */
 import { findModuleSigningKey } from '../../pipeline/kernel/module-signing-key.js';
 import { defaultKeyDir } from '../../vault/key-dir.js';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { UserError } from '../../lib/errors.js';
 import { HashCache } from '../../lib/hash-cache.js';
 import { loadLocalConfig } from '../../pipeline/catalog/config.js';
@@ -28,6 +28,7 @@ import { clawosVersion, loadValidCatalog, selectArches, sourceDateEpoch } from '
 import { StateStore, type InstanceRecord } from '../../pipeline/run/state.js';
 import { builtinSteps } from '../../pipeline/steps/index.js';
 import { PassIndex } from '../../vault/vault-history.js';
+import { buildDirArg } from '../path-args.js';
 
 export interface ExplainOptions {
   repoRoot: string;
@@ -67,10 +68,10 @@ interface ExplainContext extends FreshnessContext {
 }
 
 async function openExplainContext(o: ExplainOptions, arches: string[] | null): Promise<ExplainContext> {
+  const buildDir = await buildDirArg(o.buildDir);
   const steps = o.steps ?? builtinSteps();
   const catalog = await loadValidCatalog(o.repoRoot, o.tasksDir, steps);
   const archMap = await selectArches(o.repoRoot, arches);
-  const buildDir = resolve(o.buildDir);
   const graph = buildGraph(catalog.tasks, [...archMap.keys()]);
   const ctx: ExplainContext = {
     repoRoot: o.repoRoot,

@@ -7,7 +7,8 @@
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
 import { EXIT } from '../exit.js';
-import { join, resolve } from 'node:path';
+import { buildDirArg, outputFileArg, writingTo } from '../path-args.js';
+import { join } from 'node:path';
 import { writeFileAtomic } from '../../lib/atomic-write.js';
 import { formatDuration } from '../../lib/format.js';
 import { buildReportModel, type ReportModel } from '../../report/report-model.js';
@@ -44,19 +45,17 @@ export function reportSummary(m: ReportModel, file: string | null): string {
 }
 
 export async function reportCommand(o: ReportCommandOptions): Promise<number> {
-  const buildDir = resolve(o.buildDir);
+  const buildDir = await buildDirArg(o.buildDir);
+  // Every path is checked before the (slow) model is built; no folder is created for them.
+  const metrics = o.metrics ? await outputFileArg(o.metrics, '--metrics') : null;
+  const out = o.json ? null : await outputFileArg(o.out ?? join(buildDir, 'report.html'), '--out');
   const model = await buildReportModel({ repoRoot: o.repoRoot, buildDir, ...(o.trust ? { trust: o.trust } : {}), ...(o.now ? { now: o.now } : {}) });
-  let metrics: string | null = null;
-  if (o.metrics) {
-    metrics = resolve(o.metrics);
-    await writeMetricsFile(metrics, model);
-  }
-  if (o.json) {
+  if (metrics) await writingTo(metrics, '--metrics', () => writeMetricsFile(metrics, model));
+  if (!out) {
     printJson(o, { ...model, ...(metrics ? { metrics_file: metrics } : {}) });
     return EXIT.ok;
   }
-  const out = resolve(o.out ?? join(buildDir, 'report.html'));
-  await writeFileAtomic(out, renderReportHtml(model));
+  await writingTo(out, '--out', () => writeFileAtomic(out, renderReportHtml(model)));
   o.print(reportSummary(model, out) + (metrics ? `metrics: ${metrics}\n` : ''));
   return EXIT.ok;
 }

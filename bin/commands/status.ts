@@ -1,14 +1,15 @@
 /** `clawos-build status`: the latest task-end and gate events of the vault's event chains (not state.json). */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { formatDuration } from '../../lib/format.js';
 import { PHASES } from '../../pipeline/catalog/task-spec.js';
 import { vaultStatus } from '../../vault/vault-history.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
 import { EXIT } from '../exit.js';
+import { buildDirArg } from '../path-args.js';
 
 export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
-  const buildDir = resolve(a.buildDir as string);
+  const buildDir = await buildDirArg(a.buildDir as string);
   const s = await vaultStatus(buildDir);
   const code = s.problems.length ? EXIT.failed : EXIT.ok;
   if (a.json) {
