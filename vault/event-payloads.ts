@@ -31,7 +31,8 @@ export type RunStartPayload = {
   secrets?: string[];
   source_date_epoch?: number;
   tools?: Record<string, string>;
-  freeze?: { frozen_at: string; specs: unknown[] } | { problem: string };
+  /** `read`: every covered file as the run read it (sha256 of the bytes), checked against `specs` before anything ran. */
+  freeze?: { frozen_at: string; specs: unknown[]; read?: { path: string; sha256: string }[] } | { problem: string };
 };
 
 export type RunEndPayload = {
