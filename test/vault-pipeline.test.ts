@@ -18,7 +18,8 @@ import { ATTESTATION_FILE, EVENTS_FILE, MANIFEST_FILE, type BundleManifest } fro
 import { resignManifest, rehash } from './fixtures/vault/make-bundle.js';
 import { bundleEntries, rawTar } from './fixtures/vault/raw-tar.js';
 import { vaultStatus } from '../vault/vault-history.js';
-import { FREEZE_FILE, FreezeRefused, freezeSpecs, readSpec } from '../vault/freeze-specs.js';
+import { FREEZE_FILE, FREEZE_HINT, FreezeRefused, freezeSpecs, loadFreezeState, readSpec } from '../vault/freeze-specs.js';
+import { UserError } from '../lib/errors.js';
 import { envelopeBytes, FREEZE_PAYLOAD_TYPE, signEnvelope } from '../vault/dsse.js';
 import { canonicalBytes } from '../vault/jcs.js';
 import { initKey } from '../vault/keys.js';
@@ -160,7 +161,10 @@ describe('a pipeline run records itself in the vault', () => {
     expect(frozen.some((d) => d.name === 'specs/audit/waivers.yaml')).toBe(true);
     const quotas = frozen.find((d) => d.name === 'specs/p1/cgroup-quotas.yaml')!;
     expect(quotas.digest.sha256).toBe(await sha256File(join(fx.repo.root, 'specs/p1/cgroup-quotas.yaml')));
-    expect(quotas.annotations).toMatchObject({ spec_id: 'P1.5' });
+    expect(quotas.annotations).toMatchObject({ spec_id: 'P1.5', frozen_sha256: quotas.digest.sha256 });
+    // What the run read, as the run-start event recorded it, is what the attestation cites.
+    const read = (firstEvents[0]!.payload.freeze as { read: { path: string; sha256: string }[] }).read;
+    expect(frozen.map((d) => ({ path: d.name, sha256: d.digest.sha256 }))).toEqual(read);
     expect(st.predicate.runDetails.metadata).toEqual({ invocationId: first.runId, startedOn: firstEvents[0]!.time, finishedOn: firstEvents.at(-1)!.time });
     expect(st.predicate.runDetails.builder).toMatchObject({ id: 'https://clawos.dev/clawos-build' });
     // The lock it was built by, carried and attested.
@@ -285,29 +289,84 @@ describe('a pipeline run records itself in the vault', () => {
   });
 });
 
-describe('frozen P1 specs', () => {
-  it('a task whose frozen_spec_deps no longer match the freeze record is refused, naming the spec and both hashes', async () => {
-    const spec = join(fx.repo.root, 'specs/p1/cgroup-quotas.yaml');
+describe('frozen specs: every file the freeze covers is checked at every run', () => {
+  /** The run's build dir as it is: what a stopped run must leave alone. */
+  const snapshot = async (): Promise<string[]> => {
+    const out: string[] = [];
+    for (const e of await readdir(fx.repo.buildDir, { recursive: true, withFileTypes: true })) {
+      if (e.isFile()) out.push(`${join(e.parentPath, e.name)} ${(await stat(join(e.parentPath, e.name))).mtimeMs}`);
+    }
+    return out.sort();
+  };
+  const frozenAt = async (): Promise<string> => {
+    const st = await loadFreezeState(fx.repo.root);
+    if (!st.ok) throw new Error(st.detail);
+    return st.payload.frozen_at;
+  };
+  const stop = (at: string, lines: string[]) =>
+    `${lines.length} frozen spec${lines.length === 1 ? ' does' : 's do'} not match ${FREEZE_FILE} (frozen_at ${at}), so the run stops before any task:\n${lines.join('\n')}`;
+
+  it('a spec no task lists in frozen_spec_deps (P1.7, D-02) edited under the same version stops the run, naming the file, both hashes and the command', async () => {
+    const spec = join(fx.repo.root, 'specs/p1/ipc-protocol.yaml');
     const original = await readFile(spec);
-    const frozen = sha256Hex(original);
-    const { version } = (await readSpec(fx.repo.root, 'specs/p1/cgroup-quotas.yaml'))!;
+    const { version } = (await readSpec(fx.repo.root, 'specs/p1/ipc-protocol.yaml'))!;
     const major = version.split('.')[0];
     await appendFile(spec, '# an unreviewed edit\n');
     const now = await sha256File(spec);
-    const r = await fx.run({ phases: ['P1', 'P2'] });
-    const ends = Object.fromEntries(r.events.filter((e) => e.type === 'task-end').map((e) => [(e as { id: string }).id, e]));
-    const message = `frozen spec specs/p1/cgroup-quotas.yaml changed: frozen sha256 ${frozen}, current sha256 ${now}; version ${version} keeps major ${major} of frozen ${version}; a frozen spec changes only with a new major version and a new freeze`;
-    for (const a of ARCHES) expect(ends[`A-01@${a}`]).toMatchObject({ status: 'FAIL', reason: 'frozen-spec-mismatch', message });
-    // (The previous run failed A-01 too, for another reason: the gate must decide again, not keep that report.)
-    expect(r.results[1]!.gate.blockers).toContain(`A-01@x86_64: FAIL (frozen-spec-mismatch): ${message}`);
+    const before = await snapshot();
+    const err = await fx.run().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as UserError).message).toBe(
+      stop(await frozenAt(), [
+        `frozen spec specs/p1/ipc-protocol.yaml changed: frozen sha256 ${sha256Hex(original)}, current sha256 ${now}; version ${version} keeps major ${major} of frozen ${version}; a frozen spec changes only with a new major version and a new freeze`,
+      ]),
+    );
+    expect((err as UserError).hint).toBe(FREEZE_HINT);
+    expect((err as UserError).hint).toContain('`clawos-build spec freeze`');
+    // Nothing was opened or written: no state, no events, no task.
+    expect(await snapshot()).toEqual(before);
+    await writeFile(spec, original);
+  });
+
+  it('every drifted, missing and unrecorded file at once, in specs/p1 and specs/audit alike', async () => {
+    const quotas = join(fx.repo.root, 'specs/p1/cgroup-quotas.yaml');
+    const waivers = join(fx.repo.root, 'specs/audit/waivers.yaml');
+    const q = await readFile(quotas);
+    const w = await readFile(waivers);
+    const { version } = (await readSpec(fx.repo.root, 'specs/p1/cgroup-quotas.yaml'))!;
+    await appendFile(quotas, '# an unreviewed edit\n');
+    await rm(waivers);
+    await writeFile(join(fx.repo.root, 'specs/audit/extra.yaml'), 'version: 1.0.0\n');
+    const err = await fx.run({ phases: ['P1', 'P2'] }).catch((e: unknown) => e);
+    expect((err as UserError).message).toBe(
+      stop(await frozenAt(), [
+        `frozen spec specs/audit/extra.yaml is not in the freeze record (frozen_at ${await frozenAt()}); freeze it first`,
+        `frozen spec specs/audit/waivers.yaml is missing (frozen sha256 ${sha256Hex(w)})`,
+        `frozen spec specs/p1/cgroup-quotas.yaml changed: frozen sha256 ${sha256Hex(q)}, current sha256 ${await sha256File(quotas)}; version ${version} keeps major 1 of frozen ${version}; a frozen spec changes only with a new major version and a new freeze`,
+      ]),
+    );
     // Re-freezing that edit without a new major version is refused too.
+    await rm(join(fx.repo.root, 'specs/audit/extra.yaml'));
+    await writeFile(waivers, w);
     await expect(freezeSpecs({ repoRoot: fx.repo.root, keyDir: fx.keyDir })).rejects.toThrow(
-      `spec freeze refused:\nspecs/p1/cgroup-quotas.yaml: content changed (sha256 ${frozen} -> ${now}) but version ${version} keeps major ${major} of frozen ${version}; a frozen spec changes only with a new major version`,
+      `spec freeze refused:\nspecs/p1/cgroup-quotas.yaml: content changed (sha256 ${sha256Hex(q)} -> ${await sha256File(quotas)}) but version ${version} keeps major 1 of frozen ${version}; a frozen spec changes only with a new major version`,
+    );
+    await writeFile(quotas, q);
+  });
+
+  it('a spec edited during the run: no bundle, since the tasks may have read other bytes than the run checked', async () => {
+    const spec = join(fx.repo.root, 'specs/p1/ipc-protocol.yaml');
+    const original = await readFile(spec);
+    const r = await fx.run({ beforeFinish: () => appendFile(spec, '# edited while the run ran\n') });
+    expect(r.results.map((x) => x.gate.recommendation)).toEqual(['GO', 'GO', 'GO', 'GO']);
+    expect(r.finish.bundle).toBeUndefined();
+    expect(r.finish.bundleNote).toBe(
+      `no bundle: frozen spec specs/p1/ipc-protocol.yaml changed during the run: read sha256 ${sha256Hex(original)} at the start, now sha256 ${await sha256File(spec)}`,
     );
     await writeFile(spec, original);
   });
 
-  it('a freeze record signed by one role only is refused by spec freeze and by the scheduler', async () => {
+  it('a freeze record signed by one role only is refused by spec freeze, and stops the run', async () => {
     const lone = join(fx.repo.root, '..', 'security-only');
     const k = await initKey(lone, 'security');
     const err = await freezeSpecs({ repoRoot: fx.repo.root, keyDir: lone }).catch((e: unknown) => e);
@@ -321,17 +380,17 @@ describe('frozen P1 specs', () => {
     const payload = Buffer.from((JSON.parse(good.toString('utf8')) as { payload: string }).payload, 'base64');
     const security = await loadSigner(fx.keys.security.privateKeyPath, 'security');
     await writeFile(recFile, envelopeBytes(signEnvelope(canonicalBytes(JSON.parse(payload.toString('utf8'))), FREEZE_PAYLOAD_TYPE, [security])));
-    const r = await fx.run({ phases: ['P1', 'P2'] });
-    const end = r.events.find((e) => e.type === 'task-end' && e.id === 'A-01@x86_64') as { status: string; reason: string; message: string };
-    expect(end).toMatchObject({ status: 'FAIL', reason: 'frozen-spec-mismatch' });
-    expect(end.message).toBe(
-      `frozen_spec_deps (specs/p1/cgroup-quotas.yaml) cannot be checked: ${FREEZE_FILE} does not verify against specs/trust/keys.json: UNKNOWN_KEY: ` +
-        `freeze record is not signed by both a security key and a core key: missing core (signed by: security ${security.keyid.slice(0, 16)}); run \`clawos-build spec freeze\``,
+    const stopped = await fx.run({ phases: ['P1', 'P2'] }).catch((e: unknown) => e);
+    expect(stopped).toBeInstanceOf(UserError);
+    expect((stopped as UserError).message).toBe(
+      `the frozen specs cannot be checked, so the run stops before any task: ${FREEZE_FILE} does not verify against specs/trust/keys.json: UNKNOWN_KEY: ` +
+        `freeze record is not signed by both a security key and a core key: missing core (signed by: security ${security.keyid.slice(0, 16)})`,
     );
     expect(k.role).toBe('security');
     await writeFile(recFile, good);
     const back = await fx.run();
     expect(back.results.map((x) => x.gate.recommendation)).toEqual(['GO', 'GO', 'GO', 'GO']);
+    expect(back.finish.bundle).toBeDefined();
   });
 });
 

@@ -44,7 +44,8 @@ export interface ProvenanceInput {
   debianPackages: { name: string; version: string; arch: string; sha256: string }[];
   /** The input lock the build fetched by (inputs.lock.yaml), carried in the bundle under this name. */
   inputLock?: { name: string; sha256: string };
-  frozenSpecs: { path: string; sha256: string; version: string; spec_id?: string }[];
+  /** Every frozen file as the build read it (sha256 of the bytes read); `frozen_sha256`: the record's hash it was checked against. */
+  frozenSpecs: { path: string; sha256: string; version: string; spec_id?: string; frozen_sha256?: string }[];
   builderId: string;
   builderVersion?: Record<string, string>;
   /** = the run_id. */
@@ -94,7 +95,7 @@ export function buildStatement(input: ProvenanceInput): Statement {
       .map((s) => ({
         name: s.path,
         digest: { sha256: s.sha256 },
-        annotations: { kind: 'frozen-spec', version: s.version, ...(s.spec_id ? { spec_id: s.spec_id } : {}) },
+        annotations: { kind: 'frozen-spec', version: s.version, ...(s.spec_id ? { spec_id: s.spec_id } : {}), ...(s.frozen_sha256 ? { frozen_sha256: s.frozen_sha256 } : {}) },
       }))
       .sort(byName),
   ];

@@ -35,7 +35,8 @@ export type RunStartPayload = {
   /** The managed module-signing key's certificate (sha256 of its DER), or null: kernels made their own key. */
   module_signing?: { cert_sha256: string; subject: string } | null;
   tools?: Record<string, string>;
-  freeze?: { frozen_at: string; specs: unknown[] } | { problem: string };
+  /** `read`: every covered file as the run read it (sha256 of the bytes), checked against `specs` before anything ran. */
+  freeze?: { frozen_at: string; specs: unknown[]; read?: { path: string; sha256: string }[] } | { problem: string };
 };
 
 export type RunEndPayload = {

@@ -16,7 +16,7 @@ import { yamlValue } from '../lib/yaml-source.js';
 import { writeFileAtomic } from '../lib/atomic-write.js';
 import { sha256Hex } from '../lib/hash.js';
 import { addTrustEntry, loadTrust, makeTrustEntry, type Signer, type TrustKey } from './keys.js';
-import { freezeRecord, freezeSuccessionProblems, verifyFreeze, type FreezePayload, type FrozenSpec } from './freeze.js';
+import { checkFreezeCoverage, freezeRecord, freezeSuccessionProblems, verifyFreeze, type FreezePayload, type FrozenSpec } from './freeze.js';
 import { defaultTrustFile, findSigner, listKeyFiles } from './key-dir.js';
 import { parseJsonBytes } from './jcs.js';
 import { compareUtf8 } from './paths.js';
@@ -170,4 +170,36 @@ export async function loadFreezeState(repoRoot: string, at: Date = new Date()): 
   const v = verifyFreeze(bytes, trust, at);
   if (!v.ok) return { ok: false, detail: `${FREEZE_FILE} does not verify against ${REPO_TRUST_FILE}: ${v.code}: ${v.detail}` };
   return { ok: true, payload: v.payload, frozen: new Map(v.payload.specs.map((s) => [s.path, s])) };
+}
+
+/** What makes a new freeze, for the message that stops a run. */
+export const FREEZE_HINT = 'after review, give a changed spec a new major version, then `clawos-build spec freeze` with a security key and a core key';
+
+/** A covered file as the run read it, with the record's hash it was checked against. */
+export interface FrozenRead extends SpecNow {
+  frozen_sha256: string;
+}
+
+export type FrozenFilesCheck =
+  | { ok: true; freeze: Extract<FreezeState, { ok: true }>; read: FrozenRead[] }
+  | { ok: false; message: string; hint: string };
+
+/**
+ * What every run checks before anything runs: the record verifies, and every file
+ * it covers (FROZEN_DIRS), not only a task's frozen_spec_deps, hashes to it. On
+ * success, the files as read (the bytes the build reads); else why the run stops.
+ */
+export async function checkFrozenFiles(repoRoot: string, at: Date = new Date()): Promise<FrozenFilesCheck> {
+  const freeze = await loadFreezeState(repoRoot, at);
+  if (!freeze.ok) return { ok: false, message: `the frozen specs cannot be checked, so the run stops before any task: ${freeze.detail}`, hint: FREEZE_HINT };
+  const now = await currentP1Specs(repoRoot);
+  const r = checkFreezeCoverage(now, freeze.payload);
+  if (!r.ok) {
+    return {
+      ok: false,
+      message: `${r.refusals.length} frozen spec${r.refusals.length === 1 ? '' : 's'} ${r.refusals.length === 1 ? 'does' : 'do'} not match ${FREEZE_FILE} (frozen_at ${freeze.payload.frozen_at}), so the run stops before any task:\n${r.message}`,
+      hint: FREEZE_HINT,
+    };
+  }
+  return { ok: true, freeze, read: now.map((s) => ({ ...s, frozen_sha256: freeze.frozen.get(s.path)!.sha256 })) };
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkFrozenDeps, freezeRecord, verifyFreeze } from './freeze.js';
+import { checkFreezeCoverage, checkFrozenDeps, freezeRecord, verifyFreeze } from './freeze.js';
 import { envelopeBytes, FREEZE_PAYLOAD_TYPE, signEnvelope } from './dsse.js';
 import { canonicalBytes } from './jcs.js';
 import { makeFixture, type Fixture } from '../test/fixtures/vault/make-bundle.js';
@@ -79,5 +79,22 @@ describe('spec freeze', () => {
     const rec = freezeRecord(specs, { security: fx.keys.security, core: fx.keys.core }, { frozenAt: at });
     const env = { ...rec.envelope, payload: Buffer.from(canonicalBytes({ ...rec.payload, frozen_at: '2030-01-01T00:00:00.000Z' })).toString('base64') };
     expect(verifyFreeze(envelopeBytes(env), fx.trust)).toMatchObject({ ok: false, code: 'INVALID_SIGNATURE' });
+  });
+
+  it('coverage: every covered file against the record, not only the ones a task lists', () => {
+    const rec = freezeRecord(specs, { security: fx.keys.security, core: fx.keys.core }, { frozenAt: at });
+    expect(checkFreezeCoverage(specs, rec.payload)).toEqual({ ok: true });
+    const r = checkFreezeCoverage(
+      [
+        { path: SECCOMP, sha256: H2, version: '1.0.0' },
+        { path: 'specs/audit/new.yaml', sha256: H1, version: '1.0.0' },
+      ],
+      rec.payload,
+    );
+    expect(r.ok ? [] : r.message.split('\n')).toEqual([
+      'frozen spec specs/audit/new.yaml is not in the freeze record (frozen_at 2025-11-21T00:00:00.000Z); freeze it first',
+      `frozen spec specs/p1/cgroup-quotas.yaml is missing (frozen sha256 ${'3'.repeat(64)})`,
+      `frozen spec ${SECCOMP} changed: frozen sha256 ${H1}, current sha256 ${H2}; version 1.0.0 keeps major 1 of frozen 1.0.0; a frozen spec changes only with a new major version and a new freeze`,
+    ]);
   });
 });

@@ -128,3 +128,20 @@ export function checkFrozenDeps(
   if (refusals.length === 0) return { ok: true };
   return { ok: false, refusals, message: refusals.map((r) => r.message).join('\n') };
 }
+
+/**
+ * Every file the freeze covers, as read now, against the record: one refusal per
+ * file that changed, that the record lists but is gone, or that is new and not in
+ * the record. A run checks this before anything runs, whatever its tasks declare.
+ */
+export function checkFreezeCoverage(
+  current: readonly { path: string; sha256: string; version: string }[],
+  freeze: FreezePayload,
+): { ok: true } | { ok: false; refusals: FrozenDepRefusal[]; message: string } {
+  const paths = [...new Set([...current.map((s) => s.path), ...freeze.specs.map((s) => s.path)])].sort(compareUtf8);
+  return checkFrozenDeps(
+    paths.map((path) => ({ path })),
+    new Map(current.map((s) => [s.path, s])),
+    freeze,
+  );
+}

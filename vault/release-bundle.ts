@@ -78,7 +78,7 @@ export interface ReleaseBundleInput {
   extraSubjects?: BundleArtifact[];
   /** inputs.lock.yaml as the build read it: carried in the bundle and named as a resolved dependency. */
   inputLock?: { path: string; bytes: Buffer };
-  frozenSpecs: { path: string; sha256: string; version: string; spec_id?: string }[];
+  frozenSpecs: { path: string; sha256: string; version: string; spec_id?: string; frozen_sha256?: string }[];
   /** Debian architecture of a build arch (x86_64 -> amd64), for packages whose record has none. */
   debianArch: (arch: string | null) => string | undefined;
   builderVersion: Record<string, string>;

@@ -8,7 +8,7 @@ import type { HashCache } from '../../lib/hash-cache.js';
 import type { Redactor } from '../../lib/redact.js';
 import type { RetryPolicy } from '../../lib/retry.js';
 import type { SandboxMode } from '../../lib/sandbox.js';
-import type { FreezeState } from '../../vault/freeze-specs.js';
+import type { FreezeState, FrozenRead } from '../../vault/freeze-specs.js';
 import type { RunVault } from '../../vault/run-vault.js';
 import type { PassIndex } from '../../vault/vault-history.js';
 import type { ArchSpec } from '../catalog/arch.js';
@@ -65,6 +65,8 @@ export interface RunContext extends FreshnessContext {
   manifest: ManifestQueue;
   /** The signed P1 freeze record, verified once per run. */
   freeze: FreezeState;
+  /** Every file the freeze covers as this run read it (checked against the record at the start). */
+  frozenRead: FrozenRead[];
   /** bwrap (probed once per run) or explicitly off (--no-sandbox); recorded in every task event. */
   sandbox: SandboxMode;
   /** Named secrets, replaced in every log line, event, record and report. */

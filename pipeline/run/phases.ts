@@ -28,7 +28,7 @@ import { loadPinnedKernelSource } from '../kernel/source.js';
 import { LOCK_FILE, loadLock } from '../catalog/input-lock.js';
 import { writeSbomSubjects } from './sbom-subjects.js';
 import { findSigner } from '../../vault/key-dir.js';
-import { readSpec } from '../../vault/freeze-specs.js';
+import { currentP1Specs, readSpec } from '../../vault/freeze-specs.js';
 import { bundlesDir, loadBundleConfig, writeReleaseBundle, type ReleaseBundle } from '../../vault/release-bundle.js';
 import type { VaultEvent } from '../../vault/event-chain.js';
 import { isEvent, type StoredFile } from '../../vault/event-payloads.js';
@@ -241,6 +241,17 @@ export interface RunFinish {
   bundleNote?: string;
 }
 
+/** A covered file whose bytes differ from what the run read and checked at its start, as a bundle note. */
+async function frozenDrift(rc: RunContext): Promise<string | undefined> {
+  for (const s of rc.frozenRead) {
+    const now = await readSpec(rc.repoRoot, s.path);
+    if (now?.sha256 !== s.sha256) return `no bundle: frozen spec ${s.path} changed during the run: read sha256 ${s.sha256} at the start, now ${now ? `sha256 ${now.sha256}` : 'missing'}`;
+  }
+  // A covered file added during the run was not checked either.
+  const added = (await currentP1Specs(rc.repoRoot)).find((n) => !rc.frozenRead.some((s) => s.path === n.path));
+  return added ? `no bundle: ${added.path} appeared during the run and is not in the freeze record` : undefined;
+}
+
 async function releaseVersion(repoRoot: string): Promise<string> {
   return (await loadRelease(repoRoot)).version;
 }
@@ -268,7 +279,9 @@ export async function finishRun(
   else if (p4.gate.recommendation !== 'GO') note = 'no bundle: gate P4 said NO-GO';
   else if (!allPhases) note = 'no bundle: a release bundle covers P1 to P4 in one run; run `clawos-build all`';
   else if (!rc.freeze.ok) note = `no bundle: the P1 freeze record does not verify: ${rc.freeze.detail}`;
-  else {
+  // A covered file changed after the start: the run's tasks may have read other bytes than it checked.
+  else note = await frozenDrift(rc);
+  if (!note) {
     signer = await findSigner(o.keyDir, 'release', o.trustFile);
     if (!signer) note = `no release key in ${o.keyDir}: bundle not signed; run \`clawos-build keys init --role release\``;
   }
@@ -285,6 +298,8 @@ export async function finishRun(
     await rc.vault.close();
     return done;
   }
+  // The attestation cites the bytes this run read (checked against the record at its start).
+  const frozenSpecs = rc.frozenRead.map((s) => ({ path: s.path, sha256: s.sha256, version: s.version, frozen_sha256: s.frozen_sha256, ...(s.spec_id ? { spec_id: s.spec_id } : {}) }));
   const events = rc.vault.log.eventBytes().map((b) => JSON.parse(b.toString('utf8')) as VaultEvent);
   await rc.vault.close();
   const config = await loadBundleConfig(rc.repoRoot);
@@ -293,11 +308,6 @@ export async function finishRun(
   const release = await releaseVersion(rc.repoRoot);
   // The images' bills of materials, attested with them.
   const sboms = await writeSbomSubjects(rc, config, (await loadLock(rc.repoRoot)).lock, release, src.deb?.package);
-  const frozenSpecs = [];
-  for (const s of rc.freeze.payload.specs) {
-    const now = await readSpec(rc.repoRoot, s.path);
-    frozenSpecs.push({ ...s, ...(now?.spec_id ? { spec_id: now.spec_id } : {}) });
-  }
   let bundle: ReleaseBundle;
   try {
     bundle = await writeReleaseBundle({

@@ -27,7 +27,7 @@ import { DEFAULT_RETRY, type RetryPolicy } from '../../lib/retry.js';
 import type { Phase } from '../catalog/task-spec.js';
 import { RunVault } from '../../vault/run-vault.js';
 import { PassIndex } from '../../vault/vault-history.js';
-import { loadFreezeState } from '../../vault/freeze-specs.js';
+import { checkFrozenFiles } from '../../vault/freeze-specs.js';
 import { defaultKeyDir } from '../../vault/key-dir.js';
 import { findModuleSigningKey } from '../kernel/module-signing-key.js';
 import { run as runProcess } from '../../lib/proc.js';
@@ -121,6 +121,10 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
   const loaded = await loadValidCatalog(o.repoRoot, o.tasksDir, steps);
   const catalog = o.backend ? applyBackend(loaded, o.backend.name, o.backend.params) : loaded;
   const arches = await selectArches(o.repoRoot, o.arches);
+  // Every file the freeze covers must match its signed record, whatever the tasks declare:
+  // a drifted spec stops the run before anything is opened or written.
+  const frozen = await checkFrozenFiles(o.repoRoot);
+  if (!frozen.ok) throw new UserError(frozen.message, frozen.hint);
   const buildDir = resolve(o.buildDir);
   const graph = buildGraph(catalog.tasks, [...arches.keys()]);
   const state = await StateStore.open(buildDir);
@@ -155,7 +159,8 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     sandbox,
     redact,
     retry: o.retry ?? DEFAULT_RETRY,
-    freeze: await loadFreezeState(o.repoRoot),
+    freeze: frozen.freeze,
+    frozenRead: frozen.read,
     passes: new PassIndex(buildDir),
     moduleSigningKey: (await findModuleSigningKey(o.keyDir ?? defaultKeyDir())) ?? null,
     source: await sourceRevision(o.repoRoot),
@@ -174,7 +179,7 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     source: rc.source,
     module_signing: rc.moduleSigningKey ? { cert_sha256: rc.moduleSigningKey.certSha256, subject: rc.moduleSigningKey.subject } : null,
     tools: Object.fromEntries(packages.map((p) => [p, rc.tools.get(p)])),
-    freeze: rc.freeze.ok ? { frozen_at: rc.freeze.payload.frozen_at, specs: rc.freeze.payload.specs } : { problem: rc.freeze.detail },
+    freeze: rc.freeze.ok ? { frozen_at: rc.freeze.payload.frozen_at, specs: rc.freeze.payload.specs, read: rc.frozenRead.map(({ path, sha256 }) => ({ path, sha256 })) } : { problem: rc.freeze.detail },
   });
   return rc;
 }

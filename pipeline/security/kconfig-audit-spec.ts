@@ -30,7 +30,8 @@ export interface AuditRule {
   reason: string;
   severity: Severity;
   rationale: string;
-  mitigation: string;
+  /** What to change so the rule passes (not a mitigation: see specs/audit/mitigations.yaml). */
+  fix: string;
   /** Where the rule is written, for diagnostics and the audit's findings. */
   at: string;
 }
@@ -41,7 +42,8 @@ export interface ModuleSignatureRule {
   reason: string;
   severity: Severity;
   rationale: string;
-  mitigation: string;
+  /** What to change so the rule passes (not a mitigation: see specs/audit/mitigations.yaml). */
+  fix: string;
   at: string;
 }
 

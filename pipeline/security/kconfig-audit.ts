@@ -29,7 +29,8 @@ export interface AuditEntry {
   waiver_reason: string | null;
   waiver_who: string | null;
   rationale: string;
-  mitigation: string;
+  /** What to change so the rule passes (not a mitigation: see specs/audit/mitigations.yaml). */
+  fix: string;
   /** The rule (file:line) that produced this entry. */
   rule: string;
   /** module_signature entries: the file's sha256. */
@@ -101,7 +102,7 @@ function entry(
     waiver_reason: applied ? applied.reason : null,
     waiver_who: applied ? applied.who : null,
     rationale: base.rationale,
-    mitigation: base.mitigation,
+    fix: base.fix,
     rule: base.rule,
     ...(base.sha256 ? { sha256: base.sha256 } : {}),
   };
@@ -122,7 +123,7 @@ export function auditConfig(spec: AuditSpec, config: ReadonlyMap<string, string>
           check_result: evaluateRule(config, r),
           severity: r.severity,
           rationale: r.rationale,
-          mitigation: r.mitigation,
+          fix: r.fix,
           rule: r.at,
         },
         findWaiver(spec.waivers, (w) => w.option === r.option && w.desired !== undefined && desiredVal(w.desired) === desiredVal(r.desired)),
@@ -168,7 +169,7 @@ export async function auditModule(
       check_result: result,
       severity: m.severity,
       rationale: m.rationale,
-      mitigation: m.mitigation,
+      fix: m.fix,
       rule: m.at,
       ...(file.sha256 ? { sha256: file.sha256 } : {}),
     },
@@ -235,10 +236,10 @@ export function auditMarkdown(o: {
   for (const sev of SEVERITIES) {
     const rows = failing.filter((e) => e.severity === sev);
     if (!rows.length) continue;
-    out.push(`## ${sev} (${rows.length})`, '', '| option | desired | result | source | waived | mitigation |', '|---|---|---|---|---|---|');
+    out.push(`## ${sev} (${rows.length})`, '', '| option | desired | result | source | waived | fix |', '|---|---|---|---|---|---|');
     for (const e of rows) {
       const w = e.waived ? `yes (${e.waiver_who}): ${e.waiver_reason}` : 'no';
-      out.push(`| \`${cell(e.option_name)}\` | ${cell(e.desired_val)} | ${cell(e.check_result)} | ${e.decision} | ${cell(w)} | ${cell(e.mitigation)} |`);
+      out.push(`| \`${cell(e.option_name)}\` | ${cell(e.desired_val)} | ${cell(e.check_result)} | ${e.decision} | ${cell(w)} | ${cell(e.fix)} |`);
     }
     out.push('');
   }

@@ -8,7 +8,10 @@
  * Severity: a failed task of a layer and a failed or missing in-guest check are
  * CRITICAL; an audit entry keeps its rule's severity; a task that was not built
  * has its layer's `gap` severity (specs/audit/security-layers.yaml). The report
- * FAILs on any open CRITICAL and on any open HIGH without a mitigation text.
+ * FAILs on any open CRITICAL and on any open HIGH without a proven mitigation: a
+ * compensating control in place (a gap's `mitigation`, or specs/audit/mitigations.yaml
+ * for an audit finding) whose evidence, in-guest checks and tasks, all passed in
+ * this run. A rule's `fix` (what to change) is not a mitigation.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,14 +19,40 @@ import type { Evidence } from '../catalog/outcome.js';
 import type { Diagnostic } from '../../lib/yaml-source.js';
 import { checkDataText } from '../../lib/data.js';
 import type { AuditEntry } from './kconfig-audit.js';
-import { ruleName, SEVERITIES, type Severity } from './kconfig-audit-spec.js';
+import { RULES_FILE, ruleName, SEVERITIES, type Severity } from './kconfig-audit-spec.js';
+import { parseYaml, yamlValue } from '../../lib/yaml-source.js';
 
 export const LAYERS_FILE = 'specs/audit/security-layers.yaml';
 export const LAYERS_SCHEMA = 'specs/schemas/audit/security-layers.schema.json';
+export const MITIGATIONS_FILE = 'specs/audit/mitigations.yaml';
+export const MITIGATIONS_SCHEMA = 'specs/schemas/audit/mitigations.schema.json';
+/** The in-guest checks and the catalog tasks they prove. */
+export const CHECKS_FILE = 'buildroot-external/board/clawos/checks.yaml';
+
+/** What proves a mitigation: an in-guest check passing in every boot of every arch, or a task every instance of which PASSed. */
+export type ProofRef = { check: string } | { task: string };
+
+/** A compensating control in place, and the evidence that proves it in every run. */
+export interface Mitigation {
+  control: string;
+  evidence: ProofRef[];
+}
 
 export interface Gap {
   severity: Severity;
-  mitigation?: string;
+  /** What is missing and what it would take. */
+  note?: string;
+  mitigation?: Mitigation;
+}
+
+/** A mitigation of open audit findings of one rule (specs/audit/mitigations.yaml). */
+export interface RuleMitigation extends Mitigation {
+  option: string;
+  desired?: string;
+  arches?: string[];
+  who: string;
+  /** file:line where it is written. */
+  at: string;
 }
 
 export interface LayerTask {
@@ -63,11 +92,68 @@ export function parseSecurityLayers(text: string, file: string, schema: object):
   return problems.length ? { ok: false, problems } : { ok: true, layers };
 }
 
-/** For `clawos-build validate`: the layers file's problems, [] when it is valid. */
-export async function securityLayersDiagnostics(repoRoot: string, file = LAYERS_FILE): Promise<Diagnostic[]> {
-  const schema = JSON.parse(await readFile(join(repoRoot, LAYERS_SCHEMA), 'utf8')) as object;
-  const r = parseSecurityLayers(await readFile(join(repoRoot, file), 'utf8'), file, schema);
-  return r.ok ? [] : r.problems;
+/** Parse and check the audit mitigations file. */
+export function parseMitigations(text: string, file: string, schema: object): { ok: true; mitigations: RuleMitigation[] } | { ok: false; problems: Diagnostic[] } {
+  const { src, diagnostics } = checkDataText<unknown>(text, file, schema);
+  if (diagnostics.length) return { ok: false, problems: diagnostics };
+  const doc = src.value as { mitigations: Omit<RuleMitigation, 'at'>[] };
+  return { ok: true, mitigations: doc.mitigations.map((m, i) => ({ ...m, at: `${file}:${src.locate(['mitigations', i]).line}` })) };
+}
+
+/**
+ * Evidence naming an in-guest check that does not exist can never pass: located
+ * problems. (A task not in tasks/ yet is allowed, as in the layers, and simply
+ * does not pass: the report says so.)
+ */
+function unknownEvidence(src: { locate(path: (string | number)[]): Omit<Diagnostic, 'message'> }, at: (string | number)[], refs: ProofRef[], checks: ReadonlySet<string> | null): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  refs.forEach((r, i) => {
+    if ('check' in r && checks && !checks.has(r.check)) out.push({ ...src.locate([...at, i, 'check']), message: `mitigation evidence: no in-guest check "${r.check}" in ${CHECKS_FILE}` });
+  });
+  return out;
+}
+
+/**
+ * For `clawos-build validate`: the problems of the layers file and of the
+ * mitigations file ([] when both are valid), including evidence that names no
+ * in-guest check, and a mitigation that names no audit rule.
+ */
+export async function securityLayersDiagnostics(repoRoot: string, file = LAYERS_FILE, mitigationsFile = MITIGATIONS_FILE): Promise<Diagnostic[]> {
+  const read = (p: string) => readFile(join(repoRoot, p), 'utf8');
+  // A repository without the overlay's checks (a test repo) cannot name checks wrongly.
+  const checksText = await read(CHECKS_FILE).catch(() => null);
+  const known = checksText === null ? null : new Set(((yamlValue(checksText, CHECKS_FILE) as { checks?: { name: string }[] } | null)?.checks ?? []).map((c) => c.name));
+  const out: Diagnostic[] = [];
+
+  const layersText = await read(file);
+  const r = parseSecurityLayers(layersText, file, JSON.parse(await read(LAYERS_SCHEMA)) as object);
+  if (!r.ok) out.push(...r.problems);
+  else {
+    const src = parseYaml(layersText, file);
+    const doc = src.value as { layers: { tasks: (string | { gap: Gap })[]; gap: Gap }[] };
+    doc.layers.forEach((l, li) => {
+      if (l.gap.mitigation) out.push(...unknownEvidence(src, ['layers', li, 'gap', 'mitigation', 'evidence'], l.gap.mitigation.evidence, known));
+      l.tasks.forEach((t, ti) => {
+        if (typeof t !== 'string' && t.gap.mitigation) out.push(...unknownEvidence(src, ['layers', li, 'tasks', ti, 'gap', 'mitigation', 'evidence'], t.gap.mitigation.evidence, known));
+      });
+    });
+  }
+
+  const mText = await read(mitigationsFile);
+  const m = parseMitigations(mText, mitigationsFile, JSON.parse(await read(MITIGATIONS_SCHEMA)) as object);
+  if (!m.ok) out.push(...m.problems);
+  else {
+    const src = parseYaml(mText, mitigationsFile);
+    const rulesText = await read(RULES_FILE).catch(() => '');
+    const rules = (yamlValue(rulesText, RULES_FILE) as { rules?: { option: string }[] } | null)?.rules ?? [];
+    m.mitigations.forEach((x, i) => {
+      out.push(...unknownEvidence(src, ['mitigations', i, 'evidence'], x.evidence, known));
+      if (x.option.startsWith('CONFIG_') && !rules.some((rule) => rule.option === x.option)) {
+        out.push({ ...src.locate(['mitigations', i, 'option']), message: `mitigations.${i} (${x.option}): matches no rule in ${RULES_FILE}` });
+      }
+    });
+  }
+  return out;
 }
 
 /** The parts of a state instance record the report reads. */
@@ -106,6 +192,8 @@ export interface ReportInputs {
   audits: { arch: string; path: string; sha256: string | null; entries: AuditEntry[] | null; error?: string }[];
   /** The layer the kernel config audit belongs to. */
   auditLayer: string;
+  /** Compensating controls for open audit findings (specs/audit/mitigations.yaml); none when absent. */
+  mitigations?: readonly RuleMitigation[];
 }
 
 export type FindingStatus = 'open' | 'waived';
@@ -120,8 +208,30 @@ export interface Finding {
   /** What the finding rests on, in words; `evidence` gives the files and their sha256. */
   rests_on: string;
   evidence: Evidence[];
+  /** What would close it: the audit rule's fix, or what a gap is missing. Not a mitigation. */
+  fix: string | null;
+  /** A compensating control in place, set only when its evidence all passed in this run. */
   mitigation: string | null;
+  /** A declared mitigation, with each piece of evidence and whether it passed (present even when it did not). */
+  mitigation_proof?: MitigationProof;
   waiver?: { reason: string; who: string };
+}
+
+export interface ProofItem {
+  kind: 'check' | 'task';
+  name: string;
+  passed: boolean;
+  /** Where it passed, or what did not. */
+  detail: string;
+}
+
+export interface MitigationProof {
+  control: string;
+  proven: boolean;
+  evidence: ProofItem[];
+  /** For a mitigations.yaml entry: who answers for it and where it is written. */
+  who?: string;
+  at?: string;
 }
 
 export interface LayerSummary {
@@ -139,7 +249,7 @@ export interface LayerSummary {
 export interface SecurityReport {
   format: 'clawos-security-report@1';
   verdict: 'PASS' | 'FAIL';
-  /** Why it FAILs: one line per open CRITICAL and per open HIGH without mitigation. */
+  /** Why it FAILs: one line per open CRITICAL and per open HIGH without a proven mitigation. */
   blocking: string[];
   summary: { findings: number; open: Record<Severity, number>; waived: Record<Severity, number> };
   /** Every file the report was computed from. */
@@ -152,9 +262,55 @@ const zero = (): Record<Severity, number> => ({ CRITICAL: 0, HIGH: 0, MEDIUM: 0,
 const rank = (s: Severity): number => SEVERITIES.indexOf(s);
 const FAILED = new Set(['FAIL', 'TIMEOUT', 'INFRA_ERROR', 'BLOCKED']);
 
-/** The blocking rule of G-04. */
+/** The blocking rule of G-04: `mitigation` is set only for a control whose evidence passed. */
 export function isBlocking(f: Finding): boolean {
   return f.status === 'open' && (f.severity === 'CRITICAL' || (f.severity === 'HIGH' && !f.mitigation));
+}
+
+/** A mitigation's evidence against this run's records and boots: each item, and the files it rests on. */
+function prove(inp: ReportInputs, m: Mitigation): { items: ProofItem[]; evidence: Evidence[] } {
+  const items: ProofItem[] = [];
+  const evidence = new Map<string, Evidence>();
+  for (const ref of m.evidence) {
+    if ('check' in ref) {
+      const bad: string[] = [];
+      let boots = 0;
+      for (const b of inp.boots) {
+        if (!b.records.length) bad.push(`${b.arch}: no boot records`);
+        for (const r of b.records) {
+          boots++;
+          evidence.set(r.path, { label: `boot ${b.arch} ${r.boot.variant ?? ''}`.trim(), path: r.path, sha256: r.sha256 });
+          const c = r.boot.checks?.find((x) => x.name === ref.check);
+          if (c?.result !== 'pass') bad.push(`${b.arch} ${r.boot.variant ?? r.path}: ${c ? c.result : 'not reported'}`);
+        }
+      }
+      items.push({ kind: 'check', name: ref.check, passed: !bad.length, detail: bad.length ? bad.join('; ') : `passed in all ${boots} boots (${inp.boots.map((b) => b.arch).join(', ')})` });
+    } else {
+      const spec = inp.catalog.get(ref.task);
+      evidence.set(inp.state.path, { label: 'recorded results', path: inp.state.path, sha256: inp.state.sha256 });
+      if (!spec) {
+        items.push({ kind: 'task', name: ref.task, passed: false, detail: `${ref.task} is not in tasks/` });
+        continue;
+      }
+      const ids = spec.per_arch ? inp.arches.map((a) => `${ref.task}@${a}`) : [ref.task];
+      const bad = ids.filter((id) => inp.records[id]?.status !== 'PASS').map((id) => `${id}: ${inp.records[id]?.status ?? 'no recorded result'}`);
+      items.push({ kind: 'task', name: ref.task, passed: !bad.length, detail: bad.length ? bad.join('; ') : `${ids.join(', ')} PASS` });
+    }
+  }
+  return { items, evidence: [...evidence.values()] };
+}
+
+/** The mitigation fields of a finding: `mitigation` only when every piece of evidence passed. */
+function mitigated(inp: ReportInputs, m: (Mitigation & { who?: string; at?: string }) | undefined, evidence: Evidence[]): Pick<Finding, 'mitigation' | 'mitigation_proof' | 'evidence'> {
+  if (!m) return { mitigation: null, evidence };
+  const p = prove(inp, m);
+  const proven = p.items.every((i) => i.passed);
+  const seen = new Set(evidence.map((e) => e.path));
+  return {
+    mitigation: proven ? m.control.trim() : null,
+    mitigation_proof: { control: m.control.trim(), proven, evidence: p.items, ...(m.who ? { who: m.who } : {}), ...(m.at ? { at: m.at } : {}) },
+    evidence: [...evidence, ...p.evidence.filter((e) => !seen.has(e.path)).map((e) => ({ ...e, label: `mitigation evidence: ${e.label}` }))],
+  };
 }
 
 function recordEvidence(state: ReportInputs['state'], rec: RecordLike): Evidence[] {
@@ -201,6 +357,7 @@ export function computeSecurityReport(inp: ReportInputs): SecurityReport {
             detail: rec.message,
             rests_on: `the recorded result of ${id} in ${inp.state.path}`,
             evidence: recordEvidence(inp.state, rec),
+            fix: null,
             mitigation: null,
           });
         } else {
@@ -224,8 +381,8 @@ export function computeSecurityReport(inp: ReportInputs): SecurityReport {
       title: `not built: ${names.join(', ')}`,
       detail: names.length === 1 && names[0] === g.root ? g.rootMessage : `${g.root}: ${g.rootMessage}`,
       rests_on: `the recorded results of ${names.join(', ')} in ${inp.state.path} (NOT_CONFIGURED or absent)`,
-      evidence: g.evidence,
-      mitigation: worst.gap.mitigation?.trim() ? worst.gap.mitigation : null,
+      fix: worst.gap.note?.trim() ? worst.gap.note.trim() : null,
+      ...mitigated(inp, worst.gap.mitigation, g.evidence),
     });
   }
 
@@ -248,6 +405,7 @@ export function computeSecurityReport(inp: ReportInputs): SecurityReport {
         detail: `no boot record in ${b.dir}: nothing was proven inside a ${b.arch} guest`,
         rests_on: `the absence of boot records in ${b.dir}`,
         evidence: [],
+        fix: null,
         mitigation: null,
       });
       continue;
@@ -276,6 +434,7 @@ export function computeSecurityReport(inp: ReportInputs): SecurityReport {
           detail: c.value ? `${c.name}: ${c.value}` : `${c.name}: ${c.result}`,
           rests_on: `the boot record ${r.path} (in-guest check ${c.name})`,
           evidence: [{ label: `boot ${b.arch} ${variant}`, path: r.path, sha256: r.sha256 }],
+          fix: null,
           mitigation: null,
         });
       }
@@ -299,6 +458,7 @@ export function computeSecurityReport(inp: ReportInputs): SecurityReport {
         detail: a.error ?? `${a.path} is missing`,
         rests_on: `the absence of ${a.path}`,
         evidence: [],
+        fix: null,
         mitigation: null,
       });
       continue;
@@ -317,8 +477,13 @@ export function computeSecurityReport(inp: ReportInputs): SecurityReport {
         title: e.type === 'module_signature' ? `${e.option_name}: ${e.check_result}` : `${ruleName(e.option_name, e.desired_val)} (${e.decision}): ${e.check_result}`,
         detail: e.rationale,
         rests_on: `the G-03 audit entry for ${e.option_name} in ${a.path} (rule ${e.rule})`,
-        evidence: [{ label: `kernel config audit ${a.arch}`, path: a.path, sha256: a.sha256! }],
-        mitigation: e.mitigation?.trim() ? e.mitigation : null,
+        fix: e.fix?.trim() ? e.fix.trim() : null,
+        // Only for what is still open: a waived finding needs no compensating control to stop blocking.
+        ...mitigated(
+          inp,
+          e.waived ? undefined : (inp.mitigations ?? []).find((m) => m.option === e.option_name && (m.desired === undefined || m.desired === e.desired_val) && (!m.arches || m.arches.includes(a.arch))),
+          [{ label: `kernel config audit ${a.arch}`, path: a.path, sha256: a.sha256! }],
+        ),
         ...(e.waived ? { waiver: { reason: e.waiver_reason ?? '', who: e.waiver_who ?? '' } } : {}),
       });
     }
@@ -343,7 +508,11 @@ export function computeSecurityReport(inp: ReportInputs): SecurityReport {
   }
   const blocking = findings
     .filter(isBlocking)
-    .map((f) => `${f.id}: ${f.severity}${f.severity === 'HIGH' ? ' without a mitigation' : ''}: ${f.title}`);
+    .map((f) => {
+      if (f.severity !== 'HIGH') return `${f.id}: ${f.severity}: ${f.title}`;
+      const notPassed = f.mitigation_proof?.evidence.filter((i) => !i.passed).map((i) => `${i.kind} ${i.name} (${i.detail})`);
+      return `${f.id}: HIGH without a proven mitigation: ${f.title}${notPassed?.length ? `; its mitigation's evidence did not pass: ${notPassed.join(', ')}` : ''}`;
+    });
   const inputs: Evidence[] = [
     { label: 'recorded results', path: inp.state.path, sha256: inp.state.sha256 },
     ...inp.boots.flatMap((b) => b.records.map((r) => ({ label: `boot record ${b.arch}`, path: r.path, sha256: r.sha256 }))),
@@ -369,7 +538,7 @@ export function securityReportMarkdown(r: SecurityReport, arches: readonly strin
   out.push(`**${r.verdict}**: open findings ${counts(r.summary.open)}; waived ${counts(r.summary.waived)}.`, '');
   out.push(
     'Computed by G-04 from the recorded results only (task records, boot records, the G-03 kernel config audit); ' +
-      'it FAILs on any open CRITICAL finding and on any open HIGH finding without a mitigation.',
+      'it FAILs on any open CRITICAL finding and on any open HIGH finding without a mitigation whose evidence passed in this run.',
     '',
   );
   out.push('## Blocking', '');
@@ -396,7 +565,13 @@ export function securityReportMarkdown(r: SecurityReport, arches: readonly strin
     out.push(`- detail: ${f.detail.replace(/\n/g, ' ')}`);
     out.push(`- rests on: ${f.rests_on}`);
     for (const e of f.evidence) out.push(`  - \`${e.path}\` sha256 \`${e.sha256}\` (${e.label})`);
-    out.push(`- mitigation: ${f.mitigation ?? '**none recorded**'}`);
+    if (f.fix) out.push(`- fix: ${f.fix.replace(/\n/g, ' ')}`);
+    const p = f.mitigation_proof;
+    if (!p) out.push('- mitigation: **none in place**');
+    else {
+      out.push(`- mitigation${p.proven ? '' : ' (**not proven in this run**)'}: ${p.control.replace(/\n/g, ' ')}${p.who ? ` (${p.who}, ${p.at})` : ''}`);
+      for (const i of p.evidence) out.push(`  - ${i.kind} ${i.name}: ${i.passed ? 'passed' : '**not passed**'}: ${i.detail}`);
+    }
     if (f.waiver) out.push(`- waived by ${f.waiver.who}: ${f.waiver.reason}`);
     out.push('');
   }

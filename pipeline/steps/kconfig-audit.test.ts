@@ -39,7 +39,7 @@ const ctxWith = (p: Record<string, unknown>, repoRoot = repo) =>
   fakeStepContext({ repoRoot, buildDir: build, arch: fakeX86Arch, params: p, outDir: join(build, 'qa/x86_64') });
 
 const KHC_KEYS = ['option_name', 'type', 'desired_val', 'decision', 'reason', 'check_result', 'check_result_bool'];
-const OUR_KEYS = ['severity', 'waived', 'waiver_reason', 'waiver_who', 'rationale', 'mitigation', 'rule'];
+const OUR_KEYS = ['severity', 'waived', 'waiver_reason', 'waiver_who', 'rationale', 'fix', 'rule'];
 
 describe('kconfigAuditStep (G-03)', () => {
   it('PASSes on the recorded x86_64 .config with the counts; writes kernel-hardening-checker-shaped JSON and a summary', async () => {
@@ -72,8 +72,8 @@ describe('kconfigAuditStep (G-03)', () => {
       waiver_reason: null,
       waiver_who: null,
       rationale: 'The LSM stack and its order are the ClawOS policy layer; another order or a missing LSM changes which policy decides.',
-      mitigation: 'Set CONFIG_LSM="lockdown,yama,apparmor,bpf" in kernel-config/common.config.',
-      rule: 'specs/audit/kconfig-rules.yaml:34',
+      fix: 'Set CONFIG_LSM="lockdown,yama,apparmor,bpf" in kernel-config/common.config.',
+      rule: 'specs/audit/kconfig-rules.yaml:39',
     });
     const mods = entries.filter((e) => e['type'] === 'module_signature').map((e) => [e['option_name'], e['check_result'], e['waived']]);
     expect(mods).toEqual([
@@ -99,7 +99,7 @@ describe('kconfigAuditStep (G-03)', () => {
     expect(o.reason).toBe(AUDIT_CRITICAL_REASON);
     expect(o.message).toBe(
       '1 non-waived CRITICAL failure in the kernel config audit for x86_64 (144 checks: 81 OK, 54 failed (1 CRITICAL, 7 HIGH, 24 MEDIUM, 22 LOW), 9 waived):\n' +
-        'kernel-engineer/x86_64/obj/fs/efivarfs/efivarfs.ko: desired "~Module signature appended~", FAIL: no module signature (specs/audit/kconfig-rules.yaml:1326)',
+        'kernel-engineer/x86_64/obj/fs/efivarfs/efivarfs.ko: desired "~Module signature appended~", FAIL: no module signature (specs/audit/kconfig-rules.yaml:1331)',
     );
     // The audit is written on FAIL too, so the report can cite it.
     expect(await sha256File(join(build, 'qa/x86_64/kconfig-audit.json'))).toMatch(/^[0-9a-f]{64}$/);
@@ -119,8 +119,8 @@ describe('kconfigAuditStep (G-03)', () => {
     expect(o.reason).toBe(AUDIT_CRITICAL_REASON);
     expect(o.message).toBe(
       '2 non-waived CRITICAL failures in the kernel config audit for x86_64 (143 checks: 79 OK, 55 failed (2 CRITICAL, 7 HIGH, 24 MEDIUM, 22 LOW), 9 waived):\n' +
-        'CONFIG_LSM: desired "lockdown,yama,apparmor,bpf", FAIL: ""lockdown,yama,bpf,apparmor"" (specs/audit/kconfig-rules.yaml:34)\n' +
-        'CONFIG_MODULE_SIG_FORCE: desired y, FAIL: "is not set" (specs/audit/kconfig-rules.yaml:98)',
+        'CONFIG_LSM: desired "lockdown,yama,apparmor,bpf", FAIL: ""lockdown,yama,bpf,apparmor"" (specs/audit/kconfig-rules.yaml:39)\n' +
+        'CONFIG_MODULE_SIG_FORCE: desired y, FAIL: "is not set" (specs/audit/kconfig-rules.yaml:103)',
     );
     expect(o.data).toMatchObject({ failed: { CRITICAL: 2, HIGH: 7, MEDIUM: 24, LOW: 22 }, waived: 9 });
   });

@@ -176,7 +176,7 @@ async function run(ctx: StepContext): Promise<Outcome> {
 
 export const kconfigAuditStep: Step = {
   name: 'kconfig-audit',
-  version: 1,
+  version: 2,
   params: paramsSchema({ config: P.path, modules: P.paths, modules_order: P.paths, report: P.path, rules: P.path, waivers: P.path }, ['config']),
   toolPackages: () => [],
   implicitInputs: (_arch, params) => {

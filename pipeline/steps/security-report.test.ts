@@ -22,8 +22,8 @@ const boot = (variant: string, checks: [string, string][]) =>
 
 const audit = (waivedCritical: boolean) =>
   JSON.stringify([
-    { option_name: 'CONFIG_LSM', type: 'kconfig', desired_val: 'y', decision: 'clawos', reason: 'clawos_layer', check_result: 'OK', check_result_bool: true, severity: 'CRITICAL', waived: false, waiver_reason: null, waiver_who: null, rationale: 'r', mitigation: 'm', rule: 'rules.yaml:1' },
-    { option_name: 'CONFIG_USER_NS', type: 'kconfig', desired_val: 'is not set', decision: 'clipos', reason: 'cut_attack_surface', check_result: 'FAIL: "y"', check_result_bool: false, severity: 'HIGH', waived: waivedCritical, waiver_reason: waivedCritical ? 'the sandbox needs it' : null, waiver_who: waivedCritical ? 'security' : null, rationale: 'r', mitigation: 'cap user namespaces', rule: 'rules.yaml:2' },
+    { option_name: 'CONFIG_LSM', type: 'kconfig', desired_val: 'y', decision: 'clawos', reason: 'clawos_layer', check_result: 'OK', check_result_bool: true, severity: 'CRITICAL', waived: false, waiver_reason: null, waiver_who: null, rationale: 'r', fix: 'm', rule: 'rules.yaml:1' },
+    { option_name: 'CONFIG_USER_NS', type: 'kconfig', desired_val: 'is not set', decision: 'clipos', reason: 'cut_attack_surface', check_result: 'FAIL: "y"', check_result_bool: false, severity: 'HIGH', waived: waivedCritical, waiver_reason: waivedCritical ? 'the sandbox needs it' : null, waiver_who: waivedCritical ? 'security' : null, rationale: 'r', fix: 'Set CONFIG_USER_NS is not set.', rule: 'rules.yaml:2' },
   ]);
 
 beforeEach(async () => {
@@ -33,6 +33,8 @@ beforeEach(async () => {
   const real = repoRootDir();
   await mkdir(join(repo, 'specs/schemas/audit'), { recursive: true });
   await copyFile(join(real, 'specs/schemas/audit/security-layers.schema.json'), join(repo, 'specs/schemas/audit/security-layers.schema.json'));
+  await copyFile(join(real, 'specs/schemas/audit/mitigations.schema.json'), join(repo, 'specs/schemas/audit/mitigations.schema.json'));
+  await put(join(repo, 'specs/audit/mitigations.yaml'), 'format: clawos-audit-mitigations\nversion: 1.0.0\nmitigations: []\n');
   await put(join(repo, 'specs/arch/x86_64.yaml'), 'name: x86_64\n');
   await put(join(repo, 'specs/arch/aarch64.yaml'), 'name: aarch64\n');
   await put(join(repo, 'tasks/A-01.yaml'), 'task_id: A-01\nper_arch: true\n');
@@ -56,7 +58,10 @@ beforeEach(async () => {
       '  - id: ebpf',
       '    title: eBPF',
       '    tasks: [B-01]',
-      '    gap: { severity: HIGH, mitigation: "seccomp and AppArmor still confine" }',
+      '    gap:',
+      '      severity: HIGH',
+      '      note: no eBPF program runs',
+      '      mitigation: { control: seccomp and AppArmor still confine, evidence: [{ check: kernel }, { task: C-01 }] }',
       '',
     ].join('\n'),
   );
@@ -103,6 +108,22 @@ describe('securityReportStep (G-04)', () => {
       { label: 'kernel config audit x86_64', path: 'qa/x86_64/kconfig-audit.json', sha256: sha256Hex(await readFile(join(build, 'qa/x86_64/kconfig-audit.json'))) },
     ]);
     expect(o.evidence?.slice(0, 2).map((e) => e.path)).toEqual(['observability/security-report.json', 'observability/security-report.md']);
+    // The data it judged by, by sha256 (both are in its fingerprint too).
+    expect(o.evidence?.slice(-2)).toEqual([
+      { label: 'security layers', path: 'specs/audit/security-layers.yaml', sha256: sha256Hex(await readFile(join(repo, 'specs/audit/security-layers.yaml'))) },
+      { label: 'audit mitigations', path: 'specs/audit/mitigations.yaml', sha256: sha256Hex(await readFile(join(repo, 'specs/audit/mitigations.yaml'))) },
+    ]);
+    expect(securityReportStep.implicitInputs!(null, params)).toEqual([
+      'specs/audit/security-layers.yaml',
+      'specs/schemas/audit/security-layers.schema.json',
+      'specs/audit/mitigations.yaml',
+      'specs/schemas/audit/mitigations.schema.json',
+      'buildroot-external/board/clawos/checks.yaml',
+      'specs/arch',
+      'tasks',
+    ]);
+    // The eBPF gap is open but mitigated: its evidence (the kernel check in every boot, C-01's PASS) passed.
+    expect(report.findings[0].mitigation_proof).toMatchObject({ proven: true, control: 'seccomp and AppArmor still confine' });
     const md = await readFile(join(build, 'observability/security-report.md'), 'utf8');
     expect(md).toContain('| seccomp | C-01 | seccomp | seccomp | 0 CRITICAL, 0 HIGH, 0 MEDIUM, 0 LOW |');
     // The same inputs give the same bytes: nothing in the report comes from the clock.
@@ -124,18 +145,42 @@ describe('securityReportStep (G-04)', () => {
     expect(JSON.parse(await readFile(join(build, 'observability/security-report.json'), 'utf8')).verdict).toBe('FAIL');
   });
 
-  it('FAILs on an open HIGH without a mitigation (a non-waived HIGH audit entry whose rule had none)', async () => {
-    const entries = JSON.parse(audit(false)) as Record<string, unknown>[];
-    entries[1]!['mitigation'] = '';
-    await put(join(build, 'qa/x86_64/kconfig-audit.json'), JSON.stringify(entries));
+  it('FAILs on an open HIGH audit entry that has only a fix; a mitigation whose evidence passed in this run lifts it', async () => {
+    await put(join(build, 'qa/x86_64/kconfig-audit.json'), audit(false));
     const o = await securityReportStep.run(ctxWith());
     expect(o.status).toBe('FAIL');
-    expect(o.message.split('\n').slice(1)).toEqual(['KCONFIG@x86_64:CONFIG_USER_NS: HIGH without a mitigation: CONFIG_USER_NS is not set (clipos): FAIL: "y"']);
+    expect(o.message.split('\n').slice(1)).toEqual(['KCONFIG@x86_64:CONFIG_USER_NS: HIGH without a proven mitigation: CONFIG_USER_NS is not set (clipos): FAIL: "y"']);
+    const mitigation = (check: string) =>
+      `format: clawos-audit-mitigations\nversion: 1.0.0\nmitigations:\n  - option: CONFIG_USER_NS\n    control: the sandbox maps to nobody\n    evidence: [{ check: ${check} }]\n    who: security\n`;
+    // Its evidence must pass in every boot of every arch.
+    await put(join(build, 'build-engineer/aarch64/boot/two.json'), boot('two', [['kernel', 'fail'], ['seccomp', 'pass']]));
+    await put(join(repo, 'specs/audit/mitigations.yaml'), mitigation('kernel'));
+    const still = await securityReportStep.run(ctxWith());
+    expect(still.message.split('\n').slice(1)).toContain(
+      "KCONFIG@x86_64:CONFIG_USER_NS: HIGH without a proven mitigation: CONFIG_USER_NS is not set (clipos): FAIL: \"y\"; its mitigation's evidence did not pass: check kernel (aarch64 two: fail)",
+    );
+    await put(join(repo, 'specs/audit/mitigations.yaml'), mitigation('seccomp'));
+    const ok = await securityReportStep.run(ctxWith());
+    // (the failed kernel check itself is CRITICAL, and the eBPF gap's evidence fails with it)
+    expect(ok.message.split('\n').slice(1).filter((l) => l.includes('CONFIG_USER_NS'))).toEqual([]);
+    const report = JSON.parse(await readFile(join(build, 'observability/security-report.json'), 'utf8'));
+    expect(report.findings.find((f: { id: string }) => f.id === 'KCONFIG@x86_64:CONFIG_USER_NS')).toMatchObject({
+      fix: 'Set CONFIG_USER_NS is not set.',
+      mitigation: 'the sandbox maps to nobody',
+      mitigation_proof: { proven: true, who: 'security', at: 'specs/audit/mitigations.yaml:4', evidence: [{ kind: 'check', name: 'seccomp', passed: true, detail: 'passed in all 3 boots (aarch64, x86_64)' }] },
+    });
+    // A mitigations file that is not valid is refused at its line.
+    await put(join(repo, 'specs/audit/mitigations.yaml'), 'format: clawos-audit-mitigations\nversion: 1.0.0\nmitigations:\n  - option: CONFIG_USER_NS\n    control: text only\n    who: security\n');
+    expect(await securityReportStep.run(ctxWith())).toMatchObject({
+      status: 'FAIL',
+      reason: 'spec-invalid',
+      message: '1 problem in specs/audit/mitigations.yaml:\nspecs/audit/mitigations.yaml:4:5: missing required field "evidence" in mitigations.0',
+    });
   });
 
   it('refuses bad parameters, an unknown audit layer and a missing state', async () => {
     expect(parseSecurityReportParams({ ...params, boot_dir: 'build-engineer/x86_64/boot' })).toBe("security-report: 'boot_dir' must be a build-relative path with {arch}");
-    expect(parseSecurityReportParams({ ...params, extra: 1 })).toBe("security-report: unknown parameter 'extra' (known: boot_dir, audit, audit_layer, report, layers, checks)");
+    expect(parseSecurityReportParams({ ...params, extra: 1 })).toBe("security-report: unknown parameter 'extra' (known: boot_dir, audit, audit_layer, report, layers, mitigations, checks)");
     expect(await securityReportStep.run(ctxWith({ ...params, audit_layer: 'audit' }))).toMatchObject({
       status: 'FAIL',
       reason: 'spec-invalid',

@@ -9,9 +9,11 @@
  *     audit_layer: kernel                        # the layer the audit's findings belong to
  *     report: security-report                    # <outDir>/security-report.json and .md
  *     layers: specs/audit/security-layers.yaml   # optional (default)
+ *     mitigations: specs/audit/mitigations.yaml  # optional (default)
  *     checks: buildroot-external/board/clawos/checks.yaml   # optional (default)
  *
- * FAIL on any open CRITICAL finding or open HIGH finding without a mitigation.
+ * FAIL on any open CRITICAL finding or open HIGH finding without a mitigation
+ * whose evidence (in-guest checks, task results) passed in this run.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -22,9 +24,13 @@ import { expandArch } from '../catalog/task-spec.js';
 import { formatDiagnostic, yamlValue } from '../../lib/yaml-source.js';
 import type { AuditEntry } from '../security/kconfig-audit.js';
 import {
+  CHECKS_FILE,
   computeSecurityReport,
   LAYERS_FILE,
   LAYERS_SCHEMA,
+  MITIGATIONS_FILE,
+  MITIGATIONS_SCHEMA,
+  parseMitigations,
   parseSecurityLayers,
   securityReportMarkdown,
   type BootLike,
@@ -36,7 +42,7 @@ import type { Step, StepContext } from '../catalog/step.js';
 import { P, paramsSchema } from '../catalog/step-params.js';
 import { AUDIT_CRITICAL_REASON } from '../security/kconfig-audit.js';
 
-export const CHECKS_FILE = 'buildroot-external/board/clawos/checks.yaml';
+export { CHECKS_FILE };
 
 export interface SecurityReportParams {
   boot_dir: string;
@@ -44,10 +50,11 @@ export interface SecurityReportParams {
   audit_layer: string;
   report: string;
   layers: string;
+  mitigations: string;
   checks: string;
 }
 
-const KNOWN = ['boot_dir', 'audit', 'audit_layer', 'report', 'layers', 'checks'];
+const KNOWN = ['boot_dir', 'audit', 'audit_layer', 'report', 'layers', 'mitigations', 'checks'];
 
 export function parseSecurityReportParams(p: Record<string, unknown>): SecurityReportParams | string {
   for (const k of Object.keys(p)) if (!KNOWN.includes(k)) return `security-report: unknown parameter '${k}' (known: ${KNOWN.join(', ')})`;
@@ -60,13 +67,14 @@ export function parseSecurityReportParams(p: Record<string, unknown>): SecurityR
   const layer = str('audit_layer');
   const report = str('report', 'security-report');
   const layers = str('layers', LAYERS_FILE);
+  const mitigations = str('mitigations', MITIGATIONS_FILE);
   const checks = str('checks', CHECKS_FILE);
   if (!boot || !boot.includes('{arch}')) return "security-report: 'boot_dir' must be a build-relative path with {arch}";
   if (!audit || !audit.includes('{arch}')) return "security-report: 'audit' must be a build-relative path with {arch}";
   if (!layer) return "security-report: 'audit_layer' must name a layer of the layers file";
   if (!report || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(report)) return "security-report: 'report' must be a plain file name (without extension)";
-  if (!layers || !checks) return "security-report: 'layers' and 'checks' must be repo-relative paths";
-  return { boot_dir: boot, audit, audit_layer: layer, report, layers, checks };
+  if (!layers || !mitigations || !checks) return "security-report: 'layers', 'mitigations' and 'checks' must be repo-relative paths";
+  return { boot_dir: boot, audit, audit_layer: layer, report, layers, mitigations, checks };
 }
 
 async function readCatalog(repoRoot: string): Promise<Map<string, { per_arch: boolean; optional: boolean }>> {
@@ -126,21 +134,32 @@ async function run(ctx: StepContext): Promise<Outcome> {
   const params = parseSecurityReportParams(ctx.params);
   if (typeof params === 'string') return fail('spec-invalid', params);
 
-  let layersText: string;
+  let layersBytes: Buffer;
   let schema: object;
+  let mitigationsBytes: Buffer;
+  let mitigationsSchema: object;
   let checksDoc: { checks?: { name: string; tasks?: string[] }[] };
   try {
-    layersText = await readFile(join(ctx.repoRoot, params.layers), 'utf8');
+    layersBytes = await readFile(join(ctx.repoRoot, params.layers));
     schema = JSON.parse(await readFile(join(ctx.repoRoot, LAYERS_SCHEMA), 'utf8')) as object;
+    mitigationsBytes = await readFile(join(ctx.repoRoot, params.mitigations));
+    mitigationsSchema = JSON.parse(await readFile(join(ctx.repoRoot, MITIGATIONS_SCHEMA), 'utf8')) as object;
     checksDoc = yamlValue(await readFile(join(ctx.repoRoot, params.checks), 'utf8'), params.checks) as typeof checksDoc;
   } catch (err) {
     return fail('spec-invalid', `security-report: cannot read its data: ${(err as Error).message}`);
   }
-  const layers = parseSecurityLayers(layersText, params.layers, schema);
+  const layers = parseSecurityLayers(layersBytes.toString('utf8'), params.layers, schema);
   if (!layers.ok) {
     const lines = layers.problems.map(formatDiagnostic);
     return fail('spec-invalid', `${lines.length} problem${lines.length === 1 ? '' : 's'} in ${params.layers}:\n${lines.join('\n')}`, {
       location: { file: layers.problems[0]!.file, line: layers.problems[0]!.line, col: layers.problems[0]!.col },
+    });
+  }
+  const mitigations = parseMitigations(mitigationsBytes.toString('utf8'), params.mitigations, mitigationsSchema);
+  if (!mitigations.ok) {
+    const lines = mitigations.problems.map(formatDiagnostic);
+    return fail('spec-invalid', `${lines.length} problem${lines.length === 1 ? '' : 's'} in ${params.mitigations}:\n${lines.join('\n')}`, {
+      location: { file: mitigations.problems[0]!.file, line: mitigations.problems[0]!.line, col: mitigations.problems[0]!.col },
     });
   }
   if (!layers.layers.some((l) => l.id === params.audit_layer)) {
@@ -170,6 +189,7 @@ async function run(ctx: StepContext): Promise<Outcome> {
     checkTasks: new Map((checksDoc?.checks ?? []).map((c) => [c.name, c.tasks ?? []])),
     audits: await Promise.all(arches.map((a) => readAudit(ctx, a, expandArch(params.audit, a)))),
     auditLayer: params.audit_layer,
+    mitigations: mitigations.mitigations,
   };
   const report = computeSecurityReport(inputs);
 
@@ -181,6 +201,8 @@ async function run(ctx: StepContext): Promise<Outcome> {
     { label: 'security report (JSON)', path: relative(ctx.buildDir, jsonAbs), sha256: await sha256File(jsonAbs) },
     { label: 'security report (Markdown)', path: relative(ctx.buildDir, mdAbs), sha256: await sha256File(mdAbs) },
     ...report.inputs,
+    { label: 'security layers', path: params.layers, sha256: sha256Hex(layersBytes) },
+    { label: 'audit mitigations', path: params.mitigations, sha256: sha256Hex(mitigationsBytes) },
   ];
   const counts = (c: Record<string, number>) => SEVERITIES.map((s) => `${c[s]} ${s}`).join(', ');
   const line = `open findings ${counts(report.summary.open)}; waived ${counts(report.summary.waived)}`;
@@ -195,12 +217,14 @@ async function run(ctx: StepContext): Promise<Outcome> {
 
 export const securityReportStep: Step = {
   name: 'security-report',
-  version: 1,
-  params: paramsSchema({ boot_dir: P.path, audit: P.path, audit_layer: P.path, report: P.path, layers: P.path, checks: P.path }, ['boot_dir', 'audit', 'audit_layer']),
+  version: 2,
+  params: paramsSchema({ boot_dir: P.path, audit: P.path, audit_layer: P.path, report: P.path, layers: P.path, mitigations: P.path, checks: P.path }, ['boot_dir', 'audit', 'audit_layer']),
   toolPackages: () => [],
   implicitInputs: (_arch, params) => [
     typeof params['layers'] === 'string' ? params['layers'] : LAYERS_FILE,
     LAYERS_SCHEMA,
+    typeof params['mitigations'] === 'string' ? params['mitigations'] : MITIGATIONS_FILE,
+    MITIGATIONS_SCHEMA,
     typeof params['checks'] === 'string' ? params['checks'] : CHECKS_FILE,
     'specs/arch',
     'tasks',

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { dir } from 'tmp-promise';
 import { repoRootDir } from '../../lib/repo-root.js';
 import { LOCK_FILE, renderLock, type InputLock } from '../../pipeline/catalog/input-lock.js';
+import { refreezeIfStale } from './test-freeze.js';
 
 export interface TestRepo {
   root: string;
@@ -22,6 +23,7 @@ export async function makeTestRepo(gates: string): Promise<TestRepo> {
   await mkdir(join(d.path, 'repo', 'tasks'), { recursive: true });
   const root = join(d.path, 'repo');
   await writeFile(join(root, 'specs', 'gates.yaml'), gates);
+  await refreezeIfStale(root);
   return {
     root,
     buildDir: join(d.path, 'build'),
