@@ -35,7 +35,7 @@ afterAll(async () => fx.cleanup());
 
 describe('report data model', () => {
   it('is computed from the verified event chains: latest results, gates, critical path, boots', () => {
-    expect(model.source).toEqual({ kind: 'vault', detail: `the vault's event chains: 2 run(s) in ${join(fx.buildDir, 'vault/runs')}`, problems: [] });
+    expect(model.source).toEqual({ kind: 'vault', detail: `the vault's event chains: 2 run(s) in ${join(fx.buildDir, 'vault/runs')}`, problems: [], tampered: [] });
     expect(model.release).toBe('0.1.0-alpha');
     expect(model.phases.map((p) => [p.phase, p.title, p.gate?.recommendation, p.gate?.run_id, p.counts])).toEqual([
       ['P1', 'Build standards', 'GO', RUN2, { PASS: 1 }],
@@ -143,7 +143,7 @@ describe('report data model', () => {
 });
 
 describe('report sources', () => {
-  it('uses no event of a chain that does not verify, and says which', async () => {
+  it('uses only the verified prefix of a chain that does not verify (not the edited event), and marks the run TAMPERED', async () => {
     const b = await makeReportBuild({ bundle: false });
     try {
       const file = join(b.buildDir, 'vault/runs', RUN1, 'events.jsonl');
@@ -154,13 +154,56 @@ describe('report sources', () => {
       await writeFile(file, lines.join('\n'));
       const m = await buildReportModel({ repoRoot: b.repo.root, buildDir: b.buildDir, now: NOW });
       expect(m.source.problems).toHaveLength(1);
-      expect(m.source.problems[0]).toMatch(new RegExp(`^run ${RUN1}: CHAIN_BROKEN: event 3: prev is \\S+, expected \\S+ \\(the hash of event 2\\)$`));
-      expect(m.runs.map((r) => [r.run_id, r.ran.length])).toEqual([
-        [RUN1, 0],
-        [RUN2, 4],
+      expect(m.source.problems[0]).toMatch(
+        new RegExp(`^run ${RUN1}: TAMPERED: CHAIN_BROKEN: event 3: prev is \\S+, expected \\S+ \\(the hash of event 2\\); only its first 2 of 32 events verify and are used$`),
+      );
+      expect(m.source.tampered).toEqual([{ run_id: RUN1, text: m.source.problems[0] }]);
+      expect(m.source.detail).toBe(`the vault's event chains: 2 run(s) in ${join(b.buildDir, 'vault/runs')} (1 TAMPERED: only the verified prefix of its chain is used)`);
+      // Run 1's verified prefix: run-start and C-01's task-start; the edited task-end is not used.
+      expect(m.runs.map((r) => [r.run_id, r.ran.length, r.tampered ?? false])).toEqual([
+        [RUN1, 1, true],
+        [RUN2, 4, false],
       ]);
-      expect(renderReportHtml(m)).toContain(`<ul class="problems"><li>run ${RUN1}: CHAIN_BROKEN: event 3: prev is`);
+      const html = renderReportHtml(m);
+      expect(html).toContain(`<ul class="problems"><li>run ${RUN1}: TAMPERED: CHAIN_BROKEN: event 3: prev is`);
+      expect(html).toContain(`<tr class="tampered-run"><td class="mono">${RUN1}</td><td><span class="badge fail">TAMPERED</span> no run-end</td>`);
       expect(m.runs[0]!.status).toBeNull();
+    } finally {
+      await b.cleanup();
+    }
+  });
+
+  it('an edited event in the latest run: its verified prefix is shown, the report says TAMPERED and exits 1', async () => {
+    const b = await makeReportBuild({ bundle: false });
+    try {
+      const file = join(b.buildDir, 'vault/runs', RUN2, 'events.jsonl');
+      const lines = (await readFile(file, 'utf8')).split('\n');
+      // Event 13 is G-05@x86_64's task-end in run 2; events 0-12 (A-01@x86_64's rebuild, gates P1-P3) stand.
+      expect(lines[13]).toContain('"type":"task-end"');
+      expect(lines[13]).toContain('"task":"G-05@x86_64"');
+      lines[13] = lines[13]!.replace('"status":"PASS"', '"status":"FAIL"');
+      await writeFile(file, lines.join('\n'));
+      const m = await buildReportModel({ repoRoot: b.repo.root, buildDir: b.buildDir, now: NOW });
+      const headline = `TAMPERED: the event chain of run ${RUN2} fails verification: the build's evidence is not intact; only the verified events before the damage are shown`;
+      expect(m.source.problems[0]).toMatch(new RegExp(`^run ${RUN2}: TAMPERED: CHAIN_BROKEN: event 14: .*; only its first 13 of 25 events verify and are used$`));
+      const a01 = m.tasks.find((t) => t.id === 'A-01@x86_64')!;
+      expect([a01.run_id, a01.duration_ms]).toEqual([RUN2, 30_000]);
+      expect(m.tasks.find((t) => t.id === 'G-05@x86_64')!.run_id).toBe(RUN1);
+      expect(m.phases.map((p) => [p.phase, p.gate?.run_id])).toEqual([
+        ['P1', RUN2],
+        ['P2', RUN2],
+        ['P3', RUN2],
+        ['P4', RUN1],
+      ]);
+      expect(renderReportHtml(m)).toContain(`</p><p class="tampered">${headline.replace("'", '&#39;')}</p><ul class="problems">`);
+
+      const out: string[] = [];
+      const io = { json: false, print: (s: string) => out.push(s), printErr: (s: string) => out.push(s), now: NOW };
+      expect(await reportCommand({ repoRoot: b.repo.root, buildDir: b.buildDir, ...io })).toBe(1);
+      expect(out.join('').split('\n').slice(0, 4)).toEqual([`report: ${join(b.buildDir, 'report.html')}`, headline, expect.stringMatching(/^records: .* \(1 TAMPERED: only the verified prefix of its chain is used\)$/), expect.stringMatching(`^problem: run ${RUN2}: TAMPERED: `)]);
+      out.length = 0;
+      expect(await reportCommand({ repoRoot: b.repo.root, buildDir: b.buildDir, ...io, json: true })).toBe(1);
+      expect(JSON.parse(out.join('')).source.tampered).toEqual([{ run_id: RUN2, text: m.source.problems[0] }]);
     } finally {
       await b.cleanup();
     }

@@ -12,6 +12,7 @@ import { writeFileAtomic } from '../../lib/atomic-write.js';
 import { formatDuration } from '../../lib/format.js';
 import { buildReportModel, type ReportModel } from '../../report/report-model.js';
 import { renderReportHtml } from '../../report/render-report-html.js';
+import { tamperedHeadline } from '../../vault/vault-history.js';
 import { writeMetricsFile } from '../../report/report-metrics.js';
 
 export interface ReportCommandOptions {
@@ -32,6 +33,7 @@ export function reportSummary(m: ReportModel, file: string | null): string {
   const boots = m.boots.length ? `${m.boots.length} (${[...new Set(m.boots.map((b) => b.verdict))].map((v) => `${m.boots.filter((b) => b.verdict === v).length} ${v}`).join(', ')})` : 'none recorded';
   const lines = [
     ...(file ? [`report: ${file}`] : []),
+    ...(m.source.tampered.length ? [tamperedHeadline(m.source.tampered.map((t) => t.run_id))] : []),
     `records: ${m.source.detail}`,
     ...m.source.problems.map((p) => `problem: ${p}`),
     `gates: ${gates}; ${m.tasks.length} task instances`,
@@ -43,6 +45,9 @@ export function reportSummary(m: ReportModel, file: string | null): string {
   return lines.join('\n') + '\n';
 }
 
+/** A chain that fails verification is a failed result (exit 1), even though the report is written. */
+const reportExit = (m: ReportModel) => (m.source.tampered.length ? EXIT.failed : EXIT.ok);
+
 export async function reportCommand(o: ReportCommandOptions): Promise<number> {
   const buildDir = resolve(o.buildDir);
   const model = await buildReportModel({ repoRoot: o.repoRoot, buildDir, ...(o.trust ? { trust: o.trust } : {}), ...(o.now ? { now: o.now } : {}) });
@@ -53,12 +58,12 @@ export async function reportCommand(o: ReportCommandOptions): Promise<number> {
   }
   if (o.json) {
     printJson(o, { ...model, ...(metrics ? { metrics_file: metrics } : {}) });
-    return EXIT.ok;
+    return reportExit(model);
   }
   const out = resolve(o.out ?? join(buildDir, 'report.html'));
   await writeFileAtomic(out, renderReportHtml(model));
   o.print(reportSummary(model, out) + (metrics ? `metrics: ${metrics}\n` : ''));
-  return EXIT.ok;
+  return reportExit(model);
 }
 
 /** UserError/InfraError are thrown for bin/ to map. */

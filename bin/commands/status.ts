@@ -2,7 +2,7 @@
 import { join, resolve } from 'node:path';
 import { formatDuration } from '../../lib/format.js';
 import { PHASES } from '../../pipeline/catalog/task-spec.js';
-import { vaultStatus } from '../../vault/vault-history.js';
+import { tamperedHeadline, vaultStatus } from '../../vault/vault-history.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
 import { EXIT } from '../exit.js';
@@ -15,14 +15,16 @@ export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
     printJson(io, s);
     return code;
   }
-  for (const p of s.problems) io.printErr(`clawos-build: vault: ${p} (its events are not used)\n`);
+  for (const p of s.problems) io.printErr(`clawos-build: vault: ${p}\n`);
   const recs = Object.values(s.instances).sort((x, y) => x.phase.localeCompare(y.phase) || x.task.localeCompare(y.task));
   if (!recs.length) {
     io.print(`nothing recorded in the vault of ${buildDir} yet\n`);
+    if (s.tampered.length) io.print(`${tamperedHeadline(s.tampered)}\n`);
     return code;
   }
   const last = s.runs.at(-1)!;
-  io.print(`from the vault: ${s.runs.length} run(s) in ${join(buildDir, 'vault', 'runs')}, latest ${last.run_id} (${last.events} events)\n`);
+  const events = last.tampered ? `TAMPERED: ${last.tampered.verified} of ${last.tampered.total} events verified` : `${last.events} events`;
+  io.print(`from the vault: ${s.runs.length} run(s) in ${join(buildDir, 'vault', 'runs')}, latest ${last.run_id} (${events})\n`);
   for (const phase of PHASES) {
     const g = s.gates[phase];
     io.print(`${phase}: gate ${g ? `${g.recommendation} (${g.decided_at}, run ${g.run_id} event ${g.seq})` : 'not run'}\n`);
@@ -31,5 +33,6 @@ export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
     }
     for (const b of g?.blockers ?? []) io.print(`  blocker: ${b}\n`);
   }
+  if (s.tampered.length) io.print(`${tamperedHeadline(s.tampered)}\n`);
   return code;
 }
