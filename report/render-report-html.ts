@@ -114,12 +114,18 @@ ${bootChartSvg(m.boots)}
 
 function securitySection(m: ReportModel): string {
   const s = m.security;
-  const counts = Object.entries(s.counts)
-    .map(([k, n]) => `${badge(k)} ${n}`)
-    .join(' ');
+  const list = (c: Record<string, number>, cls?: string) =>
+    Object.entries(c)
+      .map(([k, n]) => `${badge(k, cls ?? k)} ${n}`)
+      .join(' ');
+  // Open and waived apart: a waived finding never shows as an open (red) one.
+  const counts =
+    s.source === 'security-report'
+      ? `<span class="open-counts">open: ${list(s.counts) || 'none'}</span>${Object.keys(s.waived).length ? ` · <span class="waived-counts">waived: ${list(s.waived, 'waived')}</span>` : ''}`
+      : list(s.counts);
   const rows = s.findings.map(
     (f) =>
-      `<tr class="finding" data-id="${h(f.id)}"><td class="mono">${h(f.id)}</td><td>${h(f.layer)}</td><td>${f.severity ? badge(f.severity) : 'not rated'}</td><td>${badge(f.status)}</td><td>${h(f.title)}${f.detail ? `<div class="detail">${h(f.detail)}</div>` : ''}</td><td>${h(f.mitigation)}</td><td class="mono">${f.evidence.map(h).join('<br>')}</td></tr>`,
+      `<tr class="finding" data-id="${h(f.id)}"><td class="mono">${h(f.id)}</td><td>${h(f.layer)}</td><td>${f.severity ? badge(f.severity, f.status === 'waived' ? 'waived' : f.severity) : 'not rated'}</td><td>${badge(f.status)}</td><td>${h(f.title)}${f.detail ? `<div class="detail">${h(f.detail)}</div>` : ''}</td><td>${h(f.mitigation)}</td><td class="mono">${f.evidence.map(h).join('<br>')}</td></tr>`,
   );
   return `<section id="security" data-source="${s.source}"><h2>Security findings</h2>
 <p class="note">${h(s.note)}</p>${s.verdict ? `<p class="security-verdict">Security report verdict: ${badge(s.verdict)}</p>` : ''}${

@@ -115,7 +115,8 @@ describe('report data model', () => {
       const m = await buildReportModel({ repoRoot: b.repo.root, buildDir: b.buildDir, now: NOW });
       expect(m.security.source).toBe('security-report');
       expect(m.security.report?.path).toBe('observability/security-report.json');
-      expect(m.security.counts).toEqual({ HIGH: 1, MEDIUM: 1 });
+      // Open and waived apart: the waived HIGH is not counted, nor shown red, as an open one.
+      expect([m.security.counts, m.security.waived]).toEqual([{ MEDIUM: 1 }, { HIGH: 1 }]);
       expect([m.security.verdict, m.security.blocking]).toEqual(['PASS', []]);
       expect(m.security.findings).toEqual([
         {
@@ -132,6 +133,10 @@ describe('report data model', () => {
       ]);
       const html = renderReportHtml(m);
       expect(html).toContain('<td>CONFIG_USER_NS=y &lt;needed&gt; &amp; &quot;waived&quot;<div class="detail">kernel-hardening-checker: is not set');
+      expect(html).toContain(
+        '<p><span class="open-counts">open: <span class="badge MEDIUM">MEDIUM</span> 1</span> · <span class="waived-counts">waived: <span class="badge waived">HIGH</span> 1</span></p>',
+      );
+      expect(html).toContain('<td>kernel config</td><td><span class="badge waived">HIGH</span></td><td><span class="badge waived">waived</span></td>');
       await writeFile(join(b.buildDir, 'observability/security-report.json'), '{"findings": []}\n');
       const changed = await buildReportModel({ repoRoot: b.repo.root, buildDir: b.buildDir, now: NOW });
       expect(changed.security.source).toBe('in-guest-checks');
