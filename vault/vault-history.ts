@@ -108,25 +108,33 @@ export async function vaultStatus(buildDir: string): Promise<VaultStatus> {
 
 /** Every PASS task-end recorded in the vault, by instance and fingerprint (newest wins); loaded once, on first use. */
 export class PassIndex {
-  private index?: Promise<Map<string, PassRecord>>;
+  private index?: Promise<{ byFingerprint: Map<string, PassRecord>; latest: Map<string, PassRecord> }>;
   constructor(private readonly buildDir: string) {}
 
-  private load(): Promise<Map<string, PassRecord>> {
+  private load(): Promise<{ byFingerprint: Map<string, PassRecord>; latest: Map<string, PassRecord> }> {
     this.index ??= (async () => {
-      const m = new Map<string, PassRecord>();
+      const byFingerprint = new Map<string, PassRecord>();
+      const latest = new Map<string, PassRecord>();
       for (const r of await readAllRuns(this.buildDir)) {
         for (const e of r.events) {
           if (!isEvent(e, 'task-end')) continue;
           const p = e.payload;
-          if (p.status === 'PASS' && p.fingerprint) m.set(`${p.task} ${p.fingerprint}`, { ...p, run_id: r.runId });
+          if (p.status !== 'PASS') continue;
+          latest.set(p.task, { ...p, run_id: r.runId });
+          if (p.fingerprint) byFingerprint.set(`${p.task} ${p.fingerprint}`, { ...p, run_id: r.runId });
         }
       }
-      return m;
+      return { byFingerprint, latest };
     })();
     return this.index;
   }
 
   async find(task: string, fingerprint: string): Promise<PassRecord | undefined> {
-    return (await this.load()).get(`${task} ${fingerprint}`);
+    return (await this.load()).byFingerprint.get(`${task} ${fingerprint}`);
+  }
+
+  /** The instance's newest PASS, whatever its fingerprint (a failed attempt's duration says nothing of a build's). */
+  async lastPass(task: string): Promise<PassRecord | undefined> {
+    return (await this.load()).latest.get(task);
   }
 }

@@ -45,7 +45,8 @@ class TaskClock {
     id: string,
     timeoutMinutes: number,
     log: Log,
-    prevDuration: number | null,
+    /** The instance's last PASS duration: what the heartbeat estimates from. */
+    estimateMs: number | null,
   ) {
     const started = Date.now();
     this.timer = setTimeout(() => {
@@ -58,7 +59,7 @@ class TaskClock {
       rc.heartbeatMs > 0
         ? setInterval(() => {
             const elapsed = Date.now() - started;
-            rc.emit({ type: 'task-heartbeat', id, elapsedMs: elapsed, etaMs: prevDuration !== null ? Math.max(0, prevDuration - elapsed) : null });
+            rc.emit({ type: 'task-heartbeat', id, elapsedMs: elapsed, estimateMs });
           }, rc.heartbeatMs)
         : undefined;
   }
@@ -258,7 +259,9 @@ class InstanceRun {
     log(`start ${spec.task_id} "${spec.title}"${inst.arch ? ` for ${inst.arch}` : ''} fingerprint ${fingerprint.slice(0, 16)}`);
     log(`why it runs: ${why.join('; ')}`);
     await rc.vault.append('task-start', { task: inst.id, task_id: spec.task_id, arch: inst.arch, phase: spec.phase, agent: spec.agent, fingerprint, why, sandbox });
-    const clock = new TaskClock(rc, inst.id, spec.timeout_minutes, log, prev?.duration_ms ?? null);
+    // From the last PASS, not the last result: a failure after 273 ms says nothing of a 12-minute compile.
+    const estimate = prev?.status === 'PASS' ? prev.duration_ms : ((await rc.passes.lastPass(inst.id))?.duration_ms ?? null);
+    const clock = new TaskClock(rc, inst.id, spec.timeout_minutes, log, estimate);
     const ctx = this.stepContext(log, clock.abort.signal, sandboxWrapper(rc.sandbox, policy), watch);
     return { log, sandbox, watch, clock, ctx, startedAt, started };
   }
