@@ -4,7 +4,9 @@
  * up-to-date / restore / run decision with the scheduler's own functions
  * (computeFingerprint, decideFreshness), then puts it in words: the input file,
  * spec, frozen spec, dependency output or tool version that changed
- * (explain-change.ts), the recorded outputs missing or changed. Read-only: its
+ * (explain-change.ts), the recorded outputs missing or changed. A dependency it
+ * would not run has the record the scheduler would keep (keptRecord) assumed in
+ * memory, so a dependant is fingerprinted as the scheduler would. Read-only: its
  * context has no vault, logs or events, and it saves nothing (no state, no hash
  * cache), so it is safe beside a running build.
  */
@@ -20,7 +22,7 @@ import type { TaskInstance } from '../../pipeline/catalog/task-spec.js';
 import { toolPackagesOf, type FreshnessContext } from '../../pipeline/run/context.js';
 import { describeChange } from '../../pipeline/run/explain-change.js';
 import { ToolVersions } from '../../pipeline/run/fingerprint.js';
-import { decideFreshness, type OutputCheck } from '../../pipeline/run/freshness.js';
+import { decideFreshness, keptRecord, type OutputCheck } from '../../pipeline/run/freshness.js';
 import { computeFingerprint } from '../../pipeline/run/instance-fingerprint.js';
 import { clawosVersion, loadValidCatalog, selectArches, sourceDateEpoch } from '../../pipeline/run/session.js';
 import { StateStore, type InstanceRecord } from '../../pipeline/run/state.js';
@@ -158,6 +160,11 @@ async function explainOne(rc: ExplainContext, inst: TaskInstance, dep: (id: stri
     after,
   };
   const done = (verdict: Verdict, reasons: string[], outputs = base.outputs): Explanation => ({ ...base, verdict, would_run: verdict === 're-run', reasons, outputs });
+  // What the scheduler would record for it (in memory only): its dependants' fingerprints are computed from that.
+  if (f.verdict !== 'run') {
+    const spec = inst.task.spec;
+    rc.state.assume(keptRecord(f, { id: inst.id, task_id: spec.task_id, arch: inst.arch, phase: spec.phase, agent: spec.agent, log: '' }, { fingerprint, parts }));
+  }
 
   if (f.verdict === 'up-to-date') {
     return done('up-to-date', [`up to date: would not re-run (${f.prev.status} at ${f.prev.finished_at}, fingerprint ${short(fingerprint)})`], { missing: [], changed: [] });
@@ -172,7 +179,10 @@ async function explainOne(rc: ExplainContext, inst: TaskInstance, dep: (id: stri
   // The fingerprint changed, the last result did not pass, or there is none.
   const since = prev ? sinceLast(prev, parts) : [`${f.verdict === 'run' ? 'never run: ' : ''}no earlier result in ${join(rc.buildDir, 'state.json')}`];
   if (f.verdict === 'restore') {
-    return done('restore', [...since, `run ${f.hit.run_id} passed with exactly these inputs: its outputs would be restored from the vault store, not rebuilt`]);
+    const changed = describeOutputs(f.outputs);
+    // Its outputs are what that run recorded: the scheduler takes the record over and restores nothing.
+    if (!changed.length) return done('up-to-date', [`up to date: would not re-run (run ${f.hit.run_id} passed with exactly these inputs and its outputs are intact)`, ...since]);
+    return done('restore', [...since, ...changed, `run ${f.hit.run_id} passed with exactly these inputs: its outputs would be restored from the vault store, not rebuilt`], f.outputs);
   }
   return done('re-run', since);
 }

@@ -78,4 +78,31 @@ describe('clawos-build status', () => {
     ]);
     expect([s.instances['A-01']!.message, s.instances['A-01']!.run_id, s.instances['C-01']!.run_id]).toEqual(['new kernel', R2, R1]);
   });
+
+  it('a damaged state.json is named with the mv command that moves it aside; the results still come from the vault, exit 3', async () => {
+    const b = tmp.path;
+    const R1 = 'run-20251121T100000.000Z-00000001';
+    await runWith(b, R1, '2025-11-21T10:00:00.000Z', [
+      ['run-start', {}],
+      ['task-end', end('A-01', 'kernel', 60_000)],
+      ['run-end', { status: 'passed' }],
+    ]);
+    const state = join(b, 'state.json');
+    await writeFile(state, '{"format":"clawos-build-state@1","instan');
+    await writeFile(`${state}.damaged`, 'an earlier one, kept');
+    const plain = await status(b);
+    expect(plain.code).toBe(3);
+    const fix = `move it aside, and keep the build dir (the vault holds every result; the next run rebuilds the index from it and rebuilds nothing whose outputs it holds): mv ${state} ${state}.damaged-2`;
+    expect(plain.err.split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^clawos-build: ${state.replace(/[.]/g, '\\.')} is damaged: not valid JSON \\(.+\\); a run refuses it until it is moved aside \\(the results below come from the vault\\)$`)),
+      `hint: ${fix}`,
+      '',
+    ]);
+    expect(plain.out.split('\n')[2]).toBe('  A-01           PASS              1m00s  kernel');
+    const json = await status(b, '--json');
+    expect(json.code).toBe(3);
+    expect(JSON.parse(json.out).state).toEqual({ path: state, ok: false, problem: expect.stringMatching(/ is damaged: not valid JSON /), fix, command: `mv ${state} ${state}.damaged-2` });
+    await writeFile(state, '[]');
+    expect((await status(b)).err).toBe(`clawos-build: ${state} is damaged: not a JSON object; a run refuses it until it is moved aside (the results below come from the vault)\nhint: ${fix}\n`);
+  });
 });

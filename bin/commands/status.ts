@@ -2,6 +2,7 @@
 import { join, resolve } from 'node:path';
 import { formatDuration } from '../../lib/format.js';
 import { PHASES } from '../../pipeline/catalog/task-spec.js';
+import { stateDamage } from '../../pipeline/run/state.js';
 import { tamperedHeadline, vaultStatus } from '../../vault/vault-history.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
@@ -10,12 +11,15 @@ import { EXIT } from '../exit.js';
 export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
   const buildDir = resolve(a.buildDir as string);
   const s = await vaultStatus(buildDir);
-  const code = s.problems.length ? EXIT.failed : EXIT.ok;
+  // The scheduler's index, not the record: shown from the vault all the same, but a run would refuse it.
+  const damage = await stateDamage(buildDir);
+  const code = s.problems.length ? EXIT.failed : damage ? EXIT.invalidInput : EXIT.ok;
   if (a.json) {
-    printJson(io, s);
+    printJson(io, { ...s, state: damage ? { path: damage.path, ok: false, problem: damage.problem, fix: damage.fix, command: damage.command } : { path: join(buildDir, 'state.json'), ok: true } });
     return code;
   }
   for (const p of s.problems) io.printErr(`clawos-build: vault: ${p}\n`);
+  if (damage) io.printErr(`clawos-build: ${damage.problem}; a run refuses it until it is moved aside (the results below come from the vault)\nhint: ${damage.fix}\n`);
   const recs = Object.values(s.instances).sort((x, y) => x.phase.localeCompare(y.phase) || x.task.localeCompare(y.task));
   if (!recs.length) {
     io.print(`nothing recorded in the vault of ${buildDir} yet\n`);

@@ -13,7 +13,6 @@ import { withRetries } from '../../lib/retry.js';
 import { sandboxRecord, sandboxWrapper, ViolationWatch, type SandboxPolicy, type SandboxRecord } from '../../lib/sandbox.js';
 import { checkFrozenDeps } from '../../vault/freeze.js';
 import { readSpec } from '../../vault/freeze-specs.js';
-import type { PassRecord } from '../../vault/vault-history.js';
 import type { StoredFile } from '../../vault/event-payloads.js';
 import { fail, infra, isPassed, type Outcome } from '../catalog/outcome.js';
 import type { BootReport, StepContext } from '../catalog/step.js';
@@ -21,7 +20,7 @@ import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
 import { buildComponent, notConfigured } from './component-build.js';
 import { declaredOutputs, outDirOf, paramsOf, stepOf, type RunContext } from './context.js';
 import { describeChange } from './explain-change.js';
-import { decideFreshness } from './freshness.js';
+import { decideFreshness, keptRecord, type RecordBase } from './freshness.js';
 import { computeFingerprint, type InstanceFingerprint } from './instance-fingerprint.js';
 import { expandOutputFiles, hashOutputs, restoreOutputs } from './outputs.js';
 import { settle, storeOutputs, type TaskEndExtra } from './record.js';
@@ -29,8 +28,6 @@ import type { InstanceRecord, InstanceStatus, OutputRecord } from './state.js';
 
 type Log = (line: string) => void;
 
-/** Base fields of every record of this instance. */
-type RecordBase = Pick<InstanceRecord, 'id' | 'task_id' | 'arch' | 'phase' | 'agent' | 'log'>;
 
 /** The task's own abort: its timeout or the run's interruption; heartbeats while it runs. */
 class TaskClock {
@@ -175,36 +172,20 @@ class InstanceRun {
   }
 
   /** Up to date, or restored from the store: the kept record; null when it must run. */
-  private async reuse({ fingerprint, parts }: InstanceFingerprint): Promise<InstanceRecord | null> {
-    const f = await decideFreshness(this.rc, this.inst, fingerprint);
-    if (f.verdict === 'up-to-date') return this.keep(f.prev, {});
+  private async reuse(fp: InstanceFingerprint): Promise<InstanceRecord | null> {
+    const f = await decideFreshness(this.rc, this.inst, fp.fingerprint);
     if (f.verdict === 'run') return null;
-    const kept = f.source === 'last-result' ? f.prev : this.fromPass(f.hit, { fingerprint, parts });
+    // The same record `explain` assumes for this decision (freshness.ts).
+    const kept = keptRecord(f, this.base, fp);
+    if (f.verdict === 'up-to-date') return this.keep(kept, {});
     const restored = await restoreOutputs(this.rc.buildDir, this.rc.hashCache, kept.outputs);
     if (!restored) return null;
-    const rec: InstanceRecord = { ...kept, fingerprint, fingerprint_parts: parts, outputs: await hashOutputs(this.rc.buildDir, Object.keys(kept.outputs), this.rc.hashCache) };
+    const rec: InstanceRecord = { ...kept, outputs: await hashOutputs(this.rc.buildDir, Object.keys(kept.outputs), this.rc.hashCache) };
     const from = f.source === 'vault' ? `run ${f.hit.run_id}` : undefined;
     if (restored.length) {
       this.rc.emit({ type: 'info', message: `${this.inst.id}: ${restored.length} output(s) restored from the vault store (${from ?? 'last PASS'}), not rebuilt: ${restored.join(', ')}` });
     }
     return this.keep(rec, from ? { restored_from: from, restored } : { restored });
-  }
-
-  /** The record an earlier run's PASS with this fingerprint stands for. */
-  private fromPass(hit: PassRecord, { fingerprint, parts }: InstanceFingerprint): InstanceRecord {
-    return {
-      ...this.base,
-      status: 'PASS',
-      message: hit.message,
-      fingerprint,
-      fingerprint_parts: parts,
-      outputs: Object.fromEntries(hit.outputs.map((o) => [o.path, { sha256: o.sha256, size: o.size, mtimeMs: 0 }])),
-      evidence: hit.evidence,
-      data: hit.data,
-      started_at: hit.started_at ?? now(),
-      finished_at: hit.finished_at ?? now(),
-      duration_ms: hit.duration_ms,
-    };
   }
 
   private async keep(rec: InstanceRecord, extra: Pick<TaskEndExtra, 'restored_from' | 'restored'>): Promise<InstanceRecord> {
