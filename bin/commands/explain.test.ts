@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestRepo, taskYaml, type TestRepo } from '../../test/helpers/test-repo.js';
 import { openRun } from '../../pipeline/run/session.js';
@@ -198,6 +198,32 @@ describe('clawos-build explain', () => {
     expect((await explainJson(repo, 'A-02')).map((e) => e.verdict)).toEqual(['up-to-date', 'up-to-date']);
     expect(await runAll(repo)).toEqual([]);
     expect((await explain(repo, 'A-03@x86_64')).out).toMatch(/^A-03@x86_64: up to date: would not re-run \(PASS at /);
+  });
+
+  it('a frozen spec edited after a PASS: explain says refused (and its dependants blocked), as the scheduler records it', async () => {
+    repo = await setUp();
+    const frozen = (yaml: string) => yaml.replace('frozen_spec_deps: []', 'frozen_spec_deps:\n  - specs/p1/cgroup-quotas.yaml');
+    await repo.writeTask('A-01', frozen(taskYaml({ id: 'A-01', outputs: ['build-engineer/a.txt'], action: 'run: echo a > "$CLAWOS_OUT/a.txt"' })));
+    await runAll(repo);
+    expect((await explain(repo, 'A-01')).out).toMatch(/^A-01: up to date: would not re-run/);
+    // An unreviewed edit: nothing A-01's fingerprint compares changed in a way "up to date" would miss, but the freeze record no longer matches.
+    await appendFile(join(repo.root, 'specs/p1/cgroup-quotas.yaml'), '# an unreviewed edit\n');
+    const [a01] = await explainJson(repo, 'A-01');
+    expect(a01).toMatchObject({ verdict: 'refused', would_run: false });
+    expect(a01!.reasons).toEqual([expect.stringMatching(/^frozen-spec-mismatch: frozen spec specs\/p1\/cgroup-quotas\.yaml changed: frozen sha256 [0-9a-f]{64}, current sha256 [0-9a-f]{64}; /)]);
+    expect((await explain(repo, 'A-01')).out.split('\n')[0]).toBe('A-01: would be refused, not run (recorded as FAIL)');
+    expect((await explain(repo, 'A-03@x86_64')).out).toBe('A-03@x86_64: would be blocked, not run\n  - dependency A-02@x86_64 would be blocked, not run\n');
+    expect((await explainJson(repo, 'A-02')).map((e) => [e.verdict, e.reasons])).toEqual([
+      ['blocked', ['dependency A-01 would be refused, not run']],
+      ['blocked', ['dependency A-01 would be refused, not run']],
+    ]);
+    // The scheduler does exactly that: runs nothing and records A-01 refused (gate P1 is then NO-GO, so P2 never starts).
+    const events: RunEvent[] = [];
+    const rc = await openRun({ repoRoot: repo.root, buildDir: repo.buildDir, arches: ['x86_64', 'aarch64'], jobs: 2, emit: (e) => events.push(e), signal: new AbortController().signal, heartbeatMs: 0, steps: steps() });
+    await runPhases(rc, ['P1', 'P2'], await loadGateSpecs(repo.root)).catch(() => null);
+    expect(events.filter((e) => e.type === 'task-start')).toEqual([]);
+    const ends = Object.fromEntries(events.filter((e) => e.type === 'task-end').map((e) => [(e as { id: string }).id, [(e as { status: string }).status, (e as { reason?: string }).reason]]));
+    expect(ends['A-01']).toEqual(['FAIL', 'frozen-spec-mismatch']);
   });
 
   it('an unknown task is a UserError listing close matches; TASK@ARCH only for per-arch tasks', async () => {

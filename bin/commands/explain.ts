@@ -22,11 +22,12 @@ import type { TaskInstance } from '../../pipeline/catalog/task-spec.js';
 import { toolPackagesOf, type FreshnessContext } from '../../pipeline/run/context.js';
 import { describeChange } from '../../pipeline/run/explain-change.js';
 import { ToolVersions } from '../../pipeline/run/fingerprint.js';
-import { decideFreshness, keptRecord, type OutputCheck } from '../../pipeline/run/freshness.js';
+import { decideFreshness, frozenSpecRefusal, keptRecord, type OutputCheck } from '../../pipeline/run/freshness.js';
 import { computeFingerprint } from '../../pipeline/run/instance-fingerprint.js';
 import { clawosVersion, loadValidCatalog, selectArches, sourceDateEpoch } from '../../pipeline/run/session.js';
 import { StateStore, type InstanceRecord } from '../../pipeline/run/state.js';
 import { builtinSteps } from '../../pipeline/steps/index.js';
+import { loadFreezeState, type FreezeState } from '../../vault/freeze-specs.js';
 import { PassIndex } from '../../vault/vault-history.js';
 
 export interface ExplainOptions {
@@ -45,7 +46,8 @@ export interface ExplainOptions {
   steps?: Map<string, Step>;
 }
 
-export type Verdict = 'up-to-date' | 'restore' | 're-run';
+/** refused: its frozen_spec_deps do not match the freeze record; blocked: a dependency would be refused or blocked. Neither runs. */
+export type Verdict = 'up-to-date' | 'restore' | 're-run' | 'refused' | 'blocked';
 
 export interface Explanation {
   id: string;
@@ -64,6 +66,8 @@ export interface Explanation {
 interface ExplainContext extends FreshnessContext {
   catalog: Catalog;
   graph: TaskGraph;
+  /** The verified freeze record, as a run loads it: the scheduler refuses what it refuses. */
+  freeze: FreezeState;
 }
 
 async function openExplainContext(o: ExplainOptions, arches: string[] | null): Promise<ExplainContext> {
@@ -87,6 +91,7 @@ async function openExplainContext(o: ExplainOptions, arches: string[] | null): P
     sourceDateEpoch: await sourceDateEpoch(o.repoRoot),
     clawosVersion: await clawosVersion(o.repoRoot),
     passes: new PassIndex(buildDir),
+    freeze: await loadFreezeState(o.repoRoot),
   };
   await ctx.tools.load(graph.order.flatMap((i) => toolPackagesOf(ctx, i)));
   return ctx;
@@ -145,17 +150,25 @@ export async function explainInstances(rc: ExplainContext, wanted: TaskInstance[
 
 async function explainOne(rc: ExplainContext, inst: TaskInstance, dep: (id: string) => Promise<Explanation>): Promise<Explanation> {
   const after: string[] = [];
-  for (const d of inst.deps) if ((await dep(d)).would_run) after.push(d);
+  const stopped: Explanation[] = [];
+  for (const d of inst.deps) {
+    const e = await dep(d);
+    if (e.would_run) after.push(d);
+    if (e.verdict === 'refused' || e.verdict === 'blocked') stopped.push(e);
+  }
   const { fingerprint, parts } = await computeFingerprint(rc, inst);
+  // The scheduler's order: a dependency that did not pass blocks it, then a freeze mismatch refuses it.
+  const notRun = (verdict: 'refused' | 'blocked', reasons: string[]): Explanation => ({ id: inst.id, verdict, would_run: false, reasons, fingerprint, last: lastOf(rc.state.instance(inst.id)), outputs: { missing: [], changed: [] }, after });
+  if (stopped.length) return notRun('blocked', stopped.map((e) => `dependency ${e.id} would be ${e.verdict}, not run`));
+  const refused = await frozenSpecRefusal(rc, inst.task.spec);
+  if (refused) return notRun('refused', [`${refused.reason}: ${refused.message}`]);
   // The scheduler's own decision (pipeline/run/freshness.ts): explain only puts it in words.
   const f = await decideFreshness(rc, inst, fingerprint);
   const prev = f.prev;
   const base = {
     id: inst.id,
     fingerprint,
-    last: prev
-      ? { status: prev.status, ...(prev.reason ? { reason: prev.reason } : {}), message: prev.message, finished_at: prev.finished_at, fingerprint: prev.fingerprint }
-      : null,
+    last: lastOf(prev),
     outputs: { missing: [], changed: [] } as OutputCheck,
     after,
   };
@@ -187,6 +200,10 @@ async function explainOne(rc: ExplainContext, inst: TaskInstance, dep: (id: stri
   return done('re-run', since);
 }
 
+function lastOf(prev: InstanceRecord | undefined): Explanation['last'] {
+  return prev ? { status: prev.status, ...(prev.reason ? { reason: prev.reason } : {}), message: prev.message, finished_at: prev.finished_at, fingerprint: prev.fingerprint } : null;
+}
+
 /** What is different from the last result: its failure, and what changed since. */
 function sinceLast(prev: InstanceRecord, parts: Record<string, unknown>): string[] {
   const changes = describeChange(prev.fingerprint_parts, parts);
@@ -199,8 +216,14 @@ function sinceLast(prev: InstanceRecord, parts: Record<string, unknown>): string
 }
 
 export function formatExplanation(e: Explanation): string {
-  const head =
-    e.verdict === 'up-to-date' ? `${e.id}: ${e.reasons[0]}` : e.verdict === 'restore' ? `${e.id}: would not re-run, but restore outputs` : `${e.id}: would re-run`;
+  const heads: Record<Verdict, string> = {
+    'up-to-date': `${e.id}: ${e.reasons[0]}`,
+    restore: `${e.id}: would not re-run, but restore outputs`,
+    're-run': `${e.id}: would re-run`,
+    refused: `${e.id}: would be refused, not run (recorded as FAIL)`,
+    blocked: `${e.id}: would be blocked, not run`,
+  };
+  const head = heads[e.verdict];
   const lines = [head];
   for (const r of e.verdict === 'up-to-date' ? [] : e.reasons) lines.push(`  - ${r}`);
   if (e.after.length) {

@@ -6,10 +6,12 @@
  * reports it, so the two cannot disagree.
  */
 import { join } from 'node:path';
+import { checkFrozenDeps } from '../../vault/freeze.js';
+import { readSpec, type FreezeState } from '../../vault/freeze-specs.js';
 import { storeHas } from '../../vault/store.js';
 import type { PassRecord } from '../../vault/vault-history.js';
-import { isPassed } from '../catalog/outcome.js';
-import type { TaskInstance } from '../catalog/task-spec.js';
+import { fail, isPassed, type Outcome } from '../catalog/outcome.js';
+import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
 import type { FreshnessContext } from './context.js';
 import type { InstanceFingerprint } from './instance-fingerprint.js';
 import type { InstanceRecord } from './state.js';
@@ -103,4 +105,23 @@ export function keptRecord(f: Exclude<Freshness, { verdict: 'run' }>, base: Reco
     finished_at: hit.finished_at ?? at,
     duration_ms: hit.duration_ms,
   };
+}
+
+/**
+ * Checked before "up to date": an instance whose frozen_spec_deps do not match the
+ * verified freeze record is refused (FAIL, not run), even when nothing changed.
+ * The scheduler records the refusal; `explain` reports it.
+ */
+export async function frozenSpecRefusal(ctx: { repoRoot: string; freeze: FreezeState }, spec: Pick<TaskSpec, 'frozen_spec_deps'>): Promise<Outcome | null> {
+  const deps = spec.frozen_spec_deps;
+  if (!deps.length) return null;
+  const freeze = ctx.freeze;
+  if (!freeze.ok) return fail('frozen-spec-mismatch', `frozen_spec_deps (${deps.join(', ')}) cannot be checked: ${freeze.detail}; run \`clawos-build spec freeze\``);
+  const current = new Map<string, { sha256: string; version: string }>();
+  for (const p of deps) {
+    const s = await readSpec(ctx.repoRoot, p);
+    if (s) current.set(p, s);
+  }
+  const r = checkFrozenDeps(deps.map((path) => ({ path })), current, freeze.payload);
+  return r.ok ? null : fail('frozen-spec-mismatch', r.message);
 }

@@ -11,8 +11,6 @@ import { InfraError } from '../../lib/errors.js';
 import { run as runProcess, type RunOptions } from '../../lib/proc.js';
 import { withRetries } from '../../lib/retry.js';
 import { sandboxRecord, sandboxWrapper, ViolationWatch, type SandboxPolicy, type SandboxRecord } from '../../lib/sandbox.js';
-import { checkFrozenDeps } from '../../vault/freeze.js';
-import { readSpec } from '../../vault/freeze-specs.js';
 import type { StoredFile } from '../../vault/event-payloads.js';
 import { fail, infra, isPassed, type Outcome } from '../catalog/outcome.js';
 import type { BootReport, StepContext } from '../catalog/step.js';
@@ -20,7 +18,7 @@ import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
 import { buildComponent, notConfigured } from './component-build.js';
 import { declaredOutputs, outDirOf, paramsOf, stepOf, type RunContext } from './context.js';
 import { describeChange } from './explain-change.js';
-import { decideFreshness, keptRecord, type RecordBase } from './freshness.js';
+import { decideFreshness, frozenSpecRefusal, keptRecord, type RecordBase } from './freshness.js';
 import { computeFingerprint, type InstanceFingerprint } from './instance-fingerprint.js';
 import { expandOutputFiles, hashOutputs, restoreOutputs } from './outputs.js';
 import { settle, storeOutputs, type TaskEndExtra } from './record.js';
@@ -118,7 +116,8 @@ class InstanceRun {
     const blocked = this.blockedBy();
     if (blocked) return this.decided('BLOCKED', blocked);
     // Checked before "up to date": a record that no longer verifies refuses even an unchanged task.
-    const refused = await this.frozenSpecRefusal();
+    // The same refusal `explain` reports (freshness.ts).
+    const refused = await frozenSpecRefusal(this.rc, this.spec);
     if (refused) return this.decided('FAIL', refused);
     const fp = await computeFingerprint(this.rc, this.inst);
     return (await this.reuse(fp)) ?? this.runAndRecord(fp);
@@ -131,21 +130,6 @@ class InstanceRun {
       if (!r || !isPassed(r.status)) return { status: 'FAIL', reason: 'dependency-failed', message: `not run: dependency ${d} is ${r?.status ?? 'not built'}` };
     }
     return null;
-  }
-
-  /** A refusal when the instance's frozen_spec_deps do not match the verified freeze record. */
-  private async frozenSpecRefusal(): Promise<Outcome | null> {
-    const deps = this.spec.frozen_spec_deps;
-    if (!deps.length) return null;
-    const freeze = this.rc.freeze;
-    if (!freeze.ok) return fail('frozen-spec-mismatch', `frozen_spec_deps (${deps.join(', ')}) cannot be checked: ${freeze.detail}; run \`clawos-build spec freeze\``);
-    const current = new Map<string, { sha256: string; version: string }>();
-    for (const p of deps) {
-      const s = await readSpec(this.rc.repoRoot, p);
-      if (s) current.set(p, s);
-    }
-    const r = checkFrozenDeps(deps.map((path) => ({ path })), current, freeze.payload);
-    return r.ok ? null : fail('frozen-spec-mismatch', r.message);
   }
 
   /** Decided without running (blocked, refused): recorded with no fingerprint. */
