@@ -6,6 +6,7 @@ import { dir as tmpDir } from 'tmp-promise';
 import { run } from '../lib/proc.js';
 import { buildReportModel, type ReportModel } from '../report/report-model.js';
 import { renderReportHtml } from '../report/render-report-html.js';
+import { changelogMarkdown } from '../report/changelog.js';
 import { reportCommand } from '../bin/commands/report.js';
 import { main } from '../bin/cli.js';
 import type { CommandIo } from '../bin/command-io.js';
@@ -173,6 +174,14 @@ describe('report sources', () => {
       expect(html).toContain(`<ul class="problems"><li>run ${RUN1}: TAMPERED: CHAIN_BROKEN: event 3: prev is`);
       expect(html).toContain(`<tr class="tampered-run"><td class="mono">${RUN1}</td><td><span class="badge fail">TAMPERED</span> no run-end</td>`);
       expect(m.runs[0]!.status).toBeNull();
+      // The release's CHANGELOG.md marks it too.
+      const md = changelogMarkdown({ version: '0.1.0', releaseRun: null, buildDir: b.buildDir, summaries: m.runs }).split('\n');
+      expect(md.slice(md.indexOf(`## ${RUN1}: TAMPERED, no run-end`), md.indexOf(`## ${RUN1}: TAMPERED, no run-end`) + 4)).toEqual([
+        `## ${RUN1}: TAMPERED, no run-end`,
+        '',
+        '- time: 2025-11-21 10:00:00Z to ?',
+        `- chain: ${m.source.problems[0]!.slice(`run ${RUN1}: `.length)}`,
+      ]);
     } finally {
       await b.cleanup();
     }
