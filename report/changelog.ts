@@ -15,6 +15,8 @@ export interface RunSummary {
   ended: string | null;
   status: string | null;
   problem?: string;
+  /** The run's chain fails verification: this summary is of its verified prefix only. */
+  tampered?: true;
   clawos_version: string | null;
   arches: string[];
   phases: string[] | null;
@@ -48,6 +50,7 @@ export function runSummaries(runs: readonly RecordedRun[], bundles: ReadonlySet<
       ended: r.ended,
       status: r.status,
       ...(r.problem ? { problem: r.problem } : {}),
+      ...(r.tampered ? { tampered: true as const } : {}),
       clawos_version: typeof start.clawos_version === 'string' ? start.clawos_version : null,
       arches: Array.isArray(start.arches) ? start.arches.map(String) : [],
       phases: Array.isArray(start.phases) ? start.phases.map(String) : null,
@@ -106,7 +109,7 @@ const when = (t: string | null): string => (t ? t.replace('T', ' ').replace(/\.\
 
 function runSection(s: RunSummary, releaseRun: string | null): string {
   const lines: string[] = [];
-  lines.push(`## ${s.run_id}: ${s.status ?? 'no run-end'}${s.run_id === releaseRun ? ' (this release)' : ''}`, '');
+  lines.push(`## ${s.run_id}: ${s.tampered ? 'TAMPERED, ' : ''}${s.status ?? 'no run-end'}${s.run_id === releaseRun ? ' (this release)' : ''}`, '');
   lines.push(`- time: ${when(s.started)} to ${when(s.ended)}`);
   if (s.problem) lines.push(`- chain: ${s.problem}`);
   lines.push(`- asked for: ${s.phases?.join(', ') ?? 'unknown phases'} on ${s.arches.join(', ') || 'unknown arches'}${s.clawos_version ? ` (clawos-build ${s.clawos_version})` : ''}`);

@@ -3,15 +3,16 @@
  * of every task instance and gate, and every run.
  *
  * The source is the vault's event chains (<build>/vault/runs/<run_id>/events.jsonl),
- * each verified with verifyChain before any of its events is used; a chain that
- * does not verify is named in `problems` and skipped. Only a build dir that has
- * no event chain at all (made before the vault recorded runs) falls back to
- * state.json, and says so in `source`.
+ * each verified before any of its events is used; a chain that does not verify
+ * is named in `problems` and `tampered`, and only its verified prefix is used.
+ * Only a build dir that has no event chain at all (made before the vault
+ * recorded runs) falls back to state.json, and says so in `source`.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { eventsPath, splitLines, verifyChain, type VaultEvent } from '../vault/event-chain.js';
+import type { VaultEvent } from '../vault/event-chain.js';
 import { listRunIds } from '../vault/run-vault.js';
+import { readRunLog, type ChainTamper } from '../vault/vault-history.js';
 import { eventsOf, isEvent, type TaskEndPayload } from '../vault/event-payloads.js';
 import { StateStore } from '../pipeline/run/state.js';
 import { PHASES, type Phase } from '../pipeline/catalog/task-spec.js';
@@ -55,6 +56,8 @@ export interface RecordedRun {
   /** The run-end event's status (passed, failed, error, interrupted); null while running or cut short. */
   status: string | null;
   problem?: string;
+  /** The chain fails verification: `events` is its verified prefix. */
+  tampered?: ChainTamper;
 }
 
 export interface RecordedResults {
@@ -66,24 +69,25 @@ export interface RecordedResults {
   tasks: Map<string, RecordedTask>;
   gates: Partial<Record<Phase, RecordedGate>>;
   problems: string[];
+  /** Runs whose chain fails verification: the build's evidence is not intact. */
+  tampered: { run_id: string; text: string }[];
 }
 
 /** Run ids with an events.jsonl, oldest first: the vault's own listing (its run id format is its own). */
 export const listRuns = listRunIds;
 
+/** One run, read with the vault's own chain reader (a tampered chain keeps its verified prefix). */
 export async function readRun(buildDir: string, runId: string): Promise<RecordedRun> {
-  const split = splitLines(await readFile(eventsPath(buildDir, runId)));
-  const v = verifyChain(split.lines, { runId });
-  if (!v.ok) return { run_id: runId, events: [], started: null, ended: null, status: null, problem: `${v.code}: ${v.detail}` };
-  const end = eventsOf(v.events, 'run-end')[0];
+  const log = await readRunLog(buildDir, runId);
+  const end = eventsOf(log.events, 'run-end')[0];
   return {
     run_id: runId,
-    events: v.events,
-    started: v.events.find((e) => e.type === 'run-start')?.time ?? null,
+    events: log.events,
+    started: log.events.find((e) => e.type === 'run-start')?.time ?? null,
     ended: end?.time ?? null,
     status: typeof end?.payload.status === 'string' ? end.payload.status : null,
-    // A torn last line is an interrupted append: the verified lines before it stand.
-    ...(split.torn ? { problem: `the last line is torn (${split.torn.length} bytes): an append was interrupted` } : {}),
+    ...(log.problem ? { problem: log.problem } : {}),
+    ...(log.tampered ? { tampered: log.tampered } : {}),
   };
 }
 
@@ -123,6 +127,7 @@ export async function loadRecordedResults(buildDir: string): Promise<RecordedRes
   const runs: RecordedRun[] = [];
   for (const id of await listRuns(buildDir)) runs.push(await readRun(buildDir, id));
   const problems = runs.filter((r) => r.problem).map((r) => `run ${r.run_id}: ${r.problem}`);
+  const tampered = runs.filter((r) => r.tampered).map((r) => ({ run_id: r.run_id, text: `run ${r.run_id}: ${r.problem}` }));
   const tasks = new Map<string, RecordedTask>();
   const gates: RecordedResults['gates'] = {};
   if (runs.length) {
@@ -148,15 +153,15 @@ export async function loadRecordedResults(buildDir: string): Promise<RecordedRes
         }
       }
     }
-    const good = runs.filter((r) => !r.problem || r.events.length).length;
     return {
       source: 'vault',
-      source_detail: `the vault's event chains: ${runs.length} run(s) in ${join(buildDir, 'vault', 'runs')}${good < runs.length ? ` (${runs.length - good} not verified, not used)` : ''}`,
+      source_detail: `the vault's event chains: ${runs.length} run(s) in ${join(buildDir, 'vault', 'runs')}${tampered.length ? ` (${tampered.length} TAMPERED: only the verified prefix of ${tampered.length > 1 ? 'their chains is' : 'its chain is'} used)` : ''}`,
       build_dir: buildDir,
       runs,
       tasks,
       gates,
       problems,
+      tampered,
     };
   }
   const state = await StateStore.open(buildDir);
@@ -202,5 +207,6 @@ export async function loadRecordedResults(buildDir: string): Promise<RecordedRes
     tasks,
     gates,
     problems,
+    tampered,
   };
 }

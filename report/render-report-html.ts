@@ -10,6 +10,7 @@ import { bootChartSvg } from './boot-chart-svg.js';
 import { escapeHtml as h } from './escape-html.js';
 import { ganttSvg, type GanttBar } from './gantt-svg.js';
 import type { ReportModel } from './report-model.js';
+import { tamperedHeadline } from '../vault/vault-history.js';
 
 const CSS = `
 :root { --pass:#1a7f37; --fail:#cf222e; --warn:#9a6700; --muted:#57606a; --nc:#8c959f; --crit:#8250df; }
@@ -23,7 +24,7 @@ th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: ta
 .badge.NO-GO, .badge.FAIL, .badge.fail, .badge.failed, .badge.TIMEOUT, .badge.BLOCKED, .badge.INFRA_ERROR, .badge.CRITICAL, .badge.HIGH { background: var(--fail); }
 .badge.not-verified, .badge.no-bundle, .badge.MEDIUM, .badge.none { background: var(--warn); }
 ul.blockers { margin: 2px 0; padding-left: 18px; color: var(--fail); }
-.problems { color: var(--fail); } .detail { color: var(--muted); font-size: 12px; }
+.problems { color: var(--fail); } .tampered { border: 2px solid var(--fail); border-radius: 6px; padding: 6px 12px; color: var(--fail); font-weight: 600; max-width: 1060px; } .detail { color: var(--muted); font-size: 12px; }
 .vault-status { border: 2px solid var(--nc); border-radius: 6px; padding: 8px 12px; max-width: 1060px; }
 .vault-status[data-state="verified"] { border-color: var(--pass); } .vault-status[data-state="failed"] { border-color: var(--fail); }
 .vault-status[data-state="not-verified"], .vault-status[data-state="no-bundle"] { border-color: var(--warn); }
@@ -113,12 +114,18 @@ ${bootChartSvg(m.boots)}
 
 function securitySection(m: ReportModel): string {
   const s = m.security;
-  const counts = Object.entries(s.counts)
-    .map(([k, n]) => `${badge(k)} ${n}`)
-    .join(' ');
+  const list = (c: Record<string, number>, cls?: string) =>
+    Object.entries(c)
+      .map(([k, n]) => `${badge(k, cls ?? k)} ${n}`)
+      .join(' ');
+  // Open and waived apart: a waived finding never shows as an open (red) one.
+  const counts =
+    s.source === 'security-report'
+      ? `<span class="open-counts">open: ${list(s.counts) || 'none'}</span>${Object.keys(s.waived).length ? ` · <span class="waived-counts">waived: ${list(s.waived, 'waived')}</span>` : ''}`
+      : list(s.counts);
   const rows = s.findings.map(
     (f) =>
-      `<tr class="finding" data-id="${h(f.id)}"><td class="mono">${h(f.id)}</td><td>${h(f.layer)}</td><td>${f.severity ? badge(f.severity) : 'not rated'}</td><td>${badge(f.status)}</td><td>${h(f.title)}${f.detail ? `<div class="detail">${h(f.detail)}</div>` : ''}</td><td>${h(f.mitigation)}</td><td class="mono">${f.evidence.map(h).join('<br>')}</td></tr>`,
+      `<tr class="finding" data-id="${h(f.id)}"><td class="mono">${h(f.id)}</td><td>${h(f.layer)}</td><td>${f.severity ? badge(f.severity, f.status === 'waived' ? 'waived' : f.severity) : 'not rated'}</td><td>${badge(f.status)}</td><td>${h(f.title)}${f.detail ? `<div class="detail">${h(f.detail)}</div>` : ''}</td><td>${h(f.mitigation)}</td><td class="mono">${f.evidence.map(h).join('<br>')}</td></tr>`,
   );
   return `<section id="security" data-source="${s.source}"><h2>Security findings</h2>
 <p class="note">${h(s.note)}</p>${s.verdict ? `<p class="security-verdict">Security report verdict: ${badge(s.verdict)}</p>` : ''}${
@@ -147,7 +154,7 @@ function runsSection(m: ReportModel): string {
   if (!m.runs.length) return '';
   const rows = [...m.runs].reverse().map(
     (r) =>
-      `<tr><td class="mono">${h(r.run_id)}</td><td>${h(r.status ?? 'no run-end')}</td><td>${h(r.gates.map((g) => `${g.phase} ${g.recommendation}`).join(', '))}</td><td class="num">${r.ran.length}</td><td class="num">${r.up_to_date}</td><td>${h(
+      `<tr${r.tampered ? ' class="tampered-run"' : ''}><td class="mono">${h(r.run_id)}</td><td>${r.tampered ? `${badge('TAMPERED', 'fail')} ` : ''}${h(r.status ?? 'no run-end')}</td><td>${h(r.gates.map((g) => `${g.phase} ${g.recommendation}`).join(', '))}</td><td class="num">${r.ran.length}</td><td class="num">${r.up_to_date}</td><td>${h(
         r.boots.map((b) => `${b.arch} ${b.variant} ${b.verdict}${b.up_to_date ? ' (up to date)' : ''}`).join(', '),
       )}</td><td>${r.bundle.signed ? 'signed' : h(`none (${r.bundle.reason ?? ''})`)}</td></tr>`,
   );
@@ -156,6 +163,7 @@ function runsSection(m: ReportModel): string {
 
 export function renderReportHtml(m: ReportModel): string {
   const problems = m.source.problems.length ? `<ul class="problems">${m.source.problems.map((p) => `<li>${h(p)}</li>`).join('')}</ul>` : '';
+  const tampered = m.source.tampered.length ? `<p class="tampered">${h(tamperedHeadline(m.source.tampered.map((t) => t.run_id)))}</p>` : '';
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -167,7 +175,7 @@ export function renderReportHtml(m: ReportModel): string {
 </head>
 <body>
 <header><h1>${h(`ClawOS ${m.release ?? '(no release version)'}: build report`)}</h1>
-<p class="meta">Generated ${h(m.generated_at)} from ${h(m.source.detail)}. Build dir <code>${h(m.build_dir)}</code>.</p>${problems}</header>
+<p class="meta">Generated ${h(m.generated_at)} from ${h(m.source.detail)}. Build dir <code>${h(m.build_dir)}</code>.</p>${tampered}${problems}</header>
 ${gatesSection(m)}
 ${timelineSection(m)}
 ${bootsSection(m)}

@@ -49,7 +49,8 @@ export interface ReportModel {
   generated_at: string;
   build_dir: string;
   release: string | null;
-  source: { kind: RecordedResults['source']; detail: string; problems: string[] };
+  /** tampered: runs whose event chain fails verification (only its verified prefix is shown). */
+  source: { kind: RecordedResults['source']; detail: string; problems: string[]; tampered: RecordedResults['tampered'] };
   phases: PhaseView[];
   tasks: TaskView[];
   critical_path: { ids: string[]; total_ms: number; note: string };
@@ -148,7 +149,7 @@ export async function buildReportModel(o: ReportModelOptions): Promise<ReportMod
     generated_at: (o.now ?? (() => new Date()))().toISOString(),
     build_dir: o.buildDir,
     release: await releaseVersion(o.repoRoot),
-    source: { kind: rec.source, detail: rec.source_detail, problems: rec.problems },
+    source: { kind: rec.source, detail: rec.source_detail, problems: rec.problems, tampered: rec.tampered },
     phases,
     tasks,
     critical_path: cp,

@@ -38,8 +38,10 @@ export interface SecurityView {
   verdict: string | null;
   blocking: string[];
   findings: Finding[];
-  /** Findings per severity (security report) or per status (in-guest checks). */
+  /** Open findings per severity (security report), or checks per status (in-guest checks). */
   counts: Record<string, number>;
+  /** Waived findings per severity, kept apart: a waived CRITICAL is not an open one. */
+  waived: Record<string, number>;
 }
 
 export interface BootCheckRecord {
@@ -145,12 +147,13 @@ export async function securityView(buildDir: string, tasks: ReadonlyMap<string, 
         verdict: typeof (doc as { verdict?: unknown }).verdict === 'string' ? (doc as { verdict: string }).verdict : null,
         blocking: Array.isArray((doc as { blocking?: unknown }).blocking) ? (doc as { blocking: unknown[] }).blocking.map(String) : [],
         findings,
-        counts: countBy(findings, 'severity'),
+        counts: countBy(findings.filter((f) => f.status !== 'waived'), 'severity'),
+        waived: countBy(findings.filter((f) => f.status === 'waived'), 'severity'),
       };
     }
   }
   if (!boots.length) {
-    return { source: 'none', note: `No security report (${why}) and no boot record with in-guest checks: nothing to show.`, report: null, missing: why, verdict: null, blocking: [], findings: [], counts: {} };
+    return { source: 'none', note: `No security report (${why}) and no boot record with in-guest checks: nothing to show.`, report: null, missing: why, verdict: null, blocking: [], findings: [], counts: {}, waived: {} };
   }
   const findings = inGuest(boots);
   return {
@@ -162,6 +165,7 @@ export async function securityView(buildDir: string, tasks: ReadonlyMap<string, 
     blocking: [],
     findings,
     counts: countBy(findings, 'status'),
+    waived: {},
   };
 }
 

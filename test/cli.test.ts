@@ -47,8 +47,12 @@ describe('clawos-build binary', () => {
     // (status reads the vault's event chains; a run opens the state file, the scheduler's index.)
     const r = await run(['node', cli, 'p1', '--build-dir', join(d.path, 'b')]);
     expect(r.exitCode).toBe(3);
-    expect(r.tail[0]).toMatch(/^clawos-build: .*state\.json is not valid JSON/);
-    expect(r.tail[1]).toBe('hint: it is only ever replaced atomically, so it was edited by hand: restore it or remove the build dir');
+    const state = join(d.path, 'b', 'state.json');
+    expect(r.tail[0]).toMatch(new RegExp(`^clawos-build: ${state.replace(/[.]/g, '\\.')} is damaged: not valid JSON \\(.+\\)$`));
+    // Never "remove the build dir": it holds the signed vault and the kernel build.
+    expect(r.tail[1]).toBe(
+      `hint: move it aside, and keep the build dir (the vault holds every result; the next run rebuilds the index from it and rebuilds nothing whose outputs it holds): mv ${state} ${state}.damaged`,
+    );
     await d.cleanup();
   });
 

@@ -38,7 +38,7 @@ afterEach(async () => {
   repo = null;
 });
 
-async function runAll(r: TestRepo, opts: { arches?: string[]; phases?: ('P1' | 'P2' | 'P3' | 'P4')[]; config?: string } = {}) {
+async function runAll(r: TestRepo, opts: { arches?: string[]; phases?: ('P1' | 'P2' | 'P3' | 'P4')[]; config?: string; heartbeatMs?: number } = {}) {
   const events: RunEvent[] = [];
   const rc = await openRun({
     repoRoot: r.root,
@@ -47,7 +47,7 @@ async function runAll(r: TestRepo, opts: { arches?: string[]; phases?: ('P1' | '
     jobs: 2,
     emit: (e) => events.push(e),
     signal: new AbortController().signal,
-    heartbeatMs: 0,
+    heartbeatMs: opts.heartbeatMs ?? 0,
     configFile: opts.config,
     steps: new Map([['copy', copyStep]]),
   });
@@ -112,6 +112,30 @@ describe('scheduler, fingerprints and gates', () => {
     await repo.write('frag/x86_64.config', 'CONFIG_X=y\nCONFIG_Y=y\n');
     const third = await runAll(repo, { arches: ['x86_64', 'aarch64'] });
     expect(ran(third.events)).toEqual(['A-02@x86_64', 'A-03@x86_64']);
+  });
+
+  it("the heartbeat estimates from the instance's last PASS, not from a failed run after it", async () => {
+    repo = await makeTestRepo(GATES);
+    const task = (mode: string) => taskYaml({ id: 'A-01', inputs: ['mode.txt'], outputs: ['build-engineer/out.txt'], action: `run: ${JSON.stringify(mode)}` });
+    await repo.write('mode.txt', 'slow\n');
+    await repo.writeTask('A-01', task('sleep 0.6; echo ok > out.txt'));
+    await runAll(repo, { phases: ['P1'] });
+    const passed = (await readAllRuns(repo.buildDir))[0]!.events.find((e) => e.type === 'task-end')!.payload;
+    expect(passed).toMatchObject({ status: 'PASS' });
+    // The next run fails at once: the last result is a FAIL of a few ms.
+    await repo.write('mode.txt', 'fail\n');
+    await repo.writeTask('A-01', task('exit 1'));
+    const failed = await runAll(repo, { phases: ['P1'] });
+    expect(failed.events.find((e) => e.type === 'task-end')).toMatchObject({ status: 'FAIL' });
+    // A long run again: every heartbeat estimates from the PASS, and says so.
+    await repo.write('mode.txt', 'slow again\n');
+    await repo.writeTask('A-01', task('sleep 1.5; echo ok > out.txt'));
+    const slow = await runAll(repo, { phases: ['P1'], heartbeatMs: 100 });
+    const beats = slow.events.filter((e): e is Extract<RunEvent, { type: 'task-heartbeat' }> => e.type === 'task-heartbeat');
+    expect(beats.length).toBeGreaterThan(0);
+    expect(new Set(beats.map((b) => b.estimateMs))).toEqual(new Set([passed.duration_ms]));
+    const past = beats.find((b) => b.elapsedMs > (passed.duration_ms as number))!;
+    expect(formatEvent(past)).toMatch(/^A-01 still running: [\d.]+ m?s elapsed, past the estimate by [\d.]+ m?s \(last PASS took [\d.]+ m?s\)$/);
   });
 
   it('refuses to start a phase whose previous gate has not passed on the same inputs', async () => {

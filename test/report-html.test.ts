@@ -6,6 +6,7 @@ import { dir as tmpDir } from 'tmp-promise';
 import { run } from '../lib/proc.js';
 import { buildReportModel, type ReportModel } from '../report/report-model.js';
 import { renderReportHtml } from '../report/render-report-html.js';
+import { changelogMarkdown } from '../report/changelog.js';
 import { reportCommand } from '../bin/commands/report.js';
 import { main } from '../bin/cli.js';
 import type { CommandIo } from '../bin/command-io.js';
@@ -35,7 +36,7 @@ afterAll(async () => fx.cleanup());
 
 describe('report data model', () => {
   it('is computed from the verified event chains: latest results, gates, critical path, boots', () => {
-    expect(model.source).toEqual({ kind: 'vault', detail: `the vault's event chains: 2 run(s) in ${join(fx.buildDir, 'vault/runs')}`, problems: [] });
+    expect(model.source).toEqual({ kind: 'vault', detail: `the vault's event chains: 2 run(s) in ${join(fx.buildDir, 'vault/runs')}`, problems: [], tampered: [] });
     expect(model.release).toBe('0.1.0-alpha');
     expect(model.phases.map((p) => [p.phase, p.title, p.gate?.recommendation, p.gate?.run_id, p.counts])).toEqual([
       ['P1', 'Build standards', 'GO', RUN2, { PASS: 1 }],
@@ -115,7 +116,8 @@ describe('report data model', () => {
       const m = await buildReportModel({ repoRoot: b.repo.root, buildDir: b.buildDir, now: NOW });
       expect(m.security.source).toBe('security-report');
       expect(m.security.report?.path).toBe('observability/security-report.json');
-      expect(m.security.counts).toEqual({ HIGH: 1, MEDIUM: 1 });
+      // Open and waived apart: the waived HIGH is not counted, nor shown red, as an open one.
+      expect([m.security.counts, m.security.waived]).toEqual([{ MEDIUM: 1 }, { HIGH: 1 }]);
       expect([m.security.verdict, m.security.blocking]).toEqual(['PASS', []]);
       expect(m.security.findings).toEqual([
         {
@@ -132,6 +134,10 @@ describe('report data model', () => {
       ]);
       const html = renderReportHtml(m);
       expect(html).toContain('<td>CONFIG_USER_NS=y &lt;needed&gt; &amp; &quot;waived&quot;<div class="detail">kernel-hardening-checker: is not set');
+      expect(html).toContain(
+        '<p><span class="open-counts">open: <span class="badge MEDIUM">MEDIUM</span> 1</span> · <span class="waived-counts">waived: <span class="badge waived">HIGH</span> 1</span></p>',
+      );
+      expect(html).toContain('<td>kernel config</td><td><span class="badge waived">HIGH</span></td><td><span class="badge waived">waived</span></td>');
       await writeFile(join(b.buildDir, 'observability/security-report.json'), '{"findings": []}\n');
       const changed = await buildReportModel({ repoRoot: b.repo.root, buildDir: b.buildDir, now: NOW });
       expect(changed.security.source).toBe('in-guest-checks');
@@ -143,7 +149,7 @@ describe('report data model', () => {
 });
 
 describe('report sources', () => {
-  it('uses no event of a chain that does not verify, and says which', async () => {
+  it('uses only the verified prefix of a chain that does not verify (not the edited event), and marks the run TAMPERED', async () => {
     const b = await makeReportBuild({ bundle: false });
     try {
       const file = join(b.buildDir, 'vault/runs', RUN1, 'events.jsonl');
@@ -154,13 +160,64 @@ describe('report sources', () => {
       await writeFile(file, lines.join('\n'));
       const m = await buildReportModel({ repoRoot: b.repo.root, buildDir: b.buildDir, now: NOW });
       expect(m.source.problems).toHaveLength(1);
-      expect(m.source.problems[0]).toMatch(new RegExp(`^run ${RUN1}: CHAIN_BROKEN: event 3: prev is \\S+, expected \\S+ \\(the hash of event 2\\)$`));
-      expect(m.runs.map((r) => [r.run_id, r.ran.length])).toEqual([
-        [RUN1, 0],
-        [RUN2, 4],
+      expect(m.source.problems[0]).toMatch(
+        new RegExp(`^run ${RUN1}: TAMPERED: CHAIN_BROKEN: event 3: prev is \\S+, expected \\S+ \\(the hash of event 2\\); only its first 2 of 32 events verify and are used$`),
+      );
+      expect(m.source.tampered).toEqual([{ run_id: RUN1, text: m.source.problems[0] }]);
+      expect(m.source.detail).toBe(`the vault's event chains: 2 run(s) in ${join(b.buildDir, 'vault/runs')} (1 TAMPERED: only the verified prefix of its chain is used)`);
+      // Run 1's verified prefix: run-start and C-01's task-start; the edited task-end is not used.
+      expect(m.runs.map((r) => [r.run_id, r.ran.length, r.tampered ?? false])).toEqual([
+        [RUN1, 1, true],
+        [RUN2, 4, false],
       ]);
-      expect(renderReportHtml(m)).toContain(`<ul class="problems"><li>run ${RUN1}: CHAIN_BROKEN: event 3: prev is`);
+      const html = renderReportHtml(m);
+      expect(html).toContain(`<ul class="problems"><li>run ${RUN1}: TAMPERED: CHAIN_BROKEN: event 3: prev is`);
+      expect(html).toContain(`<tr class="tampered-run"><td class="mono">${RUN1}</td><td><span class="badge fail">TAMPERED</span> no run-end</td>`);
       expect(m.runs[0]!.status).toBeNull();
+      // The release's CHANGELOG.md marks it too.
+      const md = changelogMarkdown({ version: '0.1.0', releaseRun: null, buildDir: b.buildDir, summaries: m.runs }).split('\n');
+      expect(md.slice(md.indexOf(`## ${RUN1}: TAMPERED, no run-end`), md.indexOf(`## ${RUN1}: TAMPERED, no run-end`) + 4)).toEqual([
+        `## ${RUN1}: TAMPERED, no run-end`,
+        '',
+        '- time: 2025-11-21 10:00:00Z to ?',
+        `- chain: ${m.source.problems[0]!.slice(`run ${RUN1}: `.length)}`,
+      ]);
+    } finally {
+      await b.cleanup();
+    }
+  });
+
+  it('an edited event in the latest run: its verified prefix is shown, the report says TAMPERED and exits 1', async () => {
+    const b = await makeReportBuild({ bundle: false });
+    try {
+      const file = join(b.buildDir, 'vault/runs', RUN2, 'events.jsonl');
+      const lines = (await readFile(file, 'utf8')).split('\n');
+      // Event 13 is G-05@x86_64's task-end in run 2; events 0-12 (A-01@x86_64's rebuild, gates P1-P3) stand.
+      expect(lines[13]).toContain('"type":"task-end"');
+      expect(lines[13]).toContain('"task":"G-05@x86_64"');
+      lines[13] = lines[13]!.replace('"status":"PASS"', '"status":"FAIL"');
+      await writeFile(file, lines.join('\n'));
+      const m = await buildReportModel({ repoRoot: b.repo.root, buildDir: b.buildDir, now: NOW });
+      const headline = `TAMPERED: the event chain of run ${RUN2} fails verification: the build's evidence is not intact; only the verified events before the damage are shown`;
+      expect(m.source.problems[0]).toMatch(new RegExp(`^run ${RUN2}: TAMPERED: CHAIN_BROKEN: event 14: .*; only its first 13 of 25 events verify and are used$`));
+      const a01 = m.tasks.find((t) => t.id === 'A-01@x86_64')!;
+      expect([a01.run_id, a01.duration_ms]).toEqual([RUN2, 30_000]);
+      expect(m.tasks.find((t) => t.id === 'G-05@x86_64')!.run_id).toBe(RUN1);
+      expect(m.phases.map((p) => [p.phase, p.gate?.run_id])).toEqual([
+        ['P1', RUN2],
+        ['P2', RUN2],
+        ['P3', RUN2],
+        ['P4', RUN1],
+      ]);
+      expect(renderReportHtml(m)).toContain(`</p><p class="tampered">${headline.replace("'", '&#39;')}</p><ul class="problems">`);
+
+      const out: string[] = [];
+      const io = { json: false, print: (s: string) => out.push(s), printErr: (s: string) => out.push(s), now: NOW };
+      expect(await reportCommand({ repoRoot: b.repo.root, buildDir: b.buildDir, ...io })).toBe(1);
+      expect(out.join('').split('\n').slice(0, 4)).toEqual([`report: ${join(b.buildDir, 'report.html')}`, headline, expect.stringMatching(/^records: .* \(1 TAMPERED: only the verified prefix of its chain is used\)$/), expect.stringMatching(`^problem: run ${RUN2}: TAMPERED: `)]);
+      out.length = 0;
+      expect(await reportCommand({ repoRoot: b.repo.root, buildDir: b.buildDir, ...io, json: true })).toBe(1);
+      expect(JSON.parse(out.join('')).source.tampered).toEqual([{ run_id: RUN2, text: m.source.problems[0] }]);
     } finally {
       await b.cleanup();
     }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
-import { EventLog, eventHash, eventsPath, GENESIS_PREV, logRoot, splitLines, verifyChain } from './event-chain.js';
+import { EventLog, eventHash, eventsPath, GENESIS_PREV, logRoot, splitLines, verifiedPrefix, verifyChain } from './event-chain.js';
 import { isCanonical } from './jcs.js';
 import { merkleRoot } from './merkle.js';
 
@@ -60,6 +60,27 @@ describe('event chain', () => {
     });
     expect(verifyChain([e0], { runId: 'other' })).toMatchObject({ code: 'RUN_ID_MISMATCH', seq: 0 });
     expect(verifyChain([e0.replace('"gate"', '"bogus"')])).toMatchObject({ code: 'INVALID_SCHEMA', seq: 0 });
+  });
+
+  it('verifiedPrefix keeps only the events a later line vouches for', () => {
+    const mk = (seq: number, prev: string, task = 'T') => JSON.stringify({ payload: { task }, prev, run_id: 'r', seq, time: '2025-11-21T00:00:00Z', type: 'task-end' });
+    const e0 = mk(0, GENESIS_PREV);
+    const e1 = mk(1, eventHash(Buffer.from(e0)));
+    const e2 = mk(2, eventHash(Buffer.from(e1)));
+    const e3 = mk(3, eventHash(Buffer.from(e2)));
+    const prefix = (lines: string[]) => {
+      const v = verifyChain(lines);
+      if (v.ok) throw new Error('expected a broken chain');
+      return verifiedPrefix(lines, v).map((e) => e.seq);
+    };
+    // Event 2 edited: event 3's prev no longer matches, and event 2 itself is not vouched for.
+    expect(prefix([e0, e1, e2.replace('"T"', '"forged"'), e3])).toEqual([0, 1]);
+    // Event 3 unreadable: nothing vouches for event 2.
+    expect(prefix([e0, e1, e2, '{not json'])).toEqual([0, 1]);
+    // Event 3 has a wrong seq but the right prev: event 2 is vouched for.
+    expect(prefix([e0, e1, e2, mk(7, eventHash(Buffer.from(e2)))])).toEqual([0, 1, 2]);
+    // The first event edited: nothing stands.
+    expect(prefix([e0.replace('"T"', '"forged"'), e1])).toEqual([]);
   });
 
   it('detects a torn last line on open, and drops it only when asked', async () => {

@@ -91,6 +91,21 @@ export function verifyChain(
   return { ok: true, count: lines.length, head: prev, events };
 }
 
+/**
+ * What a chain that fails verifyChain still proves: the events before the first
+ * bad line whose hash the next line's prev confirms. An edited event k makes line
+ * k+1 fail (its prev no longer matches), so event k itself is dropped with it:
+ * only events that a later line vouches for are kept.
+ */
+export function verifiedPrefix(lines: readonly (Uint8Array | string)[], broken: ChainFail, opts: { runId?: string } = {}): VaultEvent[] {
+  const before = verifyChain(lines.slice(0, broken.seq), opts);
+  if (!before.ok || !before.events.length) return [];
+  const bad = lines[broken.seq]!;
+  const p = parseJsonBytes(typeof bad === 'string' ? Buffer.from(bad, 'utf8') : bad);
+  const vouched = p.ok && typeof p.value === 'object' && p.value !== null && (p.value as { prev?: unknown }).prev === before.head;
+  return vouched ? before.events : before.events.slice(0, -1);
+}
+
 /** RFC 6962 root over the events' JCS bytes, base64url. Accepts the lines or the events. */
 export function logRoot(events: readonly (Uint8Array | VaultEvent)[]): string {
   return merkleRoot(events.map((e) => (e instanceof Uint8Array ? e : canonicalBytes(e)))).toString('base64url');

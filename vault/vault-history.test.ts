@@ -35,7 +35,7 @@ describe('run ids', () => {
 });
 
 describe('vault status and history', () => {
-  it('folds every run: the newest task-end wins; a broken chain is reported and not used', async () => {
+  it('folds every run: the newest task-end wins; a tampered chain is reported and only its verified prefix is used', async () => {
     const b = tmp.path;
     const t = (task: string, status: string, message: string) => ({ task, status, message, fingerprint: `${task}-${message}`, phase: 'P1', outputs: [], duration_ms: 1 });
     const r1 = await runWith(b, '2025-11-21T10:00:00.000Z', [t('A-01', 'PASS', 'one'), t('C-01', 'PASS', 'one')]);
@@ -46,13 +46,17 @@ describe('vault status and history', () => {
     expect(s.problems).toEqual([]);
     expect([s.instances['A-01']!.message, s.instances['A-01']!.run_id, s.instances['C-01']!.message]).toEqual(['three', r3.runId, 'one']);
 
-    // Someone rewrites the third run's task-end: that run no longer counts.
+    // Someone rewrites the third run's task-end: only what a later line vouches for (run-start) still counts.
     const lines = (await readFile(r3.eventsFile, 'utf8')).split('\n');
     lines[1] = lines[1]!.replace('"three"', '"forged"');
     await writeFile(r3.eventsFile, lines.join('\n'));
     s = await vaultStatus(b);
     expect(s.problems).toHaveLength(1);
-    expect(s.problems[0]).toMatch(new RegExp(`^run ${r3.runId.replace('.', '\\.')}: CHAIN_BROKEN: event 2: prev is [A-Za-z0-9_-]{43}, expected [A-Za-z0-9_-]{43} \\(the hash of event 1\\)$`));
+    expect(s.problems[0]).toMatch(
+      new RegExp(`^run ${r3.runId.replace('.', '\\.')}: TAMPERED: CHAIN_BROKEN: event 2: prev is [A-Za-z0-9_-]{43}, expected [A-Za-z0-9_-]{43} \\(the hash of event 1\\); only its first 1 of 3 events verify and are used$`),
+    );
+    expect(s.tampered).toEqual([r3.runId]);
+    expect(s.runs[2]).toMatchObject({ run_id: r3.runId, events: 1, tampered: { code: 'CHAIN_BROKEN', verified: 1, total: 3 } });
     expect(s.instances['A-01']).toMatchObject({ message: 'two', status: 'FAIL', run_id: r2.runId });
 
     // A torn last line (an interrupted append) keeps the verified prefix.

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestRepo, taskYaml, type TestRepo } from '../../test/helpers/test-repo.js';
 import { openRun } from '../../pipeline/run/session.js';
@@ -150,15 +150,80 @@ describe('clawos-build explain', () => {
     await repo.write('fail-flag', '');
     await runAll(repo);
     await repo.write('in.txt', 'one\n');
+    // The failed phase was put back to its gate checkpoint (RULE-005): a.txt is the PASS's again, nothing to restore.
+    const [intact] = await explainJson(repo, 'A-01');
+    expect(intact!.verdict).toBe('up-to-date');
+    expect(intact!.reasons[0]).toMatch(/^up to date: would not re-run \(run run-\S+ passed with exactly these inputs and its outputs are intact\)$/);
+    expect(intact!.reasons[1]).toMatch(/^last result FAIL \(exit-non-zero\): /);
+    await rm(join(repo.buildDir, 'build-engineer/a.txt'));
     const [e] = await explainJson(repo, 'A-01');
     expect(e!.verdict).toBe('restore');
     expect(e!.reasons[0]).toMatch(/^last result FAIL \(exit-non-zero\): /);
+    expect(e!.outputs).toEqual({ missing: ['build-engineer/a.txt'], changed: [] });
     expect(e!.reasons.at(-1)).toMatch(/^run run-\S+ passed with exactly these inputs: its outputs would be restored from the vault store, not rebuilt$/);
     expect((await explain(repo, 'A-01')).out.split('\n')[0]).toBe('A-01: would not re-run, but restore outputs');
     // The flag is still there: had the scheduler run A-01, it would fail.
     expect((await runAll(repo)).filter((id) => id === 'A-01')).toEqual([]);
     expect(await readFile(join(repo.buildDir, 'build-engineer/a.txt'), 'utf8')).toBe('one\n');
     expect((await explain(repo, 'A-01')).out).toMatch(/^A-01: up to date: would not re-run/);
+  });
+
+  it('a damaged state.json: explain and a run refuse it with the same mv command; moved aside, explain decides as the scheduler does', async () => {
+    repo = await setUp();
+    await runAll(repo);
+    const state = join(repo.buildDir, 'state.json');
+    const text = await readFile(state, 'utf8');
+    await writeFile(state, text.slice(0, Math.floor(text.length / 2)));
+    const refusal = async (p: Promise<unknown>) => {
+      const e = (await p.then(() => null, (err: unknown) => err)) as UserError;
+      expect(e).toBeInstanceOf(UserError);
+      return [e.message.replace(/\(.*\)$/, '(…)'), e.hint];
+    };
+    const expected = [
+      `${state} is damaged: not valid JSON (…)`,
+      `move it aside, and keep the build dir (the vault holds every result; the next run rebuilds the index from it and rebuilds nothing whose outputs it holds): mv ${state} ${state}.damaged`,
+    ];
+    expect(await refusal(explain(repo, 'A-01'))).toEqual(expected);
+    expect(await refusal(runAll(repo))).toEqual(expected);
+
+    await rename(state, `${state}.damaged`);
+    // No index now, every result only in the vault: A-02's fingerprint takes in A-01's record, which exists only
+    // once the scheduler has taken A-01 over from the vault. Explain assumes the same record, so it agrees.
+    const said = await explainJson(repo, 'A-03');
+    expect(said.map((e) => [e.id, e.verdict, e.after])).toEqual([
+      ['A-03@x86_64', 'up-to-date', []],
+      ['A-03@aarch64', 'up-to-date', []],
+    ]);
+    expect(said[0]!.reasons[0]).toMatch(/^up to date: would not re-run \(run run-\S+ passed with exactly these inputs and its outputs are intact\)$/);
+    expect((await explainJson(repo, 'A-02')).map((e) => e.verdict)).toEqual(['up-to-date', 'up-to-date']);
+    expect(await runAll(repo)).toEqual([]);
+    expect((await explain(repo, 'A-03@x86_64')).out).toMatch(/^A-03@x86_64: up to date: would not re-run \(PASS at /);
+  });
+
+  it('a frozen spec edited after a PASS: explain says refused (and its dependants blocked), as the scheduler records it', async () => {
+    repo = await setUp();
+    const frozen = (yaml: string) => yaml.replace('frozen_spec_deps: []', 'frozen_spec_deps:\n  - specs/p1/cgroup-quotas.yaml');
+    await repo.writeTask('A-01', frozen(taskYaml({ id: 'A-01', outputs: ['build-engineer/a.txt'], action: 'run: echo a > "$CLAWOS_OUT/a.txt"' })));
+    await runAll(repo);
+    expect((await explain(repo, 'A-01')).out).toMatch(/^A-01: up to date: would not re-run/);
+    // An unreviewed edit: nothing A-01's fingerprint compares changed in a way "up to date" would miss, but the freeze record no longer matches.
+    await appendFile(join(repo.root, 'specs/p1/cgroup-quotas.yaml'), '# an unreviewed edit\n');
+    const [a01] = await explainJson(repo, 'A-01');
+    expect(a01).toMatchObject({ verdict: 'refused', would_run: false });
+    expect(a01!.reasons).toEqual([expect.stringMatching(/^frozen-spec-mismatch: frozen spec specs\/p1\/cgroup-quotas\.yaml changed: frozen sha256 [0-9a-f]{64}, current sha256 [0-9a-f]{64}; /)]);
+    expect((await explain(repo, 'A-01')).out.split('\n')[0]).toBe('A-01: would be refused, not run (recorded as FAIL)');
+    expect((await explain(repo, 'A-03@x86_64')).out).toBe('A-03@x86_64: would be blocked, not run\n  - dependency A-02@x86_64 would be blocked, not run\n');
+    expect((await explainJson(repo, 'A-02')).map((e) => [e.verdict, e.reasons])).toEqual([
+      ['blocked', ['dependency A-01 would be refused, not run']],
+      ['blocked', ['dependency A-01 would be refused, not run']],
+    ]);
+    // The scheduler does exactly that: runs nothing and records A-01 refused (gate P1 is then NO-GO, so P2 never starts).
+    const events: RunEvent[] = [];
+    const rc = await openRun({ repoRoot: repo.root, buildDir: repo.buildDir, arches: ['x86_64', 'aarch64'], jobs: 2, emit: (e) => events.push(e), signal: new AbortController().signal, heartbeatMs: 0, steps: steps() });
+    await runPhases(rc, ['P1', 'P2'], await loadGateSpecs(repo.root)).catch(() => null);
+    expect(events.filter((e) => e.type === 'task-start')).toEqual([]);
+    const ends = Object.fromEntries(events.filter((e) => e.type === 'task-end').map((e) => [(e as { id: string }).id, [(e as { status: string }).status, (e as { reason?: string }).reason]]));
+    expect(ends['A-01']).toEqual(['FAIL', 'frozen-spec-mismatch']);
   });
 
   it('an unknown task is a UserError listing close matches; TASK@ARCH only for per-arch tasks', async () => {

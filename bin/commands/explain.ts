@@ -4,7 +4,9 @@
  * up-to-date / restore / run decision with the scheduler's own functions
  * (computeFingerprint, decideFreshness), then puts it in words: the input file,
  * spec, frozen spec, dependency output or tool version that changed
- * (explain-change.ts), the recorded outputs missing or changed. Read-only: its
+ * (explain-change.ts), the recorded outputs missing or changed. A dependency it
+ * would not run has the record the scheduler would keep (keptRecord) assumed in
+ * memory, so a dependant is fingerprinted as the scheduler would. Read-only: its
  * context has no vault, logs or events, and it saves nothing (no state, no hash
  * cache), so it is safe beside a running build.
  */
@@ -22,11 +24,12 @@ import type { TaskInstance } from '../../pipeline/catalog/task-spec.js';
 import { toolPackagesOf, type FreshnessContext } from '../../pipeline/run/context.js';
 import { describeChange } from '../../pipeline/run/explain-change.js';
 import { ToolVersions } from '../../pipeline/run/fingerprint.js';
-import { decideFreshness, type OutputCheck } from '../../pipeline/run/freshness.js';
+import { decideFreshness, frozenSpecRefusal, keptRecord, type OutputCheck } from '../../pipeline/run/freshness.js';
 import { computeFingerprint } from '../../pipeline/run/instance-fingerprint.js';
 import { clawosVersion, loadValidCatalog, selectArches, sourceDateEpoch } from '../../pipeline/run/session.js';
 import { StateStore, type InstanceRecord } from '../../pipeline/run/state.js';
 import { builtinSteps } from '../../pipeline/steps/index.js';
+import { loadFreezeState, type FreezeState } from '../../vault/freeze-specs.js';
 import { PassIndex } from '../../vault/vault-history.js';
 import { buildDirArg } from '../path-args.js';
 
@@ -46,7 +49,8 @@ export interface ExplainOptions {
   steps?: Map<string, Step>;
 }
 
-export type Verdict = 'up-to-date' | 'restore' | 're-run';
+/** refused: its frozen_spec_deps do not match the freeze record; blocked: a dependency would be refused or blocked. Neither runs. */
+export type Verdict = 'up-to-date' | 'restore' | 're-run' | 'refused' | 'blocked';
 
 export interface Explanation {
   id: string;
@@ -65,6 +69,8 @@ export interface Explanation {
 interface ExplainContext extends FreshnessContext {
   catalog: Catalog;
   graph: TaskGraph;
+  /** The verified freeze record, as a run loads it: the scheduler refuses what it refuses. */
+  freeze: FreezeState;
 }
 
 async function openExplainContext(o: ExplainOptions, arches: string[] | null): Promise<ExplainContext> {
@@ -90,6 +96,7 @@ async function openExplainContext(o: ExplainOptions, arches: string[] | null): P
     passes: new PassIndex(buildDir),
     // The same key the run would give the kernel build: its certificate is in kernel-build's fingerprint.
     moduleSigningKey: (await findModuleSigningKey(defaultKeyDir())) ?? null,
+    freeze: await loadFreezeState(o.repoRoot),
   };
   await ctx.tools.load(graph.order.flatMap((i) => toolPackagesOf(ctx, i)));
   return ctx;
@@ -148,21 +155,34 @@ export async function explainInstances(rc: ExplainContext, wanted: TaskInstance[
 
 async function explainOne(rc: ExplainContext, inst: TaskInstance, dep: (id: string) => Promise<Explanation>): Promise<Explanation> {
   const after: string[] = [];
-  for (const d of inst.deps) if ((await dep(d)).would_run) after.push(d);
+  const stopped: Explanation[] = [];
+  for (const d of inst.deps) {
+    const e = await dep(d);
+    if (e.would_run) after.push(d);
+    if (e.verdict === 'refused' || e.verdict === 'blocked') stopped.push(e);
+  }
   const { fingerprint, parts } = await computeFingerprint(rc, inst);
+  // The scheduler's order: a dependency that did not pass blocks it, then a freeze mismatch refuses it.
+  const notRun = (verdict: 'refused' | 'blocked', reasons: string[]): Explanation => ({ id: inst.id, verdict, would_run: false, reasons, fingerprint, last: lastOf(rc.state.instance(inst.id)), outputs: { missing: [], changed: [] }, after });
+  if (stopped.length) return notRun('blocked', stopped.map((e) => `dependency ${e.id} would be ${e.verdict}, not run`));
+  const refused = await frozenSpecRefusal(rc, inst.task.spec);
+  if (refused) return notRun('refused', [`${refused.reason}: ${refused.message}`]);
   // The scheduler's own decision (pipeline/run/freshness.ts): explain only puts it in words.
   const f = await decideFreshness(rc, inst, fingerprint);
   const prev = f.prev;
   const base = {
     id: inst.id,
     fingerprint,
-    last: prev
-      ? { status: prev.status, ...(prev.reason ? { reason: prev.reason } : {}), message: prev.message, finished_at: prev.finished_at, fingerprint: prev.fingerprint }
-      : null,
+    last: lastOf(prev),
     outputs: { missing: [], changed: [] } as OutputCheck,
     after,
   };
   const done = (verdict: Verdict, reasons: string[], outputs = base.outputs): Explanation => ({ ...base, verdict, would_run: verdict === 're-run', reasons, outputs });
+  // What the scheduler would record for it (in memory only): its dependants' fingerprints are computed from that.
+  if (f.verdict !== 'run') {
+    const spec = inst.task.spec;
+    rc.state.assume(keptRecord(f, { id: inst.id, task_id: spec.task_id, arch: inst.arch, phase: spec.phase, agent: spec.agent, log: '' }, { fingerprint, parts }));
+  }
 
   if (f.verdict === 'up-to-date') {
     return done('up-to-date', [`up to date: would not re-run (${f.prev.status} at ${f.prev.finished_at}, fingerprint ${short(fingerprint)})`], { missing: [], changed: [] });
@@ -177,9 +197,16 @@ async function explainOne(rc: ExplainContext, inst: TaskInstance, dep: (id: stri
   // The fingerprint changed, the last result did not pass, or there is none.
   const since = prev ? sinceLast(prev, parts) : [`${f.verdict === 'run' ? 'never run: ' : ''}no earlier result in ${join(rc.buildDir, 'state.json')}`];
   if (f.verdict === 'restore') {
-    return done('restore', [...since, `run ${f.hit.run_id} passed with exactly these inputs: its outputs would be restored from the vault store, not rebuilt`]);
+    const changed = describeOutputs(f.outputs);
+    // Its outputs are what that run recorded: the scheduler takes the record over and restores nothing.
+    if (!changed.length) return done('up-to-date', [`up to date: would not re-run (run ${f.hit.run_id} passed with exactly these inputs and its outputs are intact)`, ...since]);
+    return done('restore', [...since, ...changed, `run ${f.hit.run_id} passed with exactly these inputs: its outputs would be restored from the vault store, not rebuilt`], f.outputs);
   }
   return done('re-run', since);
+}
+
+function lastOf(prev: InstanceRecord | undefined): Explanation['last'] {
+  return prev ? { status: prev.status, ...(prev.reason ? { reason: prev.reason } : {}), message: prev.message, finished_at: prev.finished_at, fingerprint: prev.fingerprint } : null;
 }
 
 /** What is different from the last result: its failure, and what changed since. */
@@ -194,8 +221,14 @@ function sinceLast(prev: InstanceRecord, parts: Record<string, unknown>): string
 }
 
 export function formatExplanation(e: Explanation): string {
-  const head =
-    e.verdict === 'up-to-date' ? `${e.id}: ${e.reasons[0]}` : e.verdict === 'restore' ? `${e.id}: would not re-run, but restore outputs` : `${e.id}: would re-run`;
+  const heads: Record<Verdict, string> = {
+    'up-to-date': `${e.id}: ${e.reasons[0]}`,
+    restore: `${e.id}: would not re-run, but restore outputs`,
+    're-run': `${e.id}: would re-run`,
+    refused: `${e.id}: would be refused, not run (recorded as FAIL)`,
+    blocked: `${e.id}: would be blocked, not run`,
+  };
+  const head = heads[e.verdict];
   const lines = [head];
   for (const r of e.verdict === 'up-to-date' ? [] : e.reasons) lines.push(`  - ${r}`);
   if (e.after.length) {

@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../../lib/atomic-write.js';
 import { formatDuration } from '../../lib/format.js';
 import { buildReportModel, type ReportModel } from '../../report/report-model.js';
 import { renderReportHtml } from '../../report/render-report-html.js';
+import { tamperedHeadline } from '../../vault/vault-history.js';
 import { writeMetricsFile } from '../../report/report-metrics.js';
 
 export interface ReportCommandOptions {
@@ -33,6 +34,7 @@ export function reportSummary(m: ReportModel, file: string | null): string {
   const boots = m.boots.length ? `${m.boots.length} (${[...new Set(m.boots.map((b) => b.verdict))].map((v) => `${m.boots.filter((b) => b.verdict === v).length} ${v}`).join(', ')})` : 'none recorded';
   const lines = [
     ...(file ? [`report: ${file}`] : []),
+    ...(m.source.tampered.length ? [tamperedHeadline(m.source.tampered.map((t) => t.run_id))] : []),
     `records: ${m.source.detail}`,
     ...m.source.problems.map((p) => `problem: ${p}`),
     `gates: ${gates}; ${m.tasks.length} task instances`,
@@ -44,6 +46,9 @@ export function reportSummary(m: ReportModel, file: string | null): string {
   return lines.join('\n') + '\n';
 }
 
+/** A chain that fails verification is a failed result (exit 1), even though the report is written. */
+const reportExit = (m: ReportModel) => (m.source.tampered.length ? EXIT.failed : EXIT.ok);
+
 export async function reportCommand(o: ReportCommandOptions): Promise<number> {
   const buildDir = await buildDirArg(o.buildDir);
   // Every path is checked before the (slow) model is built; no folder is created for them.
@@ -53,11 +58,11 @@ export async function reportCommand(o: ReportCommandOptions): Promise<number> {
   if (metrics) await writingTo(metrics, '--metrics', () => writeMetricsFile(metrics, model));
   if (!out) {
     printJson(o, { ...model, ...(metrics ? { metrics_file: metrics } : {}) });
-    return EXIT.ok;
+    return reportExit(model);
   }
   await writingTo(out, '--out', () => writeFileAtomic(out, renderReportHtml(model)));
   o.print(reportSummary(model, out) + (metrics ? `metrics: ${metrics}\n` : ''));
-  return EXIT.ok;
+  return reportExit(model);
 }
 
 /** UserError/InfraError are thrown for bin/ to map. */

@@ -2,7 +2,8 @@
 import { join } from 'node:path';
 import { formatDuration } from '../../lib/format.js';
 import { PHASES } from '../../pipeline/catalog/task-spec.js';
-import { vaultStatus } from '../../vault/vault-history.js';
+import { stateDamage } from '../../pipeline/run/state.js';
+import { tamperedHeadline, vaultStatus } from '../../vault/vault-history.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
 import { EXIT } from '../exit.js';
@@ -11,19 +12,24 @@ import { buildDirArg } from '../path-args.js';
 export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
   const buildDir = await buildDirArg(a.buildDir as string);
   const s = await vaultStatus(buildDir);
-  const code = s.problems.length ? EXIT.failed : EXIT.ok;
+  // The scheduler's index, not the record: shown from the vault all the same, but a run would refuse it.
+  const damage = await stateDamage(buildDir);
+  const code = s.problems.length ? EXIT.failed : damage ? EXIT.invalidInput : EXIT.ok;
   if (a.json) {
-    printJson(io, s);
+    printJson(io, { ...s, state: damage ? { path: damage.path, ok: false, problem: damage.problem, fix: damage.fix, command: damage.command } : { path: join(buildDir, 'state.json'), ok: true } });
     return code;
   }
-  for (const p of s.problems) io.printErr(`clawos-build: vault: ${p} (its events are not used)\n`);
+  for (const p of s.problems) io.printErr(`clawos-build: vault: ${p}\n`);
+  if (damage) io.printErr(`clawos-build: ${damage.problem}; a run refuses it until it is moved aside (the results below come from the vault)\nhint: ${damage.fix}\n`);
   const recs = Object.values(s.instances).sort((x, y) => x.phase.localeCompare(y.phase) || x.task.localeCompare(y.task));
   if (!recs.length) {
     io.print(`nothing recorded in the vault of ${buildDir} yet\n`);
+    if (s.tampered.length) io.print(`${tamperedHeadline(s.tampered)}\n`);
     return code;
   }
   const last = s.runs.at(-1)!;
-  io.print(`from the vault: ${s.runs.length} run(s) in ${join(buildDir, 'vault', 'runs')}, latest ${last.run_id} (${last.events} events)\n`);
+  const events = last.tampered ? `TAMPERED: ${last.tampered.verified} of ${last.tampered.total} events verified` : `${last.events} events`;
+  io.print(`from the vault: ${s.runs.length} run(s) in ${join(buildDir, 'vault', 'runs')}, latest ${last.run_id} (${events})\n`);
   for (const phase of PHASES) {
     const g = s.gates[phase];
     io.print(`${phase}: gate ${g ? `${g.recommendation} (${g.decided_at}, run ${g.run_id} event ${g.seq})` : 'not run'}\n`);
@@ -32,5 +38,6 @@ export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
     }
     for (const b of g?.blockers ?? []) io.print(`  blocker: ${b}\n`);
   }
+  if (s.tampered.length) io.print(`${tamperedHeadline(s.tampered)}\n`);
   return code;
 }

@@ -8,7 +8,8 @@ export type RunEvent =
   | { type: 'task-start'; id: string; title: string; agent: string }
   | { type: 'task-progress'; id: string; message: string }
   | { type: 'task-attempt'; id: string; attempt: number; maxAttempts: number; status: InstanceStatus; message: string; retryInMs: number | null; decision: string }
-  | { type: 'task-heartbeat'; id: string; elapsedMs: number; etaMs: number | null }
+  /** estimateMs: how long the instance's last PASS took (null: it never passed). */
+  | { type: 'task-heartbeat'; id: string; elapsedMs: number; estimateMs: number | null }
   | { type: 'task-up-to-date'; id: string; status: InstanceStatus; message: string }
   | { type: 'task-end'; id: string; status: InstanceStatus; reason?: FailureReason; message: string; durationMs: number; log: string }
   | { type: 'gate'; phase: Phase; recommendation: 'GO' | 'NO-GO'; blockers: string[]; coverage: string; report: string }

@@ -6,11 +6,14 @@
  * reports it, so the two cannot disagree.
  */
 import { join } from 'node:path';
+import { checkFrozenDeps } from '../../vault/freeze.js';
+import { readSpec, type FreezeState } from '../../vault/freeze-specs.js';
 import { storeHas } from '../../vault/store.js';
 import type { PassRecord } from '../../vault/vault-history.js';
-import { isPassed } from '../catalog/outcome.js';
-import type { TaskInstance } from '../catalog/task-spec.js';
+import { fail, isPassed, type Outcome } from '../catalog/outcome.js';
+import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
 import type { FreshnessContext } from './context.js';
+import type { InstanceFingerprint } from './instance-fingerprint.js';
 import type { InstanceRecord } from './state.js';
 
 /** Recorded outputs that are not there any more, or hash differently now. */
@@ -24,8 +27,8 @@ export type Freshness =
   | { verdict: 'up-to-date'; prev: InstanceRecord }
   /** The last result passed with this fingerprint; the outputs that differ are all in the store. */
   | { verdict: 'restore'; source: 'last-result'; prev: InstanceRecord; outputs: OutputCheck }
-  /** An earlier run passed with exactly this fingerprint and its outputs are all in the store. */
-  | { verdict: 'restore'; source: 'vault'; prev: InstanceRecord | undefined; hit: PassRecord }
+  /** An earlier run passed with exactly this fingerprint and its outputs are all in the store (`outputs`: which differ now). */
+  | { verdict: 'restore'; source: 'vault'; prev: InstanceRecord | undefined; hit: PassRecord; outputs: OutputCheck }
   | { verdict: 'run'; cause: RunCause; prev: InstanceRecord | undefined; outputs?: OutputCheck };
 
 export type RunCause =
@@ -38,7 +41,7 @@ export type RunCause =
   /** Same fingerprint, outputs gone or changed, and not all of them in the store. */
   | 'outputs-not-stored';
 
-export async function checkOutputs(ctx: Pick<FreshnessContext, 'buildDir' | 'hashCache'>, rec: InstanceRecord): Promise<OutputCheck> {
+export async function checkOutputs(ctx: Pick<FreshnessContext, 'buildDir' | 'hashCache'>, rec: { outputs: Record<string, { sha256: string }> }): Promise<OutputCheck> {
   const out: OutputCheck = { missing: [], changed: [] };
   for (const [path, o] of Object.entries(rec.outputs).sort(([a], [b]) => a.localeCompare(b))) {
     const now = await ctx.hashCache.file(join(ctx.buildDir, path)).catch(() => null);
@@ -68,6 +71,57 @@ export async function decideFreshness(
   }
   // An earlier run passed with exactly these inputs (e.g. a change was reverted): restore, do not rebuild.
   const hit = await ctx.passes.find(inst.id, fingerprint);
-  if (hit && (await allStored(ctx.buildDir, hit.outputs.map((o) => o.sha256)))) return { verdict: 'restore', source: 'vault', prev, hit };
+  if (hit && (await allStored(ctx.buildDir, hit.outputs.map((o) => o.sha256)))) {
+    return { verdict: 'restore', source: 'vault', prev, hit, outputs: await checkOutputs(ctx, { outputs: Object.fromEntries(hit.outputs.map((o) => [o.path, o])) }) };
+  }
   return { verdict: 'run', cause: !prev ? 'never-run' : !isPassed(prev.status) ? 'last-not-passed' : 'changed', prev };
+}
+
+/** The fields of an instance's record that say which instance it is. */
+export type RecordBase = Pick<InstanceRecord, 'id' | 'task_id' | 'arch' | 'phase' | 'agent' | 'log'>;
+
+/**
+ * The record the scheduler keeps when the decision is not to run: the last
+ * result, or the earlier run's PASS with this fingerprint, now under this
+ * fingerprint. The scheduler records it (after restoring the outputs); `explain`
+ * assumes it in memory, so a dependant's fingerprint is computed from the same
+ * state the scheduler would see.
+ */
+export function keptRecord(f: Exclude<Freshness, { verdict: 'run' }>, base: RecordBase, { fingerprint, parts }: InstanceFingerprint): InstanceRecord {
+  if (f.verdict === 'up-to-date') return f.prev;
+  if (f.source === 'last-result') return { ...f.prev, fingerprint, fingerprint_parts: parts };
+  const hit = f.hit;
+  const at = new Date().toISOString();
+  return {
+    ...base,
+    status: 'PASS',
+    message: hit.message,
+    fingerprint,
+    fingerprint_parts: parts,
+    outputs: Object.fromEntries(hit.outputs.map((o) => [o.path, { sha256: o.sha256, size: o.size, mtimeMs: 0 }])),
+    evidence: hit.evidence,
+    data: hit.data,
+    started_at: hit.started_at ?? at,
+    finished_at: hit.finished_at ?? at,
+    duration_ms: hit.duration_ms,
+  };
+}
+
+/**
+ * Checked before "up to date": an instance whose frozen_spec_deps do not match the
+ * verified freeze record is refused (FAIL, not run), even when nothing changed.
+ * The scheduler records the refusal; `explain` reports it.
+ */
+export async function frozenSpecRefusal(ctx: { repoRoot: string; freeze: FreezeState }, spec: Pick<TaskSpec, 'frozen_spec_deps'>): Promise<Outcome | null> {
+  const deps = spec.frozen_spec_deps;
+  if (!deps.length) return null;
+  const freeze = ctx.freeze;
+  if (!freeze.ok) return fail('frozen-spec-mismatch', `frozen_spec_deps (${deps.join(', ')}) cannot be checked: ${freeze.detail}; run \`clawos-build spec freeze\``);
+  const current = new Map<string, { sha256: string; version: string }>();
+  for (const p of deps) {
+    const s = await readSpec(ctx.repoRoot, p);
+    if (s) current.set(p, s);
+  }
+  const r = checkFrozenDeps(deps.map((path) => ({ path })), current, freeze.payload);
+  return r.ok ? null : fail('frozen-spec-mismatch', r.message);
 }

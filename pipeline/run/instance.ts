@@ -11,9 +11,6 @@ import { InfraError } from '../../lib/errors.js';
 import { run as runProcess, type RunOptions } from '../../lib/proc.js';
 import { withRetries } from '../../lib/retry.js';
 import { sandboxRecord, sandboxWrapper, ViolationWatch, type SandboxPolicy, type SandboxRecord } from '../../lib/sandbox.js';
-import { checkFrozenDeps } from '../../vault/freeze.js';
-import { readSpec } from '../../vault/freeze-specs.js';
-import type { PassRecord } from '../../vault/vault-history.js';
 import type { StoredFile } from '../../vault/event-payloads.js';
 import { fail, infra, isPassed, type Outcome } from '../catalog/outcome.js';
 import type { BootReport, StepContext } from '../catalog/step.js';
@@ -21,7 +18,7 @@ import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
 import { buildComponent, notConfigured } from './component-build.js';
 import { declaredOutputs, outDirOf, paramsOf, stepOf, type RunContext } from './context.js';
 import { describeChange } from './explain-change.js';
-import { decideFreshness } from './freshness.js';
+import { decideFreshness, frozenSpecRefusal, keptRecord, type RecordBase } from './freshness.js';
 import { computeFingerprint, type InstanceFingerprint } from './instance-fingerprint.js';
 import { expandOutputFiles, hashOutputs, restoreOutputs } from './outputs.js';
 import { settle, storeOutputs, type TaskEndExtra } from './record.js';
@@ -29,8 +26,6 @@ import type { InstanceRecord, InstanceStatus, OutputRecord } from './state.js';
 
 type Log = (line: string) => void;
 
-/** Base fields of every record of this instance. */
-type RecordBase = Pick<InstanceRecord, 'id' | 'task_id' | 'arch' | 'phase' | 'agent' | 'log'>;
 
 /** The task's own abort: its timeout or the run's interruption; heartbeats while it runs. */
 class TaskClock {
@@ -45,7 +40,8 @@ class TaskClock {
     id: string,
     timeoutMinutes: number,
     log: Log,
-    prevDuration: number | null,
+    /** The instance's last PASS duration: what the heartbeat estimates from. */
+    estimateMs: number | null,
   ) {
     const started = Date.now();
     this.timer = setTimeout(() => {
@@ -58,7 +54,7 @@ class TaskClock {
       rc.heartbeatMs > 0
         ? setInterval(() => {
             const elapsed = Date.now() - started;
-            rc.emit({ type: 'task-heartbeat', id, elapsedMs: elapsed, etaMs: prevDuration !== null ? Math.max(0, prevDuration - elapsed) : null });
+            rc.emit({ type: 'task-heartbeat', id, elapsedMs: elapsed, estimateMs });
           }, rc.heartbeatMs)
         : undefined;
   }
@@ -120,7 +116,8 @@ class InstanceRun {
     const blocked = this.blockedBy();
     if (blocked) return this.decided('BLOCKED', blocked);
     // Checked before "up to date": a record that no longer verifies refuses even an unchanged task.
-    const refused = await this.frozenSpecRefusal();
+    // The same refusal `explain` reports (freshness.ts).
+    const refused = await frozenSpecRefusal(this.rc, this.spec);
     if (refused) return this.decided('FAIL', refused);
     const fp = await computeFingerprint(this.rc, this.inst);
     return (await this.reuse(fp)) ?? this.runAndRecord(fp);
@@ -133,21 +130,6 @@ class InstanceRun {
       if (!r || !isPassed(r.status)) return { status: 'FAIL', reason: 'dependency-failed', message: `not run: dependency ${d} is ${r?.status ?? 'not built'}` };
     }
     return null;
-  }
-
-  /** A refusal when the instance's frozen_spec_deps do not match the verified freeze record. */
-  private async frozenSpecRefusal(): Promise<Outcome | null> {
-    const deps = this.spec.frozen_spec_deps;
-    if (!deps.length) return null;
-    const freeze = this.rc.freeze;
-    if (!freeze.ok) return fail('frozen-spec-mismatch', `frozen_spec_deps (${deps.join(', ')}) cannot be checked: ${freeze.detail}; run \`clawos-build spec freeze\``);
-    const current = new Map<string, { sha256: string; version: string }>();
-    for (const p of deps) {
-      const s = await readSpec(this.rc.repoRoot, p);
-      if (s) current.set(p, s);
-    }
-    const r = checkFrozenDeps(deps.map((path) => ({ path })), current, freeze.payload);
-    return r.ok ? null : fail('frozen-spec-mismatch', r.message);
   }
 
   /** Decided without running (blocked, refused): recorded with no fingerprint. */
@@ -174,36 +156,20 @@ class InstanceRun {
   }
 
   /** Up to date, or restored from the store: the kept record; null when it must run. */
-  private async reuse({ fingerprint, parts }: InstanceFingerprint): Promise<InstanceRecord | null> {
-    const f = await decideFreshness(this.rc, this.inst, fingerprint);
-    if (f.verdict === 'up-to-date') return this.keep(f.prev, {});
+  private async reuse(fp: InstanceFingerprint): Promise<InstanceRecord | null> {
+    const f = await decideFreshness(this.rc, this.inst, fp.fingerprint);
     if (f.verdict === 'run') return null;
-    const kept = f.source === 'last-result' ? f.prev : this.fromPass(f.hit, { fingerprint, parts });
+    // The same record `explain` assumes for this decision (freshness.ts).
+    const kept = keptRecord(f, this.base, fp);
+    if (f.verdict === 'up-to-date') return this.keep(kept, {});
     const restored = await restoreOutputs(this.rc.buildDir, this.rc.hashCache, kept.outputs);
     if (!restored) return null;
-    const rec: InstanceRecord = { ...kept, fingerprint, fingerprint_parts: parts, outputs: await hashOutputs(this.rc.buildDir, Object.keys(kept.outputs), this.rc.hashCache) };
+    const rec: InstanceRecord = { ...kept, outputs: await hashOutputs(this.rc.buildDir, Object.keys(kept.outputs), this.rc.hashCache) };
     const from = f.source === 'vault' ? `run ${f.hit.run_id}` : undefined;
     if (restored.length) {
       this.rc.emit({ type: 'info', message: `${this.inst.id}: ${restored.length} output(s) restored from the vault store (${from ?? 'last PASS'}), not rebuilt: ${restored.join(', ')}` });
     }
     return this.keep(rec, from ? { restored_from: from, restored } : { restored });
-  }
-
-  /** The record an earlier run's PASS with this fingerprint stands for. */
-  private fromPass(hit: PassRecord, { fingerprint, parts }: InstanceFingerprint): InstanceRecord {
-    return {
-      ...this.base,
-      status: 'PASS',
-      message: hit.message,
-      fingerprint,
-      fingerprint_parts: parts,
-      outputs: Object.fromEntries(hit.outputs.map((o) => [o.path, { sha256: o.sha256, size: o.size, mtimeMs: 0 }])),
-      evidence: hit.evidence,
-      data: hit.data,
-      started_at: hit.started_at ?? now(),
-      finished_at: hit.finished_at ?? now(),
-      duration_ms: hit.duration_ms,
-    };
   }
 
   private async keep(rec: InstanceRecord, extra: Pick<TaskEndExtra, 'restored_from' | 'restored'>): Promise<InstanceRecord> {
@@ -258,7 +224,9 @@ class InstanceRun {
     log(`start ${spec.task_id} "${spec.title}"${inst.arch ? ` for ${inst.arch}` : ''} fingerprint ${fingerprint.slice(0, 16)}`);
     log(`why it runs: ${why.join('; ')}`);
     await rc.vault.append('task-start', { task: inst.id, task_id: spec.task_id, arch: inst.arch, phase: spec.phase, agent: spec.agent, fingerprint, why, sandbox });
-    const clock = new TaskClock(rc, inst.id, spec.timeout_minutes, log, prev?.duration_ms ?? null);
+    // From the last PASS, not the last result: a failure after 273 ms says nothing of a 12-minute compile.
+    const estimate = prev?.status === 'PASS' ? prev.duration_ms : ((await rc.passes.lastPass(inst.id))?.duration_ms ?? null);
+    const clock = new TaskClock(rc, inst.id, spec.timeout_minutes, log, estimate);
     const ctx = this.stepContext(log, clock.abort.signal, sandboxWrapper(rc.sandbox, policy), watch);
     return { log, sandbox, watch, clock, ctx, startedAt, started };
   }

@@ -25,9 +25,13 @@ describe('reporter', () => {
     expect(
       formatEvent({ type: 'gate', phase: 'P4', recommendation: 'NO-GO', blockers: ['G-06@aarch64: FAIL (boot-panic): …'], coverage: '3/18 passed', report: 'gates/P4/gate-report.md' }),
     ).toBe('== gate P4: NO-GO — 3/18 passed (report: gates/P4/gate-report.md)\n   blocker: G-06@aarch64: FAIL (boot-panic): …');
-    expect(formatEvent({ type: 'task-heartbeat', id: 'A-01@aarch64', elapsedMs: 90_000, etaMs: 300_000 })).toBe(
-      'A-01@aarch64 still running: 1m30s elapsed, about 5m00s left (last run)',
+    expect(formatEvent({ type: 'task-heartbeat', id: 'A-01@aarch64', elapsedMs: 90_000, estimateMs: 720_000 })).toBe(
+      'A-01@aarch64 still running: 1m30s elapsed, about 10m30s left (last PASS took 12m00s)',
     );
+    expect(formatEvent({ type: 'task-heartbeat', id: 'A-01@aarch64', elapsedMs: 750_000, estimateMs: 720_000 })).toBe(
+      'A-01@aarch64 still running: 12m30s elapsed, past the estimate by 30.0 s (last PASS took 12m00s)',
+    );
+    expect(formatEvent({ type: 'task-heartbeat', id: 'A-01@aarch64', elapsedMs: 30_000, estimateMs: null })).toBe('A-01@aarch64 still running: 30.0 s elapsed (no earlier PASS to estimate from)');
   });
 
   it('prints one line per event in plain mode and throttles per-file progress', async () => {

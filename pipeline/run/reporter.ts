@@ -40,8 +40,12 @@ export function formatEvent(e: RunEvent): string | null {
       }`;
     case 'task-attempt':
       return `${e.id} attempt ${e.attempt}/${e.maxAttempts} ${e.status}: ${e.message}; ${e.decision}`;
-    case 'task-heartbeat':
-      return `${e.id} still running: ${formatDuration(e.elapsedMs)} elapsed${e.etaMs !== null ? `, about ${formatDuration(e.etaMs)} left (last run)` : ''}`;
+    case 'task-heartbeat': {
+      const head = `${e.id} still running: ${formatDuration(e.elapsedMs)} elapsed`;
+      if (e.estimateMs === null) return `${head} (no earlier PASS to estimate from)`;
+      const took = `last PASS took ${formatDuration(e.estimateMs)}`;
+      return e.elapsedMs < e.estimateMs ? `${head}, about ${formatDuration(e.estimateMs - e.elapsedMs)} left (${took})` : `${head}, past the estimate by ${formatDuration(e.elapsedMs - e.estimateMs)} (${took})`;
+    }
     case 'task-up-to-date':
       return `${e.id} up to date (${e.status})`;
     case 'task-end':

@@ -3,7 +3,7 @@
  * instance and gate. Always replaced atomically, writes serialized, so a crash
  * leaves the previous complete state, never a half-written one.
  */
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '../../lib/atomic-write.js';
 import { UserError } from '../../lib/errors.js';
@@ -59,6 +59,70 @@ export interface BuildStateData {
   gates: Partial<Record<Phase, GateRecord>>;
 }
 
+const EMPTY = (): BuildStateData => ({ format: 'clawos-build-state@1', instances: {}, gates: {} });
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The state file's data (empty when there is none), or what is wrong with it. */
+async function readStateFile(path: string): Promise<{ data: BuildStateData } | { damage: string }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return { data: EMPTY() };
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    return { damage: `not valid JSON (${(err as Error).message})` };
+  }
+  if (!isObject(data)) return { damage: 'not a JSON object' };
+  if (data.format !== 'clawos-build-state@1') return { damage: `format ${JSON.stringify(data.format)}, expected clawos-build-state@1` };
+  if (!isObject(data.instances) || !isObject(data.gates)) return { damage: 'no "instances" or "gates" object' };
+  return { data: data as unknown as BuildStateData };
+}
+
+const shellQuote = (s: string) => (/^[\w./@%+=:,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+/** A free name beside the file to move it to: nothing is overwritten. */
+async function asideName(path: string): Promise<string> {
+  for (let n = 1; ; n++) {
+    const p = `${path}.damaged${n > 1 ? `-${n}` : ''}`;
+    if (await access(p).then(() => false, () => true)) return p;
+  }
+}
+
+export interface StateDamage {
+  path: string;
+  problem: string;
+  /** What to do, with the exact command. */
+  fix: string;
+  command: string;
+}
+
+/**
+ * state.json is only the scheduler's index: the results are in the vault's event
+ * chains and the outputs in its store. So a damaged one is moved aside, never the
+ * build dir (which holds the signed vault and the kernel build).
+ */
+async function describeDamage(path: string, damage: string): Promise<StateDamage> {
+  const command = `mv ${shellQuote(path)} ${shellQuote(await asideName(path))}`;
+  return {
+    path,
+    problem: `${path} is damaged: ${damage}`,
+    fix: `move it aside, and keep the build dir (the vault holds every result; the next run rebuilds the index from it and rebuilds nothing whose outputs it holds): ${command}`,
+    command,
+  };
+}
+
+/** What `status` says about the state file: null when it is absent or sound. */
+export async function stateDamage(buildDir: string): Promise<StateDamage | null> {
+  const path = join(buildDir, 'state.json');
+  const r = await readStateFile(path);
+  return 'damage' in r ? describeDamage(path, r.damage) : null;
+}
+
 export class StateStore {
   private chain: Promise<void> = Promise.resolve();
   private constructor(
@@ -68,25 +132,21 @@ export class StateStore {
 
   static async open(buildDir: string): Promise<StateStore> {
     const path = join(buildDir, 'state.json');
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch {
-      return new StateStore(path, { format: 'clawos-build-state@1', instances: {}, gates: {} });
+    const r = await readStateFile(path);
+    if ('damage' in r) {
+      const d = await describeDamage(path, r.damage);
+      throw new UserError(d.problem, d.fix);
     }
-    let data: BuildStateData;
-    try {
-      data = JSON.parse(text) as BuildStateData;
-    } catch (err) {
-      throw new UserError(
-        `${path} is not valid JSON (${(err as Error).message})`,
-        'it is only ever replaced atomically, so it was edited by hand: restore it or remove the build dir',
-      );
-    }
-    if (data.format !== 'clawos-build-state@1') {
-      throw new UserError(`${path} has format ${JSON.stringify(data.format)}, expected clawos-build-state@1`, 'remove the build dir to start afresh');
-    }
-    return new StateStore(path, data);
+    return new StateStore(path, r.data);
+  }
+
+  /**
+   * Set a record in memory only, never saved: `explain` puts there what the
+   * scheduler would keep for a dependency, so a dependant's fingerprint is
+   * computed from the same state the scheduler would see.
+   */
+  assume(rec: InstanceRecord): void {
+    this.data.instances[rec.id] = rec;
   }
 
   instance(id: string): InstanceRecord | undefined {
