@@ -60,7 +60,8 @@ describe('reproduce --reuse-kernel: seeding the kernels of an earlier build', ()
     const fresh = join(fx.repo.root, '..', 'fresh', 'build');
     await mkdir(fresh, { recursive: true });
     const seeded = await seedInstances(fx.repo.buildDir, fresh, catalog, ['stand-in-kernel'], ARCHES);
-    expect(seeded).toEqual(['A-01@x86_64', 'A-01@aarch64']);
+    // A-01 and what it was built from (C-06).
+    expect(seeded).toEqual(['C-06', 'A-01@x86_64', 'A-01@aarch64']);
     const st = await StateStore.open(fresh);
     const rec = st.instance('A-01@x86_64')!;
     expect(rec.status).toBe('PASS');

@@ -12,6 +12,7 @@ import { ATTESTATION_FILE, ARTIFACTS_DIR } from '../../vault/bundle.js';
 import type { Statement, SubjectKind } from '../../vault/attestation.js';
 import { storePut } from '../../vault/store.js';
 import type { Catalog } from '../catalog/load-tasks.js';
+import { buildGraph } from '../catalog/graph.js';
 import { isPassed } from '../catalog/outcome.js';
 import { StateStore } from './state.js';
 
@@ -61,32 +62,38 @@ export async function readBundleBuild(bundleDir: string): Promise<BundleBuild> {
 
 /**
  * Seeds <buildDir> with the passed results of the instances of `steps` (e.g.
- * kernel-build) from <fromDir>: their state records, their outputs hard-linked,
- * and those outputs in the new vault store. The run then finds them up to date
- * exactly when their fingerprints (inputs, deps' outputs, tools, lock, key) match
+ * kernel-build) from <fromDir>, and of everything they depend on (a kernel is
+ * reused with the inputs it was built from): their state records, their outputs
+ * hard-linked, and those outputs in the new vault store. The run then finds them
+ * up to date exactly when their fingerprints (inputs, tools, lock, key) match
  * here too, and rebuilds them otherwise. Returns the seeded instance ids.
  */
 export async function seedInstances(fromDir: string, buildDir: string, catalog: Catalog, steps: readonly string[], arches: readonly string[]): Promise<string[]> {
+  const graph = buildGraph(catalog.tasks, [...arches]);
+  const wanted = new Set<string>();
+  const visit = (id: string) => {
+    if (wanted.has(id)) return;
+    wanted.add(id);
+    for (const d of graph.byId.get(id)?.deps ?? []) visit(d);
+  };
+  for (const inst of graph.order) if (steps.includes(inst.task.spec.uses ?? '')) visit(inst.id);
   const from = await StateStore.open(fromDir);
   const to = await StateStore.open(buildDir);
   const seeded: string[] = [];
-  for (const task of [...catalog.tasks.values()].filter((t) => steps.includes(t.spec.uses ?? ''))) {
-    for (const arch of arches) {
-      const id = `${task.spec.task_id}@${arch}`;
-      const rec = from.instance(id) ?? from.instance(task.spec.task_id);
-      if (!rec || !isPassed(rec.status)) throw new UserError(`${fromDir}: ${id} has no passed result to reuse`, `build it there first (clawos-build all --build-dir ${fromDir})`);
-      for (const [rel, o] of Object.entries(rec.outputs)) {
-        const src = join(fromDir, rel);
-        const now = await sha256File(src).catch(() => null);
-        if (now !== o.sha256) throw new UserError(`${src}: ${now ? 'changed' : 'missing'} since ${id} recorded it`, `run clawos-build all --build-dir ${fromDir} first`);
-        const dst = join(buildDir, rel);
-        await mkdir(dirname(dst), { recursive: true });
-        await link(src, dst);
-        await storePut(buildDir, dst);
-      }
-      await to.putInstance(rec);
-      seeded.push(rec.id);
+  for (const inst of graph.order.filter((i) => wanted.has(i.id))) {
+    const rec = from.instance(inst.id);
+    if (!rec || !isPassed(rec.status)) throw new UserError(`${fromDir}: ${inst.id} has no passed result to reuse`, `build it there first (clawos-build all --build-dir ${fromDir})`);
+    for (const [rel, o] of Object.entries(rec.outputs)) {
+      const src = join(fromDir, rel);
+      const now = await sha256File(src).catch(() => null);
+      if (now !== o.sha256) throw new UserError(`${src}: ${now ? 'changed' : 'missing'} since ${inst.id} recorded it`, `run clawos-build all --build-dir ${fromDir} first`);
+      const dst = join(buildDir, rel);
+      await mkdir(dirname(dst), { recursive: true });
+      await link(src, dst);
+      await storePut(buildDir, dst);
     }
+    await to.putInstance(rec);
+    seeded.push(rec.id);
   }
   await to.save();
   return seeded;
