@@ -96,7 +96,7 @@ describe('the command table', () => {
   it('an option of another command names that command; one owned by several names them all', () => {
     expect(() => parseCli(['report', '--fix'])).toThrow('--fix goes with the doctor command');
     expect(() => parseCli(['validate', '--no-sandbox'])).toThrow('--no-sandbox, --rootfs-backend, --buildroot and --buildroot-sha256 go with p1..p4 and all');
-    expect(() => parseCli(['plan', '--trust', 'k.json'])).toThrow('--trust goes with flash, report, release, keys, spec, verify and export');
+    expect(() => parseCli(['plan', '--trust', 'k.json'])).toThrow('--trust goes with flash, reproduce, keys, spec, report, release, verify and export');
   });
 
   it('docs/commands.md and the README command table are what the table generates (npm run docs:commands)', async () => {

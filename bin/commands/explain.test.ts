@@ -200,30 +200,25 @@ describe('clawos-build explain', () => {
     expect((await explain(repo, 'A-03@x86_64')).out).toMatch(/^A-03@x86_64: up to date: would not re-run \(PASS at /);
   });
 
-  it('a frozen spec edited after a PASS: explain says refused (and its dependants blocked), as the scheduler records it', async () => {
+  it('a frozen spec edited after a PASS: explain refuses with the very message the run stops with, before any task', async () => {
     repo = await setUp();
     const frozen = (yaml: string) => yaml.replace('frozen_spec_deps: []', 'frozen_spec_deps:\n  - specs/p1/cgroup-quotas.yaml');
     await repo.writeTask('A-01', frozen(taskYaml({ id: 'A-01', outputs: ['build-engineer/a.txt'], action: 'run: echo a > "$CLAWOS_OUT/a.txt"' })));
     await runAll(repo);
     expect((await explain(repo, 'A-01')).out).toMatch(/^A-01: up to date: would not re-run/);
-    // An unreviewed edit: nothing A-01's fingerprint compares changed in a way "up to date" would miss, but the freeze record no longer matches.
+    // An unreviewed edit: the freeze record no longer matches, so no task may run at all.
     await appendFile(join(repo.root, 'specs/p1/cgroup-quotas.yaml'), '# an unreviewed edit\n');
-    const [a01] = await explainJson(repo, 'A-01');
-    expect(a01).toMatchObject({ verdict: 'refused', would_run: false });
-    expect(a01!.reasons).toEqual([expect.stringMatching(/^frozen-spec-mismatch: frozen spec specs\/p1\/cgroup-quotas\.yaml changed: frozen sha256 [0-9a-f]{64}, current sha256 [0-9a-f]{64}; /)]);
-    expect((await explain(repo, 'A-01')).out.split('\n')[0]).toBe('A-01: would be refused, not run (recorded as FAIL)');
-    expect((await explain(repo, 'A-03@x86_64')).out).toBe('A-03@x86_64: would be blocked, not run\n  - dependency A-02@x86_64 would be blocked, not run\n');
-    expect((await explainJson(repo, 'A-02')).map((e) => [e.verdict, e.reasons])).toEqual([
-      ['blocked', ['dependency A-01 would be refused, not run']],
-      ['blocked', ['dependency A-01 would be refused, not run']],
-    ]);
-    // The scheduler does exactly that: runs nothing and records A-01 refused (gate P1 is then NO-GO, so P2 never starts).
+    const said = (await explain(repo, 'A-01').catch((e: unknown) => e)) as UserError;
+    expect(said).toBeInstanceOf(UserError);
+    expect(said.message).toMatch(
+      /^1 frozen spec does not match specs\/p1\/freeze\.dsse\.json \(frozen_at [^)]+\), so the run stops before any task:\nfrozen spec specs\/p1\/cgroup-quotas\.yaml changed: frozen sha256 [0-9a-f]{64}, current sha256 [0-9a-f]{64}; /,
+    );
+    // The scheduler: the same message, and no task starts.
     const events: RunEvent[] = [];
-    const rc = await openRun({ repoRoot: repo.root, buildDir: repo.buildDir, arches: ['x86_64', 'aarch64'], jobs: 2, emit: (e) => events.push(e), signal: new AbortController().signal, heartbeatMs: 0, steps: steps() });
-    await runPhases(rc, ['P1', 'P2'], await loadGateSpecs(repo.root)).catch(() => null);
+    const ran = (await openRun({ repoRoot: repo.root, buildDir: repo.buildDir, arches: ['x86_64', 'aarch64'], jobs: 2, emit: (e) => events.push(e), signal: new AbortController().signal, heartbeatMs: 0, steps: steps() }).catch((e: unknown) => e)) as UserError;
+    expect(ran.message).toBe(said.message);
+    expect(ran.hint).toBe(said.hint);
     expect(events.filter((e) => e.type === 'task-start')).toEqual([]);
-    const ends = Object.fromEntries(events.filter((e) => e.type === 'task-end').map((e) => [(e as { id: string }).id, [(e as { status: string }).status, (e as { reason?: string }).reason]]));
-    expect(ends['A-01']).toEqual(['FAIL', 'frozen-spec-mismatch']);
   });
 
   it('an unknown task is a UserError listing close matches; TASK@ARCH only for per-arch tasks', async () => {

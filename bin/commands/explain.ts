@@ -29,7 +29,7 @@ import { computeFingerprint } from '../../pipeline/run/instance-fingerprint.js';
 import { clawosVersion, loadValidCatalog, selectArches, sourceDateEpoch } from '../../pipeline/run/session.js';
 import { StateStore, type InstanceRecord } from '../../pipeline/run/state.js';
 import { builtinSteps } from '../../pipeline/steps/index.js';
-import { loadFreezeState, type FreezeState } from '../../vault/freeze-specs.js';
+import { checkFrozenFiles, loadFreezeState, type FreezeState } from '../../vault/freeze-specs.js';
 import { PassIndex } from '../../vault/vault-history.js';
 import { buildDirArg } from '../path-args.js';
 
@@ -74,6 +74,9 @@ interface ExplainContext extends FreshnessContext {
 }
 
 async function openExplainContext(o: ExplainOptions, arches: string[] | null): Promise<ExplainContext> {
+  // The run stops before any task when a frozen file drifted (pipeline/run/session.ts): explain says exactly that.
+  const frozen = await checkFrozenFiles(o.repoRoot);
+  if (!frozen.ok) throw new UserError(frozen.message, frozen.hint);
   const buildDir = await buildDirArg(o.buildDir);
   const steps = o.steps ?? builtinSteps();
   const catalog = await loadValidCatalog(o.repoRoot, o.tasksDir, steps);
