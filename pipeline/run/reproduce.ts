@@ -4,8 +4,8 @@
  * cheaper check: rebuild everything else), and every attested subject compared
  * by sha256 with the rebuild.
  */
-import { link, mkdir, readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { link, mkdir, readdir, readFile, readlink, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { UserError } from '../../lib/errors.js';
 import { sha256File } from '../../lib/hash.js';
 import { ATTESTATION_FILE, ARTIFACTS_DIR } from '../../vault/bundle.js';
@@ -14,6 +14,7 @@ import { storePut } from '../../vault/store.js';
 import type { Catalog } from '../catalog/load-tasks.js';
 import { buildGraph } from '../catalog/graph.js';
 import { isPassed } from '../catalog/outcome.js';
+import { outDirOf } from './context.js';
 import { StateStore } from './state.js';
 
 /** Subjects that are build outputs: a rebuild from the same commit and lock must give the same bytes. */
@@ -87,16 +88,29 @@ export async function seedInstances(fromDir: string, buildDir: string, catalog: 
       const src = join(fromDir, rel);
       const now = await sha256File(src).catch(() => null);
       if (now !== o.sha256) throw new UserError(`${src}: ${now ? 'changed' : 'missing'} since ${inst.id} recorded it`, `run clawos-build all --build-dir ${fromDir} first`);
-      const dst = join(buildDir, rel);
-      await mkdir(dirname(dst), { recursive: true });
-      await link(src, dst);
-      await storePut(buildDir, dst);
     }
+    // The whole output dir, as the earlier build left it: dependants also read what a step writes
+    // beside its declared outputs (kernel-build's build-info.json names the source tree).
+    await linkTree(outDirOf(fromDir, inst), outDirOf(buildDir, inst), inst.arch ? [] : arches);
+    for (const rel of Object.keys(rec.outputs)) await storePut(buildDir, join(buildDir, rel));
     await to.putInstance(rec);
     seeded.push(rec.id);
   }
   await to.save();
   return seeded;
+}
+
+/** Hard-links every file under `from` into `to` (created), skipping top-level folders named in `skip` (other instances' arch dirs). */
+async function linkTree(from: string, to: string, skip: readonly string[]): Promise<void> {
+  await mkdir(to, { recursive: true });
+  for (const e of await readdir(from, { withFileTypes: true })) {
+    if (skip.includes(e.name)) continue;
+    const a = join(from, e.name);
+    const b = join(to, e.name);
+    if (e.isDirectory()) await linkTree(a, b, []);
+    else if (e.isSymbolicLink()) await symlink(await readlink(a), b);
+    else if (e.isFile()) await link(a, b);
+  }
 }
 
 export interface SubjectComparison extends BundleSubject {
