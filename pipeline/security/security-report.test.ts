@@ -143,6 +143,25 @@ function inputs(): ReportInputs {
 }
 
 describe('computeSecurityReport', () => {
+  it('a BUILT task (built, nothing proves it works) is filed as "built, not validated", apart from the tasks not built (issue 11)', () => {
+    const inp = inputs();
+    inp.records['B-01'] = rec('B-01', 'BUILT', { reason: 'unvalidated', message: 'component aya-ebpf built; no validation_cmd or in-guest check proves it' });
+    inp.records['B-02'] = rec('B-02', 'NOT_CONFIGURED', { reason: 'not-configured', message: 'component aya-ebpf-tracepoints is not configured' });
+    const byId = new Map(computeSecurityReport(inp).findings.map((f) => [f.id, f]));
+    expect(byId.get('GAP:ebpf:B-01')).toMatchObject({
+      severity: 'HIGH',
+      status: 'open',
+      title: 'built, not validated: B-01',
+      detail: 'component aya-ebpf built; no validation_cmd or in-guest check proves it',
+      rests_on: 'the recorded results of B-01 in state.json (BUILT: built, but no validation_cmd or in-guest check proves it works)',
+    });
+    expect(byId.get('GAP:ebpf:B-02')).toMatchObject({
+      title: 'not built: B-02',
+      detail: 'component aya-ebpf-tracepoints is not configured',
+      rests_on: 'the recorded results of B-02 in state.json (NOT_CONFIGURED or absent)',
+    });
+  });
+
   it('collects every finding from the recorded results, with severity, status, evidence, fix and mitigation', () => {
     const r = computeSecurityReport(inputs());
     expect(r.findings.map((f) => [f.id, f.layer, f.severity, f.status, f.fix, f.mitigation])).toEqual([
