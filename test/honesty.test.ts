@@ -499,6 +499,8 @@ const CASES: Case[] = [
     fixture: 'shared',
     async tamper(c) {
       const b = await buildCopy(c);
+      // Untouched, the copy releases: the build dir's chain is byte for byte the one the bundle signed.
+      expect(await makeRelease({ repoRoot: c.fx.repo.root, buildDir: b, trust: c.fx.trustFile, outDir: join(c.tmp, 'release-intact') })).toMatchObject({ ok: true });
       const file = eventsPath(b, shared.first.finish.runId);
       const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
       lines[lines.length - 1] = lines.at(-1)!.replace('"status":"passed"', '"status":"failed"');

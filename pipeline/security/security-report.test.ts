@@ -142,8 +142,11 @@ function inputs(): ReportInputs {
 describe('computeSecurityReport', () => {
   it('a BUILT task (built, nothing proves it works) is filed as "built, not validated", apart from the tasks not built (issue 11)', () => {
     const inp = inputs();
-    inp.records['B-01'] = rec('B-01', 'BUILT', { reason: 'unvalidated', message: 'component aya-ebpf built; no validation_cmd or in-guest check proves it' });
-    inp.records['B-02'] = rec('B-02', 'NOT_CONFIGURED', { reason: 'not-configured', message: 'component aya-ebpf-tracepoints is not configured' });
+    inp.records = {
+      ...inp.records,
+      'B-01': rec('B-01', 'BUILT', { reason: 'unvalidated', message: 'component aya-ebpf built; no validation_cmd or in-guest check proves it' }),
+      'B-02': rec('B-02', 'NOT_CONFIGURED', { reason: 'not-configured', message: 'component aya-ebpf-tracepoints is not configured' }),
+    };
     const byId = new Map(computeSecurityReport(inp).findings.map((f) => [f.id, f]));
     expect(byId.get('GAP:ebpf:B-01')).toMatchObject({
       severity: 'HIGH',
