@@ -313,7 +313,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'spec',
-    summary: 'freeze the P1 specs (their sha256, signed by a security AND a core key), or verify the record',
+    summary: 'freeze the P1 specs and the audit data (every file of specs/p1 and specs/audit: its sha256, signed by a security AND a core key), or verify the record',
     words: 'freeze|verify',
     details: ['the record is specs/p1/freeze.dsse.json; spec verify checks it against specs/trust/keys.json and the specs as they are now'],
     positionals: { max: 1 },

@@ -7,9 +7,11 @@
  *   CHANGELOG.md                   every recorded run, from the verified event chains
  *   release.json                   what this release is: version, run, checks, files
  *   SHA256SUMS                     every other file, in the format `sha256sum -c` reads
- * It refuses (a value, not a throw) unless gate P4's latest decision is GO, the
- * newest bundle is of that same run, and the bundle verifies with the trust file
- * given. The folder is assembled in a temp dir inside <out> and renamed into
+ * It refuses (a value, not a throw) unless the build dir's copy of the newest
+ * bundle's event chain verifies (a TAMPERED chain is refused: the build's own
+ * record of the run is not what the bundle attests), gate P4's latest decision is
+ * GO, the newest bundle is of that same run, and the bundle verifies with the
+ * trust file given. The folder is assembled in a temp dir inside <out> and renamed into
  * place at the end, so it is either complete or absent.
  */
 import { randomBytes, createHash } from 'node:crypto';
@@ -23,7 +25,7 @@ import { readBundleManifest, type BundleManifest } from '../vault/bundle.js';
 import { exportBundle } from '../vault/export.js';
 import { loadTrust } from '../vault/keys.js';
 import { verifyBundle } from '../vault/verify.js';
-import { splitLines, verifyChain } from '../vault/event-chain.js';
+import { eventsPath, splitLines, verifyChain } from '../vault/event-chain.js';
 import { eventsOf } from '../vault/event-payloads.js';
 import { clawosVersion, sourceDateEpoch } from '../pipeline/run/session.js';
 import { changelogMarkdown, runSummaries } from './changelog.js';
@@ -43,7 +45,7 @@ export interface ReleaseOptions {
   now?: () => Date;
 }
 
-export type RefusalReason = 'no-gate' | 'gate-no-go' | 'no-bundle' | 'bundle-not-of-gate-run' | 'trust-unusable' | 'bundle-unverified' | 'version-mismatch' | 'bad-version' | 'exists';
+export type RefusalReason = 'chain-tampered' | 'no-gate' | 'gate-no-go' | 'no-bundle' | 'bundle-not-of-gate-run' | 'trust-unusable' | 'bundle-unverified' | 'version-mismatch' | 'bad-version' | 'exists';
 
 export interface ReleaseFile {
   path: string;
@@ -114,16 +116,41 @@ async function bundleGateP4(bundleDir: string, runId: string): Promise<string | 
   return g ? String(g.payload.recommendation) : null;
 }
 
+const tamperHint = (buildDir: string, runId: string) =>
+  `the bundle keeps its own signed copy, but the build's record of run ${runId} (${eventsPath(buildDir, runId)}) was changed after it was written: see \`clawos-build status\`, and release from a build whose evidence is intact`;
+
+/** How the build dir's chain differs from the one the bundle signed (the whole chain, run-end included), or null. */
+async function chainDrift(buildChain: string, bundleChain: string): Promise<string | null> {
+  const bytes = await readFile(buildChain).catch(() => null);
+  if (!bytes) return `the build dir has no event chain for it (${buildChain} cannot be read), only the one the bundle signed`;
+  const mine = splitLines(bytes).lines;
+  const signed = splitLines(await readFile(bundleChain)).lines;
+  for (let i = 0; i < Math.max(mine.length, signed.length); i++) {
+    if (i >= mine.length || i >= signed.length) return `the build dir's event chain has ${mine.length} events, the one the bundle signed ${signed.length}`;
+    if (!mine[i]!.equals(signed[i]!)) return `event ${i} of the build dir's event chain differs from the one the bundle signed`;
+  }
+  return null;
+}
+
 export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
   const buildDir = resolve(o.buildDir);
   const rec = await loadRecordedResults(buildDir);
+  const bundles = await listBundles(buildDir);
+  const runId = bundles.at(-1);
+  // First: a tampered chain's verified prefix could hide the very gate decisions checked below.
+  const damaged = runId ? rec.tampered.find((t) => t.run_id === runId) : undefined;
+  if (damaged) {
+    return refuse(
+      'chain-tampered',
+      damaged.text,
+      tamperHint(buildDir, runId!),
+    );
+  }
   const p4 = rec.gates.P4;
   if (!p4) return refuse('no-gate', `gate P4 has not been decided in ${buildDir}`, 'run `clawos-build all` with a release key, then release');
   if (p4.recommendation !== 'GO') {
     return refuse('gate-no-go', `gate P4 said NO-GO (${p4.decided_at}${p4.run_id ? `, run ${p4.run_id}` : ''})${p4.blockers.length ? `: ${p4.blockers.join('; ')}` : ''}`, 'fix the blockers and run `clawos-build all`');
   }
-  const bundles = await listBundles(buildDir);
-  const runId = bundles.at(-1);
   if (!runId) return refuse('no-bundle', `no signed bundle in ${join(buildDir, 'vault', 'bundles')}`, 'a bundle is written by `clawos-build all` when gate P4 says GO and a release key exists (`clawos-build keys init --role release`)');
   if (p4.run_id !== runId) {
     return refuse(
@@ -142,6 +169,9 @@ export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
   }
   const v = await verifyBundle(bundleDir, trust);
   if (!v.ok) return refuse('bundle-unverified', `the bundle of run ${runId} does not verify with ${trustPath}: ${v.code}: ${v.detail}`, `check it with \`clawos-build verify ${bundleDir} --trust ${o.trust}\``);
+  // A chain's last event has no later line to vouch for it: only the bundle's signed copy can. The build's copy must be those bytes.
+  const drift = await chainDrift(eventsPath(buildDir, runId), join(bundleDir, 'events.jsonl'));
+  if (drift) return refuse('chain-tampered', `run ${runId}: TAMPERED: ${drift}`, tamperHint(buildDir, runId));
   const signedP4 = await bundleGateP4(bundleDir, runId);
   if (signedP4 !== 'GO') return refuse('gate-no-go', `the bundle's own event chain records gate P4 as ${signedP4 ?? 'not decided'}`);
   const manifest: BundleManifest = await readBundleManifest(bundleDir);

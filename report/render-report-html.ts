@@ -12,8 +12,9 @@ import { ganttSvg, type GanttBar } from './gantt-svg.js';
 import type { ReportModel } from './report-model.js';
 import { tamperedHeadline } from '../vault/vault-history.js';
 
+// BUILT (built, nothing proved it works) has its own neutral slate blue: not green, since it is no PASS; not red, since nothing failed.
 const CSS = `
-:root { --pass:#1a7f37; --fail:#cf222e; --warn:#9a6700; --muted:#57606a; --nc:#8c959f; --crit:#8250df; }
+:root { --pass:#1a7f37; --fail:#cf222e; --warn:#9a6700; --muted:#57606a; --nc:#8c959f; --crit:#8250df; --built:#3e6e8e; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #1f2328; background: #fff; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
 .meta, .note { color: var(--muted); } .note { margin: 4px 0 10px; }
@@ -23,6 +24,7 @@ th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: ta
 .badge.GO, .badge.PASS, .badge.pass, .badge.verified { background: var(--pass); }
 .badge.NO-GO, .badge.FAIL, .badge.fail, .badge.failed, .badge.TIMEOUT, .badge.BLOCKED, .badge.INFRA_ERROR, .badge.CRITICAL, .badge.HIGH { background: var(--fail); }
 .badge.not-verified, .badge.no-bundle, .badge.MEDIUM, .badge.none { background: var(--warn); }
+.badge.BUILT { background: var(--built); }
 ul.blockers { margin: 2px 0; padding-left: 18px; color: var(--fail); }
 .problems { color: var(--fail); } .tampered { border: 2px solid var(--fail); border-radius: 6px; padding: 6px 12px; color: var(--fail); font-weight: 600; max-width: 1060px; } .detail { color: var(--muted); font-size: 12px; }
 .vault-status { border: 2px solid var(--nc); border-radius: 6px; padding: 8px 12px; max-width: 1060px; }
@@ -34,7 +36,7 @@ svg .row-label { text-anchor: end; } svg .tick { stroke: #d0d7de; stroke-width: 
 svg .tick-label.end { text-anchor: end; } svg .break-label { fill: var(--muted); text-anchor: middle; font-size: 9px; }
 svg .axis-break { fill: #f6f8fa; stroke: #afb8c1; stroke-dasharray: 3 2; }
 svg .bar { fill: var(--nc); } svg .bar.status-PASS { fill: #4ac26b; } svg .bar.status-FAIL, svg .bar.status-TIMEOUT, svg .bar.status-INFRA_ERROR, svg .bar.status-BLOCKED { fill: var(--fail); }
-svg .bar.status-NOT_CONFIGURED { fill: #d0d7de; }
+svg .bar.status-NOT_CONFIGURED { fill: #d0d7de; } svg .bar.status-BUILT { fill: #9ab6cc; }
 svg .bar.critical { stroke: var(--crit); stroke-width: 3; } svg .row.critical .row-label { fill: var(--crit); font-weight: 700; }
 svg .stage-firmware { fill: #54aeff; } svg .stage-kernel { fill: #8250df; } svg .stage-init { fill: #bf8700; } svg .stage-checks { fill: #4ac26b; } svg .stage-marker { fill: #1a7f37; }
 svg .stage-unreached { fill: #ffebe9; stroke: var(--fail); stroke-dasharray: 4 2; } svg .verdict { font-weight: 700; } svg .end-label { fill: var(--muted); }

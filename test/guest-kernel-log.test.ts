@@ -9,11 +9,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '../lib/proc.js';
 import { repoRootDir } from '../lib/repo-root.js';
 import { DEFAULT_OVERLAY } from '../pipeline/steps/rootfs.js';
 import { loadExpectedChecks } from '../pipeline/boot/guest-boot.js';
 import { classifyBoot } from '../qemu/classify-boot.js';
+import { scanKernelLog } from './helpers/kernel-log-scan.js';
 
 const root = repoRootDir();
 const lib = join(root, DEFAULT_OVERLAY, 'usr/lib/clawos');
@@ -41,29 +41,8 @@ async function bootedLogs(): Promise<string[]> {
   return out;
 }
 
-/**
- * check_kernel_log under busybox sh, dmesg printing `dmesgFile`; then the
- * protocol line /init's report() prints for it (same format), and the status.
- */
-async function scan(dmesgFile: string, env: Record<string, string> = {}): Promise<{ line: string; rc: string }> {
-  const r = await run(
-    [
-      'busybox',
-      'sh',
-      '-c',
-      `. ${lib}/checks.sh
-dmesg() { cat "$DMESG_FILE"; }
-VALUE=
-check_kernel_log
-rc=$?
-printf 'CLAWOS-CHECK name=%s result=%s value=%s\\n' kernel-log "$([ $rc = 0 ] && echo pass || echo fail)" "\${VALUE//[[:space:]]/ }"
-echo "rc=$rc"`,
-    ],
-    { captureStdout: true, env: { DMESG_FILE: dmesgFile, TMPDIR: await tmp(), KERNEL_LOG_PATTERNS: PATTERNS, ...env } },
-  );
-  const lines = r.stdout.trimEnd().split('\n');
-  return { line: lines[0]!, rc: lines[1]! };
-}
+/** check_kernel_log on `dmesgFile` (test/helpers/kernel-log-scan.ts), in a temp dir of this test. */
+const scan = async (dmesgFile: string, env: Record<string, string> = {}) => scanKernelLog(dmesgFile, { tmpDir: await tmp(), env });
 
 /** Real report formats, as the kernel prints them (one line each is enough to fail the boot). */
 const REPORTS = [

@@ -266,6 +266,18 @@ describe('report HTML', () => {
     expect(html).toContain('Critical path (the longest chain through the task dependency graph by recorded durations): <b>C-01 → A-01@aarch64 → A-04@aarch64 → G-05@aarch64 → G-06@aarch64 → G-04</b>, 1m19s in all.');
   });
 
+  it('a BUILT task has its own neutral badge and bar colour, neither the green of PASS nor the red of a failure (issue 11)', () => {
+    const t = model.tasks.find((x) => x.status === 'PASS' && !x.critical)!;
+    const html = renderReportHtml({ ...model, tasks: model.tasks.map((x) => (x === t ? { ...x, status: 'BUILT', reason: 'unvalidated' } : x)) });
+    expect(html).toContain(`<td class="mono">${t.id}</td><td><span class="badge BUILT">BUILT</span> <span class="mono">unvalidated</span></td>`);
+    expect(html).toContain('.badge.BUILT { background: var(--built); }');
+    expect(html).toContain('--built:#3e6e8e;');
+    expect(html).toMatch(new RegExp(`<rect [^>]*class="bar status-BUILT"><title>${t.id} BUILT in `));
+    expect(html).toContain('svg .bar.status-BUILT { fill: #9ab6cc; }');
+    // Not listed with the green or the red rules.
+    for (const rule of html.split('\n').filter((l) => l.includes('var(--pass)') || l.includes('var(--fail)') || l.includes('#4ac26b'))) expect(rule).not.toContain('BUILT');
+  });
+
   // chromium is in specs/host-packages.txt, so the README's setup installs it: without it this fails, never skips.
   it('renders in headless Chromium: screenshot and DOM have the gate table, gantt with critical path, boot chart, findings and vault status', async () => {
     const t = await tmpDir({ unsafeCleanup: true });

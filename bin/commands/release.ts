@@ -2,7 +2,8 @@
  * `clawos-build release --trust keys.json [--version V] [--out DIR] [--json]`:
  * the versioned release folder (report/release-folder.ts). Its --version takes a
  * value; everywhere else --version prints clawos-build's own version.
- * Exit codes: 0 written, 1 refused (gate P4 not GO, bundle missing or not
+ * Exit codes: 0 written, 1 refused (the run's event chain in the build dir TAMPERED or
+ * not the one its bundle signed, gate P4 not GO, bundle missing or not
  * verifying, folder already there …), 2 usage.
  */
 import { resolve } from 'node:path';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
 import { formatDuration } from '../../lib/format.js';
-import { chooseMode, createReporter, formatEvent } from './reporter.js';
+import { chooseMode, createReporter, formatEvent, terminalVerdict } from './reporter.js';
 
 describe('reporter', () => {
   it('chooses listr2 on a terminal, plain lines in CI or without a TTY, nothing but JSON with --json', () => {
@@ -46,6 +46,23 @@ describe('reporter', () => {
     await r.finish();
     const lines = text.trim().split('\n').map((l) => l.replace(/^\[\d\d:\d\d:\d\d\] /, ''));
     expect(lines).toEqual(['A-01@x86_64 start: kernel', 'A-01@x86_64 compile: CC a.o', 'A-01@x86_64 modules']);
+  });
+
+  it('the terminal view shows BUILT as neutral and skipped with its message, like NOT_CONFIGURED, never as a red failure (issue 11)', () => {
+    const i = { id: 'B-04', title: 'XDP filter' };
+    expect(terminalVerdict(i, { status: 'BUILT', message: 'built; nothing proves it works (no validation_cmd)', durationMs: 900 })).toEqual({
+      kind: 'skip',
+      text: 'B-04 BUILT (unvalidated, not PASS): built; nothing proves it works (no validation_cmd)',
+    });
+    expect(terminalVerdict(i, { status: 'NOT_CONFIGURED', message: 'no step yet', durationMs: 0 })).toEqual({ kind: 'skip', text: 'B-04 NOT_CONFIGURED: no step yet' });
+    expect(terminalVerdict(i, { status: 'PASS', message: 'ok', durationMs: 4200 })).toEqual({ kind: 'title', text: 'B-04 XDP filter (4.2 s)' });
+    expect(terminalVerdict(i, { status: 'UP_TO_DATE', message: 'ok', durationMs: 0 })).toEqual({ kind: 'title', text: 'B-04 XDP filter (up to date)' });
+    expect(terminalVerdict(i, { status: 'FAIL', message: 'exit 2', durationMs: 10 })).toEqual({ kind: 'fail', text: 'B-04 FAIL: exit 2' });
+    expect(terminalVerdict(i, { status: 'BLOCKED', message: 'A-01 failed', durationMs: 0 })).toEqual({ kind: 'fail', text: 'B-04 BLOCKED: A-01 failed' });
+    // The plain view names BUILT with its reason and no log pointer, as for any non-failure.
+    expect(formatEvent({ type: 'task-end', id: 'B-04', status: 'BUILT', reason: 'unvalidated', message: 'built, unproven', durationMs: 900, log: 'logs/x.log' })).toBe(
+      'B-04 BUILT [unvalidated] in 900 ms: built, unproven',
+    );
   });
 
   it('prints nothing in json mode', async () => {

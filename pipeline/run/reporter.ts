@@ -85,10 +85,25 @@ export function createReporter(mode: ReporterMode, out: NodeJS.WritableStream = 
   return listrReporter(out);
 }
 
+type Settled = { status: InstanceStatus | 'UP_TO_DATE'; message: string; durationMs: number };
+
+/**
+ * How the terminal view shows a settled task: green with its time (PASS, up to
+ * date), neutral skipped with its message (NOT_CONFIGURED: not built; BUILT:
+ * built but unproven; neither is a failure nor a PASS), or red (a failure).
+ */
+export function terminalVerdict(i: { id: string; title: string }, r: Settled): { kind: 'title' | 'skip' | 'fail'; text: string } {
+  if (r.status === 'UP_TO_DATE') return { kind: 'title', text: `${i.id} ${i.title} (up to date)` };
+  if (r.status === 'PASS') return { kind: 'title', text: `${i.id} ${i.title} (${formatDuration(r.durationMs)})` };
+  if (r.status === 'NOT_CONFIGURED') return { kind: 'skip', text: `${i.id} NOT_CONFIGURED: ${r.message}` };
+  if (r.status === 'BUILT') return { kind: 'skip', text: `${i.id} BUILT (unvalidated, not PASS): ${r.message}` };
+  return { kind: 'fail', text: `${i.id} ${r.status}: ${r.message}` };
+}
+
 interface Pending {
-  resolve: (v: { status: InstanceStatus | 'UP_TO_DATE'; message: string; durationMs: number }) => void;
+  resolve: (v: Settled) => void;
   task?: ListrTaskWrapper<unknown, never, never>;
-  settled?: { status: InstanceStatus | 'UP_TO_DATE'; message: string; durationMs: number };
+  settled?: Settled;
   progress?: string;
 }
 
@@ -124,14 +139,10 @@ function listrReporter(out: NodeJS.WritableStream): Reporter {
               p.task = task;
               pending.set(i.id, p);
               if (p.progress) task.output = p.progress;
-              const r = await waitFor(i.id);
-              if (r.status === 'UP_TO_DATE') {
-                task.title = `${i.id} ${i.title} (up to date)`;
-                return;
-              }
-              if (r.status === 'NOT_CONFIGURED') return task.skip(`${i.id} NOT_CONFIGURED: ${r.message}`);
-              if (r.status !== 'PASS') throw new Error(`${i.id} ${r.status}: ${r.message}`);
-              task.title = `${i.id} ${i.title} (${formatDuration(r.durationMs)})`;
+              const v = terminalVerdict(i, await waitFor(i.id));
+              if (v.kind === 'title') task.title = v.text;
+              else if (v.kind === 'skip') task.skip(v.text);
+              else throw new Error(v.text);
             },
           })),
           { concurrent: true, exitOnError: false, rendererOptions: { collapseSubtasks: false, collapseSkips: false } as never },

@@ -1,15 +1,12 @@
-import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRootDir } from '../../lib/repo-root.js';
 import { formatDiagnostic } from '../../lib/yaml-source.js';
 import type { AuditEntry } from './kconfig-audit.js';
-import { computeSecurityReport, LAYERS_FILE, LAYERS_SCHEMA, MITIGATIONS_FILE, MITIGATIONS_SCHEMA, parseMitigations, parseSecurityLayers, securityLayersDiagnostics, securityReportMarkdown, type Layer, type ReportInputs } from './security-report.js';
-import { yamlValue } from '../../lib/yaml-source.js';
-import { parseConfig } from '../kernel/kconfig.js';
-import { auditConfig } from './kconfig-audit.js';
-import { loadAuditSpec } from './kconfig-audit-spec.js';
+import { computeSecurityReport, LAYERS_FILE, LAYERS_SCHEMA, MITIGATIONS_FILE, parseSecurityLayers, securityLayersDiagnostics, securityReportMarkdown, type Layer, type ReportInputs } from './security-report.js';
+import { realInputs, recordedConfig, todayConfig } from '../../test/helpers/security-inputs.js';
 
 const repo = repoRootDir();
 const STATE = { path: 'state.json', sha256: 'a'.repeat(64) };
@@ -143,6 +140,28 @@ function inputs(): ReportInputs {
 }
 
 describe('computeSecurityReport', () => {
+  it('a BUILT task (built, nothing proves it works) is filed as "built, not validated", apart from the tasks not built (issue 11)', () => {
+    const inp = inputs();
+    inp.records = {
+      ...inp.records,
+      'B-01': rec('B-01', 'BUILT', { reason: 'unvalidated', message: 'component aya-ebpf built; no validation_cmd or in-guest check proves it' }),
+      'B-02': rec('B-02', 'NOT_CONFIGURED', { reason: 'not-configured', message: 'component aya-ebpf-tracepoints is not configured' }),
+    };
+    const byId = new Map(computeSecurityReport(inp).findings.map((f) => [f.id, f]));
+    expect(byId.get('GAP:ebpf:B-01')).toMatchObject({
+      severity: 'HIGH',
+      status: 'open',
+      title: 'built, not validated: B-01',
+      detail: 'component aya-ebpf built; no validation_cmd or in-guest check proves it',
+      rests_on: 'the recorded results of B-01 in state.json (BUILT: built, but no validation_cmd or in-guest check proves it works)',
+    });
+    expect(byId.get('GAP:ebpf:B-02')).toMatchObject({
+      title: 'not built: B-02',
+      detail: 'component aya-ebpf-tracepoints is not configured',
+      rests_on: 'the recorded results of B-02 in state.json (NOT_CONFIGURED or absent)',
+    });
+  });
+
   it('collects every finding from the recorded results, with severity, status, evidence, fix and mitigation', () => {
     const r = computeSecurityReport(inputs());
     expect(r.findings.map((f) => [f.id, f.layer, f.severity, f.status, f.fix, f.mitigation])).toEqual([
@@ -360,47 +379,8 @@ describe('the layers file', () => {
 });
 
 describe('G-04 on the real audit data, layers and mitigations', () => {
-  const ARCHES = ['aarch64', 'x86_64'];
-  // Not built today (they need sources this repository does not have).
-  const NOT_CONFIGURED = ['B-02', 'B-03', 'B-04', 'B-05', 'B-06', 'B-07', 'F-03', 'C-02', 'C-07', 'E-05'];
-
-  async function realInputs(configs: Record<string, Map<string, string>>): Promise<ReportInputs> {
-    const layersR = parseSecurityLayers(await readFile(join(repo, LAYERS_FILE), 'utf8'), LAYERS_FILE, JSON.parse(await readFile(join(repo, LAYERS_SCHEMA), 'utf8')) as object);
-    const mitR = parseMitigations(await readFile(join(repo, MITIGATIONS_FILE), 'utf8'), MITIGATIONS_FILE, JSON.parse(await readFile(join(repo, MITIGATIONS_SCHEMA), 'utf8')) as object);
-    const spec = await loadAuditSpec(repo, ARCHES);
-    if (!layersR.ok || !mitR.ok || !spec.ok) throw new Error('the real audit data does not load');
-    const catalog = new Map<string, { per_arch: boolean; optional: boolean }>();
-    const records: ReportInputs['records'] = {};
-    for (const f of (await readdir(join(repo, 'tasks'))).filter((n) => n.endsWith('.yaml'))) {
-      const t = yamlValue(await readFile(join(repo, 'tasks', f), 'utf8'), f) as { task_id: string; per_arch?: boolean; optional?: boolean };
-      catalog.set(t.task_id, { per_arch: t.per_arch === true, optional: t.optional === true });
-      for (const id of t.per_arch ? ARCHES.map((a) => `${t.task_id}@${a}`) : [t.task_id]) records[id] = rec(id, NOT_CONFIGURED.includes(t.task_id) ? 'NOT_CONFIGURED' : 'PASS');
-    }
-    const checksDoc = yamlValue(await readFile(join(repo, 'buildroot-external/board/clawos/checks.yaml'), 'utf8'), 'checks.yaml') as { checks: { name: string; tasks?: string[] }[] };
-    const boot = (variant: string) => ({ variant, verdict: 'PASS', checks: checksDoc.checks.map((c) => ({ name: c.name, result: 'pass' })) });
-    return {
-      layers: layersR.layers,
-      catalog,
-      arches: ARCHES,
-      records,
-      state: STATE,
-      boots: ARCHES.map((a) => ({ arch: a, dir: `b/${a}`, records: [{ path: `b/${a}/boot.json`, sha256: 'b'.repeat(64), boot: boot(`${a}-fw`) }] })),
-      checkTasks: new Map(checksDoc.checks.map((c) => [c.name, c.tasks ?? []])),
-      audits: ARCHES.map((a) => ({ arch: a, path: `qa/${a}/kconfig-audit.json`, sha256: 'e'.repeat(64), entries: auditConfig(spec.spec, configs[a]!, a) })),
-      auditLayer: 'kernel',
-      mitigations: mitR.mitigations,
-    };
-  }
-  const recorded = async (a: string) => parseConfig(await readFile(join(repo, 'test/fixtures/kconfig', `${a}-6.1.192-clawos.config`), 'utf8'));
-  /** The recorded config with today's fragments laid over it (A-01 fails unless every requested symbol lands in the final .config). */
-  const today = async (a: string) => {
-    const c = await recorded(a);
-    for (const f of ['common', 'boot', a]) for (const [k, v] of parseConfig(await readFile(join(repo, 'kernel-config', `${f}.config`), 'utf8'))) c.set(k, v);
-    return c;
-  };
-
   it('the recorded configs (before the audit fixes) FAIL G-04: each open HIGH has a fix, and a fix is no mitigation', async () => {
-    const r = computeSecurityReport(await realInputs({ aarch64: await recorded('aarch64'), x86_64: await recorded('x86_64') }));
+    const r = computeSecurityReport(await realInputs({ aarch64: await recordedConfig('aarch64'), x86_64: await recordedConfig('x86_64') }));
     expect(r.verdict).toBe('FAIL');
     expect(r.blocking.map((b) => b.split(':').slice(0, 2).join(':'))).toEqual([
       'KCONFIG@aarch64:CONFIG_ARM64_PAN',
@@ -424,7 +404,7 @@ describe('G-04 on the real audit data, layers and mitigations', () => {
   });
 
   it("today's fragments leave no open HIGH audit finding, and the eBPF gap's mitigation is proven: G-04 PASSes", async () => {
-    const r = computeSecurityReport(await realInputs({ aarch64: await today('aarch64'), x86_64: await today('x86_64') }));
+    const r = computeSecurityReport(await realInputs({ aarch64: await todayConfig('aarch64'), x86_64: await todayConfig('x86_64') }));
     expect(r.blocking).toEqual([]);
     expect(r.verdict).toBe('PASS');
     // Left open and HIGH: the eBPF programs that are not built, each mitigated by the other layers, proven.
@@ -434,7 +414,7 @@ describe('G-04 on the real audit data, layers and mitigations', () => {
   });
 
   it('with one in-guest check its evidence names failing, the eBPF gap blocks G-04', async () => {
-    const inp = await realInputs({ aarch64: await today('aarch64'), x86_64: await today('x86_64') });
+    const inp = await realInputs({ aarch64: await todayConfig('aarch64'), x86_64: await todayConfig('x86_64') });
     inp.boots[1]!.records[0]!.boot.checks = inp.boots[1]!.records[0]!.boot.checks!.map((c) => (c.name === 'seccomp-filter' ? { ...c, result: 'fail' } : c));
     expect(computeSecurityReport(inp).blocking).toEqual([
       'GUEST:x86_64/x86_64-fw:seccomp-filter: CRITICAL: in-guest check seccomp-filter fail on x86_64 (x86_64-fw)',

@@ -6,8 +6,8 @@
  * says what evidence it rests on (path + sha256).
  *
  * Severity: a failed task of a layer and a failed or missing in-guest check are
- * CRITICAL; an audit entry keeps its rule's severity; a task that was not built
- * has its layer's `gap` severity (specs/audit/security-layers.yaml). The report
+ * CRITICAL; an audit entry keeps its rule's severity; a task that was not built,
+ * or was built but proven by nothing (BUILT), has its layer's `gap` severity (specs/audit/security-layers.yaml). The report
  * FAILs on any open CRITICAL and on any open HIGH without a proven mitigation: a
  * compensating control in place (a gap's `mitigation`, or specs/audit/mitigations.yaml
  * for an audit finding) whose evidence, in-guest checks and tasks, all passed in
@@ -337,7 +337,8 @@ export function computeSecurityReport(inp: ReportInputs): SecurityReport {
 
   // ---- task instance records
   // Not built: one finding per layer and root cause (a NOT_CONFIGURED chain names its root).
-  const gaps = new Map<string, { layer: Layer; root: string; rootMessage: string; members: { id: string; gap: Gap }[]; evidence: Evidence[] }>();
+  // Built but unproven (BUILT): a finding of its own kind, worded apart, for the layer is no better proven.
+  const gaps = new Map<string, { layer: Layer; built: boolean; root: string; rootMessage: string; members: { id: string; gap: Gap }[]; evidence: Evidence[] }>();
   for (const l of inp.layers) {
     for (const t of l.tasks) {
       const spec = inp.catalog.get(t.id);
@@ -361,9 +362,10 @@ export function computeSecurityReport(inp: ReportInputs): SecurityReport {
             mitigation: null,
           });
         } else {
-          const root = rec ? ((rec.data as { not_configured_root?: { id: string; message: string } } | undefined)?.not_configured_root ?? { id, message: rec.message }) : { id, message: 'no recorded result (not run)' };
-          const key = `${l.id} ${root.id}`;
-          const g = gaps.get(key) ?? { layer: l, root: root.id, rootMessage: root.message, members: [], evidence: [{ label: 'recorded results', path: inp.state.path, sha256: inp.state.sha256 }] };
+          const built = rec?.status === 'BUILT';
+          const root = rec ? ((built ? undefined : (rec.data as { not_configured_root?: { id: string; message: string } } | undefined)?.not_configured_root) ?? { id, message: rec.message }) : { id, message: 'no recorded result (not run)' };
+          const key = `${l.id} ${built} ${root.id}`;
+          const g = gaps.get(key) ?? { layer: l, built, root: root.id, rootMessage: root.message, members: [], evidence: [{ label: 'recorded results', path: inp.state.path, sha256: inp.state.sha256 }] };
           g.members.push({ id, gap: t.gap });
           gaps.set(key, g);
         }
@@ -378,9 +380,11 @@ export function computeSecurityReport(inp: ReportInputs): SecurityReport {
       layer: g.layer.id,
       severity: worst.gap.severity,
       status: 'open',
-      title: `not built: ${names.join(', ')}`,
+      title: `${g.built ? 'built, not validated' : 'not built'}: ${names.join(', ')}`,
       detail: names.length === 1 && names[0] === g.root ? g.rootMessage : `${g.root}: ${g.rootMessage}`,
-      rests_on: `the recorded results of ${names.join(', ')} in ${inp.state.path} (NOT_CONFIGURED or absent)`,
+      rests_on: g.built
+        ? `the recorded results of ${names.join(', ')} in ${inp.state.path} (BUILT: built, but no validation_cmd or in-guest check proves it works)`
+        : `the recorded results of ${names.join(', ')} in ${inp.state.path} (NOT_CONFIGURED or absent)`,
       fix: worst.gap.note?.trim() ? worst.gap.note.trim() : null,
       ...mitigated(inp, worst.gap.mitigation, g.evidence),
     });
