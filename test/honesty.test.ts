@@ -510,7 +510,35 @@ const CASES: Case[] = [
     },
     expect: async (c) => {
       const n = (await readFile(shared.first.finish.eventsFile, 'utf8')).split('\n').filter(Boolean).length;
-      return { kind: 'refused', reason: 'chain-tampered', text: `run ${shared.first.finish.runId}: TAMPERED: event ${n - 1} of the build dir's event chain differs from the one the bundle signed` };
+      const id = shared.first.finish.runId;
+      return {
+        kind: 'refused',
+        reason: 'chain-tampered',
+        text: `run ${id}: TAMPERED: CHAIN_BROKEN: event ${n - 1} differs from the copy the run's signed bundle holds (vault/bundles/${id}/events.jsonl); only its first ${n - 1} of ${n} events verify and are used`,
+      };
+    },
+  },
+  {
+    item: 'found here',
+    name: "the run's LAST event (run-end) edited: status compares the chain with the copy the run's signed bundle holds",
+    fixture: 'shared',
+    async tamper(c) {
+      const b = await buildCopy(c);
+      const file = eventsPath(b, shared.first.finish.runId);
+      const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
+      lines[lines.length - 1] = lines.at(-1)!.replace('"status":"passed"', '"status":"failed"');
+      await writeFile(file, lines.join('\n') + '\n');
+      const r = await cli(['status', '--build-dir', b]);
+      return { kind: `exit ${r.code}`, reason: 'stderr', text: r.err };
+    },
+    expect: async () => {
+      const n = (await readFile(shared.first.finish.eventsFile, 'utf8')).split('\n').filter(Boolean).length;
+      const id = shared.first.finish.runId;
+      return {
+        kind: 'exit 1',
+        reason: 'stderr',
+        text: `clawos-build: vault: run ${id}: TAMPERED: CHAIN_BROKEN: event ${n - 1} differs from the copy the run's signed bundle holds (vault/bundles/${id}/events.jsonl); only its first ${n - 1} of ${n} events verify and are used`,
+      };
     },
   },
   {

@@ -5,6 +5,7 @@
  * asks it for an earlier PASS with the same fingerprint to restore from the store.
  */
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { eventsPath, splitLines, verifiedPrefix, verifyChain, type VaultEvent } from './event-chain.js';
 import type { FailCode } from './codes.js';
 import { isEvent, type GatePayload, type TaskEndPayload } from './event-payloads.js';
@@ -57,6 +58,21 @@ export async function readRunLog(buildDir: string, runId: string): Promise<RunLo
     const events = verifiedPrefix(split.lines, v, { runId });
     const tampered: ChainTamper = { code: v.code, detail: v.detail, verified: events.length, total: split.lines.length };
     return { runId, events, problem: tamperedText(tampered), tampered };
+  }
+  // No later line vouches for the last event; the run's bundle, when it has one, holds the chain as signed.
+  const signed = await readFile(join(buildDir, 'vault', 'bundles', runId, 'events.jsonl')).catch(() => null);
+  if (signed) {
+    const theirs = splitLines(signed).lines;
+    const at = theirs.findIndex((l, i) => i >= split.lines.length || !Buffer.from(l).equals(Buffer.from(split.lines[i]!)));
+    if (at >= 0) {
+      const tampered: ChainTamper = {
+        code: 'CHAIN_BROKEN',
+        detail: `event ${at} ${at < split.lines.length ? 'differs from' : 'is missing but is in'} the copy the run's signed bundle holds (vault/bundles/${runId}/events.jsonl)`,
+        verified: at,
+        total: split.lines.length,
+      };
+      return { runId, events: v.events.slice(0, at), problem: tamperedText(tampered), tampered };
+    }
   }
   return { runId, events: v.events, ...(split.torn ? { problem: `the last line is torn (${split.torn.length} bytes): an append was interrupted` } : {}) };
 }
