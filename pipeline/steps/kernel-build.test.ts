@@ -88,7 +88,8 @@ describe('kernelBuildStep on the fake kernel', () => {
       `env $'KBUILD_BUILD_TIMESTAMP=Tue Nov 14 22:13:20 UTC 2023' KBUILD_BUILD_USER=clawos KBUILD_BUILD_HOST=clawos-build ` +
         `KBUILD_BUILD_VERSION=1 SOURCE_DATE_EPOCH=1700000000 LC_ALL=C make -C ${srcDir} O=${join(out, 'obj')} ARCH=x86_64 CROSS_COMPILE= ` +
         `PAHOLE=${join(out, 'obj/clawos-tools/pahole')} ` +
-        `$'KCFLAGS=-ffile-prefix-map=${srcDir}=/clawos/linux -ffile-prefix-map=${join(out, 'obj')}=/clawos/obj -ffile-prefix-map=${join(out, 'canary')}=/clawos/canary' tinyconfig`,
+        `$'KCFLAGS=-ffile-prefix-map=${srcDir}=/clawos/linux -ffile-prefix-map=${join(out, 'obj')}=/clawos/obj -ffile-prefix-map=${join(out, 'canary')}=/clawos/canary' ` +
+        `$'KAFLAGS=-ffile-prefix-map=${srcDir}=/clawos/linux -ffile-prefix-map=${join(out, 'obj')}=/clawos/obj -ffile-prefix-map=${join(out, 'canary')}=/clawos/canary' tinyconfig`,
     );
     expect(info.commands[3].command).toMatch(/ -j2$/);
     expect(info.kernelRelease).toBe('6.1.0-fake-clawos');

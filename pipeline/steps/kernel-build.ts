@@ -73,6 +73,8 @@ exec pahole "$@"
 /**
  * Build paths mapped to fixed names in debug info and __FILE__, so two build
  * folders give the same objects (the unsigned module differed by 24 bytes).
+ * Given to C (KCFLAGS) and to assembly (KAFLAGS): the .S files' debug line
+ * info named the source tree, and through the build-id note it changed vmlinuz.
  */
 export function prefixMapFlags(map: Record<string, string>): string {
   return Object.entries(map)
@@ -85,7 +87,8 @@ export const kernelBuildStep: Step = {
   lockedInputs: true,
   moduleSigningKey: true,
   // 2: managed module-signing key, pahole without -j, build paths mapped away (reproducible kernels).
-  version: 2,
+  // 3: the paths mapped in assembly too (KAFLAGS).
+  version: 3,
   params: paramsSchema({ source: P.path }),
   // The kernel source is unpacked into the shared cache.
   sandbox: { cache: true },
@@ -169,6 +172,7 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
   await chmod(join(tools, 'pahole'), 0o755);
 
   const env = kbuildEnv(ctx.sourceDateEpoch);
+  const prefixMap = prefixMapFlags({ [srcDir]: '/clawos/linux', [obj]: '/clawos/obj', [canary]: '/clawos/canary' });
   const kbuild = [
     'make',
     '-C',
@@ -177,7 +181,8 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
     `ARCH=${arch.kernel.make_arch}`,
     `CROSS_COMPILE=${arch.kernel.cross_compile}`,
     `PAHOLE=${join(tools, 'pahole')}`,
-    `KCFLAGS=${prefixMapFlags({ [srcDir]: '/clawos/linux', [obj]: '/clawos/obj', [canary]: '/clawos/canary' })}`,
+    `KCFLAGS=${prefixMap}`,
+    `KAFLAGS=${prefixMap}`,
   ];
   const commands: CommandRecord[] = [];
   const buildInfo = (extra: Record<string, unknown> = {}) => ({

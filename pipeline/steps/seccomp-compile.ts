@@ -12,7 +12,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { machine } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
@@ -282,7 +282,8 @@ export async function runSeccompCompile(ctx: StepContext): Promise<Outcome> {
     default_action_value: hex32(actionValue(spec.default_action)),
     allow_exec: spec.allow_exec,
     spec: { spec_id: record.spec_id, version: record.version, path: record.path, sha256: record.sha256 },
-    kernel_source: { sha256: src.sha256, tarball: src.tarball },
+    // The tarball by name and hash: its folder is the build dir's, which must not change the filter's bytes.
+    kernel_source: { sha256: src.sha256, tarball: src.tarball ? basename(src.tarball) : null },
     tables: table.files,
     syscalls: byName,
     allowed: res.allowed,
@@ -326,7 +327,8 @@ export async function runSeccompCompile(ctx: StepContext): Promise<Outcome> {
 
 export const seccompCompileStep: Step = {
   name: 'seccomp-compile',
-  version: 1,
+  // 2: the kernel tarball recorded by name, not by its build-dir path (the filter's JSON differed between folders).
+  version: 2,
   params: paramsSchema(
     {
       whitelist: P.path,
