@@ -171,7 +171,7 @@ function summary(cmp: (SubjectComparison & { diffoscope?: string })[], verdict: 
   const evidence = cmp.filter((c) => c.role === 'evidence');
   lines.push(
     `reproduce: ${verdict}: ${same.length} of ${checked.length} rebuilt outputs identical (${byKind(checked)})` +
-      (seeded.length ? `; ${outputs.length - checked.length} taken over, not rebuilt (${seeded.join(', ')})` : '') +
+      (seeded.length ? `; ${outputs.length - checked.length} taken over, not rebuilt (the results of ${seeded.join(', ')})` : '') +
       `; run evidence: ${evidence.filter((c) => c.same).length} of ${evidence.length} reports identical (boot logs and timings are not expected to be)` +
       `; in ${formatDuration(ms)}`,
   );
