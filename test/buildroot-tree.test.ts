@@ -4,7 +4,12 @@
  * statically: symbols, package files, sourcing, fragments, overlay, kernel pin,
  * GRUB menus.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, beforeAll } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { readdir, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dir as tmpDir } from 'tmp-promise';
 import { cp, readFile, rm, writeFile, appendFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,7 +17,7 @@ import { repoRootDir } from '../lib/repo-root.js';
 import { loadArches } from '../pipeline/catalog/arch.js';
 import { loadPinnedKernelSource } from '../pipeline/kernel/source.js';
 import { lintExternalTree } from '../pipeline/rootfs/lint-external-tree.js';
-import { configMap } from '../pipeline/rootfs/defconfig.js';
+import { configMap, droppedSymbols, parseDefconfig } from '../pipeline/rootfs/defconfig.js';
 import { grubCfg } from '../pipeline/steps/iso.js';
 import { DEFAULT_OVERLAY } from '../pipeline/steps/rootfs.js';
 
@@ -93,4 +98,64 @@ describe('buildroot-external', () => {
       await cleanup();
     }
   });
+});
+
+// The real Buildroot tree the issue names (../shared/vendor/README.md): never copied into this repository.
+const VENDOR_TARBALL = process.env['CLAWOS_BUILDROOT_VENDOR'] ?? join(real, '..', 'shared', 'vendor', 'buildroot-2026.08-rc1.tar.gz');
+const VENDOR_SHA256 = 'ffc14c9adaa13c1ba67c14de92b925b6b031a1a7a015d125c64e11ce5728d318';
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await filesUnder(p)));
+    else out.push(p);
+  }
+  return out.sort();
+}
+
+describe.skipIf(!existsSync(VENDOR_TARBALL))('buildroot-external against real Buildroot 2026.08-rc1', () => {
+  let br = '';
+  let scratch = '';
+  const external = join(real, 'buildroot-external');
+  const make = (o: string, args: string[]) =>
+    execFileSync('make', ['-s', '-C', br, `O=${o}`, `BR2_EXTERNAL=${external}`, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+  beforeAll(() => {
+    expect(createHash('sha256').update(readFileSync(VENDOR_TARBALL)).digest('hex')).toBe(VENDOR_SHA256);
+  });
+  beforeAll(async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'clawos-br-real-'));
+    execFileSync('tar', ['-xzf', VENDOR_TARBALL, '-C', scratch]);
+    br = join(scratch, 'buildroot-2026.08-rc1');
+    return () => rm(scratch, { recursive: true, force: true });
+  });
+
+  it.each(arches.map((a) => [a.name, a.buildroot!.defconfig]))('loads the %s defconfig with no symbol dropped', async (arch, defconfig) => {
+    const o = join(scratch, `o-${arch}`);
+    make(o, [defconfig]);
+    make(o, [`BR2_DEFCONFIG=${join(o, 'saved')}`, 'savedefconfig']);
+    const requested = parseDefconfig(await readFile(join(external, 'configs', defconfig), 'utf8'));
+    const dropped = droppedSymbols(requested, configMap(await readFile(join(o, 'saved'), 'utf8')), configMap(await readFile(join(o, '.config'), 'utf8')));
+    expect(dropped).toEqual([]);
+  }, 120_000);
+
+  it("is clean under Buildroot's utils/check-package", async () => {
+    const files = await filesUnder(external);
+    const r = spawnSync('/usr/bin/python3', [join(br, 'utils', 'check-package'), '-b', ...files], { encoding: 'utf8' });
+    expect(r.stderr + r.stdout).toMatch(/\n0 warnings generated\n/);
+    expect(r.status).toBe(0);
+  }, 120_000);
+
+  it("installs the canary after kernel-module's modules_install, from extra/ where Kbuild puts it", () => {
+    const o = join(scratch, 'o-canary');
+    make(o, [arches[0]!.buildroot!.defconfig]);
+    const vars = make(o, ['printvars', 'VARS=CLAWOS_CANARY_POST_INSTALL_TARGET_HOOKS CLAWOS_CANARY_INSTALL_CANARIES']);
+    const hooks = /^CLAWOS_CANARY_POST_INSTALL_TARGET_HOOKS=(.*)$/m.exec(vars)?.[1]?.split(/\s+/) ?? [];
+    expect(hooks.indexOf('CLAWOS_CANARY_INSTALL_CANARIES')).toBeGreaterThan(hooks.indexOf('CLAWOS_CANARY_KERNEL_MODULES_INSTALL'));
+    expect(hooks.indexOf('CLAWOS_CANARY_KERNEL_MODULES_INSTALL')).toBeGreaterThanOrEqual(0);
+    // Buildroot leaves Kbuild's INSTALL_MOD_DIR default (extra) alone.
+    expect(readFileSync(join(br, 'package', 'pkg-kernel-module.mk'), 'utf8')).not.toContain('INSTALL_MOD_DIR');
+    expect(vars).toMatch(/\/extra\/clawos_canary\.ko \S+\/target\/lib\/modules\/clawos_canary\.ko/);
+  }, 120_000);
 });

@@ -12,7 +12,7 @@ set -eu
 
 BIN=${1:?usage: post-image.sh BINARIES_DIR [efi_iso=NAME grub_cfg=FILE]}
 shift
-ISO= GRUB_CFG=
+ISO='' GRUB_CFG=''
 for arg in "$@"; do
   case "$arg" in
     efi_iso=*) ISO=${arg#efi_iso=} ;;
