@@ -6,6 +6,7 @@ import { repoRootDir } from '../../lib/repo-root.js';
 import { loadOfflineSpec, overrideFindings, pkgVar, planOffline, renderLocalMk, type OfflineSpec } from './buildroot-offline.js';
 
 const spec: OfflineSpec = {
+  buildroot: { release: 'r', sha256: '0'.repeat(64) },
   sources: { busybox: { debian: 'busybox' }, 'host-patchelf': { debian: 'patchelf', buildroot_autoreconf: true } },
   host_tools: { 'host-fakeroot': '/usr/bin/fakeroot' },
   toolchain: {},
@@ -50,6 +51,7 @@ describe('the Buildroot offline plan', () => {
       'HOST_PATCHELF_OVERRIDE_SRCDIR = /s/patchelf',
       'HOST_PATCHELF_AUTORECONF = YES',
       'HOST_FAKEROOT_OVERRIDE_SRCDIR = /s/empty',
+      'HOST_FAKEROOT_AUTORECONF = NO',
       'define HOST_FAKEROOT_CONFIGURE_CMDS',
       '\ttrue',
       'endef',

@@ -20,6 +20,8 @@ export interface OfflineSource {
   autoreconf?: boolean;
   /** Let Buildroot run autoreconf (<PKG>_AUTORECONF = YES): the Debian tree ships no configure. */
   buildroot_autoreconf?: boolean;
+  /** make variables for the package's build and install (MAKEINFO=true: the docs are not built). */
+  make_vars?: string[];
 }
 
 export interface ToolchainSpec {
@@ -35,6 +37,8 @@ export interface ToolchainSpec {
 }
 
 export interface OfflineSpec {
+  /** The Buildroot release tested with this tree, and its tarball's sha256. */
+  buildroot: { release: string; sha256: string };
   /** Buildroot package name (host-tar) -> its Debian source package. */
   sources: Record<string, OfflineSource>;
   /** Buildroot host package -> the host executable that stands in for it. */
@@ -130,12 +134,16 @@ export function renderLocalMk(trees: Map<string, string>, spec: OfflineSpec, emp
   for (const [pkg, dir] of [...trees].sort(([a], [b]) => (a < b ? -1 : 1))) {
     out.push(`${pkgVar(pkg)}_OVERRIDE_SRCDIR = ${dir}`);
     if (spec.sources[pkg]?.buildroot_autoreconf) out.push(`${pkgVar(pkg)}_AUTORECONF = YES`);
+    const vars = spec.sources[pkg]?.make_vars ?? [];
+    if (vars.length) out.push(`${pkgVar(pkg)}_MAKE_OPTS = ${vars.join(' ')}`, `${pkgVar(pkg)}_INSTALL_OPTS = ${vars.join(' ')} install`);
   }
   for (const [pkg, tool] of Object.entries(spec.host_tools).sort(([a], [b]) => (a < b ? -1 : 1))) {
     const v = pkgVar(pkg);
     const exe = tool.split('/').pop()!;
     out.push(
       `${v}_OVERRIDE_SRCDIR = ${emptyDir}`,
+      // Nothing to regenerate in an empty source dir (the infrastructure keeps a value set here).
+      `${v}_AUTORECONF = NO`,
       `define ${v}_CONFIGURE_CMDS`,
       '\ttrue',
       'endef',
