@@ -55,7 +55,10 @@ export function loadOfflineSpec(repoRoot: string): Promise<OfflineSpec> {
 export interface ShowInfoPackage {
   type?: string;
   version?: string | null;
-  downloads?: { source?: string }[];
+  /** uris[0] `local+DIR` is a local site: nothing to download. */
+  downloads?: { source?: string; uris?: string[] }[];
+  /** Buildroot's patches for the package (package/<dir>/*.patch), as show-info lists them. */
+  patches?: string[];
 }
 
 /** host-tar -> HOST_TAR: the prefix of a package's make variables. */
@@ -99,7 +102,10 @@ export async function planOffline(
   const needsDownload: OfflinePlan['needsDownload'] = [];
   for (const name of Object.keys(info).sort()) {
     const p = info[name]!;
-    const files = (p.downloads ?? []).map((d) => d.source ?? '').filter(Boolean);
+    const files = (p.downloads ?? [])
+      .filter((d) => !(d.uris?.[0] ?? '').startsWith('local+'))
+      .map((d) => d.source ?? '')
+      .filter(Boolean);
     if (!files.length) continue;
     const wanted = p.version ?? '?';
     const src = spec.sources[name];
@@ -109,7 +115,8 @@ export async function planOffline(
       continue;
     }
     const used = src ? `debian:${src.debian} ${versions.get(src.debian) ?? '(not locked)'}` : `host:${tool}`;
-    rows.push({ package: name, wanted, used, buildrootPatchesNotApplied: await patchesOf(buildrootDir, name) });
+    const patches = Array.isArray(p.patches) ? [...p.patches].sort() : await patchesOf(buildrootDir, name);
+    rows.push({ package: name, wanted, used, buildrootPatchesNotApplied: patches });
   }
   return { rows, needsDownload };
 }
@@ -161,10 +168,11 @@ export function renderLocalMk(trees: Map<string, string>, spec: OfflineSpec, emp
 }
 
 /** The rows as security-report findings: an override carries no Buildroot patch and no Buildroot hash. */
-export function overrideFindings(rows: OverrideRow[]): { id: string; severity: 'info' | 'warning'; message: string }[] {
+export function overrideFindings(rows: OverrideRow[]): { id: string; severity: 'LOW' | 'MEDIUM'; message: string }[] {
   return rows.map((r) => ({
     id: `buildroot-override:${r.package}`,
-    severity: r.buildrootPatchesNotApplied.length ? 'warning' : 'info',
+    // As the security report grades them (pipeline/security/security-report.ts).
+    severity: r.buildrootPatchesNotApplied.length ? 'MEDIUM' : 'LOW',
     message:
       `${r.package}: Buildroot wants ${r.wanted}, built from ${r.used}` +
       (r.buildrootPatchesNotApplied.length ? `; Buildroot patches not applied: ${r.buildrootPatchesNotApplied.join(', ')}` : '; Buildroot has no patches for it'),
