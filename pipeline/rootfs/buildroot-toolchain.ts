@@ -13,7 +13,7 @@ import { join, relative } from 'node:path';
 import { writeJsonAtomic } from '../../lib/atomic-write.js';
 import { InfraError } from '../../lib/errors.js';
 import { findLocked, LOCK_FILE, type LockedDeb } from '../catalog/input-lock.js';
-import { fetchLockedDebFile, lockOf, type DebContext } from '../inputs/debs.js';
+import { cachedDebPath, downloadCacheDir, fetchLockedDebFile, lockOf, type DebContext } from '../inputs/debs.js';
 import type { ToolchainSpec } from './buildroot-offline.js';
 
 /** Runtime files Buildroot refuses to find in an external toolchain that does not declare them. */
@@ -50,7 +50,12 @@ export function wrapper(target: string, extra: string): string {
   ].join('\n');
 }
 
-export async function assembleToolchain(ctx: DebContext, spec: ToolchainSpec, targetDebArch: string, dest: string): Promise<Toolchain> {
+/**
+ * `fallbackCache`: where a deb the shared download cache lacks is fetched to. Tasks
+ * run sandboxed, with the shared cache read-only (the run prefetches into it: the
+ * host arch's compiler debs are missing there only in a run without that arch).
+ */
+export async function assembleToolchain(ctx: DebContext, spec: ToolchainSpec, targetDebArch: string, dest: string, fallbackCache?: string): Promise<Toolchain> {
   const lock = await lockOf(ctx);
   const compiler = spec.compiler_debs.map((n) => locked(lock, n, spec.host_arch));
   const sysroot = spec.sysroot_debs.map((n) => locked(lock, n, targetDebArch));
@@ -69,8 +74,10 @@ export async function assembleToolchain(ctx: DebContext, spec: ToolchainSpec, ta
   const tmp = await mkdtemp(join(parent, '.toolchain-'));
   try {
     const tc = join(tmp, 'tc');
+    const shared = ctx.downloadCache ?? downloadCacheDir();
     const unpack = async (d: LockedDeb, into: string) => {
-      const deb = await fetchLockedDebFile(ctx, d);
+      const cache = fallbackCache && !existsSync(cachedDebPath(shared, d)) ? fallbackCache : shared;
+      const deb = await fetchLockedDebFile({ ...ctx, downloadCache: cache }, d);
       const x = await ctx.run(['dpkg-deb', '-x', deb, into]);
       if (!x.ok) throw new InfraError(`dpkg-deb -x ${deb} failed: ${x.spawnError ?? x.tail.slice(-2).join(' / ')}; fix: delete ${deb} and run again`);
     };

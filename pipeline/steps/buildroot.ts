@@ -131,7 +131,10 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
   if (!toolchainDir) {
     if (!tcSpec) return fail('spec-invalid', `buildroot: specs/buildroot-offline.yaml has no toolchain for ${arch.name}`);
     ctx.progress('buildroot: toolchain');
-    toolchainDir = (await assembleToolchain(ctx, tcSpec, arch.debian_arch, join(ctx.cacheDir, 'buildroot-toolchain', arch.name))).dir;
+    // The sandbox lets a task write only its output dir and the build's cache: what the
+    // run did not prefetch into the shared download cache is fetched into the latter.
+    const dest = join(ctx.cacheDir, 'buildroot-toolchain', arch.name);
+    toolchainDir = (await assembleToolchain(ctx, tcSpec, arch.debian_arch, dest, join(ctx.cacheDir, 'downloads'))).dir;
   }
 
   const obj = join(ctx.outDir, `buildroot-${arch.name}`);
@@ -214,7 +217,9 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
       const locked = await requireLockedSource(ctx, src.debian);
       versions.set(src.debian, locked.version);
       ctx.progress(`buildroot: source ${src.debian} ${locked.version}`);
-      trees.set(row.package, (await fetchSourceTree(ctx, locked, { autoreconf: src.autoreconf, epoch: ctx.sourceDateEpoch })).dir);
+      // Source packages are not prefetched: fetched and unpacked in the build's cache (writable in the sandbox).
+      const srcCtx = { ...ctx, downloadCache: ctx.cacheDir };
+      trees.set(row.package, (await fetchSourceTree(srcCtx, locked, { autoreconf: src.autoreconf, epoch: ctx.sourceDateEpoch })).dir);
     }
     plan = await planOffline(info, offline, versions, br);
   } catch (err) {
