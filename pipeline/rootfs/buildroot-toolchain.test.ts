@@ -50,8 +50,13 @@ describe('the external toolchain from locked debs', () => {
       expect(tc.debs.map((x) => `${x.name}:${x.arch}=${x.version}`)).toEqual(['gcc-12:amd64=12.2.0-14', 'binutils-x86-64-linux-gnu:amd64=2.40-2', 'libc6-dev:amd64=2.36-9']);
       expect(await readFile(join(dest, 'bin', `${T}-gcc`), 'utf8')).toBe(
         "#!/bin/sh\n# clawos-build: Debian's tool relocated into this toolchain (pipeline/rootfs/buildroot-toolchain.ts)\n" +
-          `d=$(dirname "$(readlink -f "$0")")/..\nexec "$d/usr/bin/${T}-gcc-12" --sysroot="$d/sysroot" "$@"\n`,
+          `d=$(dirname "$(readlink -f "$0")")/..\n` +
+          'if [ "$#" = 1 ] && [ "$1" = -v ]; then\n' +
+          `\t"$d/usr/bin/${T}-gcc-12" --sysroot="$d/sysroot" -v 2>&1 | sed "s| --with-sysroot=/ | --with-sysroot=$d/sysroot |" >&2\n` +
+          '\texit 0\nfi\n' +
+          `exec "$d/usr/bin/${T}-gcc-12" --sysroot="$d/sysroot" "$@"\n`,
       );
+      expect(await readFile(join(dest, 'bin', `${T}-ld`), 'utf8')).not.toContain('-v');
       expect((await readdir(join(dest, 'bin'))).sort()).toEqual([...['gcc', 'cpp', 'gcc-ar', 'gcc-nm', 'gcc-ranlib'], ...BINUTILS].map((n) => `${T}-${n}`).sort());
       const lib = join(dest, spec.gcc_lib_dir);
       expect((await readdir(lib)).sort()).toEqual(['as', 'cc1', 'ld', 'libgcc.a']);

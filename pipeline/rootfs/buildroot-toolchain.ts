@@ -39,12 +39,25 @@ function locked(lock: Awaited<ReturnType<typeof lockOf>>, name: string, arch: st
   return d;
 }
 
-/** A wrapper that runs the relocated tool with the toolchain's own paths (found from its location). */
-export function wrapper(target: string, extra: string): string {
+/**
+ * A wrapper that runs the relocated tool with the toolchain's own paths (found
+ * from its location). For the compiler (`sysroot`), `-v` alone reports the
+ * sysroot the wrapper really uses: Debian's cross gcc says it was configured
+ * --with-sysroot=/, which Buildroot rightly refuses in a toolchain used in place.
+ */
+export function wrapper(target: string, extra: string, sysroot = false): string {
   return [
     '#!/bin/sh',
     '# clawos-build: Debian\'s tool relocated into this toolchain (pipeline/rootfs/buildroot-toolchain.ts)',
     'd=$(dirname "$(readlink -f "$0")")/..',
+    ...(sysroot
+      ? [
+          'if [ "$#" = 1 ] && [ "$1" = -v ]; then',
+          `\t"$d/${target}"${extra ? ` ${extra}` : ''} -v 2>&1 | sed "s| --with-sysroot=/ | --with-sysroot=$d/sysroot |" >&2`,
+          '\texit 0',
+          'fi',
+        ]
+      : []),
     `exec "$d/${target}"${extra ? ` ${extra}` : ''} "$@"`,
     '',
   ].join('\n');
@@ -96,7 +109,7 @@ export async function assembleToolchain(ctx: DebContext, spec: ToolchainSpec, ta
     await mkdir(join(tc, 'bin'));
     const put = async (name: string, target: string, extra: string) => {
       if (!existsSync(join(tc, target))) throw new InfraError(`toolchain: ${target} is not in the toolchain debs (${spec.compiler_debs.join(', ')})`);
-      await writeFile(join(tc, 'bin', `${T}-${name}`), wrapper(target, extra));
+      await writeFile(join(tc, 'bin', `${T}-${name}`), wrapper(target, extra, extra.includes('--sysroot')));
       await chmod(join(tc, 'bin', `${T}-${name}`), 0o755);
     };
     for (const n of GCC_TOOLS) await put(n, `usr/bin/${T}-${n}-${spec.gcc_version}`, '--sysroot="$d/sysroot"');
