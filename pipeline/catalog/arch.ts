@@ -43,10 +43,6 @@ export interface ArchSpec {
   buildroot?: {
     /** configs/<defconfig> in buildroot-external/, as `make <defconfig>` takes it. */
     defconfig: string;
-    /** The ISO the build leaves, relative to Buildroot's output dir (O=). */
-    iso: string;
-    /** The kernel image the build leaves, relative to O= (images/bzImage, images/Image). */
-    kernel: string;
   };
 }
 

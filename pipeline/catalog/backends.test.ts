@@ -51,19 +51,21 @@ describe('applyBackend', () => {
     expect(() => applyBackend(catalog(), 'yocto')).toThrow(new UserError('unknown rootfs backend "yocto" (known: buildroot, busybox)'));
   });
 
-  it('on the real catalog: A-04 builds with Buildroot (same extras and quota table), G-05 packs Buildroot\'s kernel', async () => {
+  it("on the real catalog: A-04 builds with Buildroot (same extras and quota table, A-01's kernel), G-05 packs A-01's kernel", async () => {
     const c = applyBackend(await loadValidCatalog(repoRootDir()), 'buildroot', { buildroot: '/opt/br' });
     const a04 = c.tasks.get('A-04')!.spec;
     expect(a04.uses).toBe('buildroot');
     expect(a04.with).toMatchObject({
       buildroot: '/opt/br',
+      kernel_dir: 'kernel-engineer/{arch}',
       cgroup_quotas: 'specs/p1/cgroup-quotas.yaml',
       extras: [
         { from: 'security/{arch}/seccomp', to: 'usr/lib/clawos/seccomp' },
         { from: 'security/apparmor/policy', to: 'etc/apparmor/clawos' },
       ],
     });
-    expect(c.tasks.get('G-05')!.spec).toMatchObject({ uses: 'iso', with: { kernel: 'build-engineer/{arch}/buildroot/vmlinuz' } });
+    // One kernel per release, whichever backend assembled the rootfs.
+    expect(c.tasks.get('G-05')!.spec).toMatchObject({ uses: 'iso', with: { kernel: 'kernel-engineer/{arch}/vmlinuz' } });
     expect(c.tasks.get('A-01')!.spec.uses).toBe('kernel-build');
   });
 });

@@ -33,11 +33,22 @@ export interface LockedDeb {
   alias?: string;
 }
 
+/** A Debian source package (the Buildroot backend's offline sources), pinned by its .dsc. */
+export interface LockedSource {
+  name: string;
+  version: string;
+  /** sha256 of the .dsc, as the archive's signed Sources index states it; dpkg-source checks the rest against it. */
+  dsc_sha256: string;
+  why: string;
+}
+
 export interface InputLock {
   lock_version: 1;
   /** The Debian release the versions come from (informational). */
   distribution: string;
   debs: LockedDeb[];
+  /** Debian source packages (optional section). */
+  source_packages?: LockedSource[];
   /** Host tool packages (compilers, QEMU, xorriso ...) as they were when the lock was made: doctor warns on drift. */
   host_tools: Record<string, string>;
 }
@@ -126,6 +137,12 @@ export function renderLock(lock: InputLock): string {
     if (files.length) {
       lines.push('    files:');
       for (const [p, h] of files) lines.push(`      ${q(p)}: ${h}`);
+    }
+  }
+  if (lock.source_packages?.length) {
+    lines.push('# Debian source packages (the Buildroot backend builds from them, Debian patches applied): the .dsc pins the rest.', 'source_packages:');
+    for (const x of [...lock.source_packages].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      lines.push(`  - name: ${q(x.name)}`, `    version: ${q(x.version)}`, `    dsc_sha256: ${x.dsc_sha256}`, `    why: ${q(x.why)}`);
     }
   }
   const tools = Object.keys(lock.host_tools).length;

@@ -3,7 +3,9 @@
  * inputs comes from data, never from code: the kernel source package named in
  * kernel-config/source.yaml, every arch's `debs:`, the firmware files of every
  * QEMU machine (qemu/<arch>.yaml), G-08's stock kernel (`baseline:`), and the
- * host tool packages (specs/host-packages.txt) whose versions are recorded.
+ * host tool packages (specs/host-packages.txt) whose versions are recorded,
+ * and the Buildroot backend's toolchain debs and Debian source packages
+ * (specs/buildroot-offline.yaml).
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +17,8 @@ import { loadMachine } from '../../qemu/machine.js';
 import { loadArches } from '../catalog/arch.js';
 import { loadKernelSourceConfig } from '../kernel/source.js';
 import { fetchLockedDebFile } from './debs.js';
-import { aptSpec, type InputLock, type LockedDeb } from '../catalog/input-lock.js';
+import { aptSpec, type InputLock, type LockedDeb, type LockedSource } from '../catalog/input-lock.js';
+import { loadOfflineSpec } from '../rootfs/buildroot-offline.js';
 
 export interface WantedDeb {
   name: string;
@@ -43,6 +46,7 @@ export async function wantedInputs(repoRoot: string): Promise<WantedDeb[]> {
   const src = await loadKernelSourceConfig(repoRoot, {});
   if (src.deb) add({ name: src.deb.package, arch: 'all', why: 'kernel source (A-01)', files: [src.deb.member] });
   const arches = await loadArches(repoRoot);
+  const offline = await loadOfflineSpec(repoRoot);
   for (const a of [...arches.values()].sort((x, y) => (x.name < y.name ? -1 : 1))) {
     for (const d of a.debs) add({ name: d, arch: a.debian_arch, why: `${a.name} rootfs and ISO`, files: [] });
     const m = await loadMachine(repoRoot, a.qemu);
@@ -52,6 +56,9 @@ export async function wantedInputs(repoRoot: string): Promise<WantedDeb[]> {
       }
     }
     if (a.baseline) add({ name: a.baseline.kernel_package, arch: a.debian_arch, why: `${a.name} G-08 stock kernel`, files: [], meta: true });
+    const tc = offline.toolchain[a.name];
+    for (const d of tc?.compiler_debs ?? []) add({ name: d, arch: tc!.host_arch, why: `${a.name} Buildroot toolchain`, files: [] });
+    for (const d of tc?.sysroot_debs ?? []) add({ name: d, arch: a.debian_arch, why: `${a.name} Buildroot toolchain sysroot`, files: [] });
   }
   return [...out.values()];
 }
@@ -173,9 +180,10 @@ export interface UpdateRequest {
  */
 export async function resolveLock(ctx: ResolveContext, repoRoot: string, old: InputLock | null, req: UpdateRequest): Promise<InputLock> {
   const wanted = await wantedInputs(repoRoot);
+  const sources = await wantedSources(repoRoot);
   const asked = new Map(req.only.map((s) => [s.split('=')[0]!, s.includes('=') ? s.slice(s.indexOf('=') + 1) : undefined]));
   for (const n of asked.keys()) {
-    if (!wanted.some((w) => w.name === n) && !old?.debs.some((d) => d.name === n || d.alias === n)) {
+    if (!wanted.some((w) => w.name === n) && !old?.debs.some((d) => d.name === n || d.alias === n) && !sources.includes(n)) {
       throw new UserError(`lock --update: ${n} is not an input of the build (${wanted.map((w) => w.name).join(', ')})`);
     }
   }
@@ -191,8 +199,20 @@ export async function resolveLock(ctx: ResolveContext, repoRoot: string, old: In
     const version = asked.get(w.name) ?? (prior ? asked.get(prior.name) : undefined);
     debs.push(await resolveWanted(ctx, w, version));
   }
+  const source_packages: LockedSource[] = [];
+  for (const name of await wantedSources(repoRoot)) {
+    const prior = old?.source_packages?.find((x) => x.name === name);
+    const touch = asked.size === 0 || asked.has(name);
+    source_packages.push(prior && !touch ? prior : await resolveSource(ctx, name, asked.get(name)));
+  }
   const host_tools = await hostToolVersions(ctx, repoRoot);
-  return { lock_version: 1, distribution: old?.distribution ?? 'Debian 12 (bookworm)', debs, host_tools };
+  return {
+    lock_version: 1,
+    distribution: old?.distribution ?? 'Debian 12 (bookworm)',
+    debs,
+    ...(source_packages.length ? { source_packages } : {}),
+    host_tools,
+  };
 }
 
 /** Versions the mirror would give now, for `clawos-build lock` (no download). */
@@ -220,3 +240,39 @@ export async function stillServed(ctx: ResolveContext, d: LockedDeb): Promise<bo
   }
 }
 
+
+/** The Debian source packages the Buildroot backend builds from (specs/buildroot-offline.yaml), sorted. */
+export async function wantedSources(repoRoot: string): Promise<string[]> {
+  const spec = await loadOfflineSpec(repoRoot);
+  return [...new Set(Object.values(spec.sources).map((s) => s.debian))].sort();
+}
+
+/** One source package's stanzas of `apt-cache showsrc`: version and .dsc sha256. */
+export function parseShowsrc(text: string, name: string): { version: string; dscSha256: string }[] {
+  const out: { version: string; dscSha256: string }[] = [];
+  for (const stanza of text.split(/\n\n+/)) {
+    if (!new RegExp(`^Package: ${name.replace(/[.+]/g, '\\$&')}$`, 'm').test(stanza)) continue;
+    const version = /^Version: (\S+)$/m.exec(stanza)?.[1];
+    const sums = /^Checksums-Sha256:\n((?: .*\n?)+)/m.exec(stanza)?.[1] ?? '';
+    const dsc = /^ ([0-9a-f]{64}) \d+ \S+\.dsc$/m.exec(sums)?.[1];
+    if (version && dsc) out.push({ version, dscSha256: dsc });
+  }
+  return out;
+}
+
+/** The lock entry for a source package: the exact `version` when asked, else the highest the mirror serves. */
+export async function resolveSource(ctx: ResolveContext, name: string, version?: string): Promise<LockedSource> {
+  const r = await ctx.run(['apt-cache', 'showsrc', name], { captureStdout: true, timeoutMs: 60_000 });
+  const all = r.ok ? parseShowsrc(r.stdout, name) : [];
+  const fix = 'add a deb-src line for the Debian archive (`bin/bootstrap deps` does) and run `apt-get update`';
+  if (!all.length) throw new InfraError(`apt-cache showsrc ${name}: no source package; fix: ${fix}`, fix);
+  let pick = version ? all.find((s) => s.version === version) : all[0];
+  if (!version) {
+    for (const s of all.slice(1)) {
+      const gt = await ctx.run(['dpkg', '--compare-versions', s.version, 'gt', pick!.version]);
+      if (gt.ok) pick = s;
+    }
+  }
+  if (!pick) throw new InfraError(`apt-cache showsrc ${name}: version ${version} is not served (${all.map((s) => s.version).join(', ')}); fix: lock another version of ${name}`);
+  return { name, version: pick.version, dsc_sha256: pick.dscSha256, why: 'Buildroot backend: built from Debian source (specs/buildroot-offline.yaml)' };
+}

@@ -6,9 +6,8 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { ArchSpec } from '../catalog/arch.js';
-import type { KernelSourceConfig } from '../kernel/source.js';
 import { configMap } from './defconfig.js';
 
 export const EXTERNAL_NAME = 'CLAWOS';
@@ -17,19 +16,21 @@ const SYMBOL_RE = /\bBR2_[A-Za-z0-9_]+/g;
 const DEFCONFIG_LINE_RE = /^(BR2_[A-Za-z0-9_]+=(y|m|-?\d+|0x[0-9a-fA-F]+|"([^"\\]|\\.)*")|# BR2_[A-Za-z0-9_]+ is not set|#.*|)$/;
 /** What every ClawOS defconfig must set, whatever the arch. */
 export const REQUIRED_SYMBOLS: Record<string, string> = {
-  BR2_TOOLCHAIN_BUILDROOT_MUSL: 'y',
+  // The toolchain clawos-build assembles from locked Debian debs (pipeline/rootfs/buildroot-toolchain.ts).
+  BR2_TOOLCHAIN_EXTERNAL_CUSTOM: 'y',
+  BR2_TOOLCHAIN_EXTERNAL_PREINSTALLED: 'y',
+  BR2_TOOLCHAIN_EXTERNAL_PATH: '"$(CLAWOS_TOOLCHAIN_DIR)"',
   BR2_PACKAGE_BUSYBOX: 'y',
   BR2_REPRODUCIBLE: 'y',
+  BR2_DOWNLOAD_FORCE_CHECK_HASHES: 'y',
   BR2_TARGET_ROOTFS_CPIO: 'y',
   BR2_TARGET_ROOTFS_CPIO_GZIP: 'y',
-  BR2_LINUX_KERNEL: 'y',
-  BR2_LINUX_KERNEL_CUSTOM_TARBALL: 'y',
-  BR2_DOWNLOAD_FORCE_CHECK_HASHES: 'y',
+  // One kernel per release: A-01's, whichever backend assembled the rootfs.
+  BR2_LINUX_KERNEL: 'n',
   BR2_ROOTFS_OVERLAY: `"${PATH_VAR}/board/clawos/rootfs-overlay"`,
   BR2_ROOTFS_POST_BUILD_SCRIPT: `"${PATH_VAR}/board/clawos/post-build.sh"`,
-  BR2_ROOTFS_POST_IMAGE_SCRIPT: `"${PATH_VAR}/board/clawos/post-image.sh"`,
-  BR2_GLOBAL_PATCH_DIR: `"${PATH_VAR}/patches"`,
   BR2_PACKAGE_CLAWOS_INIT: 'y',
+  BR2_PACKAGE_CLAWOS_CANARY: 'y',
 };
 
 /** clawos-seccomp-loader -> CLAWOS_SECCOMP_LOADER */
@@ -57,7 +58,8 @@ export interface LintInput {
   /** Repo-relative, normally buildroot-external. */
   external: string;
   arches: ArchSpec[];
-  kernelSource: KernelSourceConfig;
+  /** Arch name -> the external toolchain's prefix (specs/buildroot-offline.yaml toolchain.<arch>.triplet). */
+  triplets: Record<string, string>;
 }
 
 export async function lintExternalTree(o: LintInput): Promise<string[]> {
@@ -127,13 +129,6 @@ export async function lintExternalTree(o: LintInput): Promise<string[]> {
   }
 
   // Defconfigs: well-formed lines, and the facts the busybox backend and the arch data also hold.
-  const hashFile = `${ext}/patches/linux/linux.hash`;
-  const hash = await read(o.repoRoot, hashFile, problems);
-  const kernelFile = o.kernelSource.url ?? o.kernelSource.tarball ?? '';
-  const kernelName = basename(o.kernelSource.url ? new URL(o.kernelSource.url).pathname : kernelFile);
-  if (hash && !hash.text.split('\n').some((l) => l.trim().split(/\s+/).join(' ') === `sha256 ${o.kernelSource.sha256} ${kernelName}`)) {
-    problems.push(`${hashFile}: no 'sha256 ${o.kernelSource.sha256} ${kernelName}' line (kernel-config/source.yaml)`);
-  }
   for (const arch of o.arches) {
     if (!arch.buildroot) continue;
     const dc = await read(o.repoRoot, `${ext}/configs/${arch.buildroot.defconfig}`, problems);
@@ -154,13 +149,12 @@ export async function lintExternalTree(o: LintInput): Promise<string[]> {
     const cfg = configMap(dc.text);
     const want = (sym: string, value: string, why: string) => {
       const got = cfg.get(sym);
-      if (got !== value) problems.push(`${dc.rel}: ${sym} is ${got ?? 'not set'}, want ${value} (${why})`);
+      if (got !== value && !(value === 'n' && got === undefined)) problems.push(`${dc.rel}: ${sym} is ${got ?? 'not set'}, want ${value} (${why})`);
     };
     for (const [sym, value] of Object.entries(REQUIRED_SYMBOLS)) want(sym, value, 'every ClawOS defconfig');
-    const frags = [...o.kernelSource.fragments, arch.kernel.fragment].map((f) => `${PATH_VAR}/../${f}`).join(' ');
-    want('BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES', `"${frags}"`, 'the busybox backend kernel fragments: kernel-config/source.yaml fragments + the arch kernel.fragment');
-    const location = o.kernelSource.url ?? `file://${kernelFile}`;
-    want('BR2_LINUX_KERNEL_CUSTOM_TARBALL_LOCATION', `"${location}"`, 'kernel-config/source.yaml');
+    const triplet = o.triplets[arch.name];
+    if (!triplet) problems.push(`specs/buildroot-offline.yaml: no toolchain for ${arch.name}`);
+    else want('BR2_TOOLCHAIN_EXTERNAL_CUSTOM_PREFIX', `"${triplet}"`, `specs/buildroot-offline.yaml toolchain.${arch.name}.triplet`);
     want('BR2_PACKAGE_CLAWOS_INIT_ARCH', `"${arch.name}"`, `specs/arch/${arch.name}.yaml name`);
     const flags = arch.guest.cpu_flags.join(' ');
     if ((unquote(cfg.get('BR2_PACKAGE_CLAWOS_INIT_CPU_FLAGS')) ?? '') !== flags) {
@@ -168,12 +162,6 @@ export async function lintExternalTree(o: LintInput): Promise<string[]> {
     }
     const args = (unquote(cfg.get('BR2_ROOTFS_POST_SCRIPT_ARGS')) ?? '').split(/\s+/);
     if (!args.includes(`arch=${arch.name}`)) problems.push(`${dc.rel}: BR2_ROOTFS_POST_SCRIPT_ARGS has no arch=${arch.name}`);
-    if (arch.buildroot.iso === 'images/rootfs.iso9660') {
-      want('BR2_TARGET_ROOTFS_ISO9660', 'y', `specs/arch/${arch.name}.yaml buildroot.iso`);
-      want('BR2_TARGET_GRUB2', 'y', 'the ISO boots with GRUB');
-    } else if (!args.includes(`efi_iso=${basename(arch.buildroot.iso)}`)) {
-      problems.push(`${dc.rel}: BR2_ROOTFS_POST_SCRIPT_ARGS has no efi_iso=${basename(arch.buildroot.iso)} (specs/arch/${arch.name}.yaml buildroot.iso)`);
-    }
   }
   for (const { symbol, where } of used) {
     if (symbol.startsWith('BR2_PACKAGE_CLAWOS') && !defined.has(symbol)) problems.push(`${where}: ${symbol} is defined by no package Config.in`);

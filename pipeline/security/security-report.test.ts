@@ -312,6 +312,36 @@ describe('computeSecurityReport', () => {
     expect(r.layers.find((l) => l.id === 'seccomp')?.guest).toEqual({ aarch64: { passed: ['seccomp'], failed: [] }, x86_64: { passed: ['seccomp'], failed: [] } });
   });
 
+  it("lists each package the Buildroot backend built from another source: MEDIUM when Buildroot's patches were left out, else LOW; neither blocks", () => {
+    const inp = inputs();
+    inp.records['A-04@x86_64'] = rec('A-04@x86_64', 'PASS', {
+      data: {
+        overrides: [
+          { package: 'busybox', wanted: '1.38.0', used: 'debian:busybox 1:1.35.0-4+deb12u1', buildrootPatchesNotApplied: ['package/busybox/0001-fix.patch'] },
+          { package: 'host-fakeroot', wanted: '2.1.4', used: 'host:/usr/bin/fakeroot', buildrootPatchesNotApplied: [] },
+        ],
+      },
+    });
+    const r = computeSecurityReport(inp);
+    const f = r.findings.filter((x) => x.id.startsWith('BUILDROOT-SOURCE:'));
+    expect(f.map((x) => [x.id, x.severity, x.title, x.detail])).toEqual([
+      [
+        'BUILDROOT-SOURCE:A-04@x86_64:busybox',
+        'MEDIUM',
+        "A-04@x86_64: busybox built from debian:busybox 1:1.35.0-4+deb12u1, not Buildroot's 1.38.0",
+        "Buildroot pins busybox 1.38.0; this image was built from debian:busybox 1:1.35.0-4+deb12u1; Buildroot's patches not applied: package/busybox/0001-fix.patch",
+      ],
+      [
+        'BUILDROOT-SOURCE:A-04@x86_64:host-fakeroot',
+        'LOW',
+        "A-04@x86_64: host-fakeroot built from host:/usr/bin/fakeroot, not Buildroot's 2.1.4",
+        'Buildroot pins host-fakeroot 2.1.4; this image was built from host:/usr/bin/fakeroot; Buildroot has no patches for it',
+      ],
+    ]);
+    expect(f.every((x) => x.status === 'open' && x.evidence[0]?.path === STATE.path)).toBe(true);
+    expect(r.blocking.some((b) => b.includes('BUILDROOT-SOURCE'))).toBe(false);
+  });
+
   it('one failed in-guest check is enough to FAIL', () => {
     const inp = inputs();
     inp.records['C-08@aarch64'] = rec('C-08@aarch64', 'PASS');

@@ -390,6 +390,32 @@ export function computeSecurityReport(inp: ReportInputs): SecurityReport {
     });
   }
 
+  // ---- packages the Buildroot backend built from another source than Buildroot's
+  // (buildroot step data.overrides): the version Buildroot pins and its patches
+  // are not what shipped, so a reviewer must see each one.
+  for (const rec of Object.values(inp.records)) {
+    const rows = (rec.data as { overrides?: { package: string; wanted: string; used: string; buildrootPatchesNotApplied: string[] }[] } | undefined)?.overrides;
+    if (!Array.isArray(rows)) continue;
+    const layer = layerOfTask.get(rec.task_id)?.layer.id ?? 'unclassified';
+    for (const r of rows) {
+      const skipped = r.buildrootPatchesNotApplied;
+      findings.push({
+        id: `BUILDROOT-SOURCE:${rec.id}:${r.package}`,
+        layer,
+        severity: skipped.length ? 'MEDIUM' : 'LOW',
+        status: 'open',
+        title: `${rec.id}: ${r.package} built from ${r.used}, not Buildroot's ${r.wanted}`,
+        detail:
+          `Buildroot pins ${r.package} ${r.wanted}; this image was built from ${r.used}` +
+          (skipped.length ? `; Buildroot's patches not applied: ${skipped.join(', ')}` : "; Buildroot has no patches for it"),
+        rests_on: `the recorded result of ${rec.id} in ${inp.state.path}`,
+        evidence: recordEvidence(inp.state, rec),
+        fix: `review the version used against Buildroot's${skipped.length ? ' and its patches' : ''}, or lock a Debian source package at Buildroot's version`,
+        mitigation: null,
+      });
+    }
+  }
+
   // ---- in-guest checks, per arch and boot
   const layerOfCheck = (name: string): string => {
     for (const t of inp.checkTasks.get(name) ?? []) {

@@ -1,32 +1,43 @@
 /**
- * `uses: buildroot` — the Buildroot backend: the ClawOS kernel, a musl rootfs
- * and the ISO, built by Buildroot from buildroot-external/ (BR2_EXTERNAL name
- * CLAWOS). Steps:
- *   make -C BR O=<outDir>/buildroot-<arch> BR2_EXTERNAL=… <arch.buildroot.defconfig>
+ * `uses: buildroot` — the Buildroot backend: Buildroot builds the userspace
+ * (static busybox, /init and the checks, the seccomp loader, the policies) from
+ * buildroot-external/ (BR2_EXTERNAL name CLAWOS), offline; the kernel and the
+ * canary modules are task A-01's (`kernel_dir`), so a release has one kernel
+ * whichever backend assembled its rootfs, and G-05 packs them into the ISO as
+ * with the busybox backend. Steps:
+ *   the external toolchain from locked Debian debs (rootfs/buildroot-toolchain.ts)
+ *   make -C BR O=<outDir>/buildroot-<arch> BR2_EXTERNAL=… CLAWOS_…=… <defconfig>
  *   make … savedefconfig BR2_DEFCONFIG=<tmp>   -> fail if a requested symbol was dropped
- *   make … BR2_DL_DIR=<dl_dir>                 -> `>>>` lines as progress
- * then every requested kernel fragment symbol is checked in the final kernel
- * .config, as the kernel-build step does.
+ *   make … show-info                           -> every package that would download is
+ *     served from a locked Debian source package or a host tool (O/local.mk), or the
+ *     step stops (INFRA_ERROR) naming it
+ *   make …                                     -> `>>>` lines as progress
  *
  * Outputs in ctx.outDir, named as the busybox backend names them:
  * initramfs.cpio.gz, rootfs-manifest.txt, plus buildroot.config (the final
- * .config), buildroot/vmlinuz (Buildroot's kernel, which signed the rootfs's
- * modules) and buildroot/clawos-<arch>.iso (Buildroot's own image).
+ * .config) and buildroot-overrides.json (each package built from another source
+ * than Buildroot's: version wanted, version used, Buildroot patches not applied).
  *
  * Params: buildroot (dir or tarball; env CLAWOS_BUILDROOT), buildroot_sha256
- * (required for a tarball; env CLAWOS_BUILDROOT_SHA256), dl_dir (default
- * <cacheDir>/buildroot-dl), external (default buildroot-external).
+ * (for a tarball; env CLAWOS_BUILDROOT_SHA256; default: the pin in
+ * specs/buildroot-offline.yaml), kernel_dir (A-01's output dir), apparmor_dir
+ * (F-06's compiled policy), toolchain_dir (an external toolchain to use instead
+ * of the one made from the lock), dl_dir (default <cacheDir>/buildroot-dl),
+ * external (default buildroot-external), extras, cgroup_quotas.
  */
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative } from 'node:path';
-import { writeFileAtomic } from '../../lib/atomic-write.js';
+import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
+import { InfraError } from '../../lib/errors.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
 import type { RunOptions, RunResult } from '../../lib/proc.js';
 import { configMap, describeDrop, droppedSymbols, parseDefconfig } from '../rootfs/defconfig.js';
 import { readNewcGz } from '../rootfs/cpio-manifest.js';
 import { locateBuildroot } from '../rootfs/locate-buildroot.js';
 import { describeStep, errorLines, parseStepLine, type BuildrootStepLine } from '../rootfs/make-progress.js';
-import { effectiveRequests, parseConfig, parseFragment } from '../kernel/kconfig.js';
+import { loadOfflineSpec, overrideFindings, planOffline, renderLocalMk, type OfflineSpec, type ShowInfoPackage } from '../rootfs/buildroot-offline.js';
+import { assembleToolchain } from '../rootfs/buildroot-toolchain.js';
+import { fetchSourceTree, requireLockedSource } from '../inputs/source-packages.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
 import { P, paramsSchema, StepParamError } from '../catalog/step-params.js';
@@ -35,9 +46,8 @@ import { extrasOf, manifest, QUOTA_ENV_PATH, renderQuotaEnv } from '../rootfs/ro
 export const DEFAULT_EXTERNAL = 'buildroot-external';
 export const BUILDROOT_ENV = 'CLAWOS_BUILDROOT';
 export const BUILDROOT_SHA256_ENV = 'CLAWOS_BUILDROOT_SHA256';
-/** Buildroot's dir for a kernel from BR2_LINUX_KERNEL_CUSTOM_TARBALL. */
-const LINUX_BUILD_DIR = 'build/linux-custom';
-const EXTERNAL_PATH_VAR = '$(BR2_EXTERNAL_CLAWOS_PATH)';
+/** What A-01 leaves that the rootfs takes: expect.env's release and LSMs, and the canary pair. */
+const KERNEL_FILES = ['kernel.release', 'config', 'modules/clawos_canary.ko', 'modules/clawos_canary-unsigned.ko'];
 
 
 /**
@@ -87,11 +97,12 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
   const arch = ctx.arch;
   if (!arch) return fail('spec-invalid', 'buildroot: this step builds for one arch; the task has none');
   const brSpec = arch.buildroot;
-  if (!brSpec) return fail('spec-invalid', `buildroot: specs/arch/${arch.name}.yaml has no buildroot: { defconfig, iso } section`);
+  if (!brSpec) return fail('spec-invalid', `buildroot: specs/arch/${arch.name}.yaml has no buildroot: { defconfig } section`);
 
   const given = optStr(ctx.params, 'buildroot') ?? (process.env[BUILDROOT_ENV] || null);
   if (!given) return notConfiguredOutcome();
-  const sha = optStr(ctx.params, 'buildroot_sha256') ?? (process.env[BUILDROOT_SHA256_ENV] || null);
+  const offline = await loadOfflineSpec(ctx.repoRoot);
+  const sha = optStr(ctx.params, 'buildroot_sha256') ?? (process.env[BUILDROOT_SHA256_ENV] || null) ?? offline.buildroot.sha256;
   const brPath = isAbsolute(given) ? given : join(process.cwd(), given);
   const externalRel = optStr(ctx.params, 'external') ?? DEFAULT_EXTERNAL;
   const external = join(ctx.repoRoot, externalRel);
@@ -100,16 +111,47 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
   const ourDefconfig = await readFile(join(ctx.repoRoot, defconfigRel), 'utf8').catch(() => null);
   if (ourDefconfig === null) return fail('spec-invalid', `buildroot: ${defconfigRel} (specs/arch/${arch.name}.yaml buildroot.defconfig) does not exist`);
 
+  // A-01's kernel: its release and config for expect.env, its signed canary pair.
+  const kernelRel = optStr(ctx.params, 'kernel_dir');
+  if (!kernelRel) return fail('spec-invalid', "buildroot: parameter 'kernel_dir' (A-01's output dir) is required: the rootfs ships A-01's kernel and canary modules");
+  const kernelDir = ctx.buildPath(kernelRel);
+  for (const f of KERNEL_FILES) {
+    if (!(await stat(join(kernelDir, f)).catch(() => null))) return fail('output-missing', `buildroot: ${kernelRel}/${f} does not exist (has A-01 run for ${arch.name}?)`);
+  }
+  const apparmorRel = optStr(ctx.params, 'apparmor_dir');
+
   ctx.progress(`buildroot: locating ${brPath}`);
   const located = await locateBuildroot(brPath, sha, ctx);
   if (!located.ok) return located.outcome;
   const br = located.dir;
 
+  // The external toolchain: Debian's gcc relocated, the target's libc debs as its sysroot.
+  const tcSpec = offline.toolchain[arch.name];
+  let toolchainDir = ((p) => (p ? ctx.buildPath(p) : null))(optStr(ctx.params, 'toolchain_dir'));
+  if (!toolchainDir) {
+    if (!tcSpec) return fail('spec-invalid', `buildroot: specs/buildroot-offline.yaml has no toolchain for ${arch.name}`);
+    ctx.progress('buildroot: toolchain');
+    // The sandbox lets a task write only its output dir and the build's cache: what the
+    // run did not prefetch into the shared download cache is fetched into the latter.
+    const dest = join(ctx.cacheDir, 'buildroot-toolchain', arch.name);
+    toolchainDir = (await assembleToolchain(ctx, tcSpec, arch.debian_arch, dest, join(ctx.cacheDir, 'downloads'))).dir;
+  }
+
   const obj = join(ctx.outDir, `buildroot-${arch.name}`);
   await mkdir(obj, { recursive: true });
   await mkdir(dlDir, { recursive: true });
-  const base = ['make', '-C', br, `O=${obj}`, `BR2_EXTERNAL=${external}`];
-  const env: Record<string, string> = { SOURCE_DATE_EPOCH: String(ctx.sourceDateEpoch) };
+  const base = [
+    'make',
+    '-C',
+    br,
+    `O=${obj}`,
+    `BR2_EXTERNAL=${external}`,
+    `CLAWOS_TOOLCHAIN_DIR=${toolchainDir}`,
+    `CLAWOS_KERNEL_DIR=${kernelDir}`,
+    ...(apparmorRel ? [`CLAWOS_POLICIES_APPARMOR_DIR=${ctx.buildPath(apparmorRel)}`] : []),
+  ];
+  // host-tar's configure refuses root without FORCE_UNSAFE_CONFIGURE (the sandbox runs as root).
+  const env: Record<string, string> = { SOURCE_DATE_EPOCH: String(ctx.sourceDateEpoch), FORCE_UNSAFE_CONFIGURE: '1' };
   let last: BuildrootStepLine | null = null;
   const sink: RunOptions['sink'] = (_stream, line) => {
     ctx.log(line);
@@ -119,8 +161,8 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
       ctx.progress(describeStep(s));
     }
   };
-  const make = (args: string[], what: string) =>
-    ctx.run([...base, ...args], { env, signal: ctx.signal, sink, tailLines: 200 }).then((r) => ({ r, what }));
+  const make = (args: string[], what: string, extra: Partial<RunOptions> = {}) =>
+    ctx.run([...base, ...args], { env, signal: ctx.signal, sink, tailLines: 200, ...extra }).then((r) => ({ r, what }));
 
   // 1. The defconfig, then what Kconfig made of it.
   ctx.progress(`buildroot: ${brSpec.defconfig}`);
@@ -152,7 +194,44 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
   }
   ctx.log(`buildroot: all ${requested.length} symbols of ${defconfigRel} kept`);
 
-  // 2. The build. The generated layers go into the target as with the busybox backend:
+  // 2. Offline: every package that would download comes from a locked Debian
+  // source package (Debian's patches applied) or a host tool, through O/local.mk
+  // (Buildroot's default BR2_PACKAGE_OVERRIDE_FILE). Anything else stops here.
+  ({ r } = await make(['-s', 'show-info'], 'make show-info', { captureStdout: true }));
+  if (!r.ok) return makeFailure('make show-info', r, last);
+  let info: Record<string, ShowInfoPackage>;
+  try {
+    info = JSON.parse(r.stdout) as Record<string, ShowInfoPackage>;
+  } catch (err) {
+    return fail('validation-failed', `buildroot: make show-info printed no JSON: ${(err as Error).message}`);
+  }
+  const versions = new Map<string, string>();
+  const trees = new Map<string, string>();
+  let plan: Awaited<ReturnType<typeof planOffline>>;
+  try {
+    plan = await planOffline(info, offline, versions, br);
+    if (plan.needsDownload.length) return needsDownloadOutcome(plan.needsDownload);
+    for (const row of plan.rows) {
+      const src = offline.sources[row.package];
+      if (!src) continue;
+      const locked = await requireLockedSource(ctx, src.debian);
+      versions.set(src.debian, locked.version);
+      ctx.progress(`buildroot: source ${src.debian} ${locked.version}`);
+      // Source packages are not prefetched: fetched and unpacked in the build's cache (writable in the sandbox).
+      const srcCtx = { ...ctx, downloadCache: ctx.cacheDir };
+      trees.set(row.package, (await fetchSourceTree(srcCtx, locked, { autoreconf: src.autoreconf, epoch: ctx.sourceDateEpoch })).dir);
+    }
+    plan = await planOffline(info, offline, versions, br);
+  } catch (err) {
+    if (err instanceof InfraError) return infra(`buildroot: ${err.message}`);
+    throw err;
+  }
+  const empty = join(obj, 'clawos-empty-src');
+  await mkdir(empty, { recursive: true });
+  await writeFileAtomic(join(obj, 'local.mk'), renderLocalMk(trees, offline, empty));
+  for (const row of plan.rows) ctx.log(`buildroot: ${row.package}: Buildroot wants ${row.wanted}, using ${row.used}`);
+
+  // 3. The build. The generated layers go into the target as with the busybox backend:
   // board/clawos/post-build.sh copies what CLAWOS_EXTRAS lists.
   const extras = await stageExtras(ctx, obj);
   if ('outcome' in extras) return extras.outcome;
@@ -162,58 +241,62 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
   ({ r } = await make([`BR2_DL_DIR=${dlDir}`, `BR2_JLEVEL=${ctx.jobs}`], 'make'));
   if (!r.ok) return makeFailure('make', r, last);
 
-  // 3. The kernel: every fragment symbol must be in the final .config.
-  const kernelCheck = await checkKernelFragments(ctx, obj, external, configMap(dotConfigText));
-  if (kernelCheck) return kernelCheck;
-
-  // 4. Collect the images under the busybox backend's names.
+  // 4. Collect the rootfs under the busybox backend's names (copied only after a whole build).
   const rel = (p: string) => relative(ctx.buildDir, p);
   const cpioSrc = join(obj, 'images', 'rootfs.cpio.gz');
-  const isoSrc = join(obj, brSpec.iso);
-  const kernelSrc = join(obj, brSpec.kernel);
-  const isoName = `clawos-${arch.name}.iso`;
-  for (const p of [cpioSrc, isoSrc, kernelSrc]) {
-    if (!(await readFile(p).then(() => true, () => false))) return fail('output-missing', `buildroot: the build left no ${relative(obj, p)} in ${obj}`);
-  }
-  // Buildroot's kernel signed the canary modules in its rootfs, so the ISO task
-  // packs that kernel (buildroot/vmlinuz) with this initramfs; Buildroot's own ISO
-  // is kept beside it for those who want the image exactly as Buildroot made it.
+  if (!(await stat(cpioSrc).catch(() => null))) return fail('output-missing', `buildroot: the build left no images/rootfs.cpio.gz in ${obj}`);
   const cpioDst = join(ctx.outDir, 'initramfs.cpio.gz');
-  const isoDst = join(ctx.outDir, 'buildroot', isoName);
-  const kernelDst = join(ctx.outDir, 'buildroot', 'vmlinuz');
   const cfgDst = join(ctx.outDir, 'buildroot.config');
   const manDst = join(ctx.outDir, 'rootfs-manifest.txt');
-  await mkdir(join(ctx.outDir, 'buildroot'), { recursive: true });
-  await copyFileAtomic(cpioSrc, cpioDst);
-  await copyFileAtomic(isoSrc, isoDst);
-  await copyFileAtomic(kernelSrc, kernelDst);
-  await writeFileAtomic(cfgDst, dotConfigText);
+  const ovDst = join(ctx.outDir, 'buildroot-overrides.json');
   let man: string;
   try {
-    man = manifest(readNewcGz(await readFile(cpioDst)));
+    man = manifest(readNewcGz(await readFile(cpioSrc)));
   } catch (err) {
     return fail('validation-failed', `buildroot: images/rootfs.cpio.gz is not a gzip'd newc cpio: ${(err as Error).message}`);
   }
+  await copyFileAtomic(cpioSrc, cpioDst);
+  await writeFileAtomic(cfgDst, dotConfigText);
   await writeFileAtomic(manDst, man);
+  const overrides = { buildroot: located.tarball ?? br, buildrootSha256: located.sha256, packages: plan.rows, findings: overrideFindings(plan.rows) };
+  await writeJsonAtomic(ovDst, overrides);
   const evidence: Evidence[] = [
     { label: 'initramfs', path: rel(cpioDst), sha256: await sha256File(cpioDst) },
     { label: 'rootfs manifest', path: rel(manDst), sha256: sha256Hex(man) },
-    { label: 'iso', path: rel(isoDst), sha256: await sha256File(isoDst) },
-    { label: 'kernel', path: rel(kernelDst), sha256: await sha256File(kernelDst) },
     { label: 'buildroot .config', path: rel(cfgDst), sha256: sha256Hex(dotConfigText) },
+    { label: 'buildroot overrides', path: rel(ovDst), sha256: await sha256File(ovDst) },
   ];
   const entries = man.split('\n').filter(Boolean).length;
-  return pass(`buildroot: ${brSpec.defconfig} built: initramfs (${entries} entries), kernel and buildroot/${isoName}`, {
-    evidence,
-    data: {
-      buildroot: located.tarball ?? br,
-      buildrootSha256: located.sha256,
-      defconfig: defconfigRel,
-      outputDir: rel(obj),
-      dlDir,
-      requestedSymbols: requested.length,
+  const n = plan.rows.length;
+  return pass(
+    `buildroot: ${brSpec.defconfig} built: initramfs (${entries} entries) for A-01's kernel; ` +
+      `${n} package(s) from another source than Buildroot's (buildroot-overrides.json)`,
+    {
+      evidence,
+      data: {
+        buildroot: located.tarball ?? br,
+        buildrootSha256: located.sha256,
+        defconfig: defconfigRel,
+        outputDir: rel(obj),
+        kernelDir: kernelRel,
+        toolchainDir,
+        dlDir,
+        requestedSymbols: requested.length,
+        overrides: plan.rows,
+      },
     },
-  });
+  );
+}
+
+/** Packages Buildroot would download, which this offline build cannot: the step stops before building. */
+export function needsDownloadOutcome(list: { package: string; version: string; files: string[] }[]): Outcome {
+  return infra(
+    `buildroot: ${list.length} package(s) would be downloaded, and this build is offline: ` +
+      list.map((p) => `${p.package} ${p.version} (${p.files.join(', ')})`).join('; ') +
+      '; fix: map each to a Debian source package in specs/buildroot-offline.yaml sources (then `clawos-build lock --update NAME`) ' +
+      'or to a host tool under host_tools, or turn it off in the defconfig',
+    { data: { needsDownload: list } },
+  );
 }
 
 /**
@@ -240,58 +323,29 @@ async function stageExtras(ctx: StepContext, obj: string): Promise<{ lines: stri
   return { lines: lines.join('\n') };
 }
 
-/**
- * The kernel fragments named in BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES against
- * Buildroot's final kernel .config. Returns a FAIL, or null when all are kept.
- */
-async function checkKernelFragments(ctx: StepContext, obj: string, external: string, brConfig: Map<string, string>): Promise<Outcome | null> {
-  const files = brConfig.get('BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES');
-  if (!files) return null;
-  const paths = files
-    .replace(/^"|"$/g, '')
-    .split(/\s+/)
-    .filter(Boolean)
-    .map((f) => f.split(EXTERNAL_PATH_VAR).join(external));
-  const requests = [];
-  for (const p of paths) {
-    const text = await readFile(p, 'utf8').catch(() => null);
-    if (text === null) return fail('spec-invalid', `buildroot: kernel fragment ${p} (BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES) does not exist`);
-    requests.push(...parseFragment(text, relative(ctx.repoRoot, p)));
-  }
-  const configPath = join(obj, LINUX_BUILD_DIR, '.config');
-  const text = await readFile(configPath, 'utf8').catch(() => null);
-  if (text === null) return fail('output-missing', `buildroot: the build left no kernel config ${relative(ctx.buildDir, configPath)}`);
-  const final = parseConfig(text);
-  const bad: string[] = [];
-  for (const r of effectiveRequests(requests)) {
-    const got = final.get(r.symbol);
-    const kept = r.value === 'n' ? got === undefined || got === 'n' : got === r.value;
-    if (!kept) {
-      const shown = got === undefined || got === 'n' ? 'not set' : got;
-      bad.push(`CONFIG_${r.symbol}: requested ${r.value === 'n' ? 'not set' : r.value} (${r.file}:${r.line}), final ${shown}`);
-    }
-  }
-  if (bad.length) {
-    return fail('config-dropped', `buildroot: ${bad.length} kernel symbol(s) dropped in ${relative(ctx.buildDir, configPath)}: ${bad.join('; ')}`, {
-      data: { kernelDropped: bad },
-    });
-  }
-  ctx.log(`buildroot: all ${effectiveRequests(requests).length} kernel fragment symbols kept`);
-  return null;
-}
-
 export const buildrootStep: Step = {
   name: 'buildroot',
-  version: 2,
-  params: paramsSchema({ buildroot: P.optionalPath, buildroot_sha256: P.optionalPath, external: P.optionalPath, dl_dir: P.optionalPath, extras: P.extras, cgroup_quotas: P.path }),
+  version: 3,
+  params: paramsSchema({
+    buildroot: P.optionalPath,
+    buildroot_sha256: P.optionalPath,
+    external: P.optionalPath,
+    dl_dir: P.optionalPath,
+    kernel_dir: P.path,
+    apparmor_dir: P.optionalPath,
+    toolchain_dir: P.optionalPath,
+    extras: P.extras,
+    cgroup_quotas: P.path,
+  }),
   // Buildroot's download dir is in the shared cache.
   sandbox: { cache: true },
-  // Buildroot builds its own toolchain and host tools; the host needs make and a C compiler.
-  toolPackages: () => ['make', 'gcc'],
+  // Buildroot's host requirements, the host fakeroot, and what unpacks the Debian sources.
+  toolPackages: () => ['make', 'gcc', 'rsync', 'fakeroot', 'dpkg-dev', 'autoconf', 'automake', 'libtool'],
   implicitInputs: (arch, params) => [
     typeof params['external'] === 'string' ? params['external'] : DEFAULT_EXTERNAL,
-    'kernel-config',
     'specs/p1',
+    'specs/buildroot-offline.yaml',
+    'inputs.lock.yaml',
     ...(arch ? [`specs/arch/${arch.name}.yaml`] : []),
   ],
   async run(ctx) {

@@ -48,6 +48,18 @@ defconfig)
   echo "# configuration written to $O/.config"
   echo "#"
   ;;
+show-info)
+  # What Buildroot's show-info says of the packages: FAKE_BUILDROOT_DOWNLOADS lists
+  # the ones that would download ("pkg:version:file ..."); the others download nothing.
+  printf '{"busybox": {"type": "target", "version": "1.38.0", "downloads": []}'
+  for d in ${FAKE_BUILDROOT_DOWNLOADS:-}; do
+    IFS=: read -r p v f <<EOF2
+$d
+EOF2
+    printf ', "%s": {"type": "host", "version": "%s", "downloads": [{"source": "%s"}]}' "$p" "$v" "$f"
+  done
+  printf '}\n'
+  ;;
 savedefconfig)
   : "${BR2_DEFCONFIG:?fake buildroot: BR2_DEFCONFIG= is required (it would overwrite the external defconfig)}"
   grep -v -x -F -f "$HERE/fake-defaults.txt" "$O/.config" | grep -v '^BR2_JLEVEL=' | grep -v ' is not set$' >"$BR2_DEFCONFIG" || true
@@ -55,21 +67,11 @@ savedefconfig)
 build)
   : "${BR2_DL_DIR:?fake buildroot: BR2_DL_DIR= is required}"
   [ -f "$O/.config" ] || { echo "Please configure Buildroot first (e.g. \"make menuconfig\")" >&2; exit 2; }
-  mkdir -p "$BR2_DL_DIR/busybox" "$O/images" "$O/build/linux-custom"
-  step toolchain-buildroot "" Building
-  step linux custom Extracting
-  step linux custom Configuring
-  # The kernel .config: the fragments merged, later ones winning.
-  : >"$O/build/linux-custom/.config"
-  for f in $(cfg BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES); do
-    grep -E '^CONFIG_|^# CONFIG_' "$f" >>"$O/build/linux-custom/.config"
-  done
-  if [ -n "${FAKE_BUILDROOT_KERNEL_DROP:-}" ]; then
-    grep -v "^$FAKE_BUILDROOT_KERNEL_DROP=" "$O/build/linux-custom/.config" >"$O/build/linux-custom/.config.tmp"
-    echo "# $FAKE_BUILDROOT_KERNEL_DROP is not set" >>"$O/build/linux-custom/.config.tmp"
-    mv "$O/build/linux-custom/.config.tmp" "$O/build/linux-custom/.config"
-  fi
-  step linux custom Building
+  : "${CLAWOS_TOOLCHAIN_DIR:?fake buildroot: CLAWOS_TOOLCHAIN_DIR= is required}"
+  : "${CLAWOS_KERNEL_DIR:?fake buildroot: CLAWOS_KERNEL_DIR= is required}"
+  [ -f "$O/local.mk" ] || { echo "fake buildroot: no $O/local.mk" >&2; exit 2; }
+  mkdir -p "$BR2_DL_DIR/busybox" "$O/images"
+  step toolchain-external-custom "" Installing
   step busybox 1.36.1 Downloading
   echo "busybox-1.36.1.tar.bz2" >"$BR2_DL_DIR/busybox/busybox-1.36.1.tar.bz2"
   step busybox 1.36.1 Extracting
@@ -84,15 +86,14 @@ build)
   ln -sf bin/busybox "$T/linuxrc"
   if [ "$(cfg BR2_PACKAGE_CLAWOS_INIT)" = y ]; then
     step clawos-init 1.0 "Installing to target"
-    lsms=$(sed -n 's/^CONFIG_LSM="\(.*\)"$/\1/p' "$O/build/linux-custom/.config" | tail -n 1 | tr , ' ')
+    lsms=$(sed -n 's/^CONFIG_LSM="\(.*\)"$/\1/p' "$CLAWOS_KERNEL_DIR/config" | tail -n 1 | tr , ' ')
     printf '%s\n' "# Written by clawos-init (Buildroot): what the in-guest checks expect." \
-      "ARCH='$(cfg BR2_PACKAGE_CLAWOS_INIT_ARCH)'" "KERNEL_RELEASE='6.1.0-fake'" "LSMS='$lsms'" \
+      "ARCH='$(cfg BR2_PACKAGE_CLAWOS_INIT_ARCH)'" "KERNEL_RELEASE='$(cat "$CLAWOS_KERNEL_DIR/kernel.release")'" "LSMS='$lsms'" \
       "CPU_FLAGS='$(cfg BR2_PACKAGE_CLAWOS_INIT_CPU_FLAGS)'" >"$T/etc/clawos/expect.env"
   fi
   if [ "$(cfg BR2_PACKAGE_CLAWOS_CANARY)" = y ]; then
     step clawos-canary 1.0 "Installing to target"
-    echo signed >"$T/lib/modules/clawos_canary.ko"
-    echo unsigned >"$T/lib/modules/clawos_canary-unsigned.ko"
+    cp "$CLAWOS_KERNEL_DIR/modules/clawos_canary.ko" "$CLAWOS_KERNEL_DIR/modules/clawos_canary-unsigned.ko" "$T/lib/modules/"
   fi
   echo ">>>   Finalizing target directory"
   overlay=$(cfg BR2_ROOTFS_OVERLAY)
@@ -104,19 +105,6 @@ build)
   done
   echo ">>>   Generating filesystem image rootfs.cpio"
   (cd "$T" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -n >"$O/images/rootfs.cpio.gz"
-  echo ">>> linux custom Installing images"
-  [ "$(cfg BR2_LINUX_KERNEL_BZIMAGE)" = y ] && printf 'FAKE bzImage\n' >"$O/images/bzImage"
-  [ "$(cfg BR2_LINUX_KERNEL_IMAGE)" = y ] && printf 'FAKE Image\n' >"$O/images/Image"
-  if [ "$(cfg BR2_TARGET_ROOTFS_ISO9660)" = y ]; then
-    echo ">>>   Generating filesystem image rootfs.iso9660"
-    printf 'FAKE ISO9660 %s\n' "$(cfg BR2_TARGET_ROOTFS_ISO9660_BOOT_MENU)" >"$O/images/rootfs.iso9660"
-  fi
-  for a in $(cfg BR2_ROOTFS_POST_SCRIPT_ARGS); do
-    case "$a" in efi_iso=*)
-      echo ">>>   Executing post-image script"
-      printf 'FAKE UEFI ISO\n' >"$O/images/${a#efi_iso=}" ;;
-    esac
-  done
   ;;
 *)
   echo "fake buildroot: unknown goal $1" >&2
