@@ -88,6 +88,12 @@ describe('diagnosis of a failed sandboxed command', () => {
     });
   }
 
+  it('a line that only names the EROFS file system is no write error (busybox\'s Kconfig, seen in a real Buildroot build)', () => {
+    expect(diagnoseLine(policy, 'erofs filesystem (FEATURE_VOLUMEID_EROFS) [Y/n/?] y')).toBeNull();
+    expect(diagnoseLine(policy, 'Support for EROFS filesystems (EROFS_FS) [N/m/y/?] n')).toBeNull();
+    expect(diagnoseLine(policy, "Error: EROFS: read-only file system, open '/usr/x'")?.path).toBe('/usr/x');
+  });
+
   it('RULE-001 resolves a relative path against the command\'s directory', () => {
     expect(diagnoseLine(policy, "mkdir: cannot create directory ‘../escape’: Read-only file system", '/b/kernel-engineer/x86_64')).toEqual({
       rule: 'RULE-001',

@@ -227,7 +227,9 @@ export interface SandboxViolation {
   message: string;
 }
 
-const READ_ONLY = /read-only file system|\bEROFS\b/i;
+// strerror's text, or the errno name as Node prints it ("EROFS: read-only …"), so
+// "erofs filesystem (FEATURE_VOLUMEID_EROFS)" from busybox's Kconfig is not a write error.
+const READ_ONLY = /[Rr]ead-only file system|READ-ONLY FILE SYSTEM|\bEROFS:/;
 const QUOTED = /'([^']+)'|‘([^’]+)’|"([^"]+)"|`([^`']+)'/g;
 const PATHLIKE = /(?:^|[\s(=])((?:\/|\.\.?\/)[^\s'"‘’:,;()]*)/g;
 
