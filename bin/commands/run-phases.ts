@@ -97,7 +97,7 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
   const bad = records.filter((r) => !isPassed(r.status));
   const nogo = results.filter((r) => r.gate.recommendation !== 'GO');
   const ranAll = results.length === phases.length;
-  const code = ac.signal.aborted ? EXIT.interrupted : bad.length || nogo.length || !ranAll ? EXIT.failed : EXIT.ok;
+  const code = runExitCode({ aborted: ac.signal.aborted, bad, nogo: nogo.length, ranAll });
   if (p.json) {
     printJson(io, {
       ok: code === EXIT.ok,
@@ -136,4 +136,17 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
     } else if (finish?.bundleNote) io.printErr(`bundle: ${finish.bundleNote}\n`);
   }
   return code;
+}
+
+/**
+ * The run's exit code: 4 when what went wrong is only infrastructure (a tool, a
+ * download, a pinned input that is not there: INFRA_ERROR, and what it blocked),
+ * 1 when a task, gate or boot failed, 130 when interrupted.
+ */
+export function runExitCode(o: { aborted: boolean; bad: readonly { status: string }[]; nogo: number; ranAll: boolean }): number {
+  if (o.aborted) return EXIT.interrupted;
+  if (!o.bad.length && !o.nogo && o.ranAll) return EXIT.ok;
+  const causes = o.bad.filter((r) => r.status !== 'BLOCKED');
+  if (causes.length && causes.every((r) => r.status === 'INFRA_ERROR')) return EXIT.infra;
+  return EXIT.failed;
 }
