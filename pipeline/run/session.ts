@@ -102,7 +102,9 @@ export interface SourceRevision {
 export async function sourceRevision(repoRoot: string): Promise<SourceRevision | null> {
   const head = await runProcess(['git', '-C', repoRoot, 'rev-parse', '--verify', 'HEAD'], { captureStdout: true });
   if (!head.ok || !/^[0-9a-f]{40}$/.test(head.stdout.trim())) return null;
-  const st = await runProcess(['git', '-C', repoRoot, 'status', '--porcelain'], { captureStdout: true });
+  // Tracked files only: an untracked file (a CI harness's own log, say) is not part of the commit's identity.
+  // A new input left uncommitted is not lost either: `reproduce` from the commit then finds outputs that differ.
+  const st = await runProcess(['git', '-C', repoRoot, 'status', '--porcelain', '--untracked-files=no'], { captureStdout: true });
   return { commit: head.stdout.trim(), dirty: !st.ok || st.stdout.trim() !== '' };
 }
 
