@@ -5,8 +5,7 @@
 // Here checks.sh's check_kernel_log runs on the build host under busybox sh, with
 // `dmesg` replaced by a recorded real serial log (kernel messages as dmesg shows
 // them), clean or with one real-format report put in the middle.
-import { afterEach, describe, expect, it } from 'vitest';
-import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
+import { describe, expect, it } from 'vitest';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { repoRootDir } from '../lib/repo-root.js';
@@ -14,6 +13,7 @@ import { DEFAULT_OVERLAY } from '../pipeline/steps/rootfs.js';
 import { loadExpectedChecks } from '../pipeline/boot/guest-boot.js';
 import { classifyBoot } from '../qemu/classify-boot.js';
 import { scanKernelLog } from './helpers/kernel-log-scan.js';
+import { useTmpDirs } from './helpers/tmp-dirs.js';
 
 const root = repoRootDir();
 const lib = join(root, DEFAULT_OVERLAY, 'usr/lib/clawos');
@@ -21,16 +21,7 @@ const PATTERNS = join(lib, 'kernel-log.patterns');
 const LOGS = join(root, 'test/fixtures/serial-logs');
 const CHECKS_YAML = join(root, 'buildroot-external/board/clawos/checks.yaml');
 
-const cleanups: DirectoryResult[] = [];
-afterEach(async () => {
-  for (const d of cleanups.splice(0)) await d.cleanup();
-});
-
-async function tmp(): Promise<string> {
-  const d = await tmpDir({ unsafeCleanup: true });
-  cleanups.push(d);
-  return d.path;
-}
+const tmp = useTmpDirs();
 
 /** The real captures whose boot got to init: their kernel messages are what dmesg holds. */
 async function bootedLogs(): Promise<string[]> {

@@ -1,11 +1,10 @@
 import { basename } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mkdir, readFile, writeFile, copyFile, rm } from 'node:fs/promises';
 import { machine } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
 import { run } from '../../lib/proc.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
 import { loadArches, type ArchSpec } from '../catalog/arch.js';
@@ -14,21 +13,14 @@ import { fakeStepContext } from '../../test/fakes/fake-kernel/fake-step-context.
 import { decodeFilter, evaluate, SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS } from '../security/seccomp-bpf.js';
 import { builtinSteps } from './index.js';
 import { seccompCompileStep } from './seccomp-compile.js';
+import { useTmpDirs } from '../../test/helpers/tmp-dirs.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TREE = join(REPO, 'test/fixtures/syscall-tables/linux-6.1');
 const SPEC = 'specs/p1/seccomp-whitelist.yaml';
 const HOST_IS_X86 = machine() === 'x86_64';
 
-const cleanups: DirectoryResult[] = [];
-afterEach(async () => {
-  for (const d of cleanups.splice(0)) await d.cleanup();
-});
-async function tmp(): Promise<string> {
-  const d = await tmpDir({ unsafeCleanup: true });
-  cleanups.push(d);
-  return d.path;
-}
+const tmp = useTmpDirs();
 
 let archesP: Promise<Map<string, ArchSpec>> | null = null;
 const arch = async (name: string) => (await (archesP ??= loadArches(REPO))).get(name)!;

@@ -1,28 +1,19 @@
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { readFile, readdir, writeFile, mkdir, copyFile } from 'node:fs/promises';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
 import { specFreezeStep } from './spec-freeze.js';
 import { checkCgroupPids, checkSpecText, semanticChecks, freezeRecordName, specFreezeDiagnostics, type FreezeRecord } from '../p1-specs/spec-check.js';
 import { loadTasks } from '../catalog/load-tasks.js';
 import { builtinSteps } from './index.js';
 import type { StepContext } from '../catalog/step.js';
 import { sha256Hex } from '../../lib/hash.js';
+import { useTmpDirs } from '../../test/helpers/tmp-dirs.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const EPOCH = 1767225600; // 2026-01-01T00:00:00Z
 
-const cleanups: DirectoryResult[] = [];
-afterEach(async () => {
-  for (const d of cleanups.splice(0)) await d.cleanup();
-});
-
-async function tmp(): Promise<string> {
-  const d = await tmpDir({ unsafeCleanup: true });
-  cleanups.push(d);
-  return d.path;
-}
+const tmp = useTmpDirs();
 
 function fakeCtx(repoRoot: string, buildDir: string, params: Record<string, unknown>): StepContext & { lines: string[] } {
   const lines: string[] = [];
