@@ -119,19 +119,6 @@ async function bundleGateP4(bundleDir: string, runId: string): Promise<string | 
 const tamperHint = (buildDir: string, runId: string) =>
   `the bundle keeps its own signed copy, but the build's record of run ${runId} (${eventsPath(buildDir, runId)}) was changed after it was written: see \`clawos-build status\`, and release from a build whose evidence is intact`;
 
-/** How the build dir's chain differs from the one the bundle signed (the whole chain, run-end included), or null. */
-async function chainDrift(buildChain: string, bundleChain: string): Promise<string | null> {
-  const bytes = await readFile(buildChain).catch(() => null);
-  if (!bytes) return `the build dir has no event chain for it (${buildChain} cannot be read), only the one the bundle signed`;
-  const mine = splitLines(bytes).lines;
-  const signed = splitLines(await readFile(bundleChain)).lines;
-  for (let i = 0; i < Math.max(mine.length, signed.length); i++) {
-    if (i >= mine.length || i >= signed.length) return `the build dir's event chain has ${mine.length} events, the one the bundle signed ${signed.length}`;
-    if (!mine[i]!.equals(signed[i]!)) return `event ${i} of the build dir's event chain differs from the one the bundle signed`;
-  }
-  return null;
-}
-
 export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
   const buildDir = resolve(o.buildDir);
   const rec = await loadRecordedResults(buildDir);
@@ -169,9 +156,7 @@ export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
   }
   const v = await verifyBundle(bundleDir, trust);
   if (!v.ok) return refuse('bundle-unverified', `the bundle of run ${runId} does not verify with ${trustPath}: ${v.code}: ${v.detail}`, `check it with \`clawos-build verify ${bundleDir} --trust ${o.trust}\``);
-  // A chain's last event has no later line to vouch for it: only the bundle's signed copy can. The build's copy must be those bytes.
-  const drift = await chainDrift(eventsPath(buildDir, runId), join(bundleDir, 'events.jsonl'));
-  if (drift) return refuse('chain-tampered', `run ${runId}: TAMPERED: ${drift}`, tamperHint(buildDir, runId));
+  // The build's chain was compared with the bundle's signed copy when it was read (vault-history readRunLog): a drift is in rec.tampered above.
   const signedP4 = await bundleGateP4(bundleDir, runId);
   if (signedP4 !== 'GO') return refuse('gate-no-go', `the bundle's own event chain records gate P4 as ${signedP4 ?? 'not decided'}`);
   const manifest: BundleManifest = await readBundleManifest(bundleDir);

@@ -63,11 +63,14 @@ export async function readRunLog(buildDir: string, runId: string): Promise<RunLo
   const signed = await readFile(join(buildDir, 'vault', 'bundles', runId, 'events.jsonl')).catch(() => null);
   if (signed) {
     const theirs = splitLines(signed).lines;
-    const at = theirs.findIndex((l, i) => i >= split.lines.length || !Buffer.from(l).equals(Buffer.from(split.lines[i]!)));
-    if (at >= 0) {
+    const n = Math.max(theirs.length, split.lines.length);
+    let at = 0;
+    while (at < n && at < theirs.length && at < split.lines.length && split.lines[at]!.equals(theirs[at]!)) at++;
+    if (at < n) {
+      const how = at >= split.lines.length ? 'is missing but is in' : at >= theirs.length ? 'is not in' : 'differs from';
       const tampered: ChainTamper = {
         code: 'CHAIN_BROKEN',
-        detail: `event ${at} ${at < split.lines.length ? 'differs from' : 'is missing but is in'} the copy the run's signed bundle holds (vault/bundles/${runId}/events.jsonl)`,
+        detail: `event ${at} ${how} the copy the run's signed bundle holds (vault/bundles/${runId}/events.jsonl)`,
         verified: at,
         total: split.lines.length,
       };
