@@ -24,11 +24,18 @@ export class UserError extends Error {
 /** The machine cannot do what was asked: a missing tool, firmware, disk space. */
 export class InfraError extends Error {
   override readonly name = 'InfraError';
+  /**
+   * False when another attempt would fail the same way until someone acts: a locked
+   * input the mirror does not serve, a tarball with the wrong sha256. Never retried.
+   */
+  readonly transient: boolean;
   constructor(
     message: string,
     readonly hint?: string,
+    opts: { transient?: boolean } = {},
   ) {
     super(message);
+    this.transient = opts.transient ?? true;
   }
 }
 

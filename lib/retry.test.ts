@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffMs, DEFAULT_RETRY, retryDecision, sleepMs, withRetries, type AttemptReport, type RetryPolicy } from './retry.js';
-import { fail, infra, pass, type Outcome } from '../pipeline/catalog/outcome.js';
+import { fail, infra, inputMissing, pass, type Outcome } from '../pipeline/catalog/outcome.js';
 
 const policy: RetryPolicy = { retries: 3, baseDelayMs: 1000, factor: 2, maxDelayMs: 3000 };
 
@@ -67,6 +67,15 @@ describe('retry policy', () => {
       expect(s.reports).toHaveLength(1);
       expect(s.reports[0]!.decision).toBe(`${o.status} is deterministic: not retried`);
     }
+  });
+
+  it('never retries an INFRA_ERROR from a missing or wrong input: it would fail the same way', async () => {
+    // The Buildroot step's outcome for a tarball that is not the pinned one (pipeline/rootfs/locate-buildroot.ts).
+    const wrongTree = inputMissing('buildroot: /tmp/br.tar.gz has sha256 00ff, but ffc1 is pinned: refusing to extract it; fix: give the Buildroot tarball whose sha256 is pinned');
+    const s = script([wrongTree, pass('must not be reached')]);
+    expect(await withRetries(s.attempt, s.opts)).toEqual({ outcome: wrongTree, attempts: 1 });
+    expect(s.waits).toEqual([]);
+    expect(s.reports.map((x) => x.decision)).toEqual(['a missing or wrong input: not retried']);
   });
 
   it('does not retry an interrupted run, nor once the signal is aborted', async () => {

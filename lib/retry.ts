@@ -9,6 +9,8 @@
 export interface Attempted {
   status: string;
   message: string;
+  /** `input-missing`: an INFRA_ERROR no retry can cure. */
+  reason?: string;
 }
 
 export interface RetryPolicy {
@@ -57,6 +59,7 @@ export function retryDecision(o: Attempted): { retry: boolean; why: string } {
     return { retry: false, why: o.status === 'PASS' || o.status === 'NOT_CONFIGURED' ? `${o.status}: done` : `${o.status} is deterministic: not retried` };
   }
   if (o.message === 'interrupted') return { retry: false, why: 'interrupted: not retried' };
+  if (o.reason === 'input-missing') return { retry: false, why: 'a missing or wrong input: not retried' };
   return { retry: true, why: 'INFRA_ERROR may be transient' };
 }
 

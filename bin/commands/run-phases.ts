@@ -72,9 +72,12 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
       const { prefetchLocked } = await import('../../pipeline/inputs/prefetch.js');
       const { lockOf } = await import('../../pipeline/inputs/debs.js');
       const lock = await lockOf({ repoRoot });
-      const got = await prefetchLocked({ run: (a, o) => runProcess(a, o), cacheDir: rc.cacheDir, log: () => {}, repoRoot }, lock, [...rc.arches.values()].map((a) => a.debian_arch));
+      const { otherBackendInputs } = await import('../../pipeline/inputs/lock-resolve.js');
+      const otherBackend = await otherBackendInputs(repoRoot, p.rootfsBackend);
+      const got = await prefetchLocked({ run: (a, o) => runProcess(a, o), cacheDir: rc.cacheDir, log: () => {}, repoRoot }, lock, [...rc.arches.values()].map((a) => a.debian_arch), otherBackend);
       if (mode !== 'json') {
-        process.stderr.write(`inputs: ${lock.file} sha256 ${lock.sha256.slice(0, 16)}: ${got.fetched.length} fetched, ${got.cached.length} already in the download cache, ${got.host.length} served by the host's matching copy\n`);
+        const skipped = got.skipped.length ? `, ${got.skipped.length} not needed by the ${p.rootfsBackend} backend` : '';
+        process.stderr.write(`inputs: ${lock.file} sha256 ${lock.sha256.slice(0, 16)}: ${got.fetched.length} fetched, ${got.cached.length} already in the download cache, ${got.host.length} served by the host's matching copy${skipped}\n`);
       }
     }
     let error: string | undefined;

@@ -37,6 +37,8 @@ export type FailureReason =
   | 'unvalidated'
   // boot-panic, boot-oops, boot-check-failed, boot-marker-missing, boot-no-console, boot-timeout, infra
   | BootFailureReason
+  // INFRA_ERROR that retrying cannot cure: a locked input missing, not served or not the locked one
+  | 'input-missing'
   | 'rule-001-write-outside'
   | 'rule-006-network-undeclared'
   | 'not-configured'
@@ -84,6 +86,14 @@ export const built = (message: string, extra: Partial<Outcome> = {}): Outcome =>
   message,
   ...extra,
 });
+/** INFRA_ERROR from an input that is missing or not the locked one: the same on every attempt, so never retried. */
+export const inputMissing = (message: string, extra: Partial<Outcome> = {}): Outcome => ({
+  status: 'INFRA_ERROR',
+  reason: 'input-missing',
+  message,
+  ...extra,
+});
+
 export const infra = (message: string, extra: Partial<Outcome> = {}): Outcome => ({
   status: 'INFRA_ERROR',
   reason: 'infra',

@@ -123,7 +123,7 @@ export async function fetchLockedDebFile(ctx: DebContext, d: LockedDeb): Promise
             ? `the apt lists do not know ${d.name}:${d.arch}: run \`${d.arch === 'all' ? '' : `dpkg --add-architecture ${d.arch} && `}apt-get update\``
             : 'check the apt sources and network, then run `apt-get update`';
       if (vanished) {
-        throw new InfraError(`${d.name}:${d.arch} ${d.version} (locked in ${LOCK_FILE}) is not served by the mirror: ${lastError(r)}; fix: ${fix}`, fix);
+        throw new InfraError(`${d.name}:${d.arch} ${d.version} (locked in ${LOCK_FILE}) is not served by the mirror: ${lastError(r)}; fix: ${fix}`, fix, { transient: false });
       }
       throw failure(`apt-get download ${spec}`, r, fix);
     }
@@ -135,7 +135,7 @@ export async function fetchLockedDebFile(ctx: DebContext, d: LockedDeb): Promise
     const sha256 = await sha256File(got);
     if (sha256 !== d.sha256) {
       const fix = `check the apt sources (a mirror serving other bytes under a locked version is not to be trusted); nothing was used`;
-      throw new InfraError(`${d.name}:${d.arch} ${d.version}: the downloaded .deb has sha256 ${sha256}, the lock says ${d.sha256}; fix: ${fix}`, fix);
+      throw new InfraError(`${d.name}:${d.arch} ${d.version}: the downloaded .deb has sha256 ${sha256}, the lock says ${d.sha256}; fix: ${fix}`, fix, { transient: false });
     }
     await rename(got, final);
     ctx.log(`debs: fetched ${spec} sha256=${sha256} into ${final}`);

@@ -29,9 +29,14 @@ export interface WantedDeb {
   files: string[];
   /** A meta package: lock the versioned package its Depends names (recorded as `alias`). */
   meta?: boolean;
+  /** Needed only by runs on this rootfs backend (the Buildroot toolchain); absent: every run needs it. */
+  backend?: string;
 }
 
-/** Every package the build fetches, from the repository's data files, merged by name and arch. */
+/**
+ * Every package the build fetches, from the repository's data files, merged by name and arch.
+ * `prefetch` fetches those a run needs: none tagged with another rootfs backend than the run's.
+ */
 export async function wantedInputs(repoRoot: string): Promise<WantedDeb[]> {
   const out = new Map<string, WantedDeb>();
   const add = (w: WantedDeb) => {
@@ -40,6 +45,8 @@ export async function wantedInputs(repoRoot: string): Promise<WantedDeb[]> {
     if (!have) out.set(k, { ...w, files: [...w.files] });
     else {
       for (const f of w.files) if (!have.files.includes(f)) have.files.push(f);
+      // Wanted by two backends, or by one and by every run: every run needs it.
+      if (have.backend !== w.backend) delete have.backend;
       if (!have.why.includes(w.why)) have.why = `${have.why}; ${w.why}`;
     }
   };
@@ -57,10 +64,15 @@ export async function wantedInputs(repoRoot: string): Promise<WantedDeb[]> {
     }
     if (a.baseline) add({ name: a.baseline.kernel_package, arch: a.debian_arch, why: `${a.name} G-08 stock kernel`, files: [], meta: true });
     const tc = offline.toolchain[a.name];
-    for (const d of tc?.compiler_debs ?? []) add({ name: d, arch: tc!.host_arch, why: `${a.name} Buildroot toolchain`, files: [] });
-    for (const d of tc?.sysroot_debs ?? []) add({ name: d, arch: a.debian_arch, why: `${a.name} Buildroot toolchain sysroot`, files: [] });
+    for (const d of tc?.compiler_debs ?? []) add({ name: d, arch: tc!.host_arch, why: `${a.name} Buildroot toolchain`, files: [], backend: offline.backend });
+    for (const d of tc?.sysroot_debs ?? []) add({ name: d, arch: a.debian_arch, why: `${a.name} Buildroot toolchain sysroot`, files: [], backend: offline.backend });
   }
   return [...out.values()];
+}
+
+/** `name:arch` of every package only another rootfs backend than `backend` needs (prefetch skips them). */
+export async function otherBackendInputs(repoRoot: string, backend: string): Promise<Set<string>> {
+  return new Set((await wantedInputs(repoRoot)).filter((w) => w.backend !== undefined && w.backend !== backend).map((w) => `${w.name}:${w.arch}`));
 }
 
 export interface ResolveContext {

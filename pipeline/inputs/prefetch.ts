@@ -5,7 +5,7 @@
  * their inputs, and a mirror problem stops the run before anything is built
  * (exit 4, naming the package). A package used only through pinned files
  * (the kernel tarball, firmware) is not downloaded when the host's copies
- * already have the locked sha256.
+ * already have the locked sha256, nor one only another rootfs backend uses.
  */
 import { stat } from 'node:fs/promises';
 import { sha256File } from '../../lib/hash.js';
@@ -16,6 +16,8 @@ export interface PrefetchResult {
   fetched: string[];
   cached: string[];
   host: string[];
+  /** Locked for another rootfs backend than this run's: not fetched. */
+  skipped: string[];
 }
 
 async function hostHasFiles(d: LockedDeb): Promise<boolean> {
@@ -29,13 +31,21 @@ async function hostHasFiles(d: LockedDeb): Promise<boolean> {
   return true;
 }
 
-/** Fetch what the lock pins for these Debian architectures (and `all`). */
-export async function prefetchLocked(ctx: DebContext, loaded: LoadedLock, debianArches: Iterable<string>): Promise<PrefetchResult> {
+/**
+ * Fetch what the lock pins for these Debian architectures (and `all`), except
+ * the packages only another rootfs backend needs (`otherBackend`: name:arch keys;
+ * see wantedInputs): a busybox build does not download the Buildroot toolchain.
+ */
+export async function prefetchLocked(ctx: DebContext, loaded: LoadedLock, debianArches: Iterable<string>, otherBackend: ReadonlySet<string> = new Set()): Promise<PrefetchResult> {
   const want = new Set(['all', ...debianArches]);
-  const out: PrefetchResult = { fetched: [], cached: [], host: [] };
+  const out: PrefetchResult = { fetched: [], cached: [], host: [], skipped: [] };
   for (const d of loaded.lock.debs) {
     if (!want.has(d.arch)) continue;
     const id = `${d.name}:${d.arch} ${d.version}`;
+    if (otherBackend.has(`${d.name}:${d.arch}`)) {
+      out.skipped.push(id);
+      continue;
+    }
     if (await hostHasFiles(d)) {
       out.host.push(id);
       continue;

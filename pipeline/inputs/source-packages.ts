@@ -31,7 +31,7 @@ export async function requireLockedSource(ctx: DebContext, name: string): Promis
   const s = (loaded.lock.source_packages ?? []).find((x) => x.name === name);
   if (!s) {
     const fix = `run \`clawos-build lock --update ${name}\` and commit ${LOCK_FILE}`;
-    throw new InfraError(`Debian source package ${name} is not locked in ${LOCK_FILE} (source_packages); fix: ${fix}`, fix);
+    throw new InfraError(`Debian source package ${name} is not locked in ${LOCK_FILE} (source_packages); fix: ${fix}`, fix, { transient: false });
   }
   return s;
 }
@@ -68,7 +68,8 @@ export async function fetchSourceTree(ctx: DebContext, s: LockedSource, opts: { 
       const fix = noSrc
         ? DEB_SRC_FIX
         : `run \`apt-get update\`; if ${s.name} ${s.version} is still not served, run \`clawos-build lock --update ${s.name}\` and commit ${LOCK_FILE}`;
-      throw new InfraError(`Debian source package ${s.name} ${s.version} (locked in ${LOCK_FILE}) could not be fetched: ${why}; fix: ${fix}`, fix);
+      const served = !noSrc && !dl.tail.some((l) => /Can not find version|Unable to find a source package/.test(l));
+      throw new InfraError(`Debian source package ${s.name} ${s.version} (locked in ${LOCK_FILE}) could not be fetched: ${why}; fix: ${fix}`, fix, { transient: served });
     }
     const dscs = (await readdir(tmp)).filter((f) => f.endsWith('.dsc'));
     if (dscs.length !== 1) throw new InfraError(`apt-get source ${s.name}=${s.version} left ${dscs.length} .dsc files in ${tmp}; fix: run it by hand there`);
@@ -76,7 +77,7 @@ export async function fetchSourceTree(ctx: DebContext, s: LockedSource, opts: { 
     const got = await sha256File(dsc);
     if (got !== s.dsc_sha256) {
       const fix = 'check the apt sources (a mirror serving another .dsc under a locked version is not to be trusted); nothing was used';
-      throw new InfraError(`Debian source package ${s.name} ${s.version}: the .dsc has sha256 ${got}, ${LOCK_FILE} says ${s.dsc_sha256}; fix: ${fix}`, fix);
+      throw new InfraError(`Debian source package ${s.name} ${s.version}: the .dsc has sha256 ${got}, ${LOCK_FILE} says ${s.dsc_sha256}; fix: ${fix}`, fix, { transient: false });
     }
     const unpack = join(tmp, 'tree');
     // dpkg-source checks each file against the .dsc's checksums and applies debian/patches.

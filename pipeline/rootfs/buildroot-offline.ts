@@ -37,6 +37,8 @@ export interface ToolchainSpec {
 }
 
 export interface OfflineSpec {
+  /** The rootfs backend this spec serves: runs on another backend fetch none of its inputs. */
+  backend: string;
   /** The Buildroot release tested with this tree, and its tarball's sha256. */
   buildroot: { release: string; sha256: string };
   /** Buildroot package name (host-tar) -> its Debian source package. */

@@ -34,7 +34,7 @@ function locked(lock: Awaited<ReturnType<typeof lockOf>>, name: string, arch: st
   const d = findLocked(lock.lock, name, arch);
   if (!d) {
     const fix = `run \`clawos-build lock --update ${name}\` and commit ${LOCK_FILE}`;
-    throw new InfraError(`${name}:${arch} (Buildroot toolchain, specs/buildroot-offline.yaml) is not locked in ${LOCK_FILE}; fix: ${fix}`, fix);
+    throw new InfraError(`${name}:${arch} (Buildroot toolchain, specs/buildroot-offline.yaml) is not locked in ${LOCK_FILE}; fix: ${fix}`, fix, { transient: false });
   }
   return d;
 }

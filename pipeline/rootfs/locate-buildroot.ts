@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256File } from '../../lib/hash.js';
-import { fail, infra, type Outcome } from '../catalog/outcome.js';
+import { fail, inputMissing, type Outcome } from '../catalog/outcome.js';
 import type { StepContext } from '../catalog/step.js';
 
 export type LocatedBuildroot =
@@ -37,7 +37,7 @@ export async function locateBuildroot(path: string, sha256: string | null, ctx: 
     return {
       ok: false,
       // Not a bug in the build: the wrong input was given. Nothing is extracted or used.
-      outcome: infra(
+      outcome: inputMissing(
         `buildroot: ${path} has sha256 ${actual}, but ${sha256} is pinned: refusing to extract it; ` +
           'fix: give the Buildroot tarball whose sha256 is pinned (specs/buildroot-offline.yaml buildroot.sha256, or --buildroot-sha256 for another release you have checked)',
         { data: { file: path, expected: sha256, actual } },

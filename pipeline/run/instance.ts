@@ -12,7 +12,7 @@ import { run as runProcess, type RunOptions } from '../../lib/proc.js';
 import { withRetries } from '../../lib/retry.js';
 import { sandboxRecord, sandboxWrapper, ViolationWatch, type SandboxPolicy, type SandboxRecord } from '../../lib/sandbox.js';
 import type { StoredFile } from '../../vault/event-payloads.js';
-import { fail, infra, isPassed, type Outcome } from '../catalog/outcome.js';
+import { fail, infra, inputMissing, isPassed, type Outcome } from '../catalog/outcome.js';
 import type { BootReport, StepContext } from '../catalog/step.js';
 import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
 import { buildComponent, notConfigured } from './component-build.js';
@@ -320,7 +320,8 @@ class InstanceRun {
         } catch (err) {
           s.log(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
           const message = err instanceof Error ? err.message : String(err);
-          return infra(err instanceof InfraError ? message : `internal error: ${message}`);
+          if (err instanceof InfraError) return err.transient ? infra(message) : inputMissing(message);
+          return infra(`internal error: ${message}`);
         }
       },
       {

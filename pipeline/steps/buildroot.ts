@@ -38,7 +38,7 @@ import { describeStep, errorLines, parseStepLine, type BuildrootStepLine } from 
 import { loadOfflineSpec, overrideFindings, planOffline, renderLocalMk, type OfflineSpec, type ShowInfoPackage } from '../rootfs/buildroot-offline.js';
 import { assembleToolchain } from '../rootfs/buildroot-toolchain.js';
 import { fetchSourceTree, requireLockedSource } from '../inputs/source-packages.js';
-import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
+import { fail, infra, inputMissing, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
 import { P, paramsSchema, StepParamError } from '../catalog/step-params.js';
 import { extrasOf, manifest, QUOTA_ENV_PATH, renderQuotaEnv } from '../rootfs/rootfs-layers.js';
@@ -223,7 +223,7 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
     }
     plan = await planOffline(info, offline, versions, br);
   } catch (err) {
-    if (err instanceof InfraError) return infra(`buildroot: ${err.message}`);
+    if (err instanceof InfraError) return (err.transient ? infra : inputMissing)(`buildroot: ${err.message}`);
     throw err;
   }
   const empty = join(obj, 'clawos-empty-src');
@@ -290,7 +290,7 @@ async function runBuildroot(ctx: StepContext): Promise<Outcome> {
 
 /** Packages Buildroot would download, which this offline build cannot: the step stops before building. */
 export function needsDownloadOutcome(list: { package: string; version: string; files: string[] }[]): Outcome {
-  return infra(
+  return inputMissing(
     `buildroot: ${list.length} package(s) would be downloaded, and this build is offline: ` +
       list.map((p) => `${p.package} ${p.version} (${p.files.join(', ')})`).join('; ') +
       '; fix: map each to a Debian source package in specs/buildroot-offline.yaml sources (then `clawos-build lock --update NAME`) ' +
