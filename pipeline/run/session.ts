@@ -100,12 +100,15 @@ export interface SourceRevision {
 }
 
 export async function sourceRevision(repoRoot: string): Promise<SourceRevision | null> {
-  const head = await runProcess(['git', '-C', repoRoot, 'rev-parse', '--verify', 'HEAD'], { captureStdout: true });
-  if (!head.ok || !/^[0-9a-f]{40}$/.test(head.stdout.trim())) return null;
+  // One git call: porcelain v2 with --branch names the commit (`# branch.oid`) above the changed files.
   // Tracked files only: an untracked file (a CI harness's own log, say) is not part of the commit's identity.
   // A new input left uncommitted is not lost either: `reproduce` from the commit then finds outputs that differ.
-  const st = await runProcess(['git', '-C', repoRoot, 'status', '--porcelain', '--untracked-files=no'], { captureStdout: true });
-  return { commit: head.stdout.trim(), dirty: !st.ok || st.stdout.trim() !== '' };
+  const st = await runProcess(['git', '-C', repoRoot, 'status', '--porcelain=v2', '--branch', '--untracked-files=no'], { captureStdout: true });
+  if (!st.ok) return null;
+  const lines = st.stdout.split('\n').filter((l) => l !== '');
+  const oid = lines.find((l) => l.startsWith('# branch.oid '))?.slice('# branch.oid '.length);
+  if (!oid || !/^[0-9a-f]{40}$/.test(oid)) return null; // outside git, or no commit yet ("(initial)")
+  return { commit: oid, dirty: lines.some((l) => !l.startsWith('#')) };
 }
 
 /** SOURCE_DATE_EPOCH: from the environment, else specs/release.yaml. */

@@ -6,7 +6,7 @@ import { run } from '../../lib/proc.js';
 import { sourceRevision } from './session.js';
 
 describe('sourceRevision: the commit a run records, and whether its tracked files changed', () => {
-  it('null outside git; the commit, clean with an untracked file, dirty with a changed tracked file', async () => {
+  it('null outside git and before the first commit; the commit, clean with an untracked file, dirty with a changed tracked file', async () => {
     const d = await dir({ unsafeCleanup: true });
     try {
       expect(await sourceRevision(d.path)).toBeNull();
@@ -14,6 +14,7 @@ describe('sourceRevision: the commit a run records, and whether its tracked file
       await git('init', '-q');
       await writeFile(join(d.path, 'a.yaml'), 'a: 1\n');
       await git('add', 'a.yaml');
+      expect(await sourceRevision(d.path)).toBeNull(); // no commit yet
       await git('commit', '-qm', 'a');
       const head = (await git('rev-parse', 'HEAD')).stdout.trim();
       await writeFile(join(d.path, 'ci-harness.log'), 'x');
