@@ -11,7 +11,7 @@ import { run } from '../lib/proc.js';
 import { repoRootDir } from '../lib/repo-root.js';
 import type { Catalog } from '../pipeline/catalog/load-tasks.js';
 import { StateStore } from '../pipeline/run/state.js';
-import { compareSubjects, readBundleBuild, seedInstances } from '../pipeline/run/reproduce.js';
+import { compareSubjects, reusedOutputs, readBundleBuild, seedInstances } from '../pipeline/run/reproduce.js';
 import { storeHas } from '../vault/store.js';
 import { ARCHES, makePipelineFixture, type PipelineFixture } from './fixtures/vault/pipeline-bundle.js';
 
@@ -61,8 +61,14 @@ describe('reproduce --reuse-kernel: seeding the kernels of an earlier build', ()
     await mkdir(fresh, { recursive: true });
     const seeded = await seedInstances(fx.repo.buildDir, fresh, catalog, ['stand-in-kernel'], ARCHES);
     // A-01 and what it was built from (C-06).
-    expect(seeded).toEqual(['C-06', 'A-01@x86_64', 'A-01@aarch64']);
+    expect(seeded.map((s) => s.id)).toEqual(['C-06', 'A-01@x86_64', 'A-01@aarch64']);
     const st = await StateStore.open(fresh);
+    // Kept by the rebuild: its outputs were taken over. Run again (a new record): rebuilt, they count.
+    const kept = reusedOutputs(seeded, (id) => st.instance(id));
+    expect(kept.has('kernel-engineer/x86_64/vmlinuz')).toBe(true);
+    const rerun = reusedOutputs(seeded, (id) => (id === 'A-01@x86_64' ? { ...st.instance(id)!, finished_at: 'later' } : st.instance(id)));
+    expect(rerun.has('kernel-engineer/x86_64/vmlinuz')).toBe(false);
+    expect(rerun.has('kernel-engineer/aarch64/vmlinuz')).toBe(true);
     const rec = st.instance('A-01@x86_64')!;
     expect(rec.status).toBe('PASS');
     for (const [p, o] of Object.entries(rec.outputs)) {

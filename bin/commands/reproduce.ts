@@ -15,7 +15,7 @@ import { InfraError, UserError } from '../../lib/errors.js';
 import { formatDuration } from '../../lib/format.js';
 import { run as runProcess } from '../../lib/proc.js';
 import { findModuleSigningKey, MAKE_MODULE_SIGNING_KEY } from '../../pipeline/kernel/module-signing-key.js';
-import { bundleArtifact, compareSubjects, readBundleBuild, seedInstances, type SubjectComparison } from '../../pipeline/run/reproduce.js';
+import { bundleArtifact, compareSubjects, readBundleBuild, reusedOutputs, seedInstances, type SeededInstance, type SubjectComparison } from '../../pipeline/run/reproduce.js';
 import { loadValidCatalog, sourceRevision } from '../../pipeline/run/session.js';
 import { defaultKeyDir, defaultTrustFile } from '../../vault/key-dir.js';
 import { loadTrust } from '../../vault/keys.js';
@@ -93,11 +93,11 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
   const buildDir = join(out, 'build');
   await mkdir(buildDir, { recursive: true });
 
-  let seeded: string[] = [];
+  let seededInstances: SeededInstance[] = [];
   if (a.reuseKernel) {
     const catalog = await loadValidCatalog(io.repoRoot);
-    seeded = await seedInstances(resolve(a.reuseKernel), buildDir, catalog, REUSED_STEPS, b.arches);
-    say(`reproduce: kernels taken over from ${resolve(a.reuseKernel)} (${seeded.join(', ')}); everything else is rebuilt`);
+    seededInstances = await seedInstances(resolve(a.reuseKernel), buildDir, catalog, REUSED_STEPS, b.arches);
+    say(`reproduce: kernels taken over from ${resolve(a.reuseKernel)} (${seededInstances.map((s) => s.id).join(', ')}); everything else is rebuilt`);
   }
   say(`reproduce: rebuilding bundle ${b.runId} (commit ${b.source.commit.slice(0, 12)}, SOURCE_DATE_EPOCH ${b.sourceDateEpoch}, ${b.arches.join(' + ')}) in ${buildDir}`);
   const argv = [process.execPath, join(io.repoRoot, 'bin', 'clawos-build.js'), 'all', '--build-dir', buildDir, '--arch', b.arches.join(','), '--jobs', String(a.jobs)];
@@ -110,12 +110,15 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
   });
   if (r.spawnError) throw new InfraError(`could not start the rebuild: ${r.spawnError}`);
 
-  // Outputs the rebuild took over are not evidence of anything: named apart.
-  const reusedPaths = new Set<string>();
-  if (seeded.length) {
+  // Outputs the rebuild took over are not evidence of anything: named apart. A seeded
+  // instance the rebuild ran again (its fingerprint differed here) was rebuilt: it counts.
+  let reusedPaths = new Set<string>();
+  let seeded: string[] = [];
+  if (seededInstances.length) {
     const { StateStore } = await import('../../pipeline/run/state.js');
     const st = await StateStore.open(buildDir);
-    for (const id of seeded) for (const p of Object.keys(st.instance(id)?.outputs ?? {})) reusedPaths.add(p);
+    reusedPaths = reusedOutputs(seededInstances, (id) => st.instance(id));
+    seeded = seededInstances.filter((s) => Object.keys(s.record.outputs).some((p) => reusedPaths.has(p))).map((s) => s.id);
   }
   const cmp = await compareSubjects(b.subjects, buildDir, reusedPaths);
   const outputs = cmp.filter((c) => c.role === 'output' && !c.reused);

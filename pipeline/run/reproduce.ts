@@ -15,7 +15,7 @@ import type { Catalog } from '../catalog/load-tasks.js';
 import { buildGraph } from '../catalog/graph.js';
 import { isPassed } from '../catalog/outcome.js';
 import { outDirOf } from './context.js';
-import { StateStore } from './state.js';
+import { StateStore, type InstanceRecord } from './state.js';
 
 /** Subjects that are build outputs: a rebuild from the same commit and lock must give the same bytes. */
 export const BUILD_OUTPUT_KINDS: readonly SubjectKind[] = ['kernel', 'initramfs', 'iso', 'sbom'];
@@ -67,9 +67,9 @@ export async function readBundleBuild(bundleDir: string): Promise<BundleBuild> {
  * reused with the inputs it was built from): their state records, their outputs
  * hard-linked, and those outputs in the new vault store. The run then finds them
  * up to date exactly when their fingerprints (inputs, tools, lock, key) match
- * here too, and rebuilds them otherwise. Returns the seeded instance ids.
+ * here too, and rebuilds them otherwise. Returns the seeded instances with the records taken over.
  */
-export async function seedInstances(fromDir: string, buildDir: string, catalog: Catalog, steps: readonly string[], arches: readonly string[]): Promise<string[]> {
+export async function seedInstances(fromDir: string, buildDir: string, catalog: Catalog, steps: readonly string[], arches: readonly string[]): Promise<SeededInstance[]> {
   const graph = buildGraph(catalog.tasks, [...arches]);
   const wanted = new Set<string>();
   const visit = (id: string) => {
@@ -80,7 +80,7 @@ export async function seedInstances(fromDir: string, buildDir: string, catalog: 
   for (const inst of graph.order) if (steps.includes(inst.task.spec.uses ?? '')) visit(inst.id);
   const from = await StateStore.open(fromDir);
   const to = await StateStore.open(buildDir);
-  const seeded: string[] = [];
+  const seeded: SeededInstance[] = [];
   for (const inst of graph.order.filter((i) => wanted.has(i.id))) {
     const rec = from.instance(inst.id);
     if (!rec || !isPassed(rec.status)) throw new UserError(`${fromDir}: ${inst.id} has no passed result to reuse`, `build it there first (clawos-build all --build-dir ${fromDir})`);
@@ -94,10 +94,29 @@ export async function seedInstances(fromDir: string, buildDir: string, catalog: 
     await linkTree(outDirOf(fromDir, inst), outDirOf(buildDir, inst), inst.arch ? [] : arches);
     for (const rel of Object.keys(rec.outputs)) await storePut(buildDir, join(buildDir, rel));
     await to.putInstance(rec);
-    seeded.push(rec.id);
+    seeded.push({ id: rec.id, record: rec });
   }
   await to.save();
   return seeded;
+}
+
+export interface SeededInstance {
+  id: string;
+  /** The record taken over: the rebuild kept it when it found the instance up to date. */
+  record: InstanceRecord;
+}
+
+/**
+ * The outputs the rebuild really took over: those of seeded instances whose record it
+ * kept. One it ran again (its fingerprint differed here) was rebuilt: its outputs count.
+ */
+export function reusedOutputs(seeded: readonly SeededInstance[], after: (id: string) => InstanceRecord | undefined): Set<string> {
+  const out = new Set<string>();
+  for (const s of seeded) {
+    if (JSON.stringify(after(s.id)) !== JSON.stringify(s.record)) continue;
+    for (const p of Object.keys(s.record.outputs)) out.add(p);
+  }
+  return out;
 }
 
 /** Hard-links every file under `from` into `to` (created), skipping top-level folders named in `skip` (other instances' arch dirs). */
