@@ -21,7 +21,7 @@ import { once } from 'node:events';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../lib/atomic-write.js';
 import { InfraError } from '../lib/errors.js';
-import { readBundleManifest, type BundleManifest } from '../vault/bundle.js';
+import { readBundleManifest, readBundleStatement, type BundleManifest } from '../vault/bundle.js';
 import { exportBundle } from '../vault/export.js';
 import { loadTrust } from '../vault/keys.js';
 import { verifyBundle } from '../vault/verify.js';
@@ -103,8 +103,7 @@ async function listTree(root: string, rel = ''): Promise<string[]> {
 
 /** The verified statement's subjects of one kind (the bundle passed verifyBundle before this is read). */
 async function subjectsOfKind(bundleDir: string, kind: string): Promise<string[]> {
-  const env = JSON.parse(await readFile(join(bundleDir, 'attestation.dsse.json'), 'utf8')) as { payload: string };
-  const st = JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as { subject: { name: string; annotations?: { kind?: string } }[] };
+  const st = await readBundleStatement(bundleDir);
   return st.subject.filter((s) => s.annotations?.kind === kind).map((s) => s.name);
 }
 

@@ -14,7 +14,7 @@ import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../lib/atomic-write.js';
 import { sha256File, sha256Hex } from '../lib/hash.js';
 import { canonicalBytes } from './jcs.js';
-import { buildStatement, statementBytes, type ProvenanceInput, type SubjectKind } from './attestation.js';
+import { buildStatement, statementBytes, type ProvenanceInput, type Statement, type SubjectKind } from './attestation.js';
 import { envelopeBytes, INTOTO_PAYLOAD_TYPE, MANIFEST_PAYLOAD_TYPE, signEnvelope } from './dsse.js';
 import { logRoot, splitLines, verifyChain } from './event-chain.js';
 import type { Signer } from './keys.js';
@@ -168,6 +168,12 @@ export async function writeBundle(input: WriteBundleInput): Promise<WriteBundleR
     await rm(tmp, { recursive: true, force: true });
     throw e;
   }
+}
+
+/** The in-toto statement a bundle's attestation envelope carries (decoded, not verified: verify the bundle first). */
+export async function readBundleStatement(dir: string): Promise<Statement> {
+  const env = JSON.parse(await readFile(join(dir, ATTESTATION_FILE), 'utf8')) as { payload: string };
+  return JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as Statement;
 }
 
 /** Re-sign helpers for tools (and the tamper tests): the manifest of a bundle dir. */

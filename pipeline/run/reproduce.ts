@@ -4,12 +4,12 @@
  * cheaper check: rebuild everything else), and every attested subject compared
  * by sha256 with the rebuild.
  */
-import { link, mkdir, readdir, readFile, readlink, symlink } from 'node:fs/promises';
+import { link, mkdir, readdir, readlink, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../../lib/errors.js';
 import { sha256File } from '../../lib/hash.js';
-import { ATTESTATION_FILE, ARTIFACTS_DIR } from '../../vault/bundle.js';
-import type { Statement, SubjectKind } from '../../vault/attestation.js';
+import { ATTESTATION_FILE, ARTIFACTS_DIR, readBundleStatement } from '../../vault/bundle.js';
+import type { SubjectKind } from '../../vault/attestation.js';
 import { storePut } from '../../vault/store.js';
 import type { Catalog } from '../catalog/load-tasks.js';
 import { buildGraph } from '../catalog/graph.js';
@@ -40,8 +40,7 @@ export interface BundleBuild {
 
 /** The (already verified) bundle's statement, read for what reproduce needs. */
 export async function readBundleBuild(bundleDir: string): Promise<BundleBuild> {
-  const env = JSON.parse(await readFile(join(bundleDir, ATTESTATION_FILE), 'utf8')) as { payload: string };
-  const st = JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as Statement;
+  const st = await readBundleStatement(bundleDir);
   const ext = st.predicate.buildDefinition.externalParameters as {
     arches?: string[];
     source_date_epoch?: number;
