@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { cp, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeTestRepo, taskYaml, type TestRepo } from './helpers/test-repo.js';
+import { makeTestRepo, OPEN_GATES as GATES, taskYaml, type TestRepo } from './helpers/test-repo.js';
 import { openRun } from '../pipeline/run/session.js';
 import { runPhases } from '../pipeline/run/phases.js';
 import { loadGateSpecs } from '../pipeline/run/gates.js';
@@ -17,13 +17,6 @@ import { sha256File } from '../lib/hash.js';
 import { loadOfflineSpec } from '../pipeline/rootfs/buildroot-offline.js';
 import { runExitCode } from '../bin/commands/run-phases.js';
 import { builtinSteps } from '../pipeline/steps/index.js';
-
-const GATES = `gates:
-  P1: { title: One, rule: r1, require_pass: [], require_arches: [] }
-  P2: { title: Two, rule: r2, require_pass: [], require_arches: [] }
-  P3: { title: Three, rule: r3, require_pass: [], require_arches: [] }
-  P4: { title: Four, rule: r4, require_pass: [], require_arches: [] }
-`;
 
 let repo: TestRepo | null = null;
 afterEach(async () => {

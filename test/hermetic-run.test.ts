@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { makeTestRepo, taskYaml, type TestRepo } from './helpers/test-repo.js';
+import { makeTestRepo, OPEN_GATES as GATES, taskYaml, type TestRepo } from './helpers/test-repo.js';
 import { openRun } from '../pipeline/run/session.js';
 import { runPhases } from '../pipeline/run/phases.js';
 import { loadGateSpecs } from '../pipeline/run/gates.js';
@@ -19,13 +19,6 @@ import { run } from '../lib/proc.js';
 import { NO_SANDBOX, type SandboxMode } from '../lib/sandbox.js';
 import { readAllRuns } from '../vault/vault-history.js';
 import { repoRootDir } from '../lib/repo-root.js';
-
-const GATES = `gates:
-  P1: { title: One, rule: r1, require_pass: [], require_arches: [] }
-  P2: { title: Two, rule: r2, require_pass: [], require_arches: [] }
-  P3: { title: Three, rule: r3, require_pass: [], require_arches: [] }
-  P4: { title: Four, rule: r4, require_pass: [], require_arches: [] }
-`;
 
 let repo: TestRepo | null = null;
 afterEach(async () => {

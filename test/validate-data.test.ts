@@ -8,14 +8,7 @@ import { cp, mkdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../lib/proc.js';
 import { repoRootDir } from '../lib/repo-root.js';
-import { makeTestRepo, taskYaml, type TestRepo } from './helpers/test-repo.js';
-
-const GATES = `gates:
-  P1: { title: One, rule: r1, require_pass: [], require_arches: [] }
-  P2: { title: Two, rule: r2, require_pass: [], require_arches: [] }
-  P3: { title: Three, rule: r3, require_pass: [], require_arches: [] }
-  P4: { title: Four, rule: r4, require_pass: [], require_arches: [] }
-`;
+import { makeTestRepo, OPEN_GATES as GATES, taskYaml, type TestRepo } from './helpers/test-repo.js';
 
 let repo: TestRepo | null = null;
 afterEach(async () => {

@@ -14,6 +14,14 @@ export interface TestRepo {
   write(rel: string, text: string): Promise<void>;
 }
 
+/** Four gates that require nothing: for tests about tasks, not gate rules. */
+export const OPEN_GATES = `gates:
+  P1: { title: One, rule: r1, require_pass: [], require_arches: [] }
+  P2: { title: Two, rule: r2, require_pass: [], require_arches: [] }
+  P3: { title: Three, rule: r3, require_pass: [], require_arches: [] }
+  P4: { title: Four, rule: r4, require_pass: [], require_arches: [] }
+`;
+
 export async function makeTestRepo(gates: string): Promise<TestRepo> {
   const d = await dir({ unsafeCleanup: true });
   const real = repoRootDir();
