@@ -212,6 +212,10 @@ describe('runBootFloorBench', () => {
     expect(r.samples.every((s) => s.marker_ms !== null && s.marker_ms >= s.stage_ms.init! && s.stage_ms.init! >= s.stage_ms.kernel!)).toBe(true);
     expect(r.samples[0]!.serial_log).toBe('seabios/iso-1/seabios.serial.log');
     expect(await readFile(join(d, 'bench', 'seabios', 'iso-1', 'seabios.serial.log'), 'utf8')).toContain('CLAWOS-BOOT-OK');
+    // The timed copy: seconds since the boot began, then the line without its escapes.
+    const timed = (await readFile(join(d, 'bench', 'ovmf', 'iso-1', 'ovmf.timed.log'), 'utf8')).split('\n');
+    expect(timed[0]).toMatch(/^ +\d+\.\d\d BdsDxe: loading Boot0001 "UEFI QEMU DVD-ROM QM00005 " from /);
+    expect(timed.filter((l) => / CLAWOS-BOOT-OK$/.test(l))).toHaveLength(1);
 
     const boots = (await readFile(argsFile, 'utf8')).split('--\n').filter(Boolean).map((b) => b.trim().split('\n'));
     expect(boots).toHaveLength(4);

@@ -14,7 +14,8 @@
 import { join } from 'node:path';
 import type { Runner } from '../../lib/proc.js';
 import { bootIso, type BootRecord } from '../../qemu/boot.js';
-import type { StageTimes } from '../../qemu/classify-boot.js';
+import { stripAnsi, type StageTimes } from '../../qemu/classify-boot.js';
+import { writeFileAtomic } from '../../lib/atomic-write.js';
 import type { BootVariant, QemuMachine } from '../../qemu/machine.js';
 import { median } from './stock-bench.js';
 
@@ -51,7 +52,7 @@ export interface FloorSample extends PlannedFloorBoot {
   stage_ms: StageTimes;
   /** ms from QEMU start to the final marker; null unless the boot PASSed. */
   marker_ms: number | null;
-  /** Relative to the bench dir. */
+  /** Relative to the bench dir; beside it, <variant>.timed.log: each line with its seconds since the boot began. */
   serial_log: string;
 }
 
@@ -275,6 +276,9 @@ export async function runBootFloorBench(o: BootFloorOptions): Promise<BootFloorR
     if (o.signal?.aborted) break;
     o.progress?.(`${o.machine.arch}/${b.variant}: ${b.mode} boot, round ${b.round}/${o.runs} (${i + 1}/${plan.length}, ${o.accel})`);
     const dir = join(o.outDir, b.variant, `${b.mode}-${b.round}`);
+    // Each console line with its arrival time: where the time goes, gap by gap.
+    const timed: string[] = [];
+    const t0 = Date.now();
     // Both modes boot exactly as the boot lab does (bootIso, one at a time, the
     // accelerator's own timeout); only the medium differs.
     const rec = await bootIso({
@@ -290,7 +294,11 @@ export async function runBootFloorBench(o: BootFloorOptions): Promise<BootFloorR
       binary: o.binary,
       env: o.envFor?.(b),
       settleMs: o.settleMs,
+      sink: (stream, line) => {
+        if (stream === 'stdout') timed.push(`${((Date.now() - t0) / 1000).toFixed(2).padStart(7)} ${stripAnsi(line)}`);
+      },
     });
+    await writeFileAtomic(join(dir, `${b.variant}.timed.log`), timed.join('\n') + (timed.length ? '\n' : ''));
     qemuVersion ??= rec.qemu_version;
     const s: FloorSample = {
       ...b,
