@@ -241,9 +241,29 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'bench',
-    summary: "G-08 by hand: ClawOS's kernel against Debian's stock kernel, same initramfs and QEMU machine",
-    details: ['prints the ratio table per arch'],
-    options: [{ owner: 'the bench command', options: [{ name: 'runs', type: 'string', value: 'N', help: 'boots per kernel (default 3)', default: 3, parse: positiveInt('--runs') }] }, BUILD_OPTIONS],
+    summary: "G-08 by hand: ClawOS's kernel against Debian's stock kernel, same initramfs and QEMU machine; bench boot: the ISO against the -kernel floor",
+    words: '[stock|boot]',
+    details: [
+      'prints the ratio table per arch;',
+      'bench boot: time to the final marker of the ISO and of the same kernel and initramfs',
+      "booted with -kernel/-initrd by the same firmware, per boot variant, interleaved, as ISO/floor ratios",
+    ],
+    positionals: { max: 1, wrongCount: (p) => `unexpected argument "${p[1]}" for bench: bench takes stock (the default) or boot` },
+    options: [
+      {
+        owner: 'the bench command',
+        options: [
+          { name: 'runs', type: 'string', value: 'N', help: 'boots per kernel, or per variant and mode for bench boot (default 3)', default: 3, parse: positiveInt('--runs') },
+          { name: 'firmware', type: 'string', value: 'bios|uefi|NAME', help: "bench boot: the firmware variants of the arch's machine (default: every one)" },
+        ],
+      },
+      BUILD_OPTIONS,
+    ],
+    check: (a) => {
+      const mode = a.positionals[0] ?? 'stock';
+      if (mode !== 'stock' && mode !== 'boot') throw new UsageError(`unknown bench "${mode}": bench takes stock (the default) or boot`);
+      if (a.firmware && mode !== 'boot') throw new UsageError('--firmware goes with bench boot');
+    },
     load: () => import('./commands/bench.js').then((m) => m.run),
   },
   {

@@ -66,6 +66,8 @@ describe('machine definitions', () => {
       '-monitor',
       'none',
       '-no-reboot',
+      '-boot',
+      'menu=on,splash-time=0',
       '-bios',
       '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd',
       '-device',
