@@ -203,6 +203,16 @@ export const COMMANDS: readonly CommandEntry[] = [
           { name: 'trust', type: 'string', value: 'keys.json', help: 'the trusted public keys to verify the bundle with' },
           { name: 'retries', type: 'string', value: 'N', help: 'run: runs of a job that did not PASS before it counts (default 1)', default: 1, parse: nonNegativeInt('--retries') },
           { name: 'lab', type: 'string', value: 'NAME', help: 'who ran the jobs, recorded with each verdict (default lava-run@<host>)' },
+          {
+            name: 'sha256',
+            type: 'string',
+            value: 'HEX',
+            help: 'ingest: the sha256 of the ISO the results must be for (instead of --iso)',
+            parse: (raw) => {
+              if (!/^[0-9a-f]{64}$/.test(raw)) throw new UsageError(`--sha256 takes 64 lowercase hex digits, not "${raw}"`);
+              return raw;
+            },
+          },
         ],
       },
       BUILD_OPTIONS,

@@ -245,6 +245,8 @@ export interface LavaIngestOptions {
   dirs: string[];
   /** The ISO the results must be for; default: the build's ISO of the job's arch. */
   iso?: string;
+  /** Or its sha256 (the ISO need not be here: a lab's results for a released ISO). */
+  isoSha256?: string;
   lab: string;
   arches: Map<string, ArchSpec>;
   generator: string;
@@ -269,9 +271,11 @@ export async function ingestLavaResults(o: LavaIngestOptions): Promise<IngestRes
     const arch = o.arches.get(r.binding.arch);
     if (!arch) throw new UserError(`${dir}: the job is for arch ${r.binding.arch}, which this build does not know`);
     const iso = resolve(o.iso ?? (await buildIso(o.repoRoot, o.buildDir, arch.name)));
-    const isoSha = await sha256File(iso).catch(() => {
-      throw new UserError(`${dir}: no ISO at ${iso} to bind the results to`, 'give --iso FILE: the ISO the jobs were exported for');
-    });
+    const isoSha =
+      o.isoSha256 ??
+      (await sha256File(iso).catch(() => {
+        throw new UserError(`${dir}: no ISO at ${iso} to bind the results to`, 'give --iso FILE (the ISO the jobs were exported for) or --sha256 HEX');
+      }));
     const expected = await loadExpectedChecks(join(o.repoRoot, 'buildroot-external/board/clawos/checks.yaml'), arch.name, arch.guest as unknown as Record<string, unknown>);
     const judgement = judgeLava({ log: parseLavaLog(r.logText), binding: r.binding, isoSha256: isoSha, expectedChecks: expected });
     const key = `${r.binding.arch} ${r.binding.variant}`;

@@ -82,6 +82,8 @@ export function parseLavaLog(text: string): ParsedLavaLog {
   const rawLines = text.split('\n');
   if (rawLines.at(-1) === '') rawLines.pop();
   let t0: number | null = null;
+  // What LAVA typed into the console (poweroff at the end): its echo is not guest output.
+  const typed = new Set<string>();
   for (const [i, raw] of rawLines.entries()) {
     if (!raw.trim()) continue;
     out.lines++;
@@ -92,7 +94,9 @@ export function parseLavaLog(text: string): ParsedLavaLog {
     }
     out.started ??= l.dt;
     out.ended = l.dt;
-    if (l.lvl === 'target' || l.lvl === 'feedback') {
+    if (l.lvl === 'input' && typeof l.msg === 'string') {
+      typed.add(l.msg.trim());
+    } else if ((l.lvl === 'target' || l.lvl === 'feedback') && !(typeof l.msg === 'string' && typed.has(l.msg.trim()))) {
       const ms = Date.parse(`${l.dt}Z`);
       t0 ??= ms;
       out.console.push({ text: typeof l.msg === 'string' ? l.msg : JSON.stringify(l.msg), ms: ms - t0 });
@@ -186,7 +190,10 @@ const INFRA_TYPES = new Set(['Infrastructure', 'Bug', 'Configuration', 'Canceled
 export function judgeLava(o: JudgeInput): LavaJudgement {
   const { log, binding } = o;
   const consoleText = log.console.map((c) => c.text).join('\n');
-  const cls = classifyBoot({ log: consoleText, lineTimesMs: log.console.map((c) => c.ms), expectedChecks: o.expectedChecks });
+  // LAVA stopped a guest that ran out of time: the classifier reads that console as a timeout, as the boot lab's.
+  const monitorFail = String(log.cases.find((x) => x.suite === 'lava' && x.case === 'lava-test-monitor')?.extra.fail ?? '');
+  const timedOut = /timed out/i.test(`${log.job?.error_msg ?? ''} ${monitorFail}`);
+  const cls = classifyBoot({ log: consoleText, lineTimesMs: log.console.map((c) => c.ms), expectedChecks: o.expectedChecks, timedOut });
   const consoleView = { verdict: cls.verdict, reason: cls.reason, stage: cls.stage, stageMs: cls.stageMs, message: cls.message };
 
   // The checks as LAVA recorded them; a check reported twice (a rebooting guest) fails if either report failed.
@@ -220,6 +227,17 @@ export function judgeLava(o: JudgeInput): LavaJudgement {
   if (got !== undefined && got !== o.isoSha256) {
     return v('FAIL', 'lava-other-iso', `LAVA deployed an ISO with sha256 ${got}, not this ISO (${o.isoSha256})`);
   }
+  const problems = [...failed.map((n) => `${n} failed`), ...missing.map((n) => `${n} missing`)].join(', ');
+  // What the guest itself printed is the guest's, whatever LAVA made of the job: a failed check,
+  // CLAWOS-BOOT-FAILED, a panic or oops (a panicking guest ends QEMU, which LAVA calls an
+  // Infrastructure error: "Connection closed").
+  if (failed.length || marker === 'fail') {
+    return v('FAIL', 'boot-check-failed', `${marker === 'fail' ? 'CLAWOS-BOOT-FAILED' : 'a check failed'}: ${problems || 'no failed check recorded'}`);
+  }
+  if (cls.verdict === 'FAIL' && (cls.reason === 'boot-panic' || cls.reason === 'boot-oops')) {
+    return v('FAIL', cls.reason, `${cls.message} (on the console LAVA recorded; LAVA job ${state})`);
+  }
+  // Without such evidence, the lab's failure is the lab's: never a FAIL of the ISO.
   if (log.job && INFRA_TYPES.has(log.job.error_type ?? '')) {
     return v('INFRA_ERROR', 'lava-infra', `LAVA ${state}; ${seen}`);
   }
@@ -229,18 +247,12 @@ export function judgeLava(o: JudgeInput): LavaJudgement {
   if (monitor && monitor.result !== 'pass') {
     return v('TIMEOUT', 'boot-timeout', `LAVA's monitor did not see the marker (${String(monitor.extra.status ?? monitor.result)}); ${seen}`);
   }
-  const problems = [...failed.map((n) => `${n} failed`), ...missing.map((n) => `${n} missing`)].join(', ');
-  // What the guest reported is the guest's, even in a log that was cut or a job that errored.
-  if (failed.length || marker === 'fail') {
-    return v('FAIL', 'boot-check-failed', `${marker === 'fail' ? 'CLAWOS-BOOT-FAILED' : 'a check failed'}: ${problems || 'no failed check recorded'}`);
-  }
-  if (cls.verdict === 'FAIL' && (cls.reason === 'boot-panic' || cls.reason === 'boot-oops')) {
-    return v('FAIL', cls.reason, `${cls.message} (on the console LAVA recorded)`);
-  }
   if (!log.job) {
     return v('INFRA_ERROR', 'lava-log-truncated', `the LAVA log is truncated: it ends at ${log.ended ?? 'its start'} with no job result${log.unreadable.length ? ` (line ${log.unreadable.at(-1)!.line} is not a log record)` : ''}, so its cases cannot be trusted whole; ${seen}`);
   }
   if (log.job.result !== 'pass') {
+    // A job LAVA refused or could not deploy never booted the ISO: nothing to blame it for.
+    if (!log.console.length) return v('INFRA_ERROR', 'lava-job-error', `the boot never started: LAVA ${state}`);
     return v('FAIL', 'lava-job-error', `LAVA ${state}; ${seen}`);
   }
   if (!marker) {

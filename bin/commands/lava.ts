@@ -57,7 +57,8 @@ export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
       if (!found.length) throw new UserError(`${r}: no LAVA results here (a folder holding job.yaml and lava-log.yaml, or folders of them)`);
       dirs.push(...found);
     }
-    const res = await ingestLavaResults({ repoRoot: io.repoRoot, buildDir, dirs, iso: a.iso as string | undefined, lab: (a.lab as string | undefined) ?? defaultLab(), arches, generator });
+    if (a.iso && a.sha256) throw new UsageError('--iso and --sha256 do not go together: both name the ISO the results must be for');
+    const res = await ingestLavaResults({ repoRoot: io.repoRoot, buildDir, dirs, iso: a.iso as string | undefined, isoSha256: a.sha256 as string | undefined, lab: (a.lab as string | undefined) ?? defaultLab(), arches, generator });
     return report(res.items, res.run_id, io, json);
   }
 
