@@ -8,6 +8,9 @@ import { describe, expect, test } from 'vitest';
 import { repoRootDir } from '../lib/repo-root.js';
 import { findAccelerator, loadMachine, type QemuMachine } from '../qemu/machine.js';
 import { MONITORS, renderLavaDevice, renderLavaJob, splitVariantArgs } from './lava-job.js';
+import { bootSpan } from './lava-lab.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const ROOT = repoRootDir();
 const ISO = { url: 'https://lab.example/clawos-x86_64.iso', sha256: 'a'.repeat(64), vouched_by: 'signed bundle b: run r, release 0.1.0, as artifacts/x.iso' };
@@ -92,5 +95,13 @@ describe('renderLavaDevice', () => {
       command: 'qemu-system-aarch64',
       options: ['-machine', 'virt', '-accel', 'tcg', '-cpu', 'max,pauth-impdef=on', '-m', '512M', '-smp', '1', '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio', '-monitor', 'none', '-no-reboot'],
     });
+  });
+});
+
+describe('bootSpan', () => {
+  test("the guest's time under LAVA: from QEMU's start (Boot command) to the monitor's end, in a real lava-run log", () => {
+    const log = readFileSync(join(ROOT, 'test', 'fixtures', 'lava', 'x86_64-seabios-pass', 'lava-log.yaml'), 'utf8');
+    expect(bootSpan(log)).toBe(58920);
+    expect(bootSpan('{"dt": "2026-12-06T07:05:52.459651", "lvl": "info", "msg": "no boot"}\n')).toBe(null);
   });
 });

@@ -136,7 +136,7 @@ export interface LavaRunAttempt {
   exit_code: number | null;
   wall_ms: number;
   judgement: LavaJudgement;
-  /** Wall time minus the console's span (first to last guest line): what LAVA adds around the boot. */
+  /** Wall time minus the boot's span (QEMU start to the monitor's end): what LAVA adds around the boot. */
   overhead_ms: number | null;
 }
 
@@ -190,7 +190,7 @@ export async function runLavaJobs(o: LavaRunOptions): Promise<LavaRunAttempt[]> 
       await writeFile(join(dir, RESULT_FILES.log), logLines.join('\n') + '\n');
       if (r.spawnError) throw new InfraError(`${lavaRun} could not be started: ${r.spawnError}`, 'apt-get install lava-dispatcher (it is in specs/host-packages.txt, so bin/bootstrap installs it)');
       const judgement = await judgeResults(dir, j.iso_sha256, await o.expectedChecks(j.arch));
-      const span = consoleSpan(await readFile(join(dir, RESULT_FILES.log), 'utf8'));
+      const span = bootSpan(await readFile(join(dir, RESULT_FILES.log), 'utf8'));
       const a: LavaRunAttempt = { arch: j.arch, variant: j.variant, attempt, dir, exit_code: r.exitCode, wall_ms: wall, judgement, overhead_ms: span === null ? null : Math.max(0, wall - span) };
       out.push(a);
       o.log?.(`${j.arch} ${j.variant} attempt ${attempt}: ${judgement.verdict}${judgement.reason ? ` [${judgement.reason}]` : ''} in ${(wall / 1000).toFixed(1)} s (lava-run exit ${r.exitCode}; LAVA job ${judgement.lava_state})${judgement.verdict === 'PASS' ? '' : `: ${judgement.message}`}`);
@@ -200,10 +200,25 @@ export async function runLavaJobs(o: LavaRunOptions): Promise<LavaRunAttempt[]> 
   return out;
 }
 
-/** ms from the first to the last console line of a LAVA log. */
-export function consoleSpan(logText: string): number | null {
-  const c = parseLavaLog(logText).console;
-  return c.length ? c.at(-1)!.ms - c[0]!.ms : null;
+/**
+ * ms the guest ran under LAVA: from the log's "Boot command:" line (QEMU started)
+ * to the monitor's end (or the last console line). lava-run's wall time minus
+ * this is LAVA's own cost per job (validation, deploy copies, finalize, start-up).
+ */
+export function bootSpan(logText: string): number | null {
+  let start: number | null = null;
+  let monitorEnd: number | null = null;
+  let lastTarget: number | null = null;
+  for (const raw of logText.split('\n')) {
+    const m = /^(?:- )?\{"dt": "([^"]+)", "lvl": "([a-z]+)", "msg": (.*)\}$/.exec(raw);
+    if (!m) continue;
+    const t = Date.parse(`${m[1]}Z`);
+    if (start === null && m[2] === 'info' && m[3]!.startsWith('"Boot command:')) start = t;
+    else if (start !== null && m[2] === 'results' && m[3]!.includes('"case": "lava-test-monitor"')) monitorEnd = t;
+    else if (start !== null && monitorEnd === null && m[2] === 'target') lastTarget = t;
+  }
+  const end = monitorEnd ?? lastTarget;
+  return start !== null && end !== null ? end - start : null;
 }
 
 async function readResults(dir: string): Promise<{ binding: JobBinding; logText: string; jobText: string; jobId: string }> {

@@ -97,7 +97,7 @@ export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
   const res = await ingestLavaResults({ repoRoot: io.repoRoot, buildDir, dirs: attempts.map((x) => x.dir), iso: a.iso as string | undefined, lab: (a.lab as string | undefined) ?? defaultLab(), arches, generator });
   if (!json) {
     for (const x of attempts) {
-      io.print(`${x.arch} ${x.variant} attempt ${x.attempt}: lava-run ${(x.wall_ms / 1000).toFixed(1)} s, guest console ${x.overhead_ms === null ? '-' : `${((x.wall_ms - x.overhead_ms) / 1000).toFixed(1)} s`}, LAVA overhead ${x.overhead_ms === null ? '-' : `${(x.overhead_ms / 1000).toFixed(1)} s`}\n`);
+      io.print(`${x.arch} ${x.variant} attempt ${x.attempt}: lava-run ${(x.wall_ms / 1000).toFixed(1)} s, boot (QEMU start to the monitor's end) ${x.overhead_ms === null ? '-' : `${((x.wall_ms - x.overhead_ms) / 1000).toFixed(1)} s`}, LAVA overhead ${x.overhead_ms === null ? '-' : `${(x.overhead_ms / 1000).toFixed(1)} s`}\n`);
     }
   }
   return report(res.items, res.run_id, io, json, { attempts, results: join(base, 'results') });
