@@ -13,7 +13,7 @@ const FIX = join(repoRootDir(), 'test', 'fixtures', 'lava');
 const EXPECTED = ['kernel', 'lsm', 'lockdown', 'btf', 'cgroup2', 'seccomp', 'seccomp-filter', 'namespaces', 'module-sig', 'pivot-root', 'cpu-flags', 'apparmor', 'cgroup-quotas', 'kernel-log'];
 
 function load(name: string): { binding: JobBinding; log: string } {
-  const dir = join(FIX, `x86_64-seabios-${name}`);
+  const dir = join(FIX, name.includes('/') ? name.slice(1) : `x86_64-seabios-${name}`);
   const b = jobBinding(readFileSync(join(dir, 'job.yaml'), 'utf8'), 'job.yaml');
   if ('problem' in b) throw new Error(b.problem);
   return { binding: b, log: readFileSync(join(dir, 'lava-log.yaml'), 'utf8') };
@@ -133,5 +133,19 @@ describe('judgeLava: the same verdicts as the boot lab, never PASS on bad input'
   test('a job file clawos-build did not write is refused with its reason', () => {
     expect(jobBinding('job_name: x\ndevice_type: qemu\n', 'j.yaml')).toEqual({ problem: 'j.yaml: not a job clawos-build lava export wrote: its metadata lacks clawos.arch, clawos.variant, clawos.iso_sha256' });
     expect(jobBinding('metadata: {clawos.arch: x86_64}\n', 'j.yaml')).toEqual({ problem: 'j.yaml: not a job clawos-build lava export wrote: its metadata lacks clawos.variant, clawos.iso_sha256' });
+  });
+});
+
+describe('judgeLava on jobs `clawos-build lava run` rendered and ran (x86_64 SeaBIOS and OVMF, aarch64 UEFI with ACPI and with a device tree)', () => {
+  const AARCH64 = EXPECTED.filter((c) => c !== 'cpu-flags');
+  test.each([
+    ['/x86_64-seabios-run', EXPECTED],
+    ['/x86_64-ovmf-run', EXPECTED],
+    ['/aarch64-uefi-acpi-pass', AARCH64],
+    ['/aarch64-uefi-dt-pass', AARCH64],
+  ])('%s: PASS with every expected check, the console classifier agreeing', (name, expected) => {
+    const f = load(name);
+    const j = judgeLava({ log: parseLavaLog(f.log), binding: f.binding, isoSha256: f.binding.iso_sha256, expectedChecks: expected });
+    expect([j.verdict, j.message, j.console.verdict]).toEqual(['PASS', `CLAWOS-BOOT-OK, all ${expected.length} expected checks passed (LAVA job pass)`, 'PASS']);
   });
 });
