@@ -79,6 +79,14 @@ const RUN_OPTIONS: OptionGroup = {
   ],
 };
 
+/** A whole number from 0 up (--retries). */
+function nonNegativeInt(flag: string): (raw: string) => number {
+  return (raw) => {
+    if (!/^\d+$/.test(raw)) throw new UsageError(`${flag} takes a whole number (0 or more), not "${raw}"`);
+    return Number(raw);
+  };
+}
+
 function checkRun(a: ParsedArgs): void {
   if ((a.buildroot || a.buildrootSha256) && a.rootfsBackend !== 'buildroot') throw new UsageError('--buildroot and --buildroot-sha256 go with --rootfs-backend buildroot');
 }
@@ -172,6 +180,44 @@ export const COMMANDS: readonly CommandEntry[] = [
       BUILD_OPTIONS,
     ],
     load: () => import('./commands/flash.js').then((m) => m.run),
+  },
+  {
+    name: 'lava',
+    summary: 'board farms: LAVA jobs for every boot variant (export), run under the real lava-run (run), results judged into the vault (ingest)',
+    words: 'export|run|ingest [RESULTS ...]',
+    details: [
+      'export: one job per arch and boot variant in --out (default <build-dir>/lava/jobs), for an ISO a verified bundle vouches for',
+      'run: export, run each job with lava-run (root), retry a job that does not PASS, ingest; results in <build-dir>/lava/run-<time>/',
+      'ingest RESULTS: folders holding job.yaml + lava-log.yaml (lava run\'s, or a server\'s: lavacli jobs definition/logs --raw)',
+    ],
+    positionals: { min: 1, max: Infinity, wrongCount: () => 'lava needs export, run or ingest' },
+    options: [
+      {
+        owner: 'the lava command',
+        options: [
+          { name: 'out', type: 'string', value: 'DIR', help: 'where export writes the jobs, or run its jobs and results' },
+          { name: 'iso', type: 'string', value: 'FILE', help: "the ISO (one --arch; default: the build's)" },
+          { name: 'iso-url', type: 'string', value: 'URL', help: 'where a lab downloads the ISO ({arch}, {file} filled in; default file://ISO)' },
+          { name: 'allow-unverified', type: 'boolean', help: 'export an ISO no verified bundle vouches for (the jobs say so)' },
+          { name: 'bundle', type: 'string', value: 'DIR|TAR', help: "the signed bundle that must list the ISO (default: the build's newest)" },
+          { name: 'trust', type: 'string', value: 'keys.json', help: 'the trusted public keys to verify the bundle with' },
+          { name: 'retries', type: 'string', value: 'N', help: 'run: runs of a job that did not PASS before it counts (default 1)', default: 1, parse: nonNegativeInt('--retries') },
+          { name: 'lab', type: 'string', value: 'NAME', help: 'who ran the jobs, recorded with each verdict (default lava-run@<host>)' },
+          {
+            name: 'sha256',
+            type: 'string',
+            value: 'HEX',
+            help: 'ingest: the sha256 of the ISO the results must be for (instead of --iso)',
+            parse: (raw) => {
+              if (!/^[0-9a-f]{64}$/.test(raw)) throw new UsageError(`--sha256 takes 64 lowercase hex digits, not "${raw}"`);
+              return raw;
+            },
+          },
+        ],
+      },
+      BUILD_OPTIONS,
+    ],
+    load: () => import('./commands/lava.js').then((m) => m.run),
   },
   {
     name: 'lock',

@@ -58,6 +58,8 @@ export interface QemuMachine {
   direct_kernel?: { args: string[]; initrd_args?: string[] };
   accelerators: Accelerator[];
   variants: BootVariant[];
+  /** How a LAVA lab runs this machine (clawos-build lava export). */
+  lava?: { device_type: string };
 }
 
 /** What the guest boots from. */

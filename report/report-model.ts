@@ -18,6 +18,7 @@ import { listBundles, vaultView, type VaultView } from './vault-view.js';
 import { runSummaries, type RunSummary } from './changelog.js';
 import type { BootRow } from './boot-chart-svg.js';
 import type { Step } from '../pipeline/catalog/step.js';
+import { foldBootEvidence, type BootEvidence } from '../vault/lava-evidence.js';
 
 export interface TaskView {
   id: string;
@@ -55,6 +56,8 @@ export interface ReportModel {
   tasks: TaskView[];
   critical_path: { ids: string[]; total_ms: number; note: string };
   boots: (BootRow & { accel: string | null; message: string })[];
+  /** Boots other labs ran (LAVA), beside the built-in boot lab's, per ISO, arch and variant. */
+  lab_boots: BootEvidence[];
   security: SecurityView;
   vault: VaultView;
   runs: RunSummary[];
@@ -154,6 +157,7 @@ export async function buildReportModel(o: ReportModelOptions): Promise<ReportMod
     tasks,
     critical_path: cp,
     boots,
+    lab_boots: foldBootEvidence(rec.runs.map((r) => ({ runId: r.run_id, events: r.events }))),
     security: await securityView(o.buildDir, rec.tasks, bootRecs),
     vault,
     runs: runSummaries(rec.runs, new Set(await listBundles(o.buildDir))),

@@ -22,6 +22,8 @@ export type StoredFile = {
 export type EvidenceRef = { label: string; path: string; sha256: string };
 
 export type RunStartPayload = {
+  /** What made the run when it is not a build (`lava ingest`: boot verdicts of another lab). */
+  command?: string;
   clawos_version?: string;
   node?: string;
   arches?: string[];
@@ -115,6 +117,35 @@ export type BootVerdictPayload = {
   record: StoredFile | null;
   /** The boot task was up to date: the verdict it keeps, not a new boot. */
   up_to_date?: boolean;
+  /** sha256 of the ISO booted (LAVA-sourced verdicts always carry it). */
+  iso_sha256?: string;
+  /** Absent: the built-in boot lab (a task's own boot). Set: a boot another lab ran, ingested. */
+  source?: LavaSource;
+};
+
+/** A boot run by a LAVA lab (clawos-build lava run / lava ingest), as its verdict records it. */
+export type LavaSource = {
+  kind: 'lava';
+  /** Who ran it: a lab name (--lab), e.g. lava-run@host for the local dispatcher. */
+  lab: string;
+  job_id: string;
+  job_name: string;
+  device_type: string;
+  /** emulated (a QEMU device type: evidence for G-06) or hardware (a real board: evidence for G-07). */
+  device_kind: 'emulated' | 'hardware';
+  /** LAVA's own job result and error type, in words. */
+  lava_state: string;
+  /** 1 for the first run of the job; a retried failure is attempt 2 … */
+  attempt: number;
+  /** The job definition and LAVA's log as ingested (build-relative, in the store). */
+  job: StoredFile;
+  log: StoredFile;
+  /** The checks as LAVA's test cases recorded them. */
+  checks: { name: string; result: string }[];
+  missing_checks: string[];
+  marker: 'pass' | 'fail' | null;
+  /** The boot classifier's verdict on the console LAVA recorded. */
+  console_verdict: string;
 };
 
 export type GatePayload = {

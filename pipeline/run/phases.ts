@@ -33,6 +33,7 @@ import { bundlesDir, loadBundleConfig, writeReleaseBundle, type ReleaseBundle } 
 import type { VaultEvent } from '../../vault/event-chain.js';
 import { isEvent, type StoredFile } from '../../vault/event-payloads.js';
 import { readAllRuns } from '../../vault/vault-history.js';
+import { lavaEvidenceFiles } from '../../vault/lava-evidence.js';
 import { restore, storeHas } from '../../vault/store.js';
 
 export interface PhaseResult {
@@ -323,7 +324,7 @@ export async function finishRun(
         uri: src.url ?? `file://${src.tarball}`,
       },
       inputLock: { path: LOCK_FILE, bytes: lockBytes },
-      extraSubjects: sboms,
+      extraSubjects: [...sboms, ...(await lavaSubjects(rc.buildDir, events))],
       frozenSpecs,
       debianArch: (a) => (a ? rc.arches.get(a)?.debian_arch : undefined),
       builderVersion: { 'clawos-build': rc.clawosVersion, node: process.version },
@@ -345,3 +346,18 @@ export async function finishRun(
 }
 
 export { bundlesDir };
+
+/**
+ * LAVA labs' verdicts on this run's ISOs (clawos-build lava ingest, any earlier
+ * run), attested with them: each verdict record, job and log, as reports.
+ */
+async function lavaSubjects(buildDir: string, events: readonly VaultEvent[]): Promise<{ path: string; sha256: string; kind: 'report' }[]> {
+  const isos = new Set<string>();
+  for (const e of events) {
+    if (isEvent(e, 'task-end') && e.payload.status === 'PASS') for (const o of e.payload.outputs) if (o.path.endsWith('.iso')) isos.add(o.sha256);
+  }
+  if (!isos.size) return [];
+  const out: { path: string; sha256: string; kind: 'report' }[] = [];
+  for (const f of lavaEvidenceFiles(await readAllRuns(buildDir), isos)) if (await storeHas(buildDir, f.sha256)) out.push({ ...f, kind: 'report' });
+  return out;
+}
