@@ -125,14 +125,14 @@ describe('buildrootStep', () => {
     }
   });
 
-  it('stops before building when a package would download, naming it and what to do (INFRA_ERROR), and when A-01 has not run', async () => {
+  it('stops before building when a package would download, naming it and what to do (INFRA_ERROR input-missing: never retried), and when A-01 has not run', async () => {
     const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
     try {
       const { repo, build } = await setup(d);
       process.env['FAKE_BUILDROOT_DOWNLOADS'] = 'host-zstd:1.5.7:zstd-1.5.7.tar.gz';
       const ctx = ctxFor(repo, build, x86, { buildroot: FAKE_BUILDROOT_DIR });
       const o = await buildrootStep.run(ctx);
-      expect(o).toMatchObject({ status: 'INFRA_ERROR', reason: 'infra' });
+      expect(o).toMatchObject({ status: 'INFRA_ERROR', reason: 'input-missing' });
       expect(o.message).toBe(
         'buildroot: 1 package(s) would be downloaded, and this build is offline: host-zstd 1.5.7 (zstd-1.5.7.tar.gz); ' +
           'fix: map each to a Debian source package in specs/buildroot-offline.yaml sources (then `clawos-build lock --update NAME`) ' +
