@@ -19,6 +19,8 @@ import { runSummaries, type RunSummary } from './changelog.js';
 import type { BootRow } from './boot-chart-svg.js';
 import type { Step } from '../pipeline/catalog/step.js';
 
+import type { MachineRow } from '../pipeline/boot/hw-verdict.js';
+
 export interface TaskView {
   id: string;
   task_id: string;
@@ -56,8 +58,18 @@ export interface ReportModel {
   critical_path: { ids: string[]; total_ms: number; note: string };
   boots: (BootRow & { accel: string | null; message: string })[];
   security: SecurityView;
+  /** G-07's machine matrix: which machines booted which ISO, when, by whom, with what result (issue 15). */
+  hardware: { status: string | null; message: string; machines: MachineRow[] };
   vault: VaultView;
   runs: RunSummary[];
+}
+
+/** The machines G-07 recorded in its last result (its task data), as the vault's chain has it. */
+export function hardwareView(tasks: ReadonlyMap<string, RecordedTask>): ReportModel['hardware'] {
+  const t = tasks.get('G-07');
+  if (!t) return { status: null, message: 'G-07 has not run: no hardware result recorded', machines: [] };
+  const rows = (t.data as { machines?: unknown } | undefined)?.machines;
+  return { status: t.status, message: t.message, machines: Array.isArray(rows) ? (rows as MachineRow[]) : [] };
 }
 
 export async function releaseVersion(repoRoot: string): Promise<string | null> {
@@ -155,6 +167,7 @@ export async function buildReportModel(o: ReportModelOptions): Promise<ReportMod
     critical_path: cp,
     boots,
     security: await securityView(o.buildDir, rec.tasks, bootRecs),
+    hardware: hardwareView(rec.tasks),
     vault,
     runs: runSummaries(rec.runs, new Set(await listBundles(o.buildDir))),
   };
