@@ -73,6 +73,14 @@ results_machine() {
 }
 
 results_write() {
+  # USB storage is probed in the background (usb-storage waits before it scans): give a stick a few
+  # seconds to appear as a disk. Without a USB storage driver there is nothing to wait for.
+  _w=0
+  while [ $_w -lt 10 ] && [ -d "${RESULTS_SYS:-/sys}/bus/usb/drivers/usb-storage" ]; do
+    case " $(echo "${RESULTS_SYS:-/sys}"/block/sd*) " in *'/sd*'*) ;; *) break ;; esac
+    sleep 1
+    _w=$((_w + 1))
+  done
   for _d in "${RESULTS_SYS:-/sys}"/block/*; do
     _n=${_d##*/}
     case "$_n" in loop* | ram* | zram*) continue ;; esac
