@@ -209,6 +209,14 @@ describe('target inspection on a fake /sys and /proc', () => {
 // ------------------------------------------------------------------ writing into files
 
 describe('flash into a file (--allow-file)', () => {
+  it('--no-results-area (resultsArea: false) leaves exactly the ISO', async () => {
+    const w = await work(1024 * 1024);
+    const out = join(w.d, 'bare.img');
+    const r = await flash({ iso: w.iso, device: out, buildDir: w.buildDir, sha256: sha(w.data), allowFile: true, yes: true, resultsArea: false });
+    expect(r).toMatchObject({ ok: true, results_area: null });
+    expect(readFileSync(out).equals(w.data)).toBe(true);
+  });
+
   it('writes, fsyncs, reads back and reports progress with throughput and ETA', async () => {
     const w = await work(1024 * 1024);
     const out = join(w.d, 'disk.img');
