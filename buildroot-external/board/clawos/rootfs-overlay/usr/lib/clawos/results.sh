@@ -73,10 +73,12 @@ results_machine() {
 }
 
 results_write() {
-  # USB storage is probed in the background (usb-storage waits before it scans): give a stick a few
-  # seconds to appear as a disk. Without a USB storage driver there is nothing to wait for.
+  # usb-storage binds a stick at once but scans it for disks after a delay: while a stick is bound
+  # (an interface "B-P:C.I" under its driver) and no SCSI disk is there yet, wait up to 10 s.
+  # A boot without a stick (QEMU's CD-ROM boots) does not wait.
   _w=0
-  while [ $_w -lt 10 ] && [ -d "${RESULTS_SYS:-/sys}/bus/usb/drivers/usb-storage" ]; do
+  while [ $_w -lt 10 ]; do
+    case " $(echo "${RESULTS_SYS:-/sys}"/bus/usb/drivers/usb-storage/*:*) " in *'/*:*'*) break ;; esac
     case " $(echo "${RESULTS_SYS:-/sys}"/block/sd*) " in *'/sd*'*) ;; *) break ;; esac
     sleep 1
     _w=$((_w + 1))
