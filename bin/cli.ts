@@ -175,11 +175,36 @@ export const COMMANDS: readonly CommandEntry[] = [
           { name: 'sha256', type: 'string', value: 'HEX', help: "the ISO's expected sha256" },
           { name: 'bundle', type: 'string', value: 'DIR|TAR', help: 'a signed bundle that lists the ISO (with --trust)' },
           { name: 'trust', type: 'string', value: 'keys.json', help: 'the trusted public keys for --bundle' },
+          { name: 'no-results-area', type: 'boolean', help: 'leave out the empty results area at the end of DEVICE (hardware results then only come back from a serial capture)' },
         ],
       },
       BUILD_OPTIONS,
     ],
     load: () => import('./commands/flash.js').then((m) => m.run),
+  },
+  {
+    name: 'hw',
+    summary: "hardware testers' results: read a stick, image or serial capture back, sign it with the tester key into the vault (G-07)",
+    words: 'record DEVICE|IMAGE|SERIAL-LOG | prepare DEVICE | list',
+    positionals: { max: 3 },
+    details: [
+      'hw record: exit 0 for a recorded PASS, 1 for a recorded FAIL or a refused source (no, empty, truncated or another ISO\'s results area: nothing recorded)',
+      'hw prepare DEVICE --iso ISO: the empty results area for a stick written by hand (flash adds it itself)',
+      'hw list: every record, whether it counts (trusted tester key, this build\'s ISOs) and G-07\'s verdict',
+    ],
+    options: [
+      {
+        owner: 'the hw command',
+        options: [
+          { name: 'iso', type: 'string', value: 'ISO', help: 'the ISO the results are for (needed for a serial capture, checked against a stick)' },
+          { name: 'sha256', type: 'string', value: 'HEX', help: "the ISO's sha256 instead of --iso" },
+        ],
+      },
+      KEY_OPTIONS,
+      OUTPUT_OPTIONS,
+    ],
+    vaultErrors: true,
+    load: () => import('./commands/hw.js').then((m) => m.run),
   },
   {
     name: 'lava',
@@ -373,7 +398,17 @@ export const COMMANDS: readonly CommandEntry[] = [
     words: 'init|list',
     details: ['keys init: private key 0600, never printed; its public key is added to the trust file'],
     positionals: { max: 1 },
-    options: [{ owner: 'the keys command', options: [{ name: 'role', type: 'string', value: 'release|security|core|module-signing', help: 'the new key\'s role (keys init)' }] }, KEY_OPTIONS, OUTPUT_OPTIONS],
+    options: [
+      {
+        owner: 'the keys command',
+        options: [
+          { name: 'role', type: 'string', value: 'release|security|core|tester|module-signing', help: 'the new key\'s role (keys init)' },
+          { name: 'name', type: 'string', value: 'NAME', help: "the tester's name (keys init --role tester; every hardware record shows it)" },
+        ],
+      },
+      KEY_OPTIONS,
+      OUTPUT_OPTIONS,
+    ],
     vaultErrors: true,
     load: () => import('./commands/keys.js').then((m) => m.run),
   },

@@ -4,6 +4,7 @@
  *   clawos-<version>.bundle.tar    the signed attestation bundle (exportBundle: deterministic tar)
  *   reports/gates/P1..P4/…         the gate reports, from the bundle
  *   reports/<security report>      G-04's security report, when it has produced one
+ *   machines.json                  G-07's machine list (which machines booted which ISO, by whom, with what result)
  *   CHANGELOG.md                   every recorded run, from the verified event chains
  *   release.json                   what this release is: version, run, checks, files
  *   SHA256SUMS                     every other file, in the format `sha256sum -c` reads
@@ -33,6 +34,9 @@ import { loadRecordedResults } from './recorded-results.js';
 import { releaseVersion } from './report-model.js';
 import { bootRecordsOf, securityView } from './security-findings.js';
 import { listBundles } from './vault-view.js';
+
+/** G-07's output: the machines that booted this build's ISOs (pipeline/steps/hw-records.ts). */
+const HW_MACHINES = 'qa/hw-machines.json';
 
 export interface ReleaseOptions {
   repoRoot: string;
@@ -214,6 +218,13 @@ export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
       security = dest;
     } else notes.push(`no security report: ${sec.missing}`);
 
+    // G-07's machine list, from the signed bundle: the bundle's verification covers it (issue 15).
+    let machines: string | null = null;
+    if (inManifest.has(`artifacts/${HW_MACHINES}`)) {
+      await take(`artifacts/${HW_MACHINES}`, 'machines.json');
+      machines = 'machines.json';
+    } else notes.push(`no machine list: ${HW_MACHINES} is not in the bundle (G-07 has recorded no hardware result)`);
+
     const tarName = `clawos-${version}.bundle.tar`;
     const tar = await exportBundle(bundleDir, join(tmp, tarName), { sourceDateEpoch: await sourceDateEpoch(o.repoRoot) });
 
@@ -244,6 +255,7 @@ export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
       isos: [...names],
       gate_reports: gateReports,
       security_report: security,
+      machines,
       notes,
       files,
     });

@@ -154,6 +154,21 @@ ${
 }</section>`;
 }
 
+function hardwareSection(m: ReportModel): string {
+  const hw = m.hardware;
+  const rows = hw.machines.map(
+    (r) =>
+      `<tr class="machine" data-record="${h(r.record)}"${r.not_counted ? ' data-not-counted="1"' : ''}><td>${h(r.arch)}</td><td class="mono">${h(r.iso_sha256.slice(0, 16))}…</td><td>${h(r.vendor)}</td><td>${h(r.product)}</td><td>${h(r.firmware)}</td><td>${h(r.boot_path)}</td><td>${h(r.secure_boot)}</td><td>${badge(r.verdict)}${r.failed_checks.length ? `<div class="detail">${h(r.failed_checks.join(', '))}</div>` : ''}</td><td>${h(r.tester)}</td><td>${h(r.recorded_at)}</td><td>${r.not_counted ? `${badge('NOT COUNTED', 'fail')} ${h(r.not_counted)}` : 'counted'}</td></tr>`,
+  );
+  return `<section id="hardware"><h2>Hardware (G-07)</h2>
+<p>${hw.status ? badge(hw.status) : ''} ${h(hw.message)}</p>
+${
+  rows.length
+    ? `<table class="machines"><thead><tr><th>arch</th><th>ISO</th><th>vendor</th><th>product</th><th>firmware</th><th>boot</th><th>Secure Boot</th><th>verdict</th><th>tester</th><th>recorded</th><th>counts</th></tr></thead><tbody>${rows.join('\n')}</tbody></table>`
+    : '<p class="note">No signed hardware record: flash the ISO, boot a real machine from the stick, then <code>clawos-build hw record DEVICE</code>.</p>'
+}</section>`;
+}
+
 function vaultSection(m: ReportModel): string {
   const v = m.vault;
   const facts = [
@@ -197,6 +212,7 @@ ${timelineSection(m)}
 ${bootsSection(m)}
 ${labBootsSection(m)}
 ${securitySection(m)}
+${hardwareSection(m)}
 ${vaultSection(m)}
 ${runsSection(m)}
 </body>

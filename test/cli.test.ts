@@ -19,8 +19,8 @@ describe('command line parsing', () => {
     expect(() => parseCli(['frobnicate'])).toThrow('unknown command "frobnicate"');
     expect(() => parseCli(['all', '--bogus'])).toThrow("Unknown option '--bogus'");
     expect(() => parseCli(['all', '-j', 'zero'])).toThrow('-j/--jobs takes a positive whole number, not "zero"');
-    expect(() => parseCli(['all', '--firmware', 'bios'])).toThrow('--iso, --firmware and --repeat go with the boot command');
-    expect(() => parseCli(['all', '--iso', 'x.iso'])).toThrow('--iso goes with boot and lava');
+    expect(() => parseCli(['all', '--firmware', 'bios'])).toThrow('--firmware goes with boot and bench');
+    expect(() => parseCli(['all', '--iso', 'x.iso'])).toThrow('--iso goes with boot, hw and lava');
     expect(() => parseCli([])).toThrow('no command given');
   });
 });
@@ -97,7 +97,7 @@ describe('the command table', () => {
   it('an option of another command names that command; one owned by several names them all', () => {
     expect(() => parseCli(['report', '--fix'])).toThrow('--fix goes with the doctor command');
     expect(() => parseCli(['validate', '--no-sandbox'])).toThrow('--no-sandbox, --rootfs-backend, --buildroot and --buildroot-sha256 go with p1..p4 and all');
-    expect(() => parseCli(['plan', '--trust', 'k.json'])).toThrow('--trust goes with flash, lava, reproduce, keys, spec, report, release, verify and export');
+    expect(() => parseCli(['plan', '--trust', 'k.json'])).toThrow('--trust goes with flash, hw, reproduce, keys, spec, lava, report, release, verify and export');
   });
 
   it('docs/commands.md and the README command table are what the table generates (npm run docs:commands)', async () => {

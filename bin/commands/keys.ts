@@ -15,6 +15,7 @@ import { EXIT, UsageError } from '../exit.js';
 interface KeysArgs {
   positionals: string[];
   role?: string;
+  name?: string;
   keyDir?: string;
   trust?: string;
   json: boolean;
@@ -27,7 +28,9 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
   const trustFile = resolve(a.trust ?? defaultTrustFile(keyDir));
   if (sub === 'init') {
     const role = a.role;
-    if (!role) throw new UsageError('keys init needs --role release|security|core|module-signing');
+    if (!role) throw new UsageError('keys init needs --role release|security|core|tester|module-signing');
+    if (a.name !== undefined && role !== 'tester') throw new UsageError('--name goes with --role tester');
+    if (role === 'tester' && !a.name?.trim()) throw new UsageError('keys init --role tester needs --name "the tester\'s name" (every hardware record shows it)');
     if (role === 'module-signing') {
       // The kernel's module-signing key (RSA + X.509, as CONFIG_MODULE_SIG_KEY takes it): not a vault key, never in the trust file.
       const k = await initModuleSigningKey(keyDir, (argv, o) => runProcess(argv, o));
@@ -42,14 +45,14 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
       }
       return EXIT.ok;
     }
-    if (!(KEY_ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be release, security, core or module-signing, not "${role}"`);
-    const k = await initKey(keyDir, role as KeyRole);
+    if (!(KEY_ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be release, security, core, tester or module-signing, not "${role}"`);
+    const k = await initKey(keyDir, role as KeyRole, a.name !== undefined ? { name: a.name.trim() } : {});
     await addTrustEntry(trustFile, k.trustEntry);
     if (a.json) {
-      printJson(io, { ok: true, role: k.role, keyid: k.keyid, private_key: k.privateKeyPath, public_key: k.publicKeyPath, trust: trustFile });
+      printJson(io, { ok: true, role: k.role, keyid: k.keyid, ...(k.trustEntry.name ? { name: k.trustEntry.name } : {}), private_key: k.privateKeyPath, public_key: k.publicKeyPath, trust: trustFile });
     } else {
       io.print(
-        `created ${k.role} key ${k.keyid.slice(0, 16)} (ed25519, key id ${k.keyid})\n` +
+        `created ${k.role} key ${k.keyid.slice(0, 16)}${k.trustEntry.name ? ` for ${k.trustEntry.name}` : ''} (ed25519, key id ${k.keyid})\n` +
           `  private key: ${k.privateKeyPath} (mode 0600; never printed, logged or bundled)\n` +
           `  public key:  ${k.publicKeyPath}\n` +
           `  trust file:  ${trustFile} (public entry added; give this file to verifiers)\n`,

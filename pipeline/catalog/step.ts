@@ -47,6 +47,23 @@ export interface StepContext {
   run(argv: string[], opts?: RunOptions): Promise<RunResult>;
   /** Aborted when the task times out or the run is interrupted. */
   signal: AbortSignal;
+  /**
+   * The vault's hardware records (issue 15), each with whether its signature is a
+   * trusted tester's per `trustFile`: the run reads the vault for the step, which may not.
+   */
+  hardwareRecords?(trustFile: string): Promise<{ id: string; counted: boolean; why: string | null; record: HardwareRecordFields | null }[]>;
+}
+
+/** The fields of a signed hardware record (vault/hw-record.ts) a step reads. */
+export interface HardwareRecordFields {
+  iso: { sha256: string; arch: string };
+  machine: { vendor: string; product: string; firmware: string; boot_path: string; secure_boot: string };
+  verdict: string;
+  message: string;
+  failed_checks: string[];
+  missing_checks: string[];
+  tester: { name: string; keyid: string };
+  recorded_at: string;
 }
 
 /**
@@ -96,6 +113,8 @@ export interface Step {
   version: number;
   /** Debian packages whose versions are part of the fingerprint. */
   toolPackages(arch: ArchSpec | null, params: Record<string, unknown>): string[];
+  /** Build-dir-relative files/dirs the step reads that no dependency declares (G-07: the vault's hardware records); part of the fingerprint. */
+  buildInputs?(params: Record<string, unknown>): string[];
   /** Repo-relative files/dirs this step reads beyond the task's declared inputs. */
   implicitInputs?(arch: ArchSpec | null, params: Record<string, unknown>): string[];
   /**

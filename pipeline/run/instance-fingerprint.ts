@@ -19,6 +19,7 @@ export async function computeFingerprint(ctx: FingerprintContext, inst: TaskInst
   const inputPaths = [...spec.inputs.map((i) => expandArch(i, inst.arch)), ...(step?.implicitInputs?.(arch, params) ?? [])];
   if (arch) inputPaths.push(`specs/arch/${arch.name}.yaml`);
   for (const p of [...new Set(inputPaths)].sort()) inputs[p] = await hashRepoPath(ctx.repoRoot, p, ctx.hashCache);
+  for (const p of step?.buildInputs?.(params) ?? []) inputs[`build:${p}`] = await hashRepoPath(ctx.buildDir, p, ctx.hashCache);
   const frozen: Record<string, string> = {};
   for (const p of spec.frozen_spec_deps) frozen[p] = await hashRepoPath(ctx.repoRoot, p, ctx.hashCache);
   const deps: FingerprintParts['deps'] = {};

@@ -16,6 +16,8 @@ import { fail, infra, inputMissing, isPassed, type Outcome } from '../catalog/ou
 import type { BootReport, StepContext } from '../catalog/step.js';
 import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
 import { buildComponent, notConfigured } from './component-build.js';
+import { readHwRecords } from '../../vault/hw-record.js';
+import { loadTrust, parseTrust } from '../../vault/keys.js';
 import { declaredOutputs, outDirOf, paramsOf, stepOf, type RunContext } from './context.js';
 import { describeChange } from './explain-change.js';
 import { decideFreshness, frozenSpecRefusal, keptRecord, type RecordBase } from './freshness.js';
@@ -293,6 +295,17 @@ class InstanceRun {
         });
       },
       signal,
+      hardwareRecords: async (trustFile: string) => {
+        let trust;
+        try {
+          trust = await loadTrust(trustFile);
+        } catch (e) {
+          // No usable trust file: every record is listed, none counted.
+          const why = `trust file ${relative(rc.repoRoot, trustFile)}: ${(e as Error).message}`;
+          return (await readHwRecords(rc.buildDir, parseTrust({ format: 'clawos-trust-root', version: 1, keys: [] }))).map((r) => ({ id: r.id, counted: false, why, record: r.record }));
+        }
+        return (await readHwRecords(rc.buildDir, trust)).map((r) => ({ id: r.id, counted: r.counted, why: r.counted ? null : `${r.code}: ${r.detail}`, record: r.record }));
+      },
     };
   }
 
