@@ -64,6 +64,8 @@ const RUN_OPTIONS: OptionGroup = {
   owner: 'p1..p4 and all',
   options: [
     { name: 'no-sandbox', type: 'boolean', help: "run tasks without bubblewrap (recorded in every task's vault event)" },
+    { name: 'remote-cache', type: 'string', value: 'URL', help: 'a Bazel remote-cache HTTP server (/ac/, /cas/): pull trusted builders\' results, push PASSes (default: the config file\'s remote_cache)' },
+    { name: 'remote-cache-readonly', type: 'boolean', help: 'pull from the remote cache, never push (CI consumers)' },
     { name: 'rootfs-backend', type: 'string', value: 'B', help: 'busybox (default, offline) or buildroot (needs --buildroot)', default: 'busybox' },
     { name: 'buildroot', type: 'string', value: 'P', help: 'a Buildroot source dir or release tarball (with --buildroot-sha256 HEX for a tarball)' },
     {
@@ -307,7 +309,7 @@ export const COMMANDS: readonly CommandEntry[] = [
     words: 'init|list',
     details: ['keys init: private key 0600, never printed; its public key is added to the trust file'],
     positionals: { max: 1 },
-    options: [{ owner: 'the keys command', options: [{ name: 'role', type: 'string', value: 'release|security|core|module-signing', help: 'the new key\'s role (keys init)' }] }, KEY_OPTIONS, OUTPUT_OPTIONS],
+    options: [{ owner: 'the keys command', options: [{ name: 'role', type: 'string', value: 'release|security|core|builder|module-signing', help: 'the new key\'s role (keys init)' }] }, KEY_OPTIONS, OUTPUT_OPTIONS],
     vaultErrors: true,
     load: () => import('./commands/keys.js').then((m) => m.run),
   },

@@ -19,7 +19,7 @@ import { canonicalize } from './jcs.js';
 import { fail, VaultError, type Fail } from './codes.js';
 import { schemaError } from './schemas.js';
 
-export const KEY_ROLES = ['release', 'security', 'core'] as const;
+export const KEY_ROLES = ['release', 'security', 'core', 'builder'] as const;
 export type KeyRole = (typeof KEY_ROLES)[number];
 
 export interface TrustKey {
@@ -95,7 +95,7 @@ export async function initKey(
   role: KeyRole,
   opts: { validFrom?: Date; validUntil?: Date | null; comment?: string } = {},
 ): Promise<InitKeyResult> {
-  if (!KEY_ROLES.includes(role)) throw new VaultError('INVALID_SCHEMA', `unknown key role "${String(role)}" (release, security or core)`);
+  if (!KEY_ROLES.includes(role)) throw new VaultError('INVALID_SCHEMA', `unknown key role "${String(role)}" (release, security, core or builder)`);
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const keyid = keyIdOf(publicKey);
   await mkdir(dir, { recursive: true, mode: 0o700 });

@@ -199,6 +199,10 @@ async function explainOne(rc: ExplainContext, inst: TaskInstance, dep: (id: stri
   }
   // The fingerprint changed, the last result did not pass, or there is none.
   const since = prev ? sinceLast(prev, parts) : [`${f.verdict === 'run' ? 'never run: ' : ''}no earlier result in ${join(rc.buildDir, 'state.json')}`];
+  if (f.verdict === 'restore' && f.source === 'remote') {
+    const a = f.hit.action;
+    return done('restore', [...since, ...describeOutputs(f.outputs), `the remote cache holds a PASS with exactly these inputs (run ${a.built_by.run_id}, signed by builder key ${short(f.hit.builder)}): its outputs would be pulled, checked against their sha256 and restored, not rebuilt`], f.outputs);
+  }
   if (f.verdict === 'restore') {
     const changed = describeOutputs(f.outputs);
     // Its outputs are what that run recorded: the scheduler takes the record over and restores nothing.

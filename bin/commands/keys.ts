@@ -27,7 +27,7 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
   const trustFile = resolve(a.trust ?? defaultTrustFile(keyDir));
   if (sub === 'init') {
     const role = a.role;
-    if (!role) throw new UsageError('keys init needs --role release|security|core|module-signing');
+    if (!role) throw new UsageError('keys init needs --role release|security|core|builder|module-signing');
     if (role === 'module-signing') {
       // The kernel's module-signing key (RSA + X.509, as CONFIG_MODULE_SIG_KEY takes it): not a vault key, never in the trust file.
       const k = await initModuleSigningKey(keyDir, (argv, o) => runProcess(argv, o));
@@ -42,7 +42,7 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
       }
       return EXIT.ok;
     }
-    if (!(KEY_ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be release, security, core or module-signing, not "${role}"`);
+    if (!(KEY_ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be release, security, core, builder or module-signing, not "${role}"`);
     const k = await initKey(keyDir, role as KeyRole);
     await addTrustEntry(trustFile, k.trustEntry);
     if (a.json) {
