@@ -226,7 +226,7 @@ export const COMMANDS: readonly CommandEntry[] = [
     summary: 'say why a task instance would re-run (the input, spec or tool that changed), or that it would not',
     words: 'TASK[@ARCH]',
     positionals: { min: 1, max: 1, wrongCount: () => 'explain takes one task: TASK or TASK@ARCH (e.g. A-01@x86_64)' },
-    options: [BUILD_OPTIONS],
+    options: [{ owner: 'the explain command', options: [{ name: 'remote-cache', type: 'string', value: 'URL', help: 'also ask this remote cache (read-only), as a run with --remote-cache would' }] }, BUILD_OPTIONS],
     load: () =>
       import('./commands/explain.js').then((m) => (a: ParsedArgs, io: CommandIo) =>
         m.explainCommand({
@@ -235,6 +235,7 @@ export const COMMANDS: readonly CommandEntry[] = [
           positionals: a.positionals,
           arch: a.arch as string[],
           config: a.config as string | undefined,
+          ...(a.remoteCache ? { remoteCache: a.remoteCache as string } : {}),
           json: !!a.json,
           print: io.print,
           printErr: io.printErr,

@@ -7,7 +7,8 @@
  * and a count, never a hang; credentials never reach the build dir.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { cp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { explainCommand } from '../bin/commands/explain.js';
 import { createServer, type Server } from 'node:net';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
@@ -54,7 +55,7 @@ async function builderKeys(name: string, root: string): Promise<string> {
 
 const FAST: RemoteTimeouts = { idleMs: 400, baseMs: 1500, minBytesPerSec: 1 << 20 };
 
-async function runP1(root: string, buildDir: string, o: { url: string; keyDir: string; readonly?: boolean; timeouts?: RemoteTimeouts }) {
+async function runP1(root: string, buildDir: string, o: { url?: string; keyDir: string; readonly?: boolean; timeouts?: RemoteTimeouts; bwrap?: boolean; configFile?: string }) {
   const events: RunEvent[] = [];
   const rc = await openRun({
     repoRoot: root,
@@ -65,9 +66,11 @@ async function runP1(root: string, buildDir: string, o: { url: string; keyDir: s
     signal: new AbortController().signal,
     heartbeatMs: 0,
     steps: new Map(),
-    sandbox: NO_SANDBOX,
+    // bwrap (probed) where explain must agree: a fingerprint covers the sandbox mode.
+    ...(o.bwrap ? {} : { sandbox: NO_SANDBOX }),
     keyDir: o.keyDir,
-    remoteCache: { url: o.url, ...(o.readonly ? { readonly: true } : {}), timeouts: o.timeouts ?? FAST },
+    ...(o.configFile ? { configFile: o.configFile } : {}),
+    remoteCache: { ...(o.url ? { url: o.url } : {}), ...(o.readonly ? { readonly: true } : {}), timeouts: o.timeouts ?? FAST },
   });
   const started = Date.now();
   const results = await runPhases(rc, ['P1'], await loadGateSpecs(root));
@@ -93,7 +96,7 @@ describe('remote task cache (Bazel HTTP protocol, real nginx)', () => {
     const cache = await cacheOf();
     const repo = await repoWithTasks();
     const keyDir = await builderKeys('keys-a', repo.root);
-    const a = await runP1(repo.root, repo.buildDir, { url: cache.url, keyDir });
+    const a = await runP1(repo.root, repo.buildDir, { url: cache.url, keyDir, bwrap: true });
     expect(a.ran).toEqual(['A-01', 'A-02', 'A-03@x86_64']);
     expect(a.stats).toMatchObject({ pushed: 3, pushed_objects: 3, hits: 0, misses: 3 });
     const files = await cache.files();
@@ -104,7 +107,7 @@ describe('remote task cache (Bazel HTTP protocol, real nginx)', () => {
     const clone = join(repo.root, '..', 'clone');
     await cp(repo.root, clone, { recursive: true });
     const bDir = join(repo.root, '..', 'build-b');
-    const b = await runP1(clone, bDir, { url: cache.url, keyDir, readonly: true });
+    const b = await runP1(clone, bDir, { url: cache.url, keyDir, readonly: true, bwrap: true });
     expect(b.ran).toEqual([]);
     expect(b.stats).toMatchObject({ hits: 3, misses: 0, refused: 0, pulled_objects: 3, pulled_bytes: 2000000 + 65 + 7, pushed: 0 });
     for (const p of OUTPUTS) expect((await readFile(join(bDir, p))).equals(await readFile(join(repo.buildDir, p)))).toBe(true);
@@ -118,8 +121,29 @@ describe('remote task cache (Bazel HTTP protocol, real nginx)', () => {
     expect(b.infos.at(-1)).toBe(`remote cache ${cache.url}: 3 hit(s), 0 miss(es), 3 object(s) pulled (2.0 MB)`);
     const runEnd = b.vault.find((e) => e.type === 'run-end')!.payload;
     expect(runEnd.remote_cache).toMatchObject({ cache: cache.url, readonly: true, stats: { hits: 3 } });
+    // explain takes the same decision, read-only: in a fresh build dir it would pull, not rebuild.
+    const out: string[] = [];
+    const err: string[] = [];
+    const cDir = join(repo.root, '..', 'build-c');
+    await mkdir(cDir);
+    const prevKeyDir = process.env.CLAWOS_KEY_DIR;
+    process.env.CLAWOS_KEY_DIR = keyDir;
+    try {
+      await explainCommand({ repoRoot: clone, buildDir: cDir, positionals: ['A-01'], arch: ['x86_64'], json: false, remoteCache: cache.url, steps: new Map(), print: (x) => out.push(x), printErr: (x) => err.push(x) });
+    } finally {
+      if (prevKeyDir === undefined) delete process.env.CLAWOS_KEY_DIR;
+      else process.env.CLAWOS_KEY_DIR = prevKeyDir;
+    }
+    const builder = String((end.remote as { builder_key: string }).builder_key);
+    expect(out.join('')).toBe(
+      'A-01: would not re-run, but restore outputs\n' +
+        `  - no earlier result in ${cDir}/state.json\n` +
+        '  - output kernel-engineer/vmlinuz missing\n' +
+        `  - the remote cache holds a PASS with exactly these inputs (run ${a.vault[0]!.run_id}, signed by builder key ${builder.slice(0, 12)}): its outputs would be pulled, checked against their sha256 and restored, not rebuilt\n`,
+    );
+    expect(await readdir(cDir)).toEqual([]);
     // A third run is simply up to date: nothing asked of the cache.
-    const c = await runP1(clone, bDir, { url: cache.url, keyDir, readonly: true });
+    const c = await runP1(clone, bDir, { url: cache.url, keyDir, readonly: true, bwrap: true });
     expect(c.ran).toEqual([]);
     expect(c.stats.looked_up).toBe(0);
   });
@@ -256,5 +280,26 @@ describe('remote task cache (Bazel HTTP protocol, real nginx)', () => {
       expect(r.exitCode).toBe(1);
     }
     expect(JSON.stringify([a.events, b.events])).not.toContain(password);
+  });
+
+  it('a token header from the environment (remote_cache.header_env in the config file) works and is redacted from the whole build dir', async () => {
+    const token = `tok-${randomToken()}`;
+    const cache = await startNginxCache({ token });
+    cleanups.push(() => cache.stop());
+    const repo = await repoWithTasks();
+    const keyDir = await builderKeys('keys-a', repo.root);
+    const cfg = join(repo.root, '..', 'cache.yaml');
+    await writeFile(cfg, `remote_cache:\n  url: ${cache.url}\n  header_env: CLAWOS_TEST_CACHE_HEADER\n`);
+    process.env.CLAWOS_TEST_CACHE_HEADER = `X-Cache-Token: ${token}`;
+    cleanups.push(async () => delete process.env.CLAWOS_TEST_CACHE_HEADER);
+    const a = await runP1(repo.root, repo.buildDir, { keyDir, configFile: cfg });
+    expect(a.stats.pushed).toBe(3);
+    const b = await runP1(repo.root, join(repo.root, '..', 'build-b'), { keyDir, configFile: cfg, readonly: true });
+    expect(b.ran).toEqual([]);
+    expect(b.vault[0]!.payload.secrets).toEqual(['CLAWOS_TEST_CACHE_HEADER']);
+    for (const d of [repo.buildDir, join(repo.root, '..', 'build-b')]) {
+      const r = await run(['grep', '-r', '-l', '-F', '-e', token, d], { captureStdout: true });
+      expect(r.exitCode).toBe(1);
+    }
   });
 });

@@ -31,6 +31,8 @@ import { StateStore, type InstanceRecord } from '../../pipeline/run/state.js';
 import { builtinSteps } from '../../pipeline/steps/index.js';
 import { checkFrozenFiles, loadFreezeState, type FreezeState } from '../../vault/freeze-specs.js';
 import { PassIndex } from '../../vault/vault-history.js';
+import { Redactor } from '../../lib/redact.js';
+import { RemoteTaskCache } from '../../pipeline/run/remote-cache.js';
 import { buildDirArg } from '../path-args.js';
 
 export interface ExplainOptions {
@@ -44,6 +46,8 @@ export interface ExplainOptions {
   json: boolean;
   print(s: string): void;
   printErr(s: string): void;
+  /** --remote-cache URL (else the config file's remote_cache): asked, read-only, as the scheduler would. */
+  remoteCache?: string;
   /** Tests: a tasks dir and steps other than the built-in ones. */
   tasksDir?: string;
   steps?: Map<string, Step>;
@@ -101,6 +105,14 @@ async function openExplainContext(o: ExplainOptions, arches: string[] | null): P
     moduleSigningKey: (await findModuleSigningKey(defaultKeyDir())) ?? null,
     freeze: await loadFreezeState(o.repoRoot),
   };
+  const remoteUrl = o.remoteCache ?? ctx.config.remote_cache?.url;
+  if (remoteUrl) {
+    // Read-only here: explain looks entries up (and says why one is refused) but never pulls or pushes.
+    ctx.remote = await RemoteTaskCache.open(
+      { url: remoteUrl, readonly: true, ...(ctx.config.remote_cache?.header_env ? { headerEnv: ctx.config.remote_cache.header_env } : {}) },
+      { keyDir: defaultKeyDir(), redact: new Redactor(), emit: (e) => (e.type === 'info' ? o.printErr(`${e.message}\n`) : undefined) },
+    );
+  }
   await ctx.tools.load(graph.order.flatMap((i) => toolPackagesOf(ctx, i)));
   return ctx;
 }

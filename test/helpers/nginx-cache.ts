@@ -44,8 +44,8 @@ async function walk(root: string, rel = ''): Promise<string[]> {
   return out.sort();
 }
 
-/** Start nginx; `auth` adds HTTP Basic auth with that user and password. */
-export async function startNginxCache(o: { auth?: { user: string; password: string } } = {}): Promise<NginxCache> {
+/** Start nginx; `auth` adds HTTP Basic auth with that user and password, `token` requires an X-Cache-Token header. */
+export async function startNginxCache(o: { auth?: { user: string; password: string }; token?: string } = {}): Promise<NginxCache> {
   const tmp = await dir({ unsafeCleanup: true });
   const root = tmp.path;
   const dataDir = join(root, 'data');
@@ -57,6 +57,8 @@ export async function startNginxCache(o: { auth?: { user: string; password: stri
     await writeFile(join(root, 'htpasswd'), `${o.auth.user}:{SHA}${sha}\n`);
     auth = `auth_basic "cache"; auth_basic_user_file ${join(root, 'htpasswd')};`;
   }
+  // A bearer-style token in a header of its own (the config file's header_env).
+  if (o.token) auth += ` if ($http_x_cache_token != "${o.token}") { return 401; }`;
   const port = await freePort();
   const conf = `
 daemon off;
@@ -93,7 +95,7 @@ http {
   // Ready when it answers.
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const ok = await fetch(url, { method: 'HEAD', headers: o.auth ? { authorization: `Basic ${Buffer.from(`${o.auth.user}:${o.auth.password}`).toString('base64')}` } : {} }).then(() => true, () => false);
+    const ok = await fetch(url, { method: 'HEAD' }).then(() => true, () => false);
     if (ok) break;
     if (Date.now() > deadline) {
       ac.abort();
