@@ -215,6 +215,22 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: () => import('./commands/doctor.js').then((m) => m.run),
   },
   {
+    name: 'gc',
+    summary: "remove content-store objects that no kept run, kept run's bundle, released bundle or state.json references, and print what it freed",
+    details: ['event chains and bundles are never removed; a bundle keeps its files (hard links) either way'],
+    options: [
+      {
+        owner: 'the gc command',
+        options: [
+          { name: 'keep-runs', type: 'string', value: 'N', help: 'the newest N runs keep their objects (default 3)', default: 3, parse: positiveInt('--keep-runs') },
+          { name: 'dry-run', type: 'boolean', help: 'print what would be removed, remove nothing' },
+        ],
+      },
+      OUTPUT_OPTIONS,
+    ],
+    load: () => import('./commands/gc.js').then((m) => m.run),
+  },
+  {
     name: 'status',
     summary: "show the latest result of every task and gate, from the vault's event chains",
     options: [BUILD_OPTIONS],
