@@ -22,6 +22,7 @@ import { NO_SANDBOX } from '../lib/sandbox.js';
 import { readAllRuns } from '../vault/vault-history.js';
 import { addTrustEntry, initKey } from '../vault/keys.js';
 import { run } from '../lib/proc.js';
+import { runCli } from './helpers/cli.js';
 import type { RemoteTimeouts } from '../vault/remote-cache.js';
 
 const GATES = `gates:
@@ -301,5 +302,12 @@ describe('remote task cache (Bazel HTTP protocol, real nginx)', () => {
       const r = await run(['grep', '-r', '-l', '-F', '-e', token, d], { captureStdout: true });
       expect(r.exitCode).toBe(1);
     }
+  });
+
+  it('--remote-cache-readonly without a cache is refused before anything runs (exit 3, one line)', async () => {
+    const repo = await repoWithTasks();
+    const r = await runCli(['p1', '--remote-cache-readonly', '--build-dir', repo.buildDir, '--no-sandbox'], { cwd: repo.root });
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr[0]).toBe('clawos-build: --remote-cache-readonly needs a cache: --remote-cache URL, or remote_cache.url in the config file');
   });
 });
