@@ -64,6 +64,8 @@ const RUN_OPTIONS: OptionGroup = {
   owner: 'p1..p4 and all',
   options: [
     { name: 'no-sandbox', type: 'boolean', help: "run tasks without bubblewrap (recorded in every task's vault event)" },
+    { name: 'remote-cache', type: 'string', value: 'URL', help: 'a Bazel remote-cache HTTP server (/ac/, /cas/): pull trusted builders\' results, push PASSes (default: the config file\'s remote_cache)' },
+    { name: 'remote-cache-readonly', type: 'boolean', help: 'pull from the remote cache, never push (CI consumers)' },
     { name: 'rootfs-backend', type: 'string', value: 'B', help: 'busybox (default, offline) or buildroot (needs --buildroot)', default: 'busybox' },
     { name: 'buildroot', type: 'string', value: 'P', help: 'a Buildroot source dir or release tarball (with --buildroot-sha256 HEX for a tarball)' },
     {
@@ -284,6 +286,22 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: () => import('./commands/doctor.js').then((m) => m.run),
   },
   {
+    name: 'gc',
+    summary: "remove content-store objects that no kept run, kept run's bundle, released bundle or state.json references, and print what it freed",
+    details: ['event chains and bundles are never removed; a bundle keeps its files (hard links) either way'],
+    options: [
+      {
+        owner: 'the gc command',
+        options: [
+          { name: 'keep-runs', type: 'string', value: 'N', help: 'the newest N runs keep their objects (default 3)', default: 3, parse: positiveInt('--keep-runs') },
+          { name: 'dry-run', type: 'boolean', help: 'print what would be removed, remove nothing' },
+        ],
+      },
+      OUTPUT_OPTIONS,
+    ],
+    load: () => import('./commands/gc.js').then((m) => m.run),
+  },
+  {
     name: 'status',
     summary: "show the latest result of every task and gate, from the vault's event chains",
     options: [BUILD_OPTIONS],
@@ -295,7 +313,7 @@ export const COMMANDS: readonly CommandEntry[] = [
     summary: 'say why a task instance would re-run (the input, spec or tool that changed), or that it would not',
     words: 'TASK[@ARCH]',
     positionals: { min: 1, max: 1, wrongCount: () => 'explain takes one task: TASK or TASK@ARCH (e.g. A-01@x86_64)' },
-    options: [BUILD_OPTIONS],
+    options: [{ owner: 'the explain command', options: [{ name: 'remote-cache', type: 'string', value: 'URL', help: 'also ask this remote cache (read-only), as a run with --remote-cache would' }] }, BUILD_OPTIONS],
     load: () =>
       import('./commands/explain.js').then((m) => (a: ParsedArgs, io: CommandIo) =>
         m.explainCommand({
@@ -304,6 +322,7 @@ export const COMMANDS: readonly CommandEntry[] = [
           positionals: a.positionals,
           arch: a.arch as string[],
           config: a.config as string | undefined,
+          ...(a.remoteCache ? { remoteCache: a.remoteCache as string } : {}),
           json: !!a.json,
           print: io.print,
           printErr: io.printErr,
@@ -402,7 +421,7 @@ export const COMMANDS: readonly CommandEntry[] = [
       {
         owner: 'the keys command',
         options: [
-          { name: 'role', type: 'string', value: 'release|security|core|tester|module-signing', help: 'the new key\'s role (keys init)' },
+          { name: 'role', type: 'string', value: 'release|security|core|tester|builder|module-signing', help: 'the new key\'s role (keys init)' },
           { name: 'name', type: 'string', value: 'NAME', help: "the tester's name (keys init --role tester; every hardware record shows it)" },
         ],
       },

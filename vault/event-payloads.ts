@@ -31,6 +31,8 @@ export type RunStartPayload = {
   jobs?: number;
   sandbox?: { kind: 'bwrap'; version: string } | { kind: 'off'; reason: string };
   secrets?: string[];
+  /** --remote-cache: the cache (no credentials) and whether this run pulls from and pushes to it. */
+  remote_cache?: { cache: string; readonly: boolean; pull: boolean; push: boolean };
   source_date_epoch?: number;
   /** The commit the run built from (dirty: the tree had changes git sees); null outside git. */
   source?: { commit: string; dirty: boolean } | null;
@@ -48,6 +50,8 @@ export type RunEndPayload = {
   /** built: BUILT instances (built, not validated), counted apart from passed (absent in older chains). */
   tasks?: { total: number; passed: number; built?: number; not_configured: number; other: number };
   bundle?: { status: 'signing'; dir: string; release_key: string } | { status: 'none'; reason?: string };
+  /** --remote-cache: the cache (no credentials) and its counts for this run. */
+  remote_cache?: { cache: string; readonly: boolean; stats: Record<string, number>; down?: string };
 };
 
 export type TaskStartPayload = {
@@ -60,6 +64,8 @@ export type TaskStartPayload = {
   /** What changed since the last result, in words ("no earlier result" for a first build). */
   why: string[];
   sandbox?: SandboxRecord;
+  /** Why the remote cache gave no hit, when it was asked and had something to say (an entry refused). */
+  remote?: string;
 };
 
 export type TaskEndPayload = {
@@ -85,6 +91,8 @@ export type TaskEndPayload = {
   restored_from?: string;
   /** Outputs put back from the store. */
   restored?: string[];
+  /** Restored from a remote cache: which one (no credentials), the entry, the builder key that signed it, the run that built it, the outputs whose bytes came over the network. */
+  remote?: { cache: string; key: string; builder_key: string; built_by_run: string; fetched: string[] };
   sandbox?: SandboxRecord;
   attempts?: number;
 };

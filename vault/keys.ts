@@ -19,8 +19,8 @@ import { canonicalize } from './jcs.js';
 import { fail, VaultError, type Fail } from './codes.js';
 import { schemaError } from './schemas.js';
 
-/** tester: a hardware tester who signs the records of machines booted from a stick (`hw record`), with the tester's name. */
-export const KEY_ROLES = ['release', 'security', 'core', 'tester'] as const;
+/** builder: signs remote-cache entries (`--remote-cache`). tester: a hardware tester who signs the records of machines booted from a stick (`hw record`), with the tester's name. */
+export const KEY_ROLES = ['release', 'security', 'core', 'tester', 'builder'] as const;
 export type KeyRole = (typeof KEY_ROLES)[number];
 
 export interface TrustKey {

@@ -28,7 +28,7 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
   const trustFile = resolve(a.trust ?? defaultTrustFile(keyDir));
   if (sub === 'init') {
     const role = a.role;
-    if (!role) throw new UsageError('keys init needs --role release|security|core|tester|module-signing');
+    if (!role) throw new UsageError('keys init needs --role release|security|core|tester|builder|module-signing');
     if (a.name !== undefined && role !== 'tester') throw new UsageError('--name goes with --role tester');
     if (role === 'tester' && !a.name?.trim()) throw new UsageError('keys init --role tester needs --name "the tester\'s name" (every hardware record shows it)');
     if (role === 'module-signing') {
@@ -45,7 +45,7 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
       }
       return EXIT.ok;
     }
-    if (!(KEY_ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be release, security, core, tester or module-signing, not "${role}"`);
+    if (!(KEY_ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be release, security, core, tester, builder or module-signing, not "${role}"`);
     const k = await initKey(keyDir, role as KeyRole, a.name !== undefined ? { name: a.name.trim() } : {});
     await addTrustEntry(trustFile, k.trustEntry);
     if (a.json) {

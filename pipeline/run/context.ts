@@ -22,6 +22,7 @@ import { componentOutputs } from './component-build.js';
 import type { EventSink } from './events.js';
 import type { ToolVersions } from './fingerprint.js';
 import type { ManifestQueue } from './manifest-queue.js';
+import type { RemoteTaskCache } from './remote-cache.js';
 import type { StateStore } from './state.js';
 import type { ModuleSigningKey } from '../kernel/module-signing-key.js';
 
@@ -47,6 +48,8 @@ export interface FingerprintContext {
 export interface FreshnessContext extends FingerprintContext {
   /** Earlier PASS results by fingerprint, from every run's chain (loaded on first use). */
   passes: PassIndex;
+  /** --remote-cache: asked after the local store, before running (absent or null: none). */
+  remote?: RemoteTaskCache | null;
 }
 
 export interface RunContext extends FreshnessContext {

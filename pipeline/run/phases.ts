@@ -286,6 +286,7 @@ export async function finishRun(
     signer = await findSigner(o.keyDir, 'release', o.trustFile);
     if (!signer) note = `no release key in ${o.keyDir}: bundle not signed; run \`clawos-build keys init --role release\``;
   }
+  if (rc.remote) rc.emit({ type: 'info', message: rc.remote.summary() });
   const status = o.error ? 'error' : rc.signal.aborted ? 'interrupted' : records.some((r) => !isPassed(r.status)) || results.some((r) => r.gate.recommendation !== 'GO') ? 'failed' : 'passed';
   await rc.vault.append('run-end', {
     status,
@@ -293,6 +294,7 @@ export async function finishRun(
     gates: results.map((r) => ({ phase: r.phase, recommendation: r.gate.recommendation })),
     tasks: { total: records.length, passed: count((s) => s === 'PASS'), built: count((s) => s === 'BUILT'), not_configured: count((s) => s === 'NOT_CONFIGURED'), other: count((s) => !isPassed(s)) },
     bundle: signer ? { status: 'signing', dir: `vault/bundles/${rc.vault.runId}`, release_key: signer.keyid } : { status: 'none', reason: note },
+    ...(rc.remote ? { remote_cache: { cache: rc.remote.shown, readonly: rc.remote.readonly, stats: { ...rc.remote.stats }, ...(rc.remote.downReason ? { down: rc.remote.downReason } : {}) } } : {}),
   });
   const done: RunFinish = { runId: rc.vault.runId, eventsFile: rc.vault.eventsFile, ...(note ? { bundleNote: note } : {}) };
   if (!signer || !rc.freeze.ok) {
@@ -335,6 +337,8 @@ export async function finishRun(
         // What `clawos-build reproduce` rebuilds from: the commit, and the module-signing certificate the kernels carry.
         source: rc.source,
         module_signing_cert: rc.moduleSigningKey?.certSha256 ?? null,
+        // The bundle says which outputs were not built by this run but pulled from a remote cache, and who vouched for them.
+        ...(rc.remote ? { remote_cache: { cache: rc.remote.shown, restored: rc.remote.restoredAll() } } : {}),
       },
       releaseKey: signer,
     });
