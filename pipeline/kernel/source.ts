@@ -159,7 +159,7 @@ export async function prepareKernelSource(cfg: KernelSourceConfig, ctx: SourceCo
     return {
       ok: false,
       outcome: infra(
-        `kernel source ${tarball} not found (pinned in ${cfg.pinnedIn}); install it with \`apt-get install linux-source-6.1\``,
+        `kernel source ${tarball} not found (pinned in ${cfg.pinnedIn}); put the tarball there or name another one in ${cfg.pinnedIn}`,
       ),
     };
   }
