@@ -32,7 +32,7 @@ const RECORDED: Record<string, string> = {
 };
 const PLAIN = ['make', 'bc', 'bison', 'flex', 'xz', 'cpio', 'gcc', 'aarch64-linux-gnu-gcc'];
 const FIRMWARE = ['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_VARS_4M.fd', '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd'];
-const HOST_FILES = ['/usr/include/libelf.h', '/usr/include/openssl/opensslv.h', '/usr/src/linux-source-6.1.tar.xz'];
+const HOST_FILES = ['/usr/include/libelf.h', '/usr/include/openssl/opensslv.h', '/usr/src/linux-source-6.12.tar.xz'];
 const GRUB_DIRS = ['/usr/lib/grub/i386-pc', '/usr/lib/grub/x86_64-efi'];
 /** Real programs the fakes and pipeline/inputs/debs.ts need besides the fakes. */
 const BASICS = ['bash', 'sh', 'sleep', 'basename', 'cat', 'cp', 'mkdir', 'touch', 'grep', 'chmod', 'dpkg-deb', 'tar'];
@@ -223,7 +223,7 @@ describe('doctor on a fake host', () => {
         '  ok       firmware OVMF_VARS_4M.fd      /usr/share/OVMF/OVMF_VARS_4M.fd',
         `  ok       aarch64-linux-gnu-gcc         ${h.bin}/aarch64-linux-gnu-gcc`,
         `  ok       gcc                           ${h.bin}/gcc`,
-        '  ok       kernel source                 linux-source-6.1 from inputs.lock.yaml, fetched by the build (host copy not the locked one)',
+        '  ok       kernel source                 linux-source-6.12 from inputs.lock.yaml, fetched by the build (host copy not the locked one)',
         '  ok       libelf.h                      /usr/include/libelf.h',
         '  ok       opensslv.h                    /usr/include/openssl/opensslv.h',
         '  MISSING  grub arm64-efi                from grub-efi-arm64-bin:arm64, not fetched yet (apt cannot fetch it: see below)',
