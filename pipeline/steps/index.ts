@@ -3,6 +3,7 @@ import type { Step } from '../catalog/step.js';
 import { apparmorCompileStep } from './apparmor-compile.js';
 import { apparmorFlowStep } from './apparmor-flow.js';
 import { buildrootStep } from './buildroot.js';
+import { ebpfBuildStep } from './ebpf-build.js';
 import { guestCheckStep } from './guest-check.js';
 import { isoStep } from './iso.js';
 import { kconfigAssertStep } from './kconfig-assert.js';
@@ -16,6 +17,6 @@ import { specFreezeStep } from './spec-freeze.js';
 import { stockBenchStep } from './stock-bench.js';
 
 export function builtinSteps(): Map<string, Step> {
-  const all = [specFreezeStep, kernelBuildStep, kconfigAssertStep, rootfsStep, isoStep, qemuBootStep, guestCheckStep, buildrootStep, stockBenchStep, seccompCompileStep, apparmorCompileStep, apparmorFlowStep, kconfigAuditStep, securityReportStep];
+  const all = [specFreezeStep, kernelBuildStep, kconfigAssertStep, rootfsStep, isoStep, qemuBootStep, guestCheckStep, buildrootStep, stockBenchStep, seccompCompileStep, apparmorCompileStep, apparmorFlowStep, kconfigAuditStep, securityReportStep, ebpfBuildStep];
   return new Map(all.map((s) => [s.name, s]));
 }
