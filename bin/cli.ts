@@ -64,7 +64,7 @@ const RUN_OPTIONS: OptionGroup = {
   owner: 'p1..p4 and all',
   options: [
     { name: 'no-sandbox', type: 'boolean', help: "run tasks without bubblewrap (recorded in every task's vault event)" },
-    { name: 'rootfs-backend', type: 'string', value: 'B', help: 'busybox (default, offline) or buildroot (needs --buildroot)', default: 'busybox' },
+    { name: 'rootfs-backend', type: 'string', value: 'B', help: 'busybox (default, offline), buildroot (needs --buildroot), or aya (B-08 from the aya-ebpf component)', default: 'busybox' },
     { name: 'buildroot', type: 'string', value: 'P', help: 'a Buildroot source dir or release tarball (with --buildroot-sha256 HEX for a tarball)' },
     {
       name: 'buildroot-sha256',
