@@ -293,6 +293,52 @@ static void set_rodata_long(struct bpf_object *obj, const char *path, const char
 	die(4, "%s: no variable %s in .rodata", path, name);
 }
 
+/*
+ * Lockdown (confidentiality) refuses bpf_probe_read_kernel, so libbpf's probe for
+ * it fails and libbpf then rewrites every bpf_probe_read_user[_str] call into the
+ * legacy bpf_probe_read[_str], which lockdown refuses too. The user-memory
+ * helpers themselves are allowed: this handler of B-02's tp_btf section, run
+ * after libbpf's rewrite and before the load, puts them back (the programs never
+ * call the legacy helpers) and names the BTF tracepoint to attach to, which
+ * libbpf's own tp_btf handler would have done.
+ */
+static int tp_btf_id = -1;
+
+static int prepare_tp_btf(struct bpf_program *prog, struct bpf_prog_load_opts *opts, long cookie)
+{
+	struct bpf_insn *insn = (struct bpf_insn *)bpf_program__insns(prog);
+	size_t i, n = bpf_program__insn_cnt(prog);
+
+	(void)cookie;
+	for (i = 0; i < n; i++) {
+		if (insn[i].code != (BPF_JMP | BPF_CALL) || insn[i].src_reg != 0)
+			continue;
+		if (insn[i].imm == BPF_FUNC_probe_read_str)
+			insn[i].imm = BPF_FUNC_probe_read_user_str;
+		else if (insn[i].imm == BPF_FUNC_probe_read)
+			insn[i].imm = BPF_FUNC_probe_read_user;
+	}
+	opts->expected_attach_type = BPF_TRACE_RAW_TP;
+	opts->attach_btf_id = tp_btf_id;
+	return 0;
+}
+
+/* The BTF id of the raw tracepoint a "tp_btf/NAME" program attaches to: typedef btf_trace_NAME. */
+static void find_tp_btf(struct bpf_program *prog, const char *path)
+{
+	const char *sec = bpf_program__section_name(prog);
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	char name[128];
+
+	if (!vmlinux)
+		die(4, "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): %s", strerror(errno));
+	snprintf(name, sizeof(name), "btf_trace_%s", strchr(sec, '/') ? strchr(sec, '/') + 1 : sec);
+	tp_btf_id = btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF);
+	if (tp_btf_id < 0)
+		die(4, "%s: the kernel has no raw tracepoint %s (%s)", path, name + 10, sec);
+	btf__free(vmlinux);
+}
+
 static long parse_nr(const char *s)
 {
 	char *end;
@@ -504,12 +550,22 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "trace") && argc >= 7) {
 		long nr_execve = parse_nr(argv[3]), nr_openat = parse_nr(argv[4]);
 
+		struct libbpf_prog_handler_opts h = { .sz = sizeof(h), .prog_prepare_load_fn = prepare_tp_btf };
+		struct bpf_program *prog;
+
 		cmd = command_of(argc, argv, 5);
+		if (libbpf_register_prog_handler("tp_btf/", BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP, &h) < 0)
+			die(4, "cannot register the tp_btf handler");
 		obj = open_obj(argv[2]);
 		set_rodata_long(obj, argv[2], "nr_execve", nr_execve);
 		set_rodata_long(obj, argv[2], "nr_openat", nr_openat);
+		prog = bpf_object__find_program_by_name(obj, "clawos_trace_sys_enter");
+		if (!prog)
+			die(4, "%s: no program clawos_trace_sys_enter", argv[2]);
+		find_tp_btf(prog, argv[2]);
 		load_obj(obj, argv[2]);
-		attach_all(obj, argv[2]);
+		if (bpf_raw_tracepoint_open(NULL, bpf_program__fd(prog)) < 0)
+			die(4, "%s: cannot attach clawos_trace_sys_enter (%s): %s", argv[2], bpf_program__section_name(prog), strerror(errno));
 		status = run_cmd(cmd, obj, 1);
 		drain(obj);
 		return finish(status);

@@ -99,7 +99,7 @@ check_ebpf_lsm() {
     esac
     VALUE="${VALUE:+$VALUE; }$_n: $EP"
   done
-  _o=$(echo "$EBPF_LSM_OUT" | grep "^event kind=file_open " | grep -F "verdict=-1 filename=${EBPF_PROTECTED##*/}" | head -n 1)
+  _o=$(echo "$EBPF_LSM_OUT" | grep "^event kind=file_open " | grep -F "verdict=-1 filename=$EBPF_PROTECTED" | head -n 1)
   _c=$(echo "$EBPF_LSM_OUT" | grep "^event kind=socket_connect " | grep -F "family=2 protocol=6 port=$EBPF_CONNECT_BLOCKED_PORT verdict=-1 addr=127.0.0.1" | head -n 1)
   [ -n "$_o" ] || _bad="$_bad no-file_open-event"
   [ -n "$_c" ] || _bad="$_bad no-socket_connect-event"
