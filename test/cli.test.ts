@@ -38,7 +38,7 @@ describe('clawos-build binary', () => {
   it('validates the real catalog', async () => {
     const r = await run(['node', cli, 'validate']);
     expect(r.exitCode).toBe(0);
-    expect(r.tail).toContain('50 task specs valid (49 required, 1 optional)');
+    expect(r.tail).toContain('51 task specs valid (50 required, 1 optional)');
   });
 
   it('reports a corrupt state file as invalid input with a hint, exit 3', async () => {
@@ -57,11 +57,11 @@ describe('clawos-build binary', () => {
     await d.cleanup();
   });
 
-  it('plans 66 task instances (48 catalog tasks plus C-08 and F-06, 16 of them per arch) for both arches in phase order', async () => {
+  it('plans 72 task instances (48 catalog tasks plus C-08, F-06 and B-08, 21 of them per arch) for both arches in phase order', async () => {
     const r = await run(['node', cli, 'plan', '--json'], { captureStdout: true });
     expect(r.exitCode).toBe(0);
     const plan = JSON.parse(r.stdout) as { instances: { id: string; phase: string }[] };
-    expect(plan.instances).toHaveLength(66);
+    expect(plan.instances).toHaveLength(72);
     const phases = plan.instances.map((i) => i.phase);
     expect([...phases].sort()).toEqual(phases);
     expect(plan.instances.findIndex((i) => i.id === 'A-01@x86_64')).toBeLessThan(plan.instances.findIndex((i) => i.id === 'A-04@x86_64'));

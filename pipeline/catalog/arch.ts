@@ -32,6 +32,17 @@ export interface ArchSpec {
   };
   guest: { cpu_flags: string[] };
   qemu: string;
+  /** B-08: how the eBPF programs and their static loader are built (pipeline/steps/ebpf-build.ts). */
+  ebpf?: {
+    /** libbpf's __TARGET_ARCH_<x>: bpf_tracing.h's register names for this arch. */
+    target_arch: string;
+    /** Target-arch dev packages (locked) holding the loader's static libraries and headers. */
+    debs: string[];
+    /** Where the unpacked debs keep the static libraries, e.g. usr/lib/x86_64-linux-gnu. */
+    lib_dir: string;
+    /** Host packages the step runs: part of the fingerprint. */
+    tool_packages: string[];
+  };
   /** G-08: Debian's stock kernel booted with the same initramfs for comparison (pipeline/bench/stock-bench.ts). */
   baseline?: {
     /** The meta package naming the current versioned kernel package, e.g. linux-image-amd64. */

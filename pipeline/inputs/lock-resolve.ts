@@ -4,6 +4,7 @@
  * every kernel-config/source*.yaml (the default and each selectable kernel), every arch's `debs:`, the firmware files of every
  * QEMU machine (qemu/<arch>.yaml), G-08's stock kernel (`baseline:`), and the
  * host tool packages (specs/host-packages.txt) whose versions are recorded,
+ * every arch's `ebpf.debs` (the eBPF loader's static libraries),
  * and the Buildroot backend's toolchain debs and Debian source packages
  * (specs/buildroot-offline.yaml).
  */
@@ -59,6 +60,7 @@ export async function wantedInputs(repoRoot: string): Promise<WantedDeb[]> {
   const offline = await loadOfflineSpec(repoRoot);
   for (const a of [...arches.values()].sort((x, y) => (x.name < y.name ? -1 : 1))) {
     for (const d of a.debs) add({ name: d, arch: a.debian_arch, why: `${a.name} rootfs and ISO`, files: [] });
+    for (const d of a.ebpf?.debs ?? []) add({ name: d, arch: a.debian_arch, why: `${a.name} eBPF loader (B-08)`, files: [] });
     const m = await loadMachine(repoRoot, a.qemu);
     for (const v of m.variants) {
       for (const fw of v.firmware ?? []) {
