@@ -345,8 +345,9 @@ SB_VAR=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
 secureboot_on() {
   SB_BYTE=
   [ -r "$SB_VAR" ] || return 1
-  set -- $(od -An -tu1 -j4 -N1 "$SB_VAR" 2>/dev/null)
-  SB_BYTE=$1
+  # efivarfs files stat as 0 bytes, so od cannot skip into them: read all five bytes.
+  set -- $(od -An -tu1 "$SB_VAR" 2>/dev/null)
+  SB_BYTE=$5
   [ "$SB_BYTE" = 1 ]
 }
 
