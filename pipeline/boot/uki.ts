@@ -173,7 +173,8 @@ export async function assembleUki(run: Runner, i: UkiInputs): Promise<{ placed: 
   });
   const argv = objcopyArgv(i.objcopy, i.stub, i.out, placed);
   const r = await run(argv, { env: i.env, tailLines: 20 });
-  if (!r.ok) throw new Error(`objcopy could not assemble the UKI: ${r.spawnError ?? r.tail.slice(-3).join(' / ')}`);
+  // objcopy follows a fatal error with a "never used" warning per option it did not get to: those hide the cause.
+  if (!r.ok) throw new Error(`objcopy could not assemble the UKI: ${r.spawnError ?? r.tail.filter((l) => !/ never used$/.test(l)).slice(-3).join(' / ')}`);
   const img = await readFile(i.out);
   const why = pinTimestamp(img, i.epoch);
   if (why) throw new Error(`objcopy wrote no PE32+ image to ${i.out}: ${why}`);

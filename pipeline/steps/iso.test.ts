@@ -4,6 +4,7 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { sha256File } from '../../lib/hash.js';
 import { run } from '../../lib/proc.js';
+import { lockedDeb } from '../../test/helpers/locked-debs.js';
 import { fakeStepContext, testArch } from '../../test/helpers/debs-fixtures.js';
 import type { ArchSpec } from '../catalog/arch.js';
 import type { SecureBootKey } from '../catalog/step.js';
@@ -37,13 +38,7 @@ let sbKey: SecureBootKey;
 let fixtures: string;
 beforeAll(async () => {
   fixtures = (await tmpDir({ unsafeCleanup: true })).path;
-  const lock = await readFile(join(repoRoot, 'inputs.lock.yaml'), 'utf8');
-  for (const [name, arch] of [['systemd-boot-efi', 'amd64'], ['grub-pc-bin', 'amd64']] as const) {
-    const version = new RegExp(`- name: ${name}\\n    arch: ${arch}\\n    version: (\\S+)`).exec(lock)![1]!;
-    const r = await run(['apt-get', 'download', `${name}:${arch}=${version}`], { cwd: fixtures });
-    if (!r.ok) throw new Error(r.tail.join('\n'));
-    debs[`${name}:${arch}`] = join(fixtures, (await readdir(fixtures)).find((f) => f.startsWith(`${name}_`))!);
-  }
+  for (const [name, arch] of [['systemd-boot-efi', 'amd64'], ['grub-pc-bin', 'amd64']] as const) debs[`${name}:${arch}`] = (await lockedDeb(name, arch)).deb;
   // Debian's public snakeoil test key, as bin/bootstrap imports it.
   sbKey = await importSecureBootKey(join(fixtures, 'keys'), { key: '/usr/share/ovmf/PkKek-1-snakeoil.key', cert: '/usr/share/ovmf/PkKek-1-snakeoil.pem', passphrase: 'snakeoil' }, await loadTestCerts(repoRoot));
 }, 120_000);
