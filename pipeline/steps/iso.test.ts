@@ -135,7 +135,10 @@ describe('isoStep (real objcopy, sbsign, sbverify, grub-mkimage, mtools, xorriso
       expect(await sha256File(join(d, 'loader.efi'))).toBe(await sha256File(uki));
       expect(await readFile(join(build, 'iso', 'clawos-x86_64.iso.grub.cfg'), 'utf8')).toBe(biosGrubCfg(x86));
       // Only the outputs: no scratch dir, no unsigned UKI, no key copy.
-      expect((await readdir(join(build, 'iso'))).sort()).toEqual(['clawos-x86_64.efi', 'clawos-x86_64.iso', 'clawos-x86_64.iso.grub.cfg']);
+      expect((await readdir(join(build, 'iso'))).sort()).toEqual(['clawos-x86_64.efi', 'clawos-x86_64.iso', 'clawos-x86_64.iso.grub.cfg', 'clawos-x86_64.secureboot.der']);
+      // The certificate as DER, as mokutil --import takes it.
+      const der = await run(['openssl', 'x509', '-inform', 'DER', '-in', join(build, 'iso', 'clawos-x86_64.secureboot.der'), '-noout', '-fingerprint', '-sha256'], { captureStdout: true });
+      expect(der.stdout.replace(/:/g, '').toLowerCase()).toContain(sbKey.certSha256);
     } finally {
       await cleanup();
     }

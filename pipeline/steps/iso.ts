@@ -12,8 +12,9 @@
  * every platform, most of the old 25 MB), then checked with xorriso for the El
  * Torito boot entries the arch spec expects (iso.expect_boot: bios / uefi).
  *
- * Outputs in ctx.outDir: <name> (default clawos-<arch>.iso) and <name minus .iso>.efi,
- * the signed UKI. The unsigned UKI never leaves the step's scratch dir.
+ * Outputs in ctx.outDir: <name> (default clawos-<arch>.iso), <name minus .iso>.efi (the
+ * signed UKI) and <name minus .iso>.secureboot.der (the certificate it is signed for, DER).
+ * The unsigned UKI never leaves the step's scratch dir.
  */
 import { copyFile, mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -26,7 +27,7 @@ import { fail, infra, pass, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
 import { P, paramsSchema, StepParamError, stringParam } from '../catalog/step-params.js';
 import { assembleUki, osRelease } from '../boot/uki.js';
-import { MAKE_SECUREBOOT_KEY, testKeyWarning } from '../boot/secureboot-key.js';
+import { certDer, MAKE_SECUREBOOT_KEY, testKeyWarning } from '../boot/secureboot-key.js';
 import { loadRelease } from '../../lib/data.js';
 
 const str = (params: Record<string, unknown>, key: string, dflt?: string): string => stringParam(params, key, 'iso', dflt);
@@ -228,8 +229,10 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
 
     const isoPath = join(ctx.outDir, name);
     const ukiPath = join(ctx.outDir, ukiName);
+    const derPath = join(ctx.outDir, name.replace(/\.iso$/, '') + '.secureboot.der');
     await rename(tmpIso, isoPath);
     await rename(signed, ukiPath);
+    await writeFileAtomic(derPath, await certDer(sb));
     const sha = await sha256File(isoPath);
     const size = (await stat(isoPath)).size;
     const warn = testKeyWarning(sb);
@@ -238,6 +241,7 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
       evidence: [
         { label: 'iso', path: rel(isoPath), sha256: sha },
         { label: 'signed UKI', path: rel(ukiPath), sha256: await sha256File(ukiPath) },
+        { label: 'secureboot cert (DER)', path: rel(derPath), sha256: await sha256File(derPath) },
         ...(cfg ? [{ label: 'grub.cfg', path: rel(join(ctx.outDir, `${name}.grub.cfg`)), sha256: sha256Hex(cfg) }] : []),
       ],
       data: {
