@@ -43,7 +43,7 @@ const PANIC = /Kernel panic - not syncing.*/;
 const OOPS = /\b(?:Oops|BUG): .*/;
 const NO_INITIAL_CONSOLE = /[Uu]nable to open an initial console/;
 /** The firmware found nothing it could boot: waiting on only burns the timeout. */
-const FIRMWARE_GAVE_UP = /No bootable device|UEFI Interactive Shell|Boot failed: not a bootable/;
+const FIRMWARE_GAVE_UP = /No bootable device|No bootable option or device|UEFI Interactive Shell|Boot failed: not a bootable/;
 /** The firmware refused the loader (Secure Boot: unsigned or tampered image): nothing later can change that. */
 const FIRMWARE_REFUSED = /BdsDxe: failed to load .*(?:Access Denied|Security Violation)/;
 /** The kernel's own banner: without it the kernel never reached its console. */
