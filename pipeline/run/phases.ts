@@ -334,6 +334,8 @@ export async function finishRun(
         // What `clawos-build reproduce` rebuilds from: the commit, and the module-signing certificate the kernels carry.
         source: rc.source,
         module_signing_cert: rc.moduleSigningKey?.certSha256 ?? null,
+        // The certificate the UKIs are signed for; test_key names a public TEST certificate (specs/secureboot.yaml).
+        secure_boot: rc.secureBootKey ? { cert_sha256: rc.secureBootKey.certSha256, test_key: rc.secureBootKey.testKey } : null,
       },
       releaseKey: signer,
     });
