@@ -213,7 +213,7 @@ export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
           ? `the UKIs are signed with a public TEST key (${test.name}): secureboot-cert.der must not be enrolled on real hardware`
           : `secureboot-cert.der (sha256 ${certSha}) is the certificate the UKIs are signed for: enrol it with mokutil --import (docs/boot-lab.md)`,
       );
-    } else notes.push('no Secure Boot certificate in the bundle: the UKIs are not included signed');
+    } else if (ukis.length) notes.push('the bundle has UKIs but no Secure Boot certificate: they cannot be enrolled for');
     const gateReports = [];
     for (const phase of ['P1', 'P2', 'P3', 'P4'] as const) {
       const g = rec.gates[phase];
