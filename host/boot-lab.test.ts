@@ -96,11 +96,11 @@ describe('boot timeouts from qemu/ data', () => {
 
 describe('--firmware bios|uefi|variant maps onto the machine data', () => {
   it('selects by firmware kind or by name', () => {
-    expect(selectVariants(x86, 'bios').map((v) => v.name)).toEqual(['seabios']);
-    expect(selectVariants(x86, 'uefi').map((v) => v.name)).toEqual(['ovmf']);
-    expect(selectVariants(arm, 'uefi').map((v) => v.name)).toEqual(['uefi-acpi', 'uefi-dt']);
+    expect(selectVariants(x86, 'bios').map((v) => v.name)).toEqual(['seabios', 'usb-bios']);
+    expect(selectVariants(x86, 'uefi').map((v) => v.name)).toEqual(['ovmf', 'ovmf-secureboot', 'usb-uefi']);
+    expect(selectVariants(arm, 'uefi').map((v) => v.name)).toEqual(['uefi-acpi', 'uefi-dt', 'uefi-secureboot', 'usb-uefi']);
     expect(selectVariants(arm, 'uefi-dt').map((v) => v.name)).toEqual(['uefi-dt']);
-    expect(selectVariants(x86).map((v) => v.name)).toEqual(['seabios', 'ovmf']);
+    expect(selectVariants(x86).map((v) => v.name)).toEqual(['seabios', 'ovmf', 'ovmf-secureboot', 'usb-bios', 'usb-uefi']);
   });
   it('refuses what the arch does not have, naming what it has', () => {
     const e = (() => {
@@ -113,7 +113,7 @@ describe('--firmware bios|uefi|variant maps onto the machine data', () => {
     })();
     expect(e).toBeInstanceOf(UserError);
     expect(e.message).toBe('aarch64 has no bios boot variant');
-    expect(e.hint).toBe('choose one of: uefi-acpi (uefi), uefi-dt (uefi)');
+    expect(e.hint).toBe('choose one of: uefi-acpi (uefi), uefi-dt (uefi), uefi-secureboot (uefi), usb-uefi (uefi)');
     expect(() => selectVariants(x86, 'coreboot')).toThrow('unknown --firmware coreboot for x86_64');
   });
 });

@@ -31,7 +31,15 @@ const RECORDED: Record<string, string> = {
   'qemu-system-aarch64': 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers',
 };
 const PLAIN = ['make', 'bc', 'bison', 'flex', 'xz', 'cpio', 'gcc', 'aarch64-linux-gnu-gcc'];
-const FIRMWARE = ['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_VARS_4M.fd', '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd'];
+const FIRMWARE = [
+  '/usr/share/OVMF/OVMF_CODE_4M.fd',
+  '/usr/share/OVMF/OVMF_VARS_4M.fd',
+  '/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd',
+  '/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd',
+  '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd',
+  '/usr/share/AAVMF/AAVMF_CODE.snakeoil.fd',
+  '/usr/share/AAVMF/AAVMF_VARS.snakeoil.fd',
+];
 const HOST_FILES = ['/usr/include/libelf.h', '/usr/include/openssl/opensslv.h', '/usr/src/linux-source-6.1.tar.xz'];
 const GRUB_DIRS = ['/usr/lib/grub/i386-pc', '/usr/lib/grub/x86_64-efi'];
 /** Real programs the fakes and pipeline/inputs/debs.ts need besides the fakes. */

@@ -232,7 +232,9 @@ export async function bootIso(opts: BootOptions): Promise<BootRecord> {
     const c = classifyBoot({
       log: lines.join('\n'),
       lineTimesMs: times,
-      expectedChecks: opts.expectedChecks,
+      // The variant's own expectations (Secure Boot variants: the secureboot check and the kernel's report) come from its data.
+      expectedChecks: [...opts.expectedChecks, ...(variant.expect_checks ?? []).filter((n) => !opts.expectedChecks.includes(n))],
+      expectedLog: variant.expect_log ?? [],
       timedOut: r.timedOut || callerAborted,
     });
     // A QEMU error after guest output still explains a guest that stopped talking.

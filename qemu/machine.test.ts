@@ -21,8 +21,8 @@ describe('machine definitions', () => {
   });
 
   test('variants are the ones the boots are named after', async () => {
-    expect((await loadMachine(REPO, 'qemu/x86_64.yaml')).variants.map((v) => v.name)).toEqual(['seabios', 'ovmf']);
-    expect((await loadMachine(REPO, 'qemu/aarch64.yaml')).variants.map((v) => v.name)).toEqual(['uefi-acpi', 'uefi-dt']);
+    expect((await loadMachine(REPO, 'qemu/x86_64.yaml')).variants.map((v) => v.name)).toEqual(['seabios', 'ovmf', 'ovmf-secureboot', 'usb-bios', 'usb-uefi']);
+    expect((await loadMachine(REPO, 'qemu/aarch64.yaml')).variants.map((v) => v.name)).toEqual(['uefi-acpi', 'uefi-dt', 'uefi-secureboot', 'usb-uefi']);
   });
 
   test('unknown keys and unknown placeholders are rejected', async () => {

@@ -32,6 +32,14 @@ export interface BootVariant {
   firmware_kind?: FirmwareKind;
   firmware: FirmwareFile[];
   args: string[];
+  /** How this variant attaches the ISO (a USB stick), instead of QemuMachine.iso_args. */
+  iso_args?: string[];
+  /** In-guest checks this variant expects on top of the expected checks file (data, not code: secureboot). */
+  expect_checks?: string[];
+  /** Text the serial log must contain for a PASS (the kernel's own Secure Boot report). */
+  expect_log?: string[];
+  /** Secure Boot on: the certificate its VARS enrol (a UKI signed with another key is refused). */
+  secure_boot?: { enrolled_cert_sha256: string };
 }
 
 export interface Accelerator {
@@ -84,7 +92,7 @@ function validate(doc: unknown, display: string, schemaText: string): QemuMachin
     if (seen.has(v.name)) throw new UserError(`${display}: variant ${v.name} is defined twice`);
     seen.add(v.name);
     const known = new Set(['iso', ...v.firmware.map((f) => f.name)]);
-    for (const a of [...v.args, ...m.iso_args]) {
+    for (const a of [...v.args, ...(v.iso_args ?? m.iso_args)]) {
       for (const p of placeholders(a)) {
         if (!known.has(p)) throw new UserError(`${display}: variant ${v.name}: unknown placeholder {${p}} in "${a}"`);
       }
@@ -266,7 +274,7 @@ export async function prepareBoot(opts: {
   let mediaArgs: string[];
   if ('iso' in media) {
     values.iso = media.iso;
-    mediaArgs = m.iso_args;
+    mediaArgs = v.iso_args ?? m.iso_args;
   } else {
     if (!m.direct_kernel) throw new UserError(`QEMU machine ${m.arch} has no direct_kernel section`);
     values.kernel = media.kernel;
