@@ -180,6 +180,26 @@ export function selectVariants(m: QemuMachine, sel?: string): BootVariant[] {
   throw new UserError(`unknown --firmware ${sel} for ${m.arch}`, `choose bios, uefi or one of: ${have}`);
 }
 
+/**
+ * Why a Secure Boot variant is NOT_CONFIGURED for a UKI signed with the certificate
+ * `certSha256` (the key dir's Secure Boot certificate; undefined: no Secure Boot key,
+ * so no signed UKI): its firmware enrols another certificate and would refuse the
+ * UKI, so it is never booted. null: the variant can boot it (or has Secure Boot off).
+ * One rule for G-06, `boot` and `lava export`.
+ */
+export function secureBootNotConfigured(v: BootVariant, certSha256: string | undefined): string | null {
+  const sb = v.secure_boot;
+  if (!sb || certSha256 === sb.enrolled_cert_sha256) return null;
+  return certSha256
+    ? `${v.name}: NOT_CONFIGURED: its firmware variables enrol certificate sha256 ${sb.enrolled_cert_sha256.slice(0, 16)}…, but the UKI is signed with ${certSha256.slice(0, 16)}… (the key dir's secureboot.crt); give this variant VARS that enrol it (docs/boot-lab.md, virt-fw-vars)`
+    : `${v.name}: NOT_CONFIGURED: no Secure Boot key in the key dir, so no signed UKI to boot`;
+}
+
+/** What a variant's boot must show on top of the expected checks file: its expect_checks and expect_log. */
+export function variantExpectations(v: BootVariant, expectedChecks: readonly string[]): { checks: string[]; log: string[] } {
+  return { checks: [...expectedChecks, ...(v.expect_checks ?? []).filter((n) => !expectedChecks.includes(n))], log: [...(v.expect_log ?? [])] };
+}
+
 export interface BootTimeout {
   seconds: number;
   /** The multiplier applied to the accelerator's timeout_s (1 = none). */

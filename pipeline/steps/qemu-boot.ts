@@ -16,7 +16,7 @@ import type { ArchSpec } from '../catalog/arch.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import { bootIso, type BootRecord } from '../../qemu/boot.js';
 import { chooseAccelerator } from '../../qemu/kvm-probe.js';
-import { loadMachine, type QemuMachine } from '../../qemu/machine.js';
+import { loadMachine, secureBootNotConfigured, type QemuMachine } from '../../qemu/machine.js';
 import { loadExpectedChecks, lockMachineFirmware, machinePackages } from '../boot/guest-boot.js';
 import { bootReportsOf } from '../boot/boot-reports.js';
 
@@ -107,16 +107,8 @@ export const qemuBootStep: Step = {
     // would refuse it: never booted, never PASS (docs/boot-lab.md: how to make VARS that enrol it).
     const notConfigured = new Map<string, string>();
     for (const name of variants) {
-      const sbv = machine.variants.find((v) => v.name === name)?.secure_boot;
-      if (!sbv) continue;
-      const have = ctx.secureBootKey?.certSha256;
-      if (have === sbv.enrolled_cert_sha256) continue;
-      notConfigured.set(
-        name,
-        have
-          ? `${name}: NOT_CONFIGURED: its firmware variables enrol certificate sha256 ${sbv.enrolled_cert_sha256.slice(0, 16)}…, but the UKI is signed with ${have.slice(0, 16)}… (the key dir's secureboot.crt); give this variant VARS that enrol it (docs/boot-lab.md, virt-fw-vars)`
-          : `${name}: NOT_CONFIGURED: no Secure Boot key in the key dir, so no signed UKI to boot`,
-      );
+      const why = secureBootNotConfigured(machine.variants.find((v) => v.name === name)!, ctx.secureBootKey?.certSha256);
+      if (why) notConfigured.set(name, why);
     }
     const records: BootRecord[] = [];
     for (const variant of variants) {
