@@ -348,7 +348,7 @@ describe('boot lab with the fake QEMU replaying recorded serial logs', () => {
       repoRoot: r.root,
       iso,
       arch: ['x86_64'],
-      firmware: 'bios',
+      firmware: 'seabios',
       repeat: 6,
       jobs: 2,
       junit: junitCopy,
@@ -460,7 +460,7 @@ describe('boot lab with the fake QEMU replaying recorded serial logs', () => {
       repoRoot: r.root,
       iso,
       arch: ['x86_64'],
-      firmware: 'bios',
+      firmware: 'seabios',
       repeat: 2,
       jobs: 2,
       buildDir: r.buildDir,
@@ -522,11 +522,11 @@ describe('boot lab with the fake QEMU replaying recorded serial logs', () => {
 
   it('plans rounds in order with zero-padded directories', () => {
     const p = planBoots('/lab', 'x86_64', x86.variants, 2);
-    expect(p.map((b) => [b.index, b.round, b.variant.name, b.dir])).toEqual([
-      [1, 1, 'seabios', '/lab/x86_64/seabios/001'],
-      [2, 1, 'ovmf', '/lab/x86_64/ovmf/001'],
-      [3, 2, 'seabios', '/lab/x86_64/seabios/002'],
-      [4, 2, 'ovmf', '/lab/x86_64/ovmf/002'],
-    ]);
+    const names = ['seabios', 'ovmf', 'ovmf-secureboot', 'usb-bios', 'usb-uefi'];
+    expect(x86.variants.map((v) => v.name)).toEqual(names);
+    expect(p.map((b) => [b.index, b.round, b.variant.name, b.dir])).toEqual(
+      [1, 2].flatMap((round) => names.map((n, i) => [(round - 1) * names.length + i + 1, round, n, `/lab/x86_64/${n}/00${round}`])),
+    );
+    expect(p[6]!.dir).toBe('/lab/x86_64/ovmf/002');
   });
 });
