@@ -489,6 +489,11 @@ describe('boot lab with the fake QEMU replaying recorded serial logs', () => {
       '--until-fail needs --repeat N (N > 1): the most rounds to run while no boot fails',
     );
     await expect(bootCommand({ ...base, arch: ['aarch64'], repeat: 1, firmware: 'bios' })).rejects.toThrow('aarch64 has no bios boot variant');
+    // G-06's rule: with no Secure Boot key in the key dir, a Secure Boot variant is NOT_CONFIGURED, never booted.
+    const noKeys = join(tmp!.path, 'no-keys');
+    await expect(bootCommand({ ...base, arch: ['x86_64'], repeat: 1, firmware: 'ovmf-secureboot', machine: x86, keyDir: noKeys })).rejects.toThrow(
+      'nothing to boot: ovmf-secureboot: NOT_CONFIGURED: no Secure Boot key in the key dir, so no signed UKI to boot',
+    );
   });
 
   it('an interrupt stops the running boots (their process groups killed) and starts no more: exit 130', async () => {
