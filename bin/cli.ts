@@ -413,16 +413,22 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'keys',
-    summary: 'make a key (keys init --role R: an Ed25519 vault key, or the kernel module-signing key), or list the keys and whether the trust file lists them',
+    summary: 'make a key (keys init --role R: an Ed25519 vault key, the kernel module-signing key or the Secure Boot key), or list the keys and whether the trust file lists them',
     words: 'init|list',
-    details: ['keys init: private key 0600, never printed; its public key is added to the trust file'],
+    details: [
+      'keys init: private key 0600, never printed; its public key is added to the trust file',
+      'keys init --role secureboot --import KEY --cert CERT [--passphrase PASS]: use an existing Secure Boot key (stored decrypted, 0600) and its certificate',
+    ],
     positionals: { max: 1 },
     options: [
       {
         owner: 'the keys command',
         options: [
-          { name: 'role', type: 'string', value: 'release|security|core|tester|builder|module-signing', help: 'the new key\'s role (keys init)' },
+          { name: 'role', type: 'string', value: 'release|security|core|tester|builder|module-signing|secureboot', help: 'the new key\'s role (keys init)' },
           { name: 'name', type: 'string', value: 'NAME', help: "the tester's name (keys init --role tester; every hardware record shows it)" },
+          { name: 'import', type: 'string', value: 'KEY', help: 'keys init --role secureboot: import this PEM private key instead of making one' },
+          { name: 'cert', type: 'string', value: 'CERT', help: 'with --import: the key\'s X.509 certificate (PEM or DER)' },
+          { name: 'passphrase', type: 'string', value: 'PASS', help: 'with --import: the passphrase of an encrypted key' },
         ],
       },
       KEY_OPTIONS,

@@ -60,6 +60,24 @@ describe('renderLavaJob', () => {
     expect(images.iso!.image_arg).toBe('-device virtio-scsi-pci,id=scsi0 -drive if=none,id=cd0,media=cdrom,readonly=on,format=raw,file={iso} -device scsi-cd,drive=cd0,bus=scsi0.0');
   });
 
+  test('USB variants: the ISO image_arg is the variant\'s own iso_args (an xHCI controller and a USB stick), not the machine\'s CD', async () => {
+    for (const [arch, variant] of [['x86_64', 'usb-bios'], ['x86_64', 'usb-uefi'], ['aarch64', 'usb-uefi']] as const) {
+      const { job: j } = await job(arch, variant);
+      const images = ((j.actions as Record<string, { images?: Record<string, { image_arg: string }> }>[])[0]!.deploy!.images)!;
+      expect(images.iso!.image_arg).toBe('-device qemu-xhci,id=xhci -drive if=none,id=stick,format=raw,snapshot=on,file={iso} -device usb-storage,bus=xhci.0,drive=stick,removable=on');
+    }
+  });
+
+  test('x86_64 Secure Boot: SMM in the context machine, the pflash secure flag an extra option, the snakeoil CODE and VARS images', async () => {
+    const { job: j } = await job('x86_64', 'ovmf-secureboot');
+    const ctx = j.context as { machine: string; extra_options: string[] };
+    expect(ctx.machine).toBe('q35,smm=on');
+    expect(ctx.extra_options.slice(-2)).toEqual(['-global', 'driver=cfi.pflash01,property=secure,value=on']);
+    const images = ((j.actions as Record<string, { images?: Record<string, { url: string; image_arg: string }> }>[])[0]!.deploy!.images)!;
+    expect(images.ovmf_code).toEqual({ url: 'file:///usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd', sha256sum: 'f'.repeat(64), image_arg: '-drive if=pflash,format=raw,unit=0,readonly=on,file={ovmf_code}' });
+    expect(images.vars_copy!.image_arg).toBe('-drive if=pflash,format=raw,unit=1,file={vars_copy}');
+  });
+
   test('the monitors turn check lines and the marker into cases; every pattern ends in \\s so a half-arrived line never matches', () => {
     const check = new RegExp(MONITORS[0].pattern.replace(/\(\?P</g, '(?<'));
     expect(check.exec('CLAWOS-CHECK name=module-sig result=pass value=x')?.groups).toEqual({ test_case_id: 'module-sig', result: 'pass' });
@@ -93,7 +111,7 @@ describe('renderLavaDevice', () => {
     expect(d.available_architectures).toEqual(['arm64']);
     expect((d.actions as { boot: { methods: { qemu: { parameters: unknown } } } }).boot.methods.qemu.parameters).toEqual({
       command: 'qemu-system-aarch64',
-      options: ['-machine', 'virt', '-accel', 'tcg', '-cpu', 'max,pauth-impdef=on', '-m', '512M', '-smp', '1', '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio', '-monitor', 'none', '-no-reboot'],
+      options: ['-machine', 'virt', '-accel', 'tcg', '-cpu', 'max,pauth-impdef=on', '-m', '512M', '-smp', '1', '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio', '-monitor', 'none', '-no-reboot', '-boot', 'menu=on,splash-time=0'],
     });
   });
 });

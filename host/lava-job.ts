@@ -157,7 +157,7 @@ export function renderLavaJob(o: LavaJobInput): LavaJob {
   if (!m.lava) throw new UserError(`qemu/${m.arch}.yaml has no lava: section (its LAVA device type)`, 'add lava: { device_type: qemu } to the machine definition');
   const split = splitVariantArgs(m, v);
   const images: Record<string, unknown> = {
-    iso: { url: o.iso.url, sha256sum: o.iso.sha256, image_arg: m.iso_args.map(word).join(' ') },
+    iso: { url: o.iso.url, sha256sum: o.iso.sha256, image_arg: (v.iso_args ?? m.iso_args).map(word).join(' ') },
   };
   for (const fw of v.firmware) {
     const at = o.firmware[fw.name];

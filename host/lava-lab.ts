@@ -19,7 +19,7 @@ import { sha256File } from '../lib/hash.js';
 import { run as runProcess, type Runner } from '../lib/proc.js';
 import { writeJsonAtomic } from '../lib/atomic-write.js';
 import type { ArchSpec } from '../pipeline/catalog/arch.js';
-import { findAccelerator, loadMachine, type QemuMachine } from '../qemu/machine.js';
+import { findAccelerator, loadMachine, secureBootNotConfigured, variantExpectations, type QemuMachine } from '../qemu/machine.js';
 import { loadExpectedChecks, lockMachineFirmware } from '../pipeline/boot/guest-boot.js';
 import { RunVault } from '../vault/run-vault.js';
 import type { LavaSource } from '../vault/event-payloads.js';
@@ -46,6 +46,8 @@ export interface ExportedJob {
   iso: string;
   iso_sha256: string;
   vouched_by: string;
+  /** What the variant expects on top of the arch's checks (qemu/<arch>.yaml expect_checks, expect_log). */
+  variant_expects: { checks: string[]; log: string[] };
 }
 
 export interface LavaExportOptions {
@@ -62,6 +64,8 @@ export interface LavaExportOptions {
   trust?: string;
   generator: string;
   log?: (s: string) => void;
+  /** sha256 of the certificate the ISO's UKI is signed with (the key dir's Secure Boot key, as G-06 judges it). */
+  secureBootCert?: string;
 }
 
 /** The build's ISO of an arch: G-05's `.iso` output (tasks/G-05.yaml), with {arch} filled in. */
@@ -111,14 +115,21 @@ export async function exportLavaJobs(o: LavaExportOptions): Promise<ExportedJob[
     const accel = portableAccelerator(machine);
     const expected = await loadExpectedChecks(join(o.repoRoot, 'buildroot-external/board/clawos/checks.yaml'), arch.name, arch.guest as unknown as Record<string, unknown>);
     for (const variant of machine.variants) {
+      // G-06's rule: a Secure Boot variant whose VARS do not enrol the UKI's certificate would only be refused.
+      const why = secureBootNotConfigured(variant, o.secureBootCert);
+      if (why) {
+        o.log?.(`${arch.name} ${why}; no LAVA job`);
+        continue;
+      }
+      const want = variantExpectations(variant, expected);
       const firmware: Record<string, { url: string; sha256: string }> = {};
       for (const f of variant.firmware) firmware[f.name] = { url: `file://${f.path}`, sha256: await sha256File(f.path) };
-      const job = renderLavaJob({ machine, variant, debianArch: arch.debian_arch, accel, iso: { url, sha256: sha, vouched_by: vouchedBy }, firmware, expectedChecks: expected, generator: o.generator });
+      const job = renderLavaJob({ machine, variant, debianArch: arch.debian_arch, accel, iso: { url, sha256: sha, vouched_by: vouchedBy }, firmware, expectedChecks: want.checks, generator: o.generator });
       const file = join(o.outDir, jobFileName(arch.name, variant.name));
       await writeFile(file, jobYaml(job, `LAVA job: ClawOS ${arch.name} ${variant.name}, written by ${o.generator} (clawos-build lava export)`));
       const deviceFile = join(o.outDir, deviceFileName(arch.name, variant.name));
       await writeFile(deviceFile, jobYaml(renderLavaDevice({ machine, variant, debianArch: arch.debian_arch, accel }), `lava-run device description for ${arch.name} ${variant.name} (a lab uses its own qemu device instead)`));
-      jobs.push({ arch: arch.name, variant: variant.name, file, device_file: deviceFile, iso, iso_sha256: sha, vouched_by: vouchedBy });
+      jobs.push({ arch: arch.name, variant: variant.name, file, device_file: deviceFile, iso, iso_sha256: sha, vouched_by: vouchedBy, variant_expects: { checks: variant.expect_checks ?? [], log: want.log } });
       o.log?.(`${arch.name} ${variant.name}: ${relative(process.cwd(), file) || file} (ISO sha256 ${sha.slice(0, 12)}…, ${vouchedBy})`);
     }
   }
@@ -189,7 +200,8 @@ export async function runLavaJobs(o: LavaRunOptions): Promise<LavaRunAttempt[]> 
       const wall = Date.now() - started;
       await writeFile(join(dir, RESULT_FILES.log), logLines.join('\n') + '\n');
       if (r.spawnError) throw new InfraError(`${lavaRun} could not be started: ${r.spawnError}`, 'apt-get install lava-dispatcher (it is in specs/host-packages.txt, so bin/bootstrap installs it)');
-      const judgement = await judgeResults(dir, j.iso_sha256, await o.expectedChecks(j.arch));
+      const base = await o.expectedChecks(j.arch);
+      const judgement = await judgeResults(dir, j.iso_sha256, [...base, ...j.variant_expects.checks.filter((n) => !base.includes(n))], j.variant_expects.log);
       const span = bootSpan(await readFile(join(dir, RESULT_FILES.log), 'utf8'));
       const a: LavaRunAttempt = { arch: j.arch, variant: j.variant, attempt, dir, exit_code: r.exitCode, wall_ms: wall, judgement, overhead_ms: span === null ? null : Math.max(0, wall - span) };
       out.push(a);
@@ -237,9 +249,9 @@ async function readResults(dir: string): Promise<{ binding: JobBinding; logText:
   return { binding, logText, jobText, jobId };
 }
 
-export async function judgeResults(dir: string, isoSha256: string, expectedChecks: readonly string[]): Promise<LavaJudgement> {
+export async function judgeResults(dir: string, isoSha256: string, expectedChecks: readonly string[], expectedLog: readonly string[] = []): Promise<LavaJudgement> {
   const r = await readResults(dir);
-  return judgeLava({ log: parseLavaLog(r.logText), binding: r.binding, isoSha256, expectedChecks });
+  return judgeLava({ log: parseLavaLog(r.logText), binding: r.binding, isoSha256, expectedChecks, expectedLog });
 }
 
 // ------------------------------------------------------------------ ingest
@@ -292,7 +304,11 @@ export async function ingestLavaResults(o: LavaIngestOptions): Promise<IngestRes
         throw new UserError(`${dir}: no ISO at ${iso} to bind the results to`, 'give --iso FILE (the ISO the jobs were exported for) or --sha256 HEX');
       }));
     const expected = await loadExpectedChecks(join(o.repoRoot, 'buildroot-external/board/clawos/checks.yaml'), arch.name, arch.guest as unknown as Record<string, unknown>);
-    const judgement = judgeLava({ log: parseLavaLog(r.logText), binding: r.binding, isoSha256: isoSha, expectedChecks: expected });
+    const machine = await loadMachine(o.repoRoot, arch.qemu);
+    // The variant's own expectations (a Secure Boot variant: its check and the kernel's report), as the boot lab judges them.
+    const variant = machine.variants.find((v) => v.name === r.binding.variant);
+    const want = variant ? variantExpectations(variant, expected) : { checks: expected, log: [] };
+    const judgement = judgeLava({ log: parseLavaLog(r.logText), binding: r.binding, isoSha256: isoSha, expectedChecks: want.checks, expectedLog: want.log });
     const key = `${r.binding.arch} ${r.binding.variant}`;
     const attempt = (attempts.get(key) ?? 0) + 1;
     attempts.set(key, attempt);
@@ -304,7 +320,7 @@ export async function ingestLavaResults(o: LavaIngestOptions): Promise<IngestRes
       jobText: r.jobText,
       logText: r.logText,
       jobId: r.jobId,
-      machine: await loadMachine(o.repoRoot, arch.qemu),
+      machine,
       ...(judgement.reason === 'lava-other-iso' ? { refused: judgement.message } : {}),
     });
   }

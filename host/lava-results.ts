@@ -182,6 +182,8 @@ export interface JudgeInput {
   isoSha256: string;
   /** Checks this arch must report (pipeline/boot/guest-boot.ts loadExpectedChecks). */
   expectedChecks: readonly string[];
+  /** Text the console must contain (the variant's expect_log, qemu/<arch>.yaml), as under the built-in boot lab. */
+  expectedLog?: readonly string[];
 }
 
 /** LAVA error types that are the lab's, not the guest's (lava_common/exceptions.py). */
@@ -193,7 +195,7 @@ export function judgeLava(o: JudgeInput): LavaJudgement {
   // LAVA stopped a guest that ran out of time: the classifier reads that console as a timeout, as the boot lab's.
   const monitorFail = String(log.cases.find((x) => x.suite === 'lava' && x.case === 'lava-test-monitor')?.extra.fail ?? '');
   const timedOut = /timed out/i.test(`${log.job?.error_msg ?? ''} ${monitorFail}`);
-  const cls = classifyBoot({ log: consoleText, lineTimesMs: log.console.map((c) => c.ms), expectedChecks: o.expectedChecks, timedOut });
+  const cls = classifyBoot({ log: consoleText, lineTimesMs: log.console.map((c) => c.ms), expectedChecks: o.expectedChecks, expectedLog: o.expectedLog ?? [], timedOut });
   const consoleView = { verdict: cls.verdict, reason: cls.reason, stage: cls.stage, stageMs: cls.stageMs, message: cls.message };
 
   // The checks as LAVA recorded them; a check reported twice (a rebooting guest) fails if either report failed.

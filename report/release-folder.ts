@@ -1,6 +1,8 @@
 /**
  * `clawos-build release`: a versioned folder <out>/clawos-<version>/ with
  *   clawos-<arch>.iso …            the ISOs, copied from the verified bundle
+ *   clawos-<arch>.efi …            the signed UKIs (never an unsigned one)
+ *   secureboot-cert.der            the certificate the UKIs are signed for, DER (mokutil --import)
  *   clawos-<version>.bundle.tar    the signed attestation bundle (exportBundle: deterministic tar)
  *   reports/gates/P1..P4/…         the gate reports, from the bundle
  *   reports/<security report>      G-04's security report, when it has produced one
@@ -29,6 +31,7 @@ import { verifyBundle } from '../vault/verify.js';
 import { eventsPath, splitLines, verifyChain } from '../vault/event-chain.js';
 import { eventsOf } from '../vault/event-payloads.js';
 import { clawosVersion, sourceDateEpoch } from '../pipeline/run/session.js';
+import { loadTestCerts } from '../pipeline/boot/secureboot-key.js';
 import { changelogMarkdown, runSummaries } from './changelog.js';
 import { loadRecordedResults } from './recorded-results.js';
 import { releaseVersion } from './report-model.js';
@@ -193,6 +196,27 @@ export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
       names.add(name);
       await take(iso, name);
     }
+    // The signed UKIs, and the certificate they are signed for as DER (mokutil --import; docs/boot-lab.md).
+    const ukis: string[] = [];
+    for (const uki of (await subjectsOfKind(bundleDir, 'uki')).sort()) {
+      const name = basename(uki);
+      if (names.has(name) || ukis.includes(name)) throw new InfraError(`two files in the bundle are named ${name}`);
+      ukis.push(name);
+      await take(uki, name);
+    }
+    const ders = [...inManifest.keys()].filter((p) => p.endsWith('.secureboot.der')).sort();
+    if (ders.length) {
+      const shas = new Set(ders.map((p) => inManifest.get(p)!.sha256));
+      if (shas.size > 1) throw new InfraError(`the bundle's UKIs are signed for ${shas.size} different Secure Boot certificates`);
+      await take(ders[0]!, 'secureboot-cert.der');
+      const certSha = createHash('sha256').update(await readFile(join(tmp, 'secureboot-cert.der'))).digest('hex');
+      const test = (await loadTestCerts(o.repoRoot)).find((t) => t.sha256 === certSha);
+      notes.push(
+        test
+          ? `the UKIs are signed with a public TEST key (${test.name}): secureboot-cert.der must not be enrolled on real hardware`
+          : `secureboot-cert.der (sha256 ${certSha}) is the certificate the UKIs are signed for: enrol it with mokutil --import (docs/boot-lab.md)`,
+      );
+    } else if (ukis.length) notes.push('the bundle has UKIs but no Secure Boot certificate: they cannot be enrolled for');
     const gateReports = [];
     for (const phase of ['P1', 'P2', 'P3', 'P4'] as const) {
       const g = rec.gates[phase];
@@ -253,6 +277,7 @@ export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
       bundle: { tar: tarName, sha256: tar.sha256, log_root_b64u: manifest.events.log_root_b64u, attestation_sha256: manifest.attestation.sha256 },
       gates: Object.fromEntries((['P1', 'P2', 'P3', 'P4'] as const).map((p) => [p, rec.gates[p]?.recommendation ?? null])),
       isos: [...names],
+      ukis,
       gate_reports: gateReports,
       security_report: security,
       machines,

@@ -112,10 +112,16 @@ describe('lava export', () => {
       'clawos-build: lava export: no --trust keys.json given to verify a bundle with; export refuses an ISO no verified bundle vouches for (--allow-unverified exports it anyway, and the jobs say so)',
     );
     const out = join(build, 'jobs');
-    const ok = await runCli(['lava', 'export', '--arch', 'x86_64', '--iso', iso, '--allow-unverified', '--iso-url', 'https://lab.example/{arch}/{file}', '--out', out, '--build-dir', build]);
+    // A key dir without a Secure Boot key: the Secure Boot variant gets no job (G-06's NOT_CONFIGURED rule), said on stderr.
+    const ok = await runCli(['lava', 'export', '--arch', 'x86_64', '--iso', iso, '--allow-unverified', '--iso-url', 'https://lab.example/{arch}/{file}', '--out', out, '--build-dir', build], {
+      env: { ...process.env, CLAWOS_KEY_DIR: join(build, 'no-keys') },
+    });
     expect(ok.exitCode).toBe(0);
-    expect(ok.stdout).toBe(`2 LAVA job(s) in ${out}\n`);
-    expect((await readdir(out)).sort()).toEqual(['clawos-x86_64-ovmf.device.yaml', 'clawos-x86_64-ovmf.yaml', 'clawos-x86_64-seabios.device.yaml', 'clawos-x86_64-seabios.yaml']);
+    expect(ok.stdout).toBe(`4 LAVA job(s) in ${out}\n`);
+    expect(ok.stderr).toContain('lava: x86_64 ovmf-secureboot: NOT_CONFIGURED: no Secure Boot key in the key dir, so no signed UKI to boot; no LAVA job');
+    expect((await readdir(out)).sort()).toEqual(
+      ['ovmf', 'seabios', 'usb-bios', 'usb-uefi'].flatMap((v) => [`clawos-x86_64-${v}.device.yaml`, `clawos-x86_64-${v}.yaml`]).sort(),
+    );
     const job = await readFile(join(out, 'clawos-x86_64-seabios.yaml'), 'utf8');
     expect(job).toContain('  clawos.iso_vouched_by: "unverified (--allow-unverified): no --trust keys.json given to verify a bundle with"\n');
     expect(job).toContain('          url: https://lab.example/x86_64/some.iso\n');

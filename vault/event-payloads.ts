@@ -38,6 +38,8 @@ export type RunStartPayload = {
   source?: { commit: string; dirty: boolean } | null;
   /** The managed module-signing key's certificate (sha256 of its DER), or null: kernels made their own key. */
   module_signing?: { cert_sha256: string; subject: string } | null;
+  /** The Secure Boot signing key's certificate; test_key names a public TEST certificate (specs/secureboot.yaml). */
+  secure_boot?: { cert_sha256: string; subject: string; test_key: string | null } | null;
   tools?: Record<string, string>;
   /** `read`: every covered file as the run read it (sha256 of the bytes), checked against `specs` before anything ran. */
   freeze?: { frozen_at: string; specs: unknown[]; read?: { path: string; sha256: string }[] } | { problem: string };

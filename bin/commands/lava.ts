@@ -10,6 +10,8 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../../lib/errors.js';
 import { clawosVersion, selectArches } from '../../pipeline/run/session.js';
 import { loadExpectedChecks } from '../../pipeline/boot/guest-boot.js';
+import { findSecureBootKey, loadTestCerts } from '../../pipeline/boot/secureboot-key.js';
+import { defaultKeyDir } from '../../vault/key-dir.js';
 import { defaultLab, exportLavaJobs, findResultDirs, ingestLavaResults, LavaRefusal, runLavaJobs, type IngestItem } from '../../host/lava-lab.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
@@ -73,6 +75,8 @@ export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
     trust: a.trust as string | undefined,
     generator,
     log: say,
+    // The certificate the UKIs are signed with, as G-06 and boot take it: the key dir's Secure Boot key.
+    secureBootCert: (await findSecureBootKey(defaultKeyDir(io.env), await loadTestCerts(io.repoRoot)))?.certSha256,
   };
   const base = resolve((a.out as string | undefined) ?? join(buildDir, 'lava', sub === 'export' ? 'jobs' : `run-${stamp()}`));
   let jobs;

@@ -18,17 +18,16 @@ export interface ArchSpec {
   debs: string[];
   rootfs: { busybox: string };
   iso: {
-    grub_mkrescue_args: string[];
-    grub_platform_dirs: string[];
+    /** The UEFI path: a signed Unified Kernel Image as EFI/BOOT/<loader> (pipeline/boot/uki.ts). */
+    uki: { stub: string; objcopy: string; loader: string };
+    /** Legacy BIOS: GRUB i386-pc core image with just these modules (absent: UEFI only). */
+    bios_grub?: { dir: string; modules: string[]; serial: string };
     host_packages: string[];
     console: string;
-    grub_serial: string;
     /** Kernel command line words after console= and panic=-1. */
     cmdline?: string[];
     /** El Torito platforms the ISO must carry, as xorriso names them in lower case: bios, uefi. */
     expect_boot?: string[];
-    /** Debian package that provides each host grub_platform_dirs entry (for the fix in the error). */
-    platform_packages?: Record<string, string>;
   };
   guest: { cpu_flags: string[] };
   qemu: string;

@@ -43,6 +43,7 @@ export async function computeFingerprint(ctx: FingerprintContext, inst: TaskInst
     // Absent for other steps, so their fingerprints do not move when the lock does.
     ...(step?.lockedInputs ? { locked: await lockedFor(ctx.repoRoot, arch?.debian_arch ?? null) } : {}),
     ...(step?.moduleSigningKey ? { module_signing_cert: ctx.moduleSigningKey?.certSha256 ?? null } : {}),
+    ...(step?.secureBootKey ? { secureboot_cert: ctx.secureBootKey?.certSha256 ?? null } : {}),
   };
   // The hash also covers clawos-build's version; the recorded parts do not (explain names it apart).
   return { fingerprint: fingerprintOf({ ...parts, clawos: ctx.clawosVersion }), parts };

@@ -280,6 +280,7 @@ class InstanceRun {
       outDir,
       cacheDir: rc.cacheDir,
       ...(stepOf(rc, inst)?.moduleSigningKey && rc.moduleSigningKey ? { moduleSigningKey: rc.moduleSigningKey.path } : {}),
+      ...(stepOf(rc, inst)?.secureBootKey && rc.secureBootKey ? { secureBootKey: rc.secureBootKey } : {}),
       buildPath: (rel: string) => (rel.startsWith('/') ? rel : join(rc.buildDir, rel)),
       sourceDateEpoch: rc.sourceDateEpoch,
       jobs: rc.jobs,

@@ -339,6 +339,8 @@ export async function finishRun(
         module_signing_cert: rc.moduleSigningKey?.certSha256 ?? null,
         // The bundle says which outputs were not built by this run but pulled from a remote cache, and who vouched for them.
         ...(rc.remote ? { remote_cache: { cache: rc.remote.shown, restored: rc.remote.restoredAll() } } : {}),
+        // The certificate the UKIs are signed for; test_key names a public TEST certificate (specs/secureboot.yaml).
+        secure_boot: rc.secureBootKey ? { cert_sha256: rc.secureBootKey.certSha256, test_key: rc.secureBootKey.testKey } : null,
       },
       releaseKey: signer,
     });

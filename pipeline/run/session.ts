@@ -32,6 +32,7 @@ import { RemoteTaskCache } from './remote-cache.js';
 import { checkFrozenFiles } from '../../vault/freeze-specs.js';
 import { defaultKeyDir } from '../../vault/key-dir.js';
 import { findModuleSigningKey } from '../kernel/module-signing-key.js';
+import { findSecureBootKey, loadTestCerts } from '../boot/secureboot-key.js';
 import { run as runProcess } from '../../lib/proc.js';
 
 export { repoRootDir } from '../../lib/repo-root.js';
@@ -188,6 +189,8 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     passes: new PassIndex(buildDir),
     remote,
     moduleSigningKey: (await findModuleSigningKey(o.keyDir ?? defaultKeyDir())) ?? null,
+    // A wrong key (no certificate, a certificate of another key, readable by others) stops the run here: exit 4 with the fix.
+    secureBootKey: (await findSecureBootKey(o.keyDir ?? defaultKeyDir(), await loadTestCerts(o.repoRoot))) ?? null,
     source: await sourceRevision(o.repoRoot),
   };
   const packages = [...new Set(graph.order.flatMap((i) => toolPackagesOf(rc, i)))].sort();
@@ -204,6 +207,7 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     source_date_epoch: rc.sourceDateEpoch,
     source: rc.source,
     module_signing: rc.moduleSigningKey ? { cert_sha256: rc.moduleSigningKey.certSha256, subject: rc.moduleSigningKey.subject } : null,
+    secure_boot: rc.secureBootKey ? { cert_sha256: rc.secureBootKey.certSha256, subject: rc.secureBootKey.subject, test_key: rc.secureBootKey.testKey } : null,
     tools: Object.fromEntries(packages.map((p) => [p, rc.tools.get(p)])),
     freeze: rc.freeze.ok ? { frozen_at: rc.freeze.payload.frozen_at, specs: rc.freeze.payload.specs, read: rc.frozenRead.map(({ path, sha256 }) => ({ path, sha256 })) } : { problem: rc.freeze.detail },
   });
