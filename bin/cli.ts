@@ -64,7 +64,9 @@ const RUN_OPTIONS: OptionGroup = {
   owner: 'p1..p4 and all',
   options: [
     { name: 'no-sandbox', type: 'boolean', help: "run tasks without bubblewrap (recorded in every task's vault event)" },
-    { name: 'rootfs-backend', type: 'string', value: 'B', help: 'busybox (default, offline) or buildroot (needs --buildroot)', default: 'busybox' },
+    { name: 'remote-cache', type: 'string', value: 'URL', help: 'a Bazel remote-cache HTTP server (/ac/, /cas/): pull trusted builders\' results, push PASSes (default: the config file\'s remote_cache)' },
+    { name: 'remote-cache-readonly', type: 'boolean', help: 'pull from the remote cache, never push (CI consumers)' },
+    { name: 'rootfs-backend', type: 'string', value: 'B', help: 'busybox (default, offline), buildroot (needs --buildroot), or aya (B-08 from the aya-ebpf component)', default: 'busybox' },
     { name: 'buildroot', type: 'string', value: 'P', help: 'a Buildroot source dir or release tarball (with --buildroot-sha256 HEX for a tarball)' },
     {
       name: 'buildroot-sha256',
@@ -78,6 +80,14 @@ const RUN_OPTIONS: OptionGroup = {
     },
   ],
 };
+
+/** A whole number from 0 up (--retries). */
+function nonNegativeInt(flag: string): (raw: string) => number {
+  return (raw) => {
+    if (!/^\d+$/.test(raw)) throw new UsageError(`${flag} takes a whole number (0 or more), not "${raw}"`);
+    return Number(raw);
+  };
+}
 
 function checkRun(a: ParsedArgs): void {
   if ((a.buildroot || a.buildrootSha256) && a.rootfsBackend !== 'buildroot') throw new UsageError('--buildroot and --buildroot-sha256 go with --rootfs-backend buildroot');
@@ -167,11 +177,74 @@ export const COMMANDS: readonly CommandEntry[] = [
           { name: 'sha256', type: 'string', value: 'HEX', help: "the ISO's expected sha256" },
           { name: 'bundle', type: 'string', value: 'DIR|TAR', help: 'a signed bundle that lists the ISO (with --trust)' },
           { name: 'trust', type: 'string', value: 'keys.json', help: 'the trusted public keys for --bundle' },
+          { name: 'no-results-area', type: 'boolean', help: 'leave out the empty results area at the end of DEVICE (hardware results then only come back from a serial capture)' },
         ],
       },
       BUILD_OPTIONS,
     ],
     load: () => import('./commands/flash.js').then((m) => m.run),
+  },
+  {
+    name: 'hw',
+    summary: "hardware testers' results: read a stick, image or serial capture back, sign it with the tester key into the vault (G-07)",
+    words: 'record DEVICE|IMAGE|SERIAL-LOG | prepare DEVICE | list',
+    positionals: { max: 3 },
+    details: [
+      'hw record: exit 0 for a recorded PASS, 1 for a recorded FAIL or a refused source (no, empty, truncated or another ISO\'s results area: nothing recorded)',
+      'hw prepare DEVICE --iso ISO: the empty results area for a stick written by hand (flash adds it itself)',
+      'hw list: every record, whether it counts (trusted tester key, this build\'s ISOs) and G-07\'s verdict',
+    ],
+    options: [
+      {
+        owner: 'the hw command',
+        options: [
+          { name: 'iso', type: 'string', value: 'ISO', help: 'the ISO the results are for (needed for a serial capture, checked against a stick)' },
+          { name: 'sha256', type: 'string', value: 'HEX', help: "the ISO's sha256 instead of --iso" },
+        ],
+      },
+      KEY_OPTIONS,
+      OUTPUT_OPTIONS,
+    ],
+    vaultErrors: true,
+    load: () => import('./commands/hw.js').then((m) => m.run),
+  },
+  {
+    name: 'lava',
+    summary: 'board farms: LAVA jobs for every boot variant (export), run under the real lava-run (run), results judged into the vault (ingest)',
+    words: 'export|run|ingest [RESULTS ...]',
+    details: [
+      'export: one job per arch and boot variant in --out (default <build-dir>/lava/jobs), for an ISO a verified bundle vouches for',
+      'run: export, run each job with lava-run (root), retry a job that does not PASS, ingest; results in <build-dir>/lava/run-<time>/',
+      'ingest RESULTS: folders holding job.yaml + lava-log.yaml (lava run\'s, or a server\'s: lavacli jobs definition/logs --raw)',
+    ],
+    positionals: { min: 1, max: Infinity, wrongCount: () => 'lava needs export, run or ingest' },
+    options: [
+      {
+        owner: 'the lava command',
+        options: [
+          { name: 'out', type: 'string', value: 'DIR', help: 'where export writes the jobs, or run its jobs and results' },
+          { name: 'iso', type: 'string', value: 'FILE', help: "the ISO (one --arch; default: the build's)" },
+          { name: 'iso-url', type: 'string', value: 'URL', help: 'where a lab downloads the ISO ({arch}, {file} filled in; default file://ISO)' },
+          { name: 'allow-unverified', type: 'boolean', help: 'export an ISO no verified bundle vouches for (the jobs say so)' },
+          { name: 'bundle', type: 'string', value: 'DIR|TAR', help: "the signed bundle that must list the ISO (default: the build's newest)" },
+          { name: 'trust', type: 'string', value: 'keys.json', help: 'the trusted public keys to verify the bundle with' },
+          { name: 'retries', type: 'string', value: 'N', help: 'run: runs of a job that did not PASS before it counts (default 1)', default: 1, parse: nonNegativeInt('--retries') },
+          { name: 'lab', type: 'string', value: 'NAME', help: 'who ran the jobs, recorded with each verdict (default lava-run@<host>)' },
+          {
+            name: 'sha256',
+            type: 'string',
+            value: 'HEX',
+            help: 'ingest: the sha256 of the ISO the results must be for (instead of --iso)',
+            parse: (raw) => {
+              if (!/^[0-9a-f]{64}$/.test(raw)) throw new UsageError(`--sha256 takes 64 lowercase hex digits, not "${raw}"`);
+              return raw;
+            },
+          },
+        ],
+      },
+      BUILD_OPTIONS,
+    ],
+    load: () => import('./commands/lava.js').then((m) => m.run),
   },
   {
     name: 'lock',
@@ -213,6 +286,22 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: () => import('./commands/doctor.js').then((m) => m.run),
   },
   {
+    name: 'gc',
+    summary: "remove content-store objects that no kept run, kept run's bundle, released bundle or state.json references, and print what it freed",
+    details: ['event chains and bundles are never removed; a bundle keeps its files (hard links) either way'],
+    options: [
+      {
+        owner: 'the gc command',
+        options: [
+          { name: 'keep-runs', type: 'string', value: 'N', help: 'the newest N runs keep their objects (default 3)', default: 3, parse: positiveInt('--keep-runs') },
+          { name: 'dry-run', type: 'boolean', help: 'print what would be removed, remove nothing' },
+        ],
+      },
+      OUTPUT_OPTIONS,
+    ],
+    load: () => import('./commands/gc.js').then((m) => m.run),
+  },
+  {
     name: 'status',
     summary: "show the latest result of every task and gate, from the vault's event chains",
     options: [BUILD_OPTIONS],
@@ -224,7 +313,7 @@ export const COMMANDS: readonly CommandEntry[] = [
     summary: 'say why a task instance would re-run (the input, spec or tool that changed), or that it would not',
     words: 'TASK[@ARCH]',
     positionals: { min: 1, max: 1, wrongCount: () => 'explain takes one task: TASK or TASK@ARCH (e.g. A-01@x86_64)' },
-    options: [BUILD_OPTIONS],
+    options: [{ owner: 'the explain command', options: [{ name: 'remote-cache', type: 'string', value: 'URL', help: 'also ask this remote cache (read-only), as a run with --remote-cache would' }] }, BUILD_OPTIONS],
     load: () =>
       import('./commands/explain.js').then((m) => (a: ParsedArgs, io: CommandIo) =>
         m.explainCommand({
@@ -233,6 +322,7 @@ export const COMMANDS: readonly CommandEntry[] = [
           positionals: a.positionals,
           arch: a.arch as string[],
           config: a.config as string | undefined,
+          ...(a.remoteCache ? { remoteCache: a.remoteCache as string } : {}),
           json: !!a.json,
           print: io.print,
           printErr: io.printErr,
@@ -241,9 +331,29 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'bench',
-    summary: "G-08 by hand: ClawOS's kernel against Debian's stock kernel, same initramfs and QEMU machine",
-    details: ['prints the ratio table per arch'],
-    options: [{ owner: 'the bench command', options: [{ name: 'runs', type: 'string', value: 'N', help: 'boots per kernel (default 3)', default: 3, parse: positiveInt('--runs') }] }, BUILD_OPTIONS],
+    summary: "G-08 by hand: ClawOS's kernel against Debian's stock kernel, same initramfs and QEMU machine; bench boot: the ISO against the -kernel floor",
+    words: '[stock|boot]',
+    details: [
+      'prints the ratio table per arch;',
+      'bench boot: time to the final marker of the ISO and of the same kernel and initramfs',
+      "booted with -kernel/-initrd by the same firmware, per boot variant, interleaved, as ISO/floor ratios",
+    ],
+    positionals: { max: 1, wrongCount: (p) => `unexpected argument "${p[1]}" for bench: bench takes stock (the default) or boot` },
+    options: [
+      {
+        owner: 'the bench command',
+        options: [
+          { name: 'runs', type: 'string', value: 'N', help: 'boots per kernel, or per variant and mode for bench boot (default 3)', default: 3, parse: positiveInt('--runs') },
+          { name: 'firmware', type: 'string', value: 'bios|uefi|NAME', help: "bench boot: the firmware variants of the arch's machine (default: every one)" },
+        ],
+      },
+      BUILD_OPTIONS,
+    ],
+    check: (a) => {
+      const mode = a.positionals[0] ?? 'stock';
+      if (mode !== 'stock' && mode !== 'boot') throw new UsageError(`unknown bench "${mode}": bench takes stock (the default) or boot`);
+      if (a.firmware && mode !== 'boot') throw new UsageError('--firmware goes with bench boot');
+    },
     load: () => import('./commands/bench.js').then((m) => m.run),
   },
   {
@@ -303,11 +413,27 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'keys',
-    summary: 'make a key (keys init --role R: an Ed25519 vault key, or the kernel module-signing key), or list the keys and whether the trust file lists them',
+    summary: 'make a key (keys init --role R: an Ed25519 vault key, the kernel module-signing key or the Secure Boot key), or list the keys and whether the trust file lists them',
     words: 'init|list',
-    details: ['keys init: private key 0600, never printed; its public key is added to the trust file'],
+    details: [
+      'keys init: private key 0600, never printed; its public key is added to the trust file',
+      'keys init --role secureboot --import KEY --cert CERT [--passphrase PASS]: use an existing Secure Boot key (stored decrypted, 0600) and its certificate',
+    ],
     positionals: { max: 1 },
-    options: [{ owner: 'the keys command', options: [{ name: 'role', type: 'string', value: 'release|security|core|module-signing', help: 'the new key\'s role (keys init)' }] }, KEY_OPTIONS, OUTPUT_OPTIONS],
+    options: [
+      {
+        owner: 'the keys command',
+        options: [
+          { name: 'role', type: 'string', value: 'release|security|core|tester|builder|module-signing|secureboot', help: 'the new key\'s role (keys init)' },
+          { name: 'name', type: 'string', value: 'NAME', help: "the tester's name (keys init --role tester; every hardware record shows it)" },
+          { name: 'import', type: 'string', value: 'KEY', help: 'keys init --role secureboot: import this PEM private key instead of making one' },
+          { name: 'cert', type: 'string', value: 'CERT', help: 'with --import: the key\'s X.509 certificate (PEM or DER)' },
+          { name: 'passphrase', type: 'string', value: 'PASS', help: 'with --import: the passphrase of an encrypted key' },
+        ],
+      },
+      KEY_OPTIONS,
+      OUTPUT_OPTIONS,
+    ],
     vaultErrors: true,
     load: () => import('./commands/keys.js').then((m) => m.run),
   },

@@ -96,11 +96,11 @@ describe('boot timeouts from qemu/ data', () => {
 
 describe('--firmware bios|uefi|variant maps onto the machine data', () => {
   it('selects by firmware kind or by name', () => {
-    expect(selectVariants(x86, 'bios').map((v) => v.name)).toEqual(['seabios']);
-    expect(selectVariants(x86, 'uefi').map((v) => v.name)).toEqual(['ovmf']);
-    expect(selectVariants(arm, 'uefi').map((v) => v.name)).toEqual(['uefi-acpi', 'uefi-dt']);
+    expect(selectVariants(x86, 'bios').map((v) => v.name)).toEqual(['seabios', 'usb-bios']);
+    expect(selectVariants(x86, 'uefi').map((v) => v.name)).toEqual(['ovmf', 'ovmf-secureboot', 'usb-uefi']);
+    expect(selectVariants(arm, 'uefi').map((v) => v.name)).toEqual(['uefi-acpi', 'uefi-dt', 'uefi-secureboot', 'usb-uefi']);
     expect(selectVariants(arm, 'uefi-dt').map((v) => v.name)).toEqual(['uefi-dt']);
-    expect(selectVariants(x86).map((v) => v.name)).toEqual(['seabios', 'ovmf']);
+    expect(selectVariants(x86).map((v) => v.name)).toEqual(['seabios', 'ovmf', 'ovmf-secureboot', 'usb-bios', 'usb-uefi']);
   });
   it('refuses what the arch does not have, naming what it has', () => {
     const e = (() => {
@@ -113,7 +113,7 @@ describe('--firmware bios|uefi|variant maps onto the machine data', () => {
     })();
     expect(e).toBeInstanceOf(UserError);
     expect(e.message).toBe('aarch64 has no bios boot variant');
-    expect(e.hint).toBe('choose one of: uefi-acpi (uefi), uefi-dt (uefi)');
+    expect(e.hint).toBe('choose one of: uefi-acpi (uefi), uefi-dt (uefi), uefi-secureboot (uefi), usb-uefi (uefi)');
     expect(() => selectVariants(x86, 'coreboot')).toThrow('unknown --firmware coreboot for x86_64');
   });
 });
@@ -348,7 +348,7 @@ describe('boot lab with the fake QEMU replaying recorded serial logs', () => {
       repoRoot: r.root,
       iso,
       arch: ['x86_64'],
-      firmware: 'bios',
+      firmware: 'seabios',
       repeat: 6,
       jobs: 2,
       junit: junitCopy,
@@ -460,7 +460,7 @@ describe('boot lab with the fake QEMU replaying recorded serial logs', () => {
       repoRoot: r.root,
       iso,
       arch: ['x86_64'],
-      firmware: 'bios',
+      firmware: 'seabios',
       repeat: 2,
       jobs: 2,
       buildDir: r.buildDir,
@@ -489,6 +489,11 @@ describe('boot lab with the fake QEMU replaying recorded serial logs', () => {
       '--until-fail needs --repeat N (N > 1): the most rounds to run while no boot fails',
     );
     await expect(bootCommand({ ...base, arch: ['aarch64'], repeat: 1, firmware: 'bios' })).rejects.toThrow('aarch64 has no bios boot variant');
+    // G-06's rule: with no Secure Boot key in the key dir, a Secure Boot variant is NOT_CONFIGURED, never booted.
+    const noKeys = join(tmp!.path, 'no-keys');
+    await expect(bootCommand({ ...base, arch: ['x86_64'], repeat: 1, firmware: 'ovmf-secureboot', machine: x86, keyDir: noKeys })).rejects.toThrow(
+      'nothing to boot: ovmf-secureboot: NOT_CONFIGURED: no Secure Boot key in the key dir, so no signed UKI to boot',
+    );
   });
 
   it('an interrupt stops the running boots (their process groups killed) and starts no more: exit 130', async () => {
@@ -522,11 +527,11 @@ describe('boot lab with the fake QEMU replaying recorded serial logs', () => {
 
   it('plans rounds in order with zero-padded directories', () => {
     const p = planBoots('/lab', 'x86_64', x86.variants, 2);
-    expect(p.map((b) => [b.index, b.round, b.variant.name, b.dir])).toEqual([
-      [1, 1, 'seabios', '/lab/x86_64/seabios/001'],
-      [2, 1, 'ovmf', '/lab/x86_64/ovmf/001'],
-      [3, 2, 'seabios', '/lab/x86_64/seabios/002'],
-      [4, 2, 'ovmf', '/lab/x86_64/ovmf/002'],
-    ]);
+    const names = ['seabios', 'ovmf', 'ovmf-secureboot', 'usb-bios', 'usb-uefi'];
+    expect(x86.variants.map((v) => v.name)).toEqual(names);
+    expect(p.map((b) => [b.index, b.round, b.variant.name, b.dir])).toEqual(
+      [1, 2].flatMap((round) => names.map((n, i) => [(round - 1) * names.length + i + 1, round, n, `/lab/x86_64/${n}/00${round}`])),
+    );
+    expect(p[6]!.dir).toBe('/lab/x86_64/ovmf/002');
   });
 });

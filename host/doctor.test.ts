@@ -22,7 +22,12 @@ const PASS_LOG = join(REPO, 'test', 'fixtures', 'serial-logs', 'x86_64-iso-seabi
  */
 const RECORDED: Record<string, string> = {
   pahole: 'v1.24',
-  'grub-mkrescue': 'grub-mkrescue (GRUB) 2.06-13+deb12u2',
+  'grub-mkimage': 'grub-mkimage (GRUB) 2.06-13+deb12u2',
+  objcopy: 'GNU objcopy (GNU Binutils for Debian) 2.40\nCopyright (C) 2023 Free Software Foundation, Inc.',
+  'aarch64-linux-gnu-objcopy': 'GNU objcopy (GNU Binutils for Debian) 2.40\nCopyright (C) 2023 Free Software Foundation, Inc.',
+  sbsign: 'sbsign 0.9.4',
+  sbverify: 'sbverify 0.9.4',
+  faketime: '\nfaketime: Version 0.9.10\nFor usage information please use \'faketime --help\'.',
   xorriso: 'xorriso 1.5.4 : RockRidge filesystem manipulator, libburnia project.\n\nxorriso 1.5.4',
   mformat: 'mformat (GNU mtools) 4.0.32',
   apparmor_parser: 'AppArmor parser version 3.0.8\nCopyright (C) 1999-2008 Novell Inc.\nCopyright 2009-2018 Canonical Ltd.',
@@ -31,9 +36,16 @@ const RECORDED: Record<string, string> = {
   'qemu-system-aarch64': 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers',
 };
 const PLAIN = ['make', 'bc', 'bison', 'flex', 'xz', 'cpio', 'gcc', 'aarch64-linux-gnu-gcc'];
-const FIRMWARE = ['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_VARS_4M.fd', '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd'];
-const HOST_FILES = ['/usr/include/libelf.h', '/usr/include/openssl/opensslv.h', '/usr/src/linux-source-6.1.tar.xz'];
-const GRUB_DIRS = ['/usr/lib/grub/i386-pc', '/usr/lib/grub/x86_64-efi'];
+const FIRMWARE = [
+  '/usr/share/OVMF/OVMF_CODE_4M.fd',
+  '/usr/share/OVMF/OVMF_VARS_4M.fd',
+  '/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd',
+  '/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd',
+  '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd',
+  '/usr/share/AAVMF/AAVMF_CODE.snakeoil.fd',
+  '/usr/share/AAVMF/AAVMF_VARS.snakeoil.fd',
+];
+const HOST_FILES = ['/usr/include/libelf.h', '/usr/include/openssl/opensslv.h', '/usr/src/linux-source-6.12.tar.xz'];
 /** Real programs the fakes and pipeline/inputs/debs.ts need besides the fakes. */
 const BASICS = ['bash', 'sh', 'sleep', 'basename', 'cat', 'cp', 'mkdir', 'touch', 'grep', 'chmod', 'dpkg-deb', 'tar'];
 
@@ -85,7 +97,6 @@ async function fakeHost(): Promise<FakeHost> {
     await mkdir(dirname(join(fsRoot, f)), { recursive: true });
     await writeFile(join(fsRoot, f), 'x');
   }
-  for (const d of GRUB_DIRS) await mkdir(join(fsRoot, d), { recursive: true });
   const bin = join(t.path, 'bin');
   const basics = join(t.path, 'basics');
   await mkdir(basics, { recursive: true });
@@ -154,8 +165,10 @@ async function cacheDeb(h: FakeHost, debArch: string, pkg: string, files: string
 async function allCached(h: FakeHost): Promise<void> {
   await writeFile(join(h.state, 'foreign'), 'arm64\n');
   await cacheDeb(h, 'arm64', 'busybox-static');
-  await cacheDeb(h, 'arm64', 'grub-efi-arm64-bin', ['usr/lib/grub/arm64-efi']);
+  await cacheDeb(h, 'arm64', 'systemd-boot-efi', ['usr/lib/systemd/boot/efi/linuxaa64.efi.stub']);
   await cacheDeb(h, 'amd64', 'busybox-static');
+  await cacheDeb(h, 'amd64', 'systemd-boot-efi', ['usr/lib/systemd/boot/efi/linuxx64.efi.stub']);
+  await cacheDeb(h, 'amd64', 'grub-pc-bin', ['usr/lib/grub/i386-pc']);
 }
 
 let h: FakeHost;
@@ -179,16 +192,17 @@ describe('doctor on a fake host', () => {
     expect(r.fix_commands).toEqual([]);
     expect(r.checks.find((c) => c.id === 'tool:pahole')!.detail).toBe(`1.24 (at least 1.16) at ${h.bin}/pahole`);
     expect(r.checks.find((c) => c.id === 'qemu:x86_64')!.detail).toBe(`7.2.99 (at least 7.2) at ${h.bin}/qemu-system-x86_64`);
-    expect(r.checks.find((c) => c.id === 'grub:aarch64:{deb:grub-efi-arm64-bin}/usr/lib/grub/arm64-efi')!.detail).toBe(
-      `${h.buildDir}/cache/debs/arm64/grub-efi-arm64-bin/root/usr/lib/grub/arm64-efi`,
+    expect(r.checks.find((c) => c.id === 'grub:aarch64:{deb:systemd-boot-efi}/usr/lib/systemd/boot/efi/linuxaa64.efi.stub')!.detail).toBe(
+      `${h.buildDir}/cache/debs/arm64/systemd-boot-efi/root/usr/lib/systemd/boot/efi/linuxaa64.efi.stub`,
     );
+    expect(r.checks.find((c) => c.id === 'tool:faketime')!.detail).toBe(`0.9.10 at ${h.bin}/faketime`);
   });
 
   it('missing pieces: each with its exact fix, the fix plan in order, exit 4', async () => {
     await rm(join(h.bin, 'strace'));
     await script(join(h.bin, 'pahole'), printer('v1.15'));
     await rm(join(h.fsRoot, '/usr/share/OVMF/OVMF_CODE_4M.fd'));
-    await rm(join(h.fsRoot, '/usr/lib/grub/x86_64-efi'), { recursive: true });
+    await rm(join(h.bin, 'sbsign'));
     await writeFile(join(h.repo, 'specs', 'doctor.yaml'), (await readFile(join(h.repo, 'specs', 'doctor.yaml'), 'utf8')).replace('min_free_gib: 0', 'min_free_gib: 1000000'));
     const r = await runDoctor(h.opts({ noKvmProbe: true }));
     expect(r.ok).toBe(false);
@@ -196,62 +210,73 @@ describe('doctor on a fake host', () => {
     const free = r.checks.find((c) => c.id === 'disk')!.detail;
     expect(text).toBe(
       [
-        'clawos-build doctor: 33 checks on x86_64 (Debian amd64): 22 ok, 9 missing, 0 warnings, 2 skipped',
-        `  ok       make                          ${h.bin}/make`,
-        `  ok       bc                            ${h.bin}/bc`,
-        `  ok       bison                         ${h.bin}/bison`,
-        `  ok       flex                          ${h.bin}/flex`,
-        `  MISSING  pahole                        1.15 at ${h.bin}/pahole is older than 1.16`,
-        '                                         needed: CONFIG_DEBUG_INFO_BTF; the kernel\'s link step refuses pahole older than v1.16',
-        '                                         fix: apt-get install -y --no-install-recommends dwarves (from a Debian release that has 1.16 or later)',
-        `  ok       xz                            ${h.bin}/xz`,
-        `  ok       cpio                          ${h.bin}/cpio`,
-        `  ok       grub-mkrescue                 2.06 at ${h.bin}/grub-mkrescue`,
-        `  ok       xorriso                       1.5.4 at ${h.bin}/xorriso`,
-        `  ok       mformat                       4.0.32 at ${h.bin}/mformat`,
-        `  ok       apparmor_parser               3.0.8 at ${h.bin}/apparmor_parser`,
-        `  ok       bwrap                         0.8.0 at ${h.bin}/bwrap`,
-        '  MISSING  strace                        strace not found in PATH',
-        '                                         needed: traces the syscalls a process really makes (C-02 whitelist pruning, sandbox checks)',
-        '                                         fix: apt-get install -y --no-install-recommends strace',
-        `  ok       qemu-system-aarch64           7.2.22 (at least 7.2) at ${h.bin}/qemu-system-aarch64`,
-        `  ok       qemu-system-x86_64            7.2.99 (at least 7.2) at ${h.bin}/qemu-system-x86_64`,
-        '  ok       firmware QEMU_EFI.fd          /usr/share/qemu-efi-aarch64/QEMU_EFI.fd',
-        '  MISSING  firmware OVMF_CODE_4M.fd      /usr/share/OVMF/OVMF_CODE_4M.fd is missing',
-        '                                         needed: x86_64 ovmf boots with it',
-        '                                         fix: apt-get install -y --no-install-recommends ovmf',
-        '  ok       firmware OVMF_VARS_4M.fd      /usr/share/OVMF/OVMF_VARS_4M.fd',
-        `  ok       aarch64-linux-gnu-gcc         ${h.bin}/aarch64-linux-gnu-gcc`,
-        `  ok       gcc                           ${h.bin}/gcc`,
-        '  ok       kernel source                 linux-source-6.1 from inputs.lock.yaml, fetched by the build (host copy not the locked one)',
-        '  ok       libelf.h                      /usr/include/libelf.h',
-        '  ok       opensslv.h                    /usr/include/openssl/opensslv.h',
-        '  MISSING  grub arm64-efi                from grub-efi-arm64-bin:arm64, not fetched yet (apt cannot fetch it: see below)',
-        "                                         needed: GRUB's arm64-efi modules for the aarch64 ISO",
-        '                                         fix: dpkg --add-architecture arm64 && apt-get update',
-        '  ok       grub i386-pc                  /usr/lib/grub/i386-pc',
-        '  MISSING  grub x86_64-efi               /usr/lib/grub/x86_64-efi is missing',
-        "                                         needed: GRUB's x86_64-efi modules for the x86_64 ISO",
-        '                                         fix: apt-get install -y --no-install-recommends grub-efi-amd64-bin',
-        '  MISSING  dpkg arch arm64               dpkg does not have the arm64 architecture',
-        '                                         needed: apt fetches the arm64 packages',
-        '                                         fix: dpkg --add-architecture arm64 && apt-get update',
-        '  MISSING  deb busybox-static:arm64      dpkg does not have the arm64 architecture, so apt cannot fetch busybox-static:arm64',
-        '                                         needed: fetched for aarch64 with apt-get download (build cache)',
-        '                                         fix: dpkg --add-architecture arm64 && apt-get update',
-        '  MISSING  deb grub-efi-arm64-bin:arm64  dpkg does not have the arm64 architecture, so apt cannot fetch grub-efi-arm64-bin:arm64',
-        '                                         needed: fetched for aarch64 with apt-get download (build cache)',
-        '                                         fix: dpkg --add-architecture arm64 && apt-get update',
-        '  ok       deb busybox-static:amd64      not fetched yet; apt can fetch busybox-static_1.0_amd64.deb (the build downloads it)',
-        `  MISSING  free disk                     ${free}`,
-        '                                         needed: the build dir holds two kernel object trees, the unpacked source, the ISOs and the cache',
-        `                                         fix: free space on the filesystem of ${h.buildDir}, or pass --build-dir on a filesystem with 1000000 GiB free`,
-        '  skipped  kvm aarch64                   not applicable: KVM runs aarch64 guests only on aarch64 hosts; this host is x86_64, so they use TCG',
-        '  skipped  kvm x86_64                    not probed (turned off by the caller)',
+        'clawos-build doctor: 44 checks on x86_64 (Debian amd64): 33 ok, 9 missing, 0 warnings, 2 skipped',
+        `  ok       make                               ${h.bin}/make`,
+        `  ok       bc                                 ${h.bin}/bc`,
+        `  ok       bison                              ${h.bin}/bison`,
+        `  ok       flex                               ${h.bin}/flex`,
+        `  MISSING  pahole                             1.15 at ${h.bin}/pahole is older than 1.16`,
+        "                                              needed: CONFIG_DEBUG_INFO_BTF; the kernel's link step refuses pahole older than v1.16",
+        '                                              fix: apt-get install -y --no-install-recommends dwarves (from a Debian release that has 1.16 or later)',
+        `  ok       xz                                 ${h.bin}/xz`,
+        `  ok       cpio                               ${h.bin}/cpio`,
+        `  ok       grub-mkimage                       2.06 at ${h.bin}/grub-mkimage`,
+        `  ok       xorriso                            1.5.4 at ${h.bin}/xorriso`,
+        `  ok       mformat                            4.0.32 at ${h.bin}/mformat`,
+        `  ok       objcopy                            2.40 at ${h.bin}/objcopy`,
+        `  ok       aarch64-linux-gnu-objcopy          2.40 at ${h.bin}/aarch64-linux-gnu-objcopy`,
+        '  MISSING  sbsign                             sbsign not found in PATH',
+        "                                              needed: signs the UKI with the key dir's Secure Boot key",
+        '                                              fix: apt-get install -y --no-install-recommends sbsigntool',
+        `  ok       sbverify                           0.9.4 at ${h.bin}/sbverify`,
+        `  ok       faketime                           0.9.10 at ${h.bin}/faketime`,
+        `  ok       apparmor_parser                    3.0.8 at ${h.bin}/apparmor_parser`,
+        `  ok       bwrap                              0.8.0 at ${h.bin}/bwrap`,
+        '  MISSING  strace                             strace not found in PATH',
+        '                                              needed: traces the syscalls a process really makes (C-02 whitelist pruning, sandbox checks)',
+        '                                              fix: apt-get install -y --no-install-recommends strace',
+        `  ok       qemu-system-aarch64                7.2.22 (at least 7.2) at ${h.bin}/qemu-system-aarch64`,
+        `  ok       qemu-system-x86_64                 7.2.99 (at least 7.2) at ${h.bin}/qemu-system-x86_64`,
+        '  ok       firmware QEMU_EFI.fd               /usr/share/qemu-efi-aarch64/QEMU_EFI.fd',
+        '  ok       firmware AAVMF_CODE.snakeoil.fd    /usr/share/AAVMF/AAVMF_CODE.snakeoil.fd',
+        '  ok       firmware AAVMF_VARS.snakeoil.fd    /usr/share/AAVMF/AAVMF_VARS.snakeoil.fd',
+        '  MISSING  firmware OVMF_CODE_4M.fd           /usr/share/OVMF/OVMF_CODE_4M.fd is missing',
+        '                                              needed: x86_64 ovmf boots with it',
+        '                                              fix: apt-get install -y --no-install-recommends ovmf',
+        '  ok       firmware OVMF_VARS_4M.fd           /usr/share/OVMF/OVMF_VARS_4M.fd',
+        '  ok       firmware OVMF_CODE_4M.snakeoil.fd  /usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd',
+        '  ok       firmware OVMF_VARS_4M.snakeoil.fd  /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd',
+        `  ok       aarch64-linux-gnu-gcc              ${h.bin}/aarch64-linux-gnu-gcc`,
+        `  ok       gcc                                ${h.bin}/gcc`,
+        '  ok       kernel source                      linux-source-6.12 from inputs.lock.yaml, fetched by the build (host copy not the locked one)',
+        '  ok       libelf.h                           /usr/include/libelf.h',
+        '  ok       opensslv.h                         /usr/include/openssl/opensslv.h',
+        '  MISSING  iso linuxaa64.efi.stub             from systemd-boot-efi:arm64, not fetched yet (apt cannot fetch it: see below)',
+        '                                              needed: linuxaa64.efi.stub (UKI stub or GRUB i386-pc modules) for the aarch64 ISO',
+        '                                              fix: dpkg --add-architecture arm64 && apt-get update',
+        '  ok       iso linuxx64.efi.stub              from systemd-boot-efi:amd64, not fetched yet (apt can fetch it)',
+        '  ok       iso i386-pc                        from grub-pc-bin:amd64, not fetched yet (apt can fetch it)',
+        '  MISSING  dpkg arch arm64                    dpkg does not have the arm64 architecture',
+        '                                              needed: apt fetches the arm64 packages',
+        '                                              fix: dpkg --add-architecture arm64 && apt-get update',
+        '  MISSING  deb busybox-static:arm64           dpkg does not have the arm64 architecture, so apt cannot fetch busybox-static:arm64',
+        '                                              needed: fetched for aarch64 with apt-get download (build cache)',
+        '                                              fix: dpkg --add-architecture arm64 && apt-get update',
+        '  MISSING  deb systemd-boot-efi:arm64         dpkg does not have the arm64 architecture, so apt cannot fetch systemd-boot-efi:arm64',
+        '                                              needed: fetched for aarch64 with apt-get download (build cache)',
+        '                                              fix: dpkg --add-architecture arm64 && apt-get update',
+        '  ok       deb busybox-static:amd64           not fetched yet; apt can fetch busybox-static_1.0_amd64.deb (the build downloads it)',
+        '  ok       deb systemd-boot-efi:amd64         not fetched yet; apt can fetch systemd-boot-efi_1.0_amd64.deb (the build downloads it)',
+        '  ok       deb grub-pc-bin:amd64              not fetched yet; apt can fetch grub-pc-bin_1.0_amd64.deb (the build downloads it)',
+        `  MISSING  free disk                          ${free}`,
+        '                                              needed: the build dir holds two kernel object trees, the unpacked source, the ISOs and the cache',
+        `                                              fix: free space on the filesystem of ${h.buildDir}, or pass --build-dir on a filesystem with 1000000 GiB free`,
+        '  skipped  kvm aarch64                        not applicable: KVM runs aarch64 guests only on aarch64 hosts; this host is x86_64, so they use TCG',
+        '  skipped  kvm x86_64                         not probed (turned off by the caller)',
         'to fix the packages, as root:',
         '  dpkg --add-architecture arm64',
         '  apt-get update',
-        '  apt-get install -y --no-install-recommends dwarves grub-efi-amd64-bin ovmf strace',
+        '  apt-get install -y --no-install-recommends dwarves ovmf sbsigntool strace',
         'or run: clawos-build doctor --fix',
         'the build cannot run on this host yet (exit 4)',
         '',
@@ -281,8 +306,10 @@ describe('doctor on a fake host', () => {
     await mkdir(debs, { recursive: true });
     await copyFile(await makeDeb(debs, 'busybox-static', '1:1.35.0-4+b3', { 'bin/busybox': 'fake busybox' }), join(h.state, 'debs', 'busybox-static:arm64.deb'));
     await copyFile(await makeDeb(debs, 'busybox-static', '1:1.35.0-4+b4', { 'bin/busybox': 'fake busybox' }), join(h.state, 'debs', 'busybox-static:amd64.deb'));
-    await copyFile(await makeDeb(debs, 'grub-efi-arm64-bin', '2.06-13', { 'usr/lib/grub/arm64-efi/grub.efi': 'fake' }), join(h.state, 'debs', 'grub-efi-arm64-bin:arm64.deb'));
-    await lockTheseDebs(h, ['busybox-static:arm64', 'busybox-static:amd64', 'grub-efi-arm64-bin:arm64']);
+    await copyFile(await makeDeb(debs, 'systemd-boot-efi', '252.39-1~deb12u1', { 'usr/lib/systemd/boot/efi/linuxaa64.efi.stub': 'fake arm64 stub' }), join(h.state, 'debs', 'systemd-boot-efi:arm64.deb'));
+    await copyFile(await makeDeb(debs, 'systemd-boot-efi', '252.39-1~deb12u1', { 'usr/lib/systemd/boot/efi/linuxx64.efi.stub': 'fake amd64 stub' }), join(h.state, 'debs', 'systemd-boot-efi:amd64.deb'));
+    await copyFile(await makeDeb(debs, 'grub-pc-bin', '2.06-13', { 'usr/lib/grub/i386-pc/boot.img': 'fake' }), join(h.state, 'debs', 'grub-pc-bin:amd64.deb'));
+    await lockTheseDebs(h, ['busybox-static:arm64', 'busybox-static:amd64', 'systemd-boot-efi:arm64', 'systemd-boot-efi:amd64', 'grub-pc-bin:amd64']);
 
     const before = await runDoctor(h.opts({ noKvmProbe: true }));
     expect(before.ok).toBe(false);
@@ -294,8 +321,10 @@ describe('doctor on a fake host', () => {
       ['apt-get update', true],
       ['apt-get install -y --no-install-recommends ovmf strace', true],
       [`apt-get download busybox-static:arm64 into ${h.buildDir}/cache`, true],
-      [`apt-get download grub-efi-arm64-bin:arm64 into ${h.buildDir}/cache`, true],
+      [`apt-get download systemd-boot-efi:arm64 into ${h.buildDir}/cache`, true],
       [`apt-get download busybox-static:amd64 into ${h.buildDir}/cache`, true],
+      [`apt-get download systemd-boot-efi:amd64 into ${h.buildDir}/cache`, true],
+      [`apt-get download grub-pc-bin:amd64 into ${h.buildDir}/cache`, true],
     ]);
     expect(f.ran[3]!.detail).toMatch(/^1:1\.35\.0-4\+b3, sha256 [0-9a-f]{64}$/);
     // Each command's pasteable reproducer line is logged before it runs.
@@ -305,7 +334,8 @@ describe('doctor on a fake host', () => {
     const after = await runDoctor(h.opts({ noKvmProbe: true }));
     expect(after.checks.filter((c) => c.status === 'missing')).toEqual([]);
     expect(after.ok).toBe(true);
-    expect(after.checks.find((c) => c.label === 'grub arm64-efi')!.detail).toBe(`${h.buildDir}/cache/debs/arm64/grub-efi-arm64-bin/root/usr/lib/grub/arm64-efi`);
+    expect(after.checks.find((c) => c.label === 'iso linuxaa64.efi.stub')!.detail).toBe(`${h.buildDir}/cache/debs/arm64/systemd-boot-efi/root/usr/lib/systemd/boot/efi/linuxaa64.efi.stub`);
+    expect(after.checks.find((c) => c.label === 'iso i386-pc')!.detail).toBe(`${h.buildDir}/cache/debs/amd64/grub-pc-bin/root/usr/lib/grub/i386-pc`);
   });
 
   describe('KVM probe boots the built ISO with the fake QEMU', () => {
@@ -386,7 +416,7 @@ describe('clawos-build doctor (the command)', () => {
     expect(await doctorCommand({ repoRoot: h.repo, buildDir: h.buildDir, json: false, fix: true }, { ...io, stdout: out2.s, isRoot: true })).toBe(0);
     const text = out2.text();
     expect(text).toContain('doctor --fix: ok: apt-get update\ndoctor --fix: ok: apt-get install -y --no-install-recommends bubblewrap\nafter --fix:\n');
-    expect(text.split('after --fix:\n')[1]).toContain(`  ok       bwrap                         0.8.0 at ${h.bin}/bwrap\n`);
+    expect(text.split('after --fix:\n')[1]).toContain(`  ok       bwrap                              0.8.0 at ${h.bin}/bwrap\n`);
     expect(text.endsWith('everything the build needs is here\n')).toBe(true);
   });
 });
@@ -412,7 +442,7 @@ describe('doctor data', () => {
     for (const a of ['x86_64', 'aarch64']) {
       const arch = parseYaml(readFileSync(join(REPO, 'specs', 'arch', `${a}.yaml`), 'utf8'));
       named.add(arch.kernel.compiler_package);
-      for (const p of Object.values((arch.iso.platform_packages ?? {}) as Record<string, string>)) named.add(p);
+      for (const p of arch.iso.host_packages as string[]) named.add(p);
       const m = parseYaml(readFileSync(join(REPO, 'qemu', `${a}.yaml`), 'utf8'));
       named.add(m.binary_package);
       for (const v of m.variants) for (const f of v.firmware) named.add(f.package);

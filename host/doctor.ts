@@ -41,6 +41,11 @@ export interface DoctorData {
   kvm_probe: { iso: string };
 }
 
+/** The ISO's inputs from packages: the UKI's EFI stub and GRUB i386-pc's dir (BIOS path). */
+function isoInputPaths(a: ArchSpec): string[] {
+  return [a.iso.uki.stub, ...(a.iso.bios_grub ? [a.iso.bios_grub.dir] : [])];
+}
+
 export async function loadDoctorData(repoRoot: string): Promise<DoctorData> {
   const schema = JSON.parse(await readFile(join(repoRoot, 'specs', 'schemas', 'doctor.schema.json'), 'utf8'));
   return (await loadYamlDocument(join(repoRoot, 'specs', 'doctor.yaml'), 'specs/doctor.yaml', schema)) as DoctorData;
@@ -339,7 +344,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
   const debState = new Map<string, DoctorCheck & { cached: boolean }>();
   const debChecks: DoctorCheck[] = [];
   for (const a of arches) {
-    const pkgs = [...new Set([...a.debs, ...debsReferenced([...a.iso.grub_mkrescue_args, ...a.iso.grub_platform_dirs, a.rootfs.busybox])])];
+    const pkgs = [...new Set([...a.debs, ...debsReferenced([...isoInputPaths(a), a.rootfs.busybox])])];
     for (const p of pkgs) {
       const c = await debCheck(run, cacheDir, a, p, dpkg);
       debState.set(`${a.name}:${p}`, c);
@@ -349,13 +354,13 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
     }
   }
   for (const a of arches) {
-    for (const t of a.iso.grub_platform_dirs) {
-      const label = `grub ${basename(t)}`;
+    for (const t of isoInputPaths(a)) {
+      const label = `iso ${basename(t)}`;
       const fromDeb = debsReferenced([t])[0];
-      const why = `GRUB's ${basename(t)} modules for the ${a.name} ISO`;
+      const why = `${basename(t)} (UKI stub or GRUB i386-pc modules) for the ${a.name} ISO`;
       if (!fromDeb) {
-        const pkg = a.iso.platform_packages?.[t];
-        const ok = await isDir(onDisk(t));
+        const pkg = undefined as string | undefined;
+        const ok = await exists(onDisk(t));
         checks.push(
           ok || !pkg
             ? { id: `grub:${a.name}:${t}`, label, status: ok ? 'ok' : 'missing', required: true, detail: ok ? t : `${t} is missing (no package named for it in specs/arch/${a.name}.yaml)`, why }
@@ -366,7 +371,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
       const d = debState.get(`${a.name}:${fromDeb}`)!;
       const dir = expandArchPath(t, cacheDir, a);
       if (d.cached) {
-        const ok = await isDir(dir);
+        const ok = await exists(dir);
         checks.push(
           ok
             ? { id: `grub:${a.name}:${t}`, label, status: 'ok', required: true, detail: dir, why }

@@ -209,14 +209,26 @@ describe('target inspection on a fake /sys and /proc', () => {
 // ------------------------------------------------------------------ writing into files
 
 describe('flash into a file (--allow-file)', () => {
+  it('--no-results-area (resultsArea: false) leaves exactly the ISO', async () => {
+    const w = await work(1024 * 1024);
+    const out = join(w.d, 'bare.img');
+    const r = await flash({ iso: w.iso, device: out, buildDir: w.buildDir, sha256: sha(w.data), allowFile: true, yes: true, resultsArea: false });
+    expect(r).toMatchObject({ ok: true, results_area: null });
+    expect(readFileSync(out).equals(w.data)).toBe(true);
+  });
+
   it('writes, fsyncs, reads back and reports progress with throughput and ETA', async () => {
     const w = await work(1024 * 1024);
     const out = join(w.d, 'disk.img');
     const events: FlashEvent[] = [];
     const r = await flash({ iso: w.iso, device: out, buildDir: w.buildDir, sha256: sha(w.data), allowFile: true, yes: true, chunkBytes: 64 * 1024, onEvent: (e) => events.push(e) });
     expect(r).toMatchObject({ ok: true, status: 'PASS', written_bytes: 1024 * 1024, readback: { sha256: sha(w.data), first_difference: null, source: 'page cache' } });
-    expect(r.message).toMatch(new RegExp(`^clawos-x86_64\\.iso written to ${out.replace(/[.]/g, '\\.')}: 1\\.0 MiB in \\d+\\.\\d s \\((\\d+\\.\\d [KMG]iB/s|instant)\\); readback from the page cache matches sha256 ${sha(w.data)}$`));
-    expect(readFileSync(out).equals(w.data)).toBe(true);
+    expect(r.message).toMatch(new RegExp(`^clawos-x86_64\\.iso written to ${out.replace(/[.]/g, '\\.')}: 1\\.0 MiB in \\d+\\.\\d s \\((\\d+\\.\\d [KMG]iB/s|instant)\\); readback from the page cache matches sha256 ${sha(w.data)}; empty results area at byte 1048576$`));
+    // The ISO's bytes unchanged, then the empty results area in the image's last 4 MiB.
+    const img = readFileSync(out);
+    expect(img.subarray(0, w.data.length).equals(w.data)).toBe(true);
+    expect(img.length).toBe(1024 * 1024 + 4 * 1024 * 1024);
+    expect(img.subarray(1024 * 1024, 1024 * 1024 + 23).toString('latin1')).toBe('CLAWOS-RESULTS-AREA v1\n');
     const writes = events.filter((e): e is Extract<FlashEvent, { event: 'progress' }> => e.event === 'progress' && e.phase === 'write');
     expect(writes).toHaveLength(16);
     expect(writes.map((e) => e.bytes)).toEqual(Array.from({ length: 16 }, (_, i) => (i + 1) * 64 * 1024));

@@ -34,6 +34,7 @@ import { readBundleManifest } from '../vault/bundle.js';
 import { loadTrust } from '../vault/keys.js';
 import { extractTarSafely } from '../vault/tar-read.js';
 import { readManifest, manifestPath } from '../vault/manifest.js';
+import { AREA_BYTES, writeResultsArea } from './results-area.js';
 
 export type { Runner } from '../lib/proc.js';
 
@@ -76,6 +77,7 @@ export type FlashEvent =
   | { event: 'target'; target: TargetInfo }
   | { event: 'progress'; phase: 'write' | 'readback'; bytes: number; total: number; elapsed_ms: number; bytes_per_s: number; eta_s: number | null }
   | { event: 'flushed'; how: string }
+  | { event: 'results-area'; offset: number; bytes: number }
   | { event: 'note'; message: string };
 
 export type FlashFailure = 'iso-unverified' | 'iso-changed' | 'readback-mismatch';
@@ -91,6 +93,8 @@ export interface FlashResult {
   written_bytes: number;
   write_ms: number;
   readback: { sha256: string; first_difference: number | null; source: 'device' | 'page cache' } | null;
+  /** The empty results area written after the ISO (host/results-area.ts), or null. */
+  results_area: { offset: number; bytes: number } | null;
 }
 
 export interface FlashOptions {
@@ -102,6 +106,8 @@ export interface FlashOptions {
   trust?: string;
   allowFile?: boolean;
   yes?: boolean;
+  /** Write the empty results area at the end of the target (default true; issue 15). */
+  resultsArea?: boolean;
   /** Ask at a terminal; resolves to what was typed, or null when there is no terminal. */
   confirm?: (question: string) => Promise<string | null>;
   host?: HostRoots;
@@ -487,6 +493,7 @@ export async function flash(o: FlashOptions): Promise<FlashResult> {
     written_bytes: 0,
     write_ms: 0,
     readback: null,
+    results_area: null,
   };
 
   const v = await vouchForIso(o, iso, isoSha);
@@ -584,12 +591,23 @@ export async function flash(o: FlashOptions): Promise<FlashResult> {
       message: `readback of ${o.device} differs from the ISO at byte ${at} (0x${at.toString(16)})${rb.short ? `: the target ended after ${rb.bytes} of ${isoSize} bytes` : ''}; readback sha256 ${rb.sha256}, ISO sha256 ${isoSha}`,
     };
   }
+  let area: FlashResult['results_area'] = null;
+  if (o.resultsArea !== false) {
+    if (block && target.size_bytes !== null && target.size_bytes < isoSize + AREA_BYTES) {
+      emit({ event: 'note', message: `${o.device} has no room for a results area after the ISO (${formatBytes(target.size_bytes)}): hardware results can only come back as a serial console capture` });
+    } else {
+      const a = await writeResultsArea(o.device, { iso_sha256: isoSha, iso_bytes: isoSize });
+      area = { offset: a.offset, bytes: AREA_BYTES };
+      emit({ event: 'results-area', offset: a.offset, bytes: AREA_BYTES });
+    }
+  }
   return {
     ...base,
     ok: true,
     status: 'PASS',
     readback,
-    message: `${basename(iso)} written to ${o.device}: ${formatBytes(written)} in ${(writeMs / 1000).toFixed(1)} s (${rate}); readback from the ${source} matches sha256 ${isoSha}`,
+    results_area: area,
+    message: `${basename(iso)} written to ${o.device}: ${formatBytes(written)} in ${(writeMs / 1000).toFixed(1)} s (${rate}); readback from the ${source} matches sha256 ${isoSha}${area ? `; empty results area at byte ${area.offset}` : ''}`,
   };
 }
 

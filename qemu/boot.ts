@@ -18,7 +18,7 @@ import {
   type CheckResult,
   type StageTimes,
 } from './classify-boot.js';
-import { findAccelerator, findVariant, missingFirmware, prepareBoot, type BootMedia, type QemuMachine } from './machine.js';
+import { findAccelerator, findVariant, missingFirmware, variantExpectations, prepareBoot, type BootMedia, type QemuMachine } from './machine.js';
 
 export type { Runner } from '../lib/proc.js';
 import type { Runner } from '../lib/proc.js';
@@ -229,10 +229,13 @@ export async function bootIso(opts: BootOptions): Promise<BootRecord> {
       const why = stderr.filter((l) => l.trim()).at(-1) ?? '(no error output)';
       return finish(serial, undefined, `${binary} exited with status ${r.exitCode ?? r.signal} before any guest output: ${why}`);
     }
+    // The variant's own expectations (Secure Boot variants: the secureboot check and the kernel's report) come from its data.
+    const want = variantExpectations(variant, opts.expectedChecks);
     const c = classifyBoot({
       log: lines.join('\n'),
       lineTimesMs: times,
-      expectedChecks: opts.expectedChecks,
+      expectedChecks: want.checks,
+      expectedLog: want.log,
       timedOut: r.timedOut || callerAborted,
     });
     // A QEMU error after guest output still explains a guest that stopped talking.

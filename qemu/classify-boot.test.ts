@@ -37,6 +37,14 @@ const expected: Record<string, Pick<BootClassification, 'verdict' | 'reason' | '
     stage: 'kernel',
     message: 'guest exited with no console output from the kernel, last output: EFI stub: Exiting boot services...',
   },
+  'x86_64-iso-ovmf-secureboot-pass.log': { verdict: 'PASS', reason: null, stage: 'marker', message: 'CLAWOS-BOOT-OK (no checks expected)' },
+  'aarch64-iso-uefi-secureboot-pass.log': { verdict: 'PASS', reason: null, stage: 'marker', message: 'CLAWOS-BOOT-OK (no checks expected)' },
+  'x86_64-ovmf-secureboot-unsigned-refused.log': {
+    verdict: 'FAIL',
+    reason: 'boot-firmware-refused',
+    stage: 'firmware',
+    message: 'the firmware refused the boot loader: BdsDxe: failed to load Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x1,0x0): Access Denied',
+  },
   'aarch64-iso-uefi-acpi-no-console-earlycon.log': {
     verdict: 'FAIL',
     reason: 'boot-marker-missing',
@@ -63,8 +71,8 @@ describe('recorded serial captures', () => {
     test(file, () => {
       const c = classifyBoot({ log: fixture(file), expectedChecks: [] });
       expect({ verdict: c.verdict, reason: c.reason, stage: c.stage, message: c.message }).toEqual(want);
-      // Old-format CHECK lines are informational only.
-      expect(c.checks).toEqual([]);
+      // Old-format CHECK lines are informational only (the Secure Boot captures are of the new format).
+      if (!file.includes('secureboot')) expect(c.checks).toEqual([]);
     });
   }
   test('old-format CHECK lines are kept as information', () => {
@@ -225,5 +233,27 @@ describe('no PASS the serial log does not earn (issue 11)', () => {
   test('BOOT-FAILED after BOOT-OK fails the boot', () => {
     const c = classifyBoot({ log: lines('CLAWOS-CHECK name=kernel result=pass value=6.1', 'CLAWOS-BOOT-OK passed=1', 'CLAWOS-BOOT-FAILED failed=late'), expectedChecks: ['kernel'] });
     expect({ verdict: c.verdict, reason: c.reason, message: c.message }).toEqual({ verdict: 'FAIL', reason: 'boot-check-failed', message: 'CLAWOS-BOOT-FAILED failed=late' });
+  });
+});
+
+describe('Secure Boot expectations (data of the Secure Boot variants: expect_checks, expect_log)', () => {
+  const sb = { expectedChecks: ['probe', 'secureboot'], expectedLog: ['EFI stub: UEFI Secure Boot is enabled.'] };
+  test.each(['x86_64-iso-ovmf-secureboot-pass.log', 'aarch64-iso-uefi-secureboot-pass.log'])('%s: the guest proved it and the kernel said so', (file) => {
+    const c = classifyBoot({ log: fixture(file), ...sb });
+    expect([c.verdict, c.message]).toEqual(['PASS', 'CLAWOS-BOOT-OK, all 2 expected checks passed']);
+    expect(c.checks.find((x) => x.name === 'secureboot')?.value).toBe('SecureBoot=1 lockdown=none [integrity] confidentiality');
+  });
+  test('a serial log without the kernel\'s report fails, naming the text', () => {
+    const log = fixture('x86_64-iso-ovmf-secureboot-pass.log').replace(/EFI stub: UEFI Secure Boot is enabled\./g, 'EFI stub: (removed)');
+    const c = classifyBoot({ log, ...sb });
+    expect([c.verdict, c.reason, c.message]).toEqual(['FAIL', 'boot-check-failed', 'CLAWOS-BOOT-OK but the serial log lacks "EFI stub: UEFI Secure Boot is enabled."']);
+  });
+  test('a boot without Secure Boot (no secureboot check reported) fails in a Secure Boot variant', () => {
+    const c = classifyBoot({ log: fixture('x86_64-iso-ovmf-pass.log'), expectedChecks: ['secureboot'] });
+    expect([c.verdict, c.reason, c.message]).toEqual(['FAIL', 'boot-check-failed', 'CLAWOS-BOOT-OK but secureboot missing']);
+  });
+  test('the firmware\'s refusal ends the boot at once', () => {
+    expect(isTerminalLine('BdsDxe: failed to load Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x1,0x0): Access Denied')).toBe(true);
+    expect(isTerminalLine('BdsDxe: failed to start Boot0002 "EFI Internal Shell" from Fv(x): Security Violation')).toBe(false);
   });
 });

@@ -19,6 +19,7 @@ export type BootFailureReason =
   | 'boot-marker-missing'
   | 'boot-no-console'
   | 'boot-timeout'
+  | 'boot-firmware-refused'
   | 'infra';
 
 export const STAGES = ['none', 'firmware', 'kernel', 'init', 'checks', 'marker'] as const;
@@ -42,7 +43,9 @@ const PANIC = /Kernel panic - not syncing.*/;
 const OOPS = /\b(?:Oops|BUG): .*/;
 const NO_INITIAL_CONSOLE = /[Uu]nable to open an initial console/;
 /** The firmware found nothing it could boot: waiting on only burns the timeout. */
-const FIRMWARE_GAVE_UP = /No bootable device|UEFI Interactive Shell|Boot failed: not a bootable/;
+const FIRMWARE_GAVE_UP = /No bootable device|No bootable option or device|UEFI Interactive Shell|Boot failed: not a bootable/;
+/** The firmware refused the loader (Secure Boot: unsigned or tampered image): nothing later can change that. */
+const FIRMWARE_REFUSED = /BdsDxe: failed to load .*(?:Access Denied|Security Violation)/;
 /** The kernel's own banner: without it the kernel never reached its console. */
 const KERNEL_BANNER = /Linux version \d/;
 /** QEMU's own messages (stderr in captures made with 2>&1): not guest output. */
@@ -74,6 +77,8 @@ export interface ClassifyInput {
   lineTimesMs?: number[];
   /** Check names that must be reported with result=pass. */
   expectedChecks: readonly string[];
+  /** Text the serial log must contain for a PASS (the kernel's own reports, e.g. that Secure Boot is on). */
+  expectedLog?: readonly string[];
   /** QEMU was killed because the boot ran out of time. */
   timedOut?: boolean;
   /** QEMU could not run the guest at all; the text becomes the message. */
@@ -110,7 +115,7 @@ export function stageOfLine(line: string): BootStage {
 export function isTerminalLine(rawLine: string): boolean {
   const line = stripAnsi(rawLine);
   if (HOST_LINE.test(line)) return false;
-  return PANIC.test(line) || FIRMWARE_GAVE_UP.test(line) || (/CLAWOS-BOOT-(?:OK|FAILED)\b/.test(line) && !CHECK_LINE.test(line));
+  return PANIC.test(line) || FIRMWARE_GAVE_UP.test(line) || FIRMWARE_REFUSED.test(line) || (/CLAWOS-BOOT-(?:OK|FAILED)\b/.test(line) && !CHECK_LINE.test(line));
 }
 
 function clip(s: string, max = 160): string {
@@ -136,6 +141,7 @@ export function classifyBoot(input: ClassifyInput): BootClassification {
   let noInitialConsole: string | undefined;
   let firmwareGaveUp: string | undefined;
   let bootOptionFailed: string | undefined;
+  let refused: string | undefined;
   let kernelBanner = false;
   let killedInLog = false;
   let lastGuestLine = '';
@@ -165,6 +171,7 @@ export function classifyBoot(input: ClassifyInput): BootClassification {
       if (!noInitialConsole && NO_INITIAL_CONSOLE.test(line)) noInitialConsole = line;
       if (!firmwareGaveUp && stage === 'firmware' && FIRMWARE_GAVE_UP.test(line)) firmwareGaveUp = line;
       if (!bootOptionFailed && /BdsDxe: failed to load/.test(line)) bootOptionFailed = line.slice(line.indexOf('BdsDxe'));
+      if (!refused && FIRMWARE_REFUSED.test(line)) refused = line.slice(line.indexOf('BdsDxe'));
     }
     const chk = CHECK_LINE.exec(line);
     if (chk) {
@@ -188,6 +195,8 @@ export function classifyBoot(input: ClassifyInput): BootClassification {
   const checkList = [...checks.values()];
   const failed = checkList.filter((c) => c.result !== 'pass');
   const missingChecks = input.expectedChecks.filter((n) => !checks.has(n));
+  const plainLog = rawLines.map((l) => stripAnsi(l)).join('\n');
+  const missingLog = (input.expectedLog ?? []).filter((t) => !plainLog.includes(t));
   const base = {
     stage,
     stageMs,
@@ -230,6 +239,9 @@ export function classifyBoot(input: ClassifyInput): BootClassification {
     if (problems) {
       return { ...base, verdict: 'FAIL', reason: 'boot-check-failed', message: `CLAWOS-BOOT-OK but ${problems}` };
     }
+    if (missingLog.length) {
+      return { ...base, verdict: 'FAIL', reason: 'boot-check-failed', message: `CLAWOS-BOOT-OK but the serial log lacks ${missingLog.map((t) => JSON.stringify(t)).join(', ')}` };
+    }
     const n = input.expectedChecks.length;
     return {
       ...base,
@@ -238,7 +250,10 @@ export function classifyBoot(input: ClassifyInput): BootClassification {
       message: n ? `CLAWOS-BOOT-OK, all ${n} expected checks passed` : 'CLAWOS-BOOT-OK (no checks expected)',
     };
   }
-  // Checked before the timeout: QEMU is stopped soon after this line on purpose.
+  // Checked before the timeout: QEMU is stopped soon after these lines on purpose.
+  if (refused) {
+    return { ...base, stage: 'firmware', verdict: 'FAIL', reason: 'boot-firmware-refused', message: `the firmware refused the boot loader: ${clip(refused)}` };
+  }
   if (firmwareGaveUp) {
     return { ...base, verdict: 'FAIL', reason: 'boot-marker-missing', message: `firmware found nothing to boot: ${clip(bootOptionFailed ?? firmwareGaveUp)}` };
   }

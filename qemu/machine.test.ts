@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { withDir } from 'tmp-promise';
 import { stringify } from 'yaml';
 import { parse } from 'yaml';
-import { expandArg, findRepoRoot, loadMachine, loadMachineSync, prepareBoot, type QemuMachine } from './machine.js';
+import { expandArg, findRepoRoot, loadMachine, loadMachineSync, prepareBoot, secureBootNotConfigured, variantExpectations, type QemuMachine } from './machine.js';
 
 const REPO = join(import.meta.dirname, '..');
 
@@ -21,8 +21,8 @@ describe('machine definitions', () => {
   });
 
   test('variants are the ones the boots are named after', async () => {
-    expect((await loadMachine(REPO, 'qemu/x86_64.yaml')).variants.map((v) => v.name)).toEqual(['seabios', 'ovmf']);
-    expect((await loadMachine(REPO, 'qemu/aarch64.yaml')).variants.map((v) => v.name)).toEqual(['uefi-acpi', 'uefi-dt']);
+    expect((await loadMachine(REPO, 'qemu/x86_64.yaml')).variants.map((v) => v.name)).toEqual(['seabios', 'ovmf', 'ovmf-secureboot', 'usb-bios', 'usb-uefi']);
+    expect((await loadMachine(REPO, 'qemu/aarch64.yaml')).variants.map((v) => v.name)).toEqual(['uefi-acpi', 'uefi-dt', 'uefi-secureboot', 'usb-uefi']);
   });
 
   test('unknown keys and unknown placeholders are rejected', async () => {
@@ -66,6 +66,8 @@ describe('machine definitions', () => {
       '-monitor',
       'none',
       '-no-reboot',
+      '-boot',
+      'menu=on,splash-time=0',
       '-bios',
       '/usr/share/qemu-efi-aarch64/QEMU_EFI.fd',
       '-device',
@@ -88,5 +90,26 @@ describe('machine definitions', () => {
 
   test('findRepoRoot finds this checkout', () => {
     expect(findRepoRoot()).toBe(REPO);
+  });
+
+  test('a Secure Boot variant is NOT_CONFIGURED unless the UKI is signed with the certificate its VARS enrol (one rule for G-06, boot, lava export)', async () => {
+    const m = await loadMachine(REPO, 'qemu/x86_64.yaml');
+    const sb = m.variants.find((v) => v.name === 'ovmf-secureboot')!;
+    const enrolled = sb.secure_boot!.enrolled_cert_sha256;
+    expect(secureBootNotConfigured(sb, enrolled)).toBe(null);
+    expect(secureBootNotConfigured(sb, 'b'.repeat(64))).toBe(
+      `ovmf-secureboot: NOT_CONFIGURED: its firmware variables enrol certificate sha256 ${enrolled.slice(0, 16)}…, but the UKI is signed with bbbbbbbbbbbbbbbb… (the key dir's secureboot.crt); give this variant VARS that enrol it (docs/boot-lab.md, virt-fw-vars)`,
+    );
+    expect(secureBootNotConfigured(sb, undefined)).toBe('ovmf-secureboot: NOT_CONFIGURED: no Secure Boot key in the key dir, so no signed UKI to boot');
+    // Variants with Secure Boot off boot whatever the key dir holds.
+    expect(secureBootNotConfigured(m.variants.find((v) => v.name === 'ovmf')!, undefined)).toBe(null);
+  });
+
+  test("a variant's expectations: the checks file's plus its expect_checks (once), and its expect_log", async () => {
+    const m = await loadMachine(REPO, 'qemu/aarch64.yaml');
+    const sb = m.variants.find((v) => v.name === 'uefi-secureboot')!;
+    expect(variantExpectations(sb, ['kernel', 'lsm'])).toEqual({ checks: ['kernel', 'lsm', 'secureboot'], log: ['EFI stub: UEFI Secure Boot is enabled.'] });
+    expect(variantExpectations(sb, ['kernel', 'secureboot'])).toEqual({ checks: ['kernel', 'secureboot'], log: ['EFI stub: UEFI Secure Boot is enabled.'] });
+    expect(variantExpectations(m.variants.find((v) => v.name === 'uefi-dt')!, ['kernel'])).toEqual({ checks: ['kernel'], log: [] });
   });
 });

@@ -32,6 +32,14 @@ export interface BootVariant {
   firmware_kind?: FirmwareKind;
   firmware: FirmwareFile[];
   args: string[];
+  /** How this variant attaches the ISO (a USB stick), instead of QemuMachine.iso_args. */
+  iso_args?: string[];
+  /** In-guest checks this variant expects on top of the expected checks file (data, not code: secureboot). */
+  expect_checks?: string[];
+  /** Text the serial log must contain for a PASS (the kernel's own Secure Boot report). */
+  expect_log?: string[];
+  /** Secure Boot on: the certificate its VARS enrol (a UKI signed with another key is refused). */
+  secure_boot?: { enrolled_cert_sha256: string };
 }
 
 export interface Accelerator {
@@ -58,6 +66,8 @@ export interface QemuMachine {
   direct_kernel?: { args: string[]; initrd_args?: string[] };
   accelerators: Accelerator[];
   variants: BootVariant[];
+  /** How a LAVA lab runs this machine (clawos-build lava export). */
+  lava?: { device_type: string };
 }
 
 /** What the guest boots from. */
@@ -82,7 +92,7 @@ function validate(doc: unknown, display: string, schemaText: string): QemuMachin
     if (seen.has(v.name)) throw new UserError(`${display}: variant ${v.name} is defined twice`);
     seen.add(v.name);
     const known = new Set(['iso', ...v.firmware.map((f) => f.name)]);
-    for (const a of [...v.args, ...m.iso_args]) {
+    for (const a of [...v.args, ...(v.iso_args ?? m.iso_args)]) {
       for (const p of placeholders(a)) {
         if (!known.has(p)) throw new UserError(`${display}: variant ${v.name}: unknown placeholder {${p}} in "${a}"`);
       }
@@ -168,6 +178,26 @@ export function selectVariants(m: QemuMachine, sel?: string): BootVariant[] {
     throw new UserError(`${m.arch} has no ${sel} boot variant`, `choose one of: ${have}`);
   }
   throw new UserError(`unknown --firmware ${sel} for ${m.arch}`, `choose bios, uefi or one of: ${have}`);
+}
+
+/**
+ * Why a Secure Boot variant is NOT_CONFIGURED for a UKI signed with the certificate
+ * `certSha256` (the key dir's Secure Boot certificate; undefined: no Secure Boot key,
+ * so no signed UKI): its firmware enrols another certificate and would refuse the
+ * UKI, so it is never booted. null: the variant can boot it (or has Secure Boot off).
+ * One rule for G-06, `boot` and `lava export`.
+ */
+export function secureBootNotConfigured(v: BootVariant, certSha256: string | undefined): string | null {
+  const sb = v.secure_boot;
+  if (!sb || certSha256 === sb.enrolled_cert_sha256) return null;
+  return certSha256
+    ? `${v.name}: NOT_CONFIGURED: its firmware variables enrol certificate sha256 ${sb.enrolled_cert_sha256.slice(0, 16)}…, but the UKI is signed with ${certSha256.slice(0, 16)}… (the key dir's secureboot.crt); give this variant VARS that enrol it (docs/boot-lab.md, virt-fw-vars)`
+    : `${v.name}: NOT_CONFIGURED: no Secure Boot key in the key dir, so no signed UKI to boot`;
+}
+
+/** What a variant's boot must show on top of the expected checks file: its expect_checks and expect_log. */
+export function variantExpectations(v: BootVariant, expectedChecks: readonly string[]): { checks: string[]; log: string[] } {
+  return { checks: [...expectedChecks, ...(v.expect_checks ?? []).filter((n) => !expectedChecks.includes(n))], log: [...(v.expect_log ?? [])] };
 }
 
 export interface BootTimeout {
@@ -264,7 +294,7 @@ export async function prepareBoot(opts: {
   let mediaArgs: string[];
   if ('iso' in media) {
     values.iso = media.iso;
-    mediaArgs = m.iso_args;
+    mediaArgs = v.iso_args ?? m.iso_args;
   } else {
     if (!m.direct_kernel) throw new UserError(`QEMU machine ${m.arch} has no direct_kernel section`);
     values.kernel = media.kernel;

@@ -1,9 +1,12 @@
 /**
  * `clawos-build release`: a versioned folder <out>/clawos-<version>/ with
  *   clawos-<arch>.iso …            the ISOs, copied from the verified bundle
+ *   clawos-<arch>.efi …            the signed UKIs (never an unsigned one)
+ *   secureboot-cert.der            the certificate the UKIs are signed for, DER (mokutil --import)
  *   clawos-<version>.bundle.tar    the signed attestation bundle (exportBundle: deterministic tar)
  *   reports/gates/P1..P4/…         the gate reports, from the bundle
  *   reports/<security report>      G-04's security report, when it has produced one
+ *   machines.json                  G-07's machine list (which machines booted which ISO, by whom, with what result)
  *   CHANGELOG.md                   every recorded run, from the verified event chains
  *   release.json                   what this release is: version, run, checks, files
  *   SHA256SUMS                     every other file, in the format `sha256sum -c` reads
@@ -28,11 +31,15 @@ import { verifyBundle } from '../vault/verify.js';
 import { eventsPath, splitLines, verifyChain } from '../vault/event-chain.js';
 import { eventsOf } from '../vault/event-payloads.js';
 import { clawosVersion, sourceDateEpoch } from '../pipeline/run/session.js';
+import { loadTestCerts } from '../pipeline/boot/secureboot-key.js';
 import { changelogMarkdown, runSummaries } from './changelog.js';
 import { loadRecordedResults } from './recorded-results.js';
 import { releaseVersion } from './report-model.js';
 import { bootRecordsOf, securityView } from './security-findings.js';
 import { listBundles } from './vault-view.js';
+
+/** G-07's output: the machines that booted this build's ISOs (pipeline/steps/hw-records.ts). */
+const HW_MACHINES = 'qa/hw-machines.json';
 
 export interface ReleaseOptions {
   repoRoot: string;
@@ -189,6 +196,27 @@ export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
       names.add(name);
       await take(iso, name);
     }
+    // The signed UKIs, and the certificate they are signed for as DER (mokutil --import; docs/boot-lab.md).
+    const ukis: string[] = [];
+    for (const uki of (await subjectsOfKind(bundleDir, 'uki')).sort()) {
+      const name = basename(uki);
+      if (names.has(name) || ukis.includes(name)) throw new InfraError(`two files in the bundle are named ${name}`);
+      ukis.push(name);
+      await take(uki, name);
+    }
+    const ders = [...inManifest.keys()].filter((p) => p.endsWith('.secureboot.der')).sort();
+    if (ders.length) {
+      const shas = new Set(ders.map((p) => inManifest.get(p)!.sha256));
+      if (shas.size > 1) throw new InfraError(`the bundle's UKIs are signed for ${shas.size} different Secure Boot certificates`);
+      await take(ders[0]!, 'secureboot-cert.der');
+      const certSha = createHash('sha256').update(await readFile(join(tmp, 'secureboot-cert.der'))).digest('hex');
+      const test = (await loadTestCerts(o.repoRoot)).find((t) => t.sha256 === certSha);
+      notes.push(
+        test
+          ? `the UKIs are signed with a public TEST key (${test.name}): secureboot-cert.der must not be enrolled on real hardware`
+          : `secureboot-cert.der (sha256 ${certSha}) is the certificate the UKIs are signed for: enrol it with mokutil --import (docs/boot-lab.md)`,
+      );
+    } else if (ukis.length) notes.push('the bundle has UKIs but no Secure Boot certificate: they cannot be enrolled for');
     const gateReports = [];
     for (const phase of ['P1', 'P2', 'P3', 'P4'] as const) {
       const g = rec.gates[phase];
@@ -213,6 +241,13 @@ export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
       }
       security = dest;
     } else notes.push(`no security report: ${sec.missing}`);
+
+    // G-07's machine list, from the signed bundle: the bundle's verification covers it (issue 15).
+    let machines: string | null = null;
+    if (inManifest.has(`artifacts/${HW_MACHINES}`)) {
+      await take(`artifacts/${HW_MACHINES}`, 'machines.json');
+      machines = 'machines.json';
+    } else notes.push(`no machine list: ${HW_MACHINES} is not in the bundle (G-07 has recorded no hardware result)`);
 
     const tarName = `clawos-${version}.bundle.tar`;
     const tar = await exportBundle(bundleDir, join(tmp, tarName), { sourceDateEpoch: await sourceDateEpoch(o.repoRoot) });
@@ -242,8 +277,10 @@ export async function makeRelease(o: ReleaseOptions): Promise<ReleaseResult> {
       bundle: { tar: tarName, sha256: tar.sha256, log_root_b64u: manifest.events.log_root_b64u, attestation_sha256: manifest.attestation.sha256 },
       gates: Object.fromEntries((['P1', 'P2', 'P3', 'P4'] as const).map((p) => [p, rec.gates[p]?.recommendation ?? null])),
       isos: [...names],
+      ukis,
       gate_reports: gateReports,
       security_report: security,
+      machines,
       notes,
       files,
     });

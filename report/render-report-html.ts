@@ -114,6 +114,20 @@ ${bootChartSvg(m.boots)}
 <tbody>${rows.join('\n')}</tbody></table></section>`;
 }
 
+function labBootsSection(m: ReportModel): string {
+  if (!m.lab_boots.length) return '';
+  const rows = m.lab_boots.flatMap((e) =>
+    e.labs.map(
+      (l, i) =>
+        `<tr class="lab-boot" data-arch="${h(e.arch)}" data-variant="${h(e.variant)}" data-lab="${h(l.lab)}">${i === 0 ? `<td rowspan="${e.labs.length}">${h(e.arch)}</td><td rowspan="${e.labs.length}">${h(e.variant)}</td><td rowspan="${e.labs.length}" class="mono">${h(e.iso_sha256.slice(0, 12))}</td><td rowspan="${e.labs.length}">${e.disagree ? badge('DISAGREE', 'FAIL') : 'agree'}</td>` : ''}<td>${h(l.lab)}${l.kind === 'lava' ? ` (LAVA${l.latest.device_kind ? `, ${h(l.latest.device_kind)}` : ''}${l.latest.job_id ? `, job ${h(l.latest.job_id)}` : ''})` : ''}</td><td>${badge(l.latest.verdict)}</td><td>${h(l.attempts.map((a) => a.verdict).join(' then '))}${l.flaky ? ' (flaky)' : ''}</td><td>${h(l.latest.verdict === 'PASS' ? '' : firstLine(l.latest.message))}</td></tr>`,
+    ),
+  );
+  return `<section id="lab-boots"><h2>Boots by lab (LAVA)</h2>
+<p class="note">Boot verdicts LAVA labs returned (clawos-build lava run / lava ingest), beside the built-in boot lab's for the same ISO; labs that disagree are shown as disagreeing, a lab whose attempts differ as flaky.</p>
+<table class="lab-boots"><thead><tr><th>arch</th><th>firmware</th><th>ISO sha256</th><th>labs</th><th>lab</th><th>verdict</th><th>attempts</th><th>message</th></tr></thead>
+<tbody>${rows.join('\n')}</tbody></table></section>`;
+}
+
 function securitySection(m: ReportModel): string {
   const s = m.security;
   const list = (c: Record<string, number>, cls?: string) =>
@@ -137,6 +151,21 @@ ${
   s.findings.length
     ? `<table class="findings"><thead><tr><th>id</th><th>layer</th><th>severity</th><th>status</th><th>finding</th><th>mitigation</th><th>evidence</th></tr></thead><tbody>${rows.join('\n')}</tbody></table>`
     : ''
+}</section>`;
+}
+
+function hardwareSection(m: ReportModel): string {
+  const hw = m.hardware;
+  const rows = hw.machines.map(
+    (r) =>
+      `<tr class="machine" data-record="${h(r.record)}"${r.not_counted ? ' data-not-counted="1"' : ''}><td>${h(r.arch)}</td><td class="mono">${h(r.iso_sha256.slice(0, 16))}…</td><td>${h(r.vendor)}</td><td>${h(r.product)}</td><td>${h(r.firmware)}</td><td>${h(r.boot_path)}</td><td>${h(r.secure_boot)}</td><td>${badge(r.verdict)}${r.failed_checks.length ? `<div class="detail">${h(r.failed_checks.join(', '))}</div>` : ''}</td><td>${h(r.tester)}</td><td>${h(r.recorded_at)}</td><td>${r.not_counted ? `${badge('NOT COUNTED', 'fail')} ${h(r.not_counted)}` : 'counted'}</td></tr>`,
+  );
+  return `<section id="hardware"><h2>Hardware (G-07)</h2>
+<p>${hw.status ? badge(hw.status) : ''} ${h(hw.message)}</p>
+${
+  rows.length
+    ? `<table class="machines"><thead><tr><th>arch</th><th>ISO</th><th>vendor</th><th>product</th><th>firmware</th><th>boot</th><th>Secure Boot</th><th>verdict</th><th>tester</th><th>recorded</th><th>counts</th></tr></thead><tbody>${rows.join('\n')}</tbody></table>`
+    : '<p class="note">No signed hardware record: flash the ISO, boot a real machine from the stick, then <code>clawos-build hw record DEVICE</code>.</p>'
 }</section>`;
 }
 
@@ -181,7 +210,9 @@ export function renderReportHtml(m: ReportModel): string {
 ${gatesSection(m)}
 ${timelineSection(m)}
 ${bootsSection(m)}
+${labBootsSection(m)}
 ${securitySection(m)}
+${hardwareSection(m)}
 ${vaultSection(m)}
 ${runsSection(m)}
 </body>

@@ -18,6 +18,9 @@ import { listBundles, vaultView, type VaultView } from './vault-view.js';
 import { runSummaries, type RunSummary } from './changelog.js';
 import type { BootRow } from './boot-chart-svg.js';
 import type { Step } from '../pipeline/catalog/step.js';
+import { foldBootEvidence, type BootEvidence } from '../vault/lava-evidence.js';
+
+import type { MachineRow } from '../pipeline/boot/hw-verdict.js';
 
 export interface TaskView {
   id: string;
@@ -55,9 +58,21 @@ export interface ReportModel {
   tasks: TaskView[];
   critical_path: { ids: string[]; total_ms: number; note: string };
   boots: (BootRow & { accel: string | null; message: string })[];
+  /** Boots other labs ran (LAVA), beside the built-in boot lab's, per ISO, arch and variant. */
+  lab_boots: BootEvidence[];
   security: SecurityView;
+  /** G-07's machine matrix: which machines booted which ISO, when, by whom, with what result (issue 15). */
+  hardware: { status: string | null; message: string; machines: MachineRow[] };
   vault: VaultView;
   runs: RunSummary[];
+}
+
+/** The machines G-07 recorded in its last result (its task data), as the vault's chain has it. */
+export function hardwareView(tasks: ReadonlyMap<string, RecordedTask>): ReportModel['hardware'] {
+  const t = tasks.get('G-07');
+  if (!t) return { status: null, message: 'G-07 has not run: no hardware result recorded', machines: [] };
+  const rows = (t.data as { machines?: unknown } | undefined)?.machines;
+  return { status: t.status, message: t.message, machines: Array.isArray(rows) ? (rows as MachineRow[]) : [] };
 }
 
 export async function releaseVersion(repoRoot: string): Promise<string | null> {
@@ -154,7 +169,9 @@ export async function buildReportModel(o: ReportModelOptions): Promise<ReportMod
     tasks,
     critical_path: cp,
     boots,
+    lab_boots: foldBootEvidence(rec.runs.map((r) => ({ runId: r.run_id, events: r.events }))),
     security: await securityView(o.buildDir, rec.tasks, bootRecs),
+    hardware: hardwareView(rec.tasks),
     vault,
     runs: runSummaries(rec.runs, new Set(await listBundles(o.buildDir))),
   };

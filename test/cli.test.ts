@@ -19,7 +19,8 @@ describe('command line parsing', () => {
     expect(() => parseCli(['frobnicate'])).toThrow('unknown command "frobnicate"');
     expect(() => parseCli(['all', '--bogus'])).toThrow("Unknown option '--bogus'");
     expect(() => parseCli(['all', '-j', 'zero'])).toThrow('-j/--jobs takes a positive whole number, not "zero"');
-    expect(() => parseCli(['all', '--iso', 'x.iso'])).toThrow('--iso, --firmware and --repeat go with the boot command');
+    expect(() => parseCli(['all', '--firmware', 'bios'])).toThrow('--firmware goes with boot and bench');
+    expect(() => parseCli(['all', '--iso', 'x.iso'])).toThrow('--iso goes with boot, hw and lava');
     expect(() => parseCli([])).toThrow('no command given');
   });
 });
@@ -27,7 +28,7 @@ describe('command line parsing', () => {
 describe('clawos-build binary', () => {
   it('prints usage and exits 2 on a wrong word', async () => {
     if (!(await hasDist())) throw new Error('dist/ missing: run npm run build first');
-    const r = await run(['node', cli, 'frobnicate'], { captureStdout: true });
+    const r = await run(['node', cli, 'frobnicate'], { captureStdout: true, tailLines: 200 });
     expect(r.exitCode).toBe(2);
     expect(r.tail[0]).toBe('clawos-build: unknown command "frobnicate"');
     expect(r.tail.join('\n')).toContain('usage: clawos-build <command> [options]');
@@ -37,7 +38,7 @@ describe('clawos-build binary', () => {
   it('validates the real catalog', async () => {
     const r = await run(['node', cli, 'validate']);
     expect(r.exitCode).toBe(0);
-    expect(r.tail).toContain('50 task specs valid (49 required, 1 optional)');
+    expect(r.tail).toContain('51 task specs valid (50 required, 1 optional)');
   });
 
   it('reports a corrupt state file as invalid input with a hint, exit 3', async () => {
@@ -56,11 +57,11 @@ describe('clawos-build binary', () => {
     await d.cleanup();
   });
 
-  it('plans 66 task instances (48 catalog tasks plus C-08 and F-06, 16 of them per arch) for both arches in phase order', async () => {
+  it('plans 72 task instances (48 catalog tasks plus C-08, F-06 and B-08, 21 of them per arch) for both arches in phase order', async () => {
     const r = await run(['node', cli, 'plan', '--json'], { captureStdout: true });
     expect(r.exitCode).toBe(0);
     const plan = JSON.parse(r.stdout) as { instances: { id: string; phase: string }[] };
-    expect(plan.instances).toHaveLength(66);
+    expect(plan.instances).toHaveLength(72);
     const phases = plan.instances.map((i) => i.phase);
     expect([...phases].sort()).toEqual(phases);
     expect(plan.instances.findIndex((i) => i.id === 'A-01@x86_64')).toBeLessThan(plan.instances.findIndex((i) => i.id === 'A-04@x86_64'));
@@ -95,8 +96,8 @@ describe('the command table', () => {
 
   it('an option of another command names that command; one owned by several names them all', () => {
     expect(() => parseCli(['report', '--fix'])).toThrow('--fix goes with the doctor command');
-    expect(() => parseCli(['validate', '--no-sandbox'])).toThrow('--no-sandbox, --rootfs-backend, --buildroot and --buildroot-sha256 go with p1..p4 and all');
-    expect(() => parseCli(['plan', '--trust', 'k.json'])).toThrow('--trust goes with flash, reproduce, keys, spec, report, release, verify and export');
+    expect(() => parseCli(['validate', '--no-sandbox'])).toThrow('--no-sandbox, --remote-cache, --remote-cache-readonly, --rootfs-backend, --buildroot and --buildroot-sha256 go with p1..p4 and all');
+    expect(() => parseCli(['plan', '--trust', 'k.json'])).toThrow('--trust goes with flash, hw, reproduce, keys, spec, lava, report, release, verify and export');
   });
 
   it('docs/commands.md and the README command table are what the table generates (npm run docs:commands)', async () => {

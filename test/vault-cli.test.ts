@@ -58,8 +58,8 @@ describe('clawos-build keys', () => {
   it('keys init refuses an unknown role and a missing role as usage errors (exit 2)', async () => {
     const bad = await clawos(['keys', 'init', '--role', 'admin'], { CLAWOS_KEY_DIR: join(fx.repo.root, '..', 'x') });
     expect(bad.exitCode).toBe(2);
-    expect(bad.tail[0]).toBe('clawos-build: --role must be release, security, core or module-signing, not "admin"');
-    expect((await clawos(['keys', 'init'])).tail[0]).toBe('clawos-build: keys init needs --role release|security|core|module-signing');
+    expect(bad.tail[0]).toBe('clawos-build: --role must be release, security, core, tester, builder, module-signing or secureboot, not "admin"');
+    expect((await clawos(['keys', 'init'])).tail[0]).toBe('clawos-build: keys init needs --role release|security|core|tester|builder|module-signing|secureboot');
   });
 });
 

@@ -22,6 +22,8 @@ export type StoredFile = {
 export type EvidenceRef = { label: string; path: string; sha256: string };
 
 export type RunStartPayload = {
+  /** What made the run when it is not a build (`lava ingest`: boot verdicts of another lab). */
+  command?: string;
   clawos_version?: string;
   node?: string;
   arches?: string[];
@@ -29,11 +31,15 @@ export type RunStartPayload = {
   jobs?: number;
   sandbox?: { kind: 'bwrap'; version: string } | { kind: 'off'; reason: string };
   secrets?: string[];
+  /** --remote-cache: the cache (no credentials) and whether this run pulls from and pushes to it. */
+  remote_cache?: { cache: string; readonly: boolean; pull: boolean; push: boolean };
   source_date_epoch?: number;
   /** The commit the run built from (dirty: the tree had changes git sees); null outside git. */
   source?: { commit: string; dirty: boolean } | null;
   /** The managed module-signing key's certificate (sha256 of its DER), or null: kernels made their own key. */
   module_signing?: { cert_sha256: string; subject: string } | null;
+  /** The Secure Boot signing key's certificate; test_key names a public TEST certificate (specs/secureboot.yaml). */
+  secure_boot?: { cert_sha256: string; subject: string; test_key: string | null } | null;
   tools?: Record<string, string>;
   /** `read`: every covered file as the run read it (sha256 of the bytes), checked against `specs` before anything ran. */
   freeze?: { frozen_at: string; specs: unknown[]; read?: { path: string; sha256: string }[] } | { problem: string };
@@ -46,6 +52,8 @@ export type RunEndPayload = {
   /** built: BUILT instances (built, not validated), counted apart from passed (absent in older chains). */
   tasks?: { total: number; passed: number; built?: number; not_configured: number; other: number };
   bundle?: { status: 'signing'; dir: string; release_key: string } | { status: 'none'; reason?: string };
+  /** --remote-cache: the cache (no credentials) and its counts for this run. */
+  remote_cache?: { cache: string; readonly: boolean; stats: Record<string, number>; down?: string };
 };
 
 export type TaskStartPayload = {
@@ -58,6 +66,8 @@ export type TaskStartPayload = {
   /** What changed since the last result, in words ("no earlier result" for a first build). */
   why: string[];
   sandbox?: SandboxRecord;
+  /** Why the remote cache gave no hit, when it was asked and had something to say (an entry refused). */
+  remote?: string;
 };
 
 export type TaskEndPayload = {
@@ -83,6 +93,8 @@ export type TaskEndPayload = {
   restored_from?: string;
   /** Outputs put back from the store. */
   restored?: string[];
+  /** Restored from a remote cache: which one (no credentials), the entry, the builder key that signed it, the run that built it, the outputs whose bytes came over the network. */
+  remote?: { cache: string; key: string; builder_key: string; built_by_run: string; fetched: string[] };
   sandbox?: SandboxRecord;
   attempts?: number;
 };
@@ -115,6 +127,35 @@ export type BootVerdictPayload = {
   record: StoredFile | null;
   /** The boot task was up to date: the verdict it keeps, not a new boot. */
   up_to_date?: boolean;
+  /** sha256 of the ISO booted (LAVA-sourced verdicts always carry it). */
+  iso_sha256?: string;
+  /** Absent: the built-in boot lab (a task's own boot). Set: a boot another lab ran, ingested. */
+  source?: LavaSource;
+};
+
+/** A boot run by a LAVA lab (clawos-build lava run / lava ingest), as its verdict records it. */
+export type LavaSource = {
+  kind: 'lava';
+  /** Who ran it: a lab name (--lab), e.g. lava-run@host for the local dispatcher. */
+  lab: string;
+  job_id: string;
+  job_name: string;
+  device_type: string;
+  /** emulated (a QEMU device type: evidence for G-06) or hardware (a real board: evidence for G-07). */
+  device_kind: 'emulated' | 'hardware';
+  /** LAVA's own job result and error type, in words. */
+  lava_state: string;
+  /** 1 for the first run of the job; a retried failure is attempt 2 … */
+  attempt: number;
+  /** The job definition and LAVA's log as ingested (build-relative, in the store). */
+  job: StoredFile;
+  log: StoredFile;
+  /** The checks as LAVA's test cases recorded them. */
+  checks: { name: string; result: string }[];
+  missing_checks: string[];
+  marker: 'pass' | 'fail' | null;
+  /** The boot classifier's verdict on the console LAVA recorded. */
+  console_verdict: string;
 };
 
 export type GatePayload = {

@@ -19,7 +19,8 @@ import { canonicalize } from './jcs.js';
 import { fail, VaultError, type Fail } from './codes.js';
 import { schemaError } from './schemas.js';
 
-export const KEY_ROLES = ['release', 'security', 'core'] as const;
+/** builder: signs remote-cache entries (`--remote-cache`). tester: a hardware tester who signs the records of machines booted from a stick (`hw record`), with the tester's name. */
+export const KEY_ROLES = ['release', 'security', 'core', 'tester', 'builder'] as const;
 export type KeyRole = (typeof KEY_ROLES)[number];
 
 export interface TrustKey {
@@ -31,6 +32,8 @@ export interface TrustKey {
   valid_until: string | null;
   revoked: boolean;
   comment?: string;
+  /** Who holds the key (a tester's name: every hardware record shows it). */
+  name?: string;
 }
 
 export interface TrustRoot {
@@ -62,7 +65,7 @@ export function keyIdOf(publicKey: KeyObject): string {
 export function makeTrustEntry(
   publicKey: KeyObject,
   role: KeyRole,
-  opts: { validFrom?: Date; validUntil?: Date | null; revoked?: boolean; comment?: string } = {},
+  opts: { validFrom?: Date; validUntil?: Date | null; revoked?: boolean; comment?: string; name?: string } = {},
 ): TrustKey {
   const e: TrustKey = {
     keyid: keyIdOf(publicKey),
@@ -74,6 +77,7 @@ export function makeTrustEntry(
     revoked: opts.revoked ?? false,
   };
   if (opts.comment !== undefined) e.comment = opts.comment;
+  if (opts.name !== undefined) e.name = opts.name;
   return e;
 }
 
@@ -93,9 +97,11 @@ export interface InitKeyResult {
 export async function initKey(
   dir: string,
   role: KeyRole,
-  opts: { validFrom?: Date; validUntil?: Date | null; comment?: string } = {},
+  opts: { validFrom?: Date; validUntil?: Date | null; comment?: string; name?: string } = {},
 ): Promise<InitKeyResult> {
-  if (!KEY_ROLES.includes(role)) throw new VaultError('INVALID_SCHEMA', `unknown key role "${String(role)}" (release, security or core)`);
+  if (!KEY_ROLES.includes(role)) throw new VaultError('INVALID_SCHEMA', `unknown key role "${String(role)}" (${KEY_ROLES.join(', ')})`);
+  // A hardware record names who booted the machine: a tester key without a name would sign anonymously.
+  if (role === 'tester' && !opts.name?.trim()) throw new VaultError('INVALID_SCHEMA', 'a tester key needs the tester\'s name');
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const keyid = keyIdOf(publicKey);
   await mkdir(dir, { recursive: true, mode: 0o700 });

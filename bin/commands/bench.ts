@@ -3,16 +3,26 @@
  * ClawOS's kernel and Debian's stock kernel boot with the same initramfs on
  * the same QEMU machine; prints the ratio table per arch (pipeline/bench/stock-bench.ts).
  * By default it uses the kernel and initramfs of the build dir.
+ *
+ * `clawos-build bench boot`: the ISO of the build dir against its floor, the
+ * same kernel and initramfs booted with -kernel by the same firmware, per boot
+ * variant (pipeline/bench/boot-floor-bench.ts).
  */
 import { access, constants, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { UserError } from '../../lib/errors.js';
-import { run as procRun } from '../../lib/proc.js';
+import { InfraError, UserError } from '../../lib/errors.js';
+import { run as procRun, type Runner } from '../../lib/proc.js';
+import { writeFileAtomic, writeJsonAtomic } from '../../lib/atomic-write.js';
+import { sha256File } from '../../lib/hash.js';
 import { selectArches } from '../../pipeline/run/session.js';
+import { loadExpectedChecks, lockMachineFirmware } from '../../pipeline/boot/guest-boot.js';
+import { chooseAccelerator, type AccelDecision } from '../../qemu/kvm-probe.js';
+import { loadMachine, selectVariants, type QemuMachine } from '../../qemu/machine.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
 import { EXIT } from '../exit.js';
 import { benchAgainstStock, formatBenchTable, type BenchResult } from '../../pipeline/bench/stock-bench.js';
+import { formatFloorMarkdown, formatFloorTable, runBootFloorBench, type BootFloorOptions, type BootFloorResult } from '../../pipeline/bench/boot-floor-bench.js';
 
 export interface BenchCommandOptions {
   repoRoot: string;
@@ -80,6 +90,129 @@ export async function benchCommand(o: BenchCommandOptions): Promise<number> {
   return ac.signal.aborted ? EXIT.interrupted : ok ? EXIT.ok : EXIT.failed;
 }
 
+export interface BootBenchCommandOptions {
+  repoRoot: string;
+  buildDir: string;
+  arch: string[];
+  runs: number;
+  /** bios, uefi or a variant name; absent: every variant. */
+  firmware?: string;
+  json: boolean;
+  print(s: string): void;
+  printErr(s: string): void;
+  /** Tests: a machine definition per arch instead of qemu/<arch>.yaml with the locked firmware. */
+  machine?: (arch: string) => QemuMachine;
+  /** Tests: skip the KVM probe. */
+  accel?: AccelDecision;
+  binary?: string;
+  envFor?: BootFloorOptions['envFor'];
+  runner?: Runner;
+  settleMs?: number;
+  now?: () => Date;
+}
+
+/** The build dir's ISO, kernel and initramfs of one arch, as G-05 and A-01 leave them. */
+export function bootBenchInputs(buildDir: string, arch: string): { iso: string; kernel: string; initramfs: string } {
+  return {
+    iso: join(buildDir, 'build-engineer', arch, `clawos-${arch}.iso`),
+    kernel: join(buildDir, 'kernel-engineer', arch, 'vmlinuz'),
+    initramfs: join(buildDir, 'build-engineer', arch, 'initramfs.cpio.gz'),
+  };
+}
+
+export async function bootBenchCommand(o: BootBenchCommandOptions): Promise<number> {
+  const arches = await selectArches(o.repoRoot, o.arch);
+  const buildDir = resolve(o.buildDir);
+  // Check every arch's inputs before the first boot: a missing ISO for the second arch must not cost the first arch's boots.
+  for (const arch of arches.values()) {
+    for (const f of Object.values(bootBenchInputs(buildDir, arch.name))) {
+      try {
+        await access(f, constants.R_OK);
+      } catch {
+        throw new InfraError(`${f} not found: bench boot needs the ISO, kernel and initramfs of a build`, `run \`clawos-build all --arch ${arch.name}\` (or p4) first, or give --build-dir of a build that has them`);
+      }
+    }
+  }
+  const stamp = (o.now ?? (() => new Date()))().toISOString().replace(/[:.]/g, '-');
+  const benchDir = join(buildDir, 'bench', `boot-floor-${stamp}`);
+  await mkdir(benchDir, { recursive: true });
+  const ac = new AbortController();
+  const onSig = () => ac.abort();
+  process.once('SIGINT', onSig);
+  const results: BootFloorResult[] = [];
+  try {
+    for (const arch of arches.values()) {
+      const inputs = bootBenchInputs(buildDir, arch.name);
+      const machine =
+        o.machine?.(arch.name) ??
+        (await lockMachineFirmware({ run: (a, opts) => procRun(a, opts), cacheDir: join(buildDir, 'cache'), log: () => {}, repoRoot: o.repoRoot }, arch, await loadMachine(o.repoRoot, arch.qemu)));
+      const variants = selectVariants(machine, o.firmware);
+      const expected = await loadExpectedChecks(join(o.repoRoot, 'buildroot-external/board/clawos/checks.yaml'), arch.name, arch.guest as unknown as Record<string, unknown>);
+      const decision =
+        o.accel ??
+        (await chooseAccelerator({
+          machine,
+          probe: { variant: variants[0]!.name, media: { kernel: inputs.kernel, initrd: inputs.initramfs } },
+          cacheFile: join(buildDir, 'cache', 'qemu-accel.json'),
+          signal: ac.signal,
+        }));
+      if (!o.json) o.printErr(`accelerator: ${decision.accel} (${decision.note})\n`);
+      const r = await runBootFloorBench({
+        machine,
+        variants,
+        ...inputs,
+        // The ISO's command line words beyond console= and panic=-1, which direct_kernel already gives.
+        append: (arch.iso.cmdline ?? []).join(' '),
+        accel: decision.accel,
+        accelNote: decision.note,
+        runs: o.runs,
+        expectedChecks: expected,
+        outDir: join(benchDir, arch.name),
+        media: {
+          iso: inputs.iso,
+          iso_sha256: await sha256File(inputs.iso),
+          kernel: inputs.kernel,
+          kernel_sha256: await sha256File(inputs.kernel),
+          initramfs: inputs.initramfs,
+          initramfs_sha256: await sha256File(inputs.initramfs),
+        },
+        signal: ac.signal,
+        progress: (m) => {
+          if (!o.json) o.printErr(`${m}\n`);
+        },
+        runner: o.runner,
+        binary: o.binary,
+        envFor: o.envFor,
+        settleMs: o.settleMs,
+      });
+      results.push(r);
+      if (!o.json) o.print(`${formatFloorTable(r)}\n\n`);
+      if (r.interrupted) break;
+    }
+  } finally {
+    process.off('SIGINT', onSig);
+  }
+  const ok = results.length === arches.size && results.every((r) => r.ok);
+  const markdown = formatFloorMarkdown(results);
+  await writeJsonAtomic(join(benchDir, 'boot-floor.json'), { ok, results });
+  await writeFileAtomic(join(benchDir, 'boot-floor.md'), markdown);
+  if (o.json) printJson(o, { ok, bench_dir: benchDir, results });
+  else o.print(`${markdown}\nrecords: ${benchDir} (boot-floor.json, boot-floor.md, serial logs)\n`);
+  return ac.signal.aborted ? EXIT.interrupted : ok ? EXIT.ok : EXIT.failed;
+}
+
 export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
+  if (a.positionals[0] === 'boot') {
+    return bootBenchCommand({
+      repoRoot: io.repoRoot,
+      buildDir: a.buildDir as string,
+      arch: a.arch as string[],
+      runs: a.runs as number,
+      firmware: a.firmware as string | undefined,
+      json: !!a.json,
+      print: io.print,
+      printErr: io.printErr,
+    });
+  }
   return benchCommand({ repoRoot: io.repoRoot, buildDir: a.buildDir as string, arch: a.arch as string[], runs: a.runs as number, json: !!a.json, print: io.print, printErr: io.printErr });
 }

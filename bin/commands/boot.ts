@@ -12,7 +12,9 @@ import { UserError } from '../../lib/errors.js';
 import { sha256File } from '../../lib/hash.js';
 import type { BootRecord } from '../../qemu/boot.js';
 import { chooseAccelerator, type AccelDecision } from '../../qemu/kvm-probe.js';
-import { loadMachine, selectVariants, type QemuMachine } from '../../qemu/machine.js';
+import { loadMachine, secureBootNotConfigured, selectVariants, type QemuMachine } from '../../qemu/machine.js';
+import { findSecureBootKey, loadTestCerts } from '../../pipeline/boot/secureboot-key.js';
+import { defaultKeyDir } from '../../vault/key-dir.js';
 import { selectArches } from '../../pipeline/run/session.js';
 import { loadExpectedChecks, lockMachineFirmware } from '../../pipeline/boot/guest-boot.js';
 import { run as runProcess } from '../../lib/proc.js';
@@ -48,6 +50,8 @@ export interface BootCommandOptions {
   settleMs?: number;
   signal?: AbortSignal;
   now?: () => Date;
+  /** The key dir whose Secure Boot certificate the UKIs are signed with (default $CLAWOS_KEY_DIR, as the build's). */
+  keyDir?: string;
 }
 
 export function describeBoot(r: BootRecord): string {
@@ -119,7 +123,16 @@ export async function bootCommand(o: BootCommandOptions): Promise<number> {
   const machine =
     o.machine ??
     (await lockMachineFirmware({ run: (a, opts) => runProcess(a, opts), cacheDir: join(buildDir, 'cache'), log: () => {}, repoRoot: o.repoRoot }, arch, await loadMachine(o.repoRoot, arch.qemu)));
-  const variants = selectVariants(machine, o.firmware);
+  // G-06's rule: a Secure Boot variant whose VARS do not enrol the key dir's certificate would refuse the UKI: never booted.
+  const sbCert = (await findSecureBootKey(o.keyDir ?? defaultKeyDir(), await loadTestCerts(o.repoRoot)))?.certSha256;
+  const notConfigured: string[] = [];
+  const variants = selectVariants(machine, o.firmware).filter((v) => {
+    const why = secureBootNotConfigured(v, sbCert);
+    if (why) notConfigured.push(why);
+    return !why;
+  });
+  if (!variants.length) throw new UserError(`nothing to boot: ${notConfigured.join('; ')}`, 'select another --firmware, or see docs/boot-lab.md (Secure Boot keys)');
+  if (!o.json) for (const why of notConfigured) o.printErr(`${why}\n`);
   const expected = await loadExpectedChecks(join(o.repoRoot, 'buildroot-external/board/clawos/checks.yaml'), arch.name, arch.guest as unknown as Record<string, unknown>);
   const decision =
     o.accel ??
@@ -177,7 +190,7 @@ export async function bootCommand(o: BootCommandOptions): Promise<number> {
   const files = await writeLabReports(run, summary, o.junit ? resolve(o.junit) : undefined);
   const code = labExitCode(summary);
   if (o.json) {
-    printJson(o, { ...summary, exit_code: code, lab_dir: labDir, summary_file: files.summary, junit_file: files.junit, junit_copy: o.junit ? resolve(o.junit) : null });
+    printJson(o, { ...summary, not_configured: notConfigured, exit_code: code, lab_dir: labDir, summary_file: files.summary, junit_file: files.junit, junit_copy: o.junit ? resolve(o.junit) : null });
   } else {
     o.print(formatLabSummary(summary));
     o.print(`timeout: ${summary.timeout_note}\nrecords: ${labDir}\nsummary: ${files.summary}\njunit: ${files.junit}${o.junit ? ` (copy: ${resolve(o.junit)})` : ''}\n`);
@@ -199,5 +212,6 @@ export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
     json: !!a.json,
     print: io.print,
     printErr: io.printErr,
+    keyDir: defaultKeyDir(io.env),
   });
 }

@@ -31,6 +31,8 @@ import { StateStore, type InstanceRecord } from '../../pipeline/run/state.js';
 import { builtinSteps } from '../../pipeline/steps/index.js';
 import { checkFrozenFiles, loadFreezeState, type FreezeState } from '../../vault/freeze-specs.js';
 import { PassIndex } from '../../vault/vault-history.js';
+import { Redactor } from '../../lib/redact.js';
+import { RemoteTaskCache } from '../../pipeline/run/remote-cache.js';
 import { buildDirArg } from '../path-args.js';
 
 export interface ExplainOptions {
@@ -44,6 +46,8 @@ export interface ExplainOptions {
   json: boolean;
   print(s: string): void;
   printErr(s: string): void;
+  /** --remote-cache URL (else the config file's remote_cache): asked, read-only, as the scheduler would. */
+  remoteCache?: string;
   /** Tests: a tasks dir and steps other than the built-in ones. */
   tasksDir?: string;
   steps?: Map<string, Step>;
@@ -101,6 +105,14 @@ async function openExplainContext(o: ExplainOptions, arches: string[] | null): P
     moduleSigningKey: (await findModuleSigningKey(defaultKeyDir())) ?? null,
     freeze: await loadFreezeState(o.repoRoot),
   };
+  const remoteUrl = o.remoteCache ?? ctx.config.remote_cache?.url;
+  if (remoteUrl) {
+    // Read-only here: explain looks entries up (and says why one is refused) but never pulls or pushes.
+    ctx.remote = await RemoteTaskCache.open(
+      { url: remoteUrl, readonly: true, ...(ctx.config.remote_cache?.header_env ? { headerEnv: ctx.config.remote_cache.header_env } : {}) },
+      { keyDir: defaultKeyDir(), redact: new Redactor(), emit: (e) => (e.type === 'info' ? o.printErr(`${e.message}\n`) : undefined) },
+    );
+  }
   await ctx.tools.load(graph.order.flatMap((i) => toolPackagesOf(ctx, i)));
   return ctx;
 }
@@ -199,6 +211,10 @@ async function explainOne(rc: ExplainContext, inst: TaskInstance, dep: (id: stri
   }
   // The fingerprint changed, the last result did not pass, or there is none.
   const since = prev ? sinceLast(prev, parts) : [`${f.verdict === 'run' ? 'never run: ' : ''}no earlier result in ${join(rc.buildDir, 'state.json')}`];
+  if (f.verdict === 'restore' && f.source === 'remote') {
+    const a = f.hit.action;
+    return done('restore', [...since, ...describeOutputs(f.outputs), `the remote cache holds a PASS with exactly these inputs (run ${a.built_by.run_id}, signed by builder key ${short(f.hit.builder)}): its outputs would be pulled, checked against their sha256 and restored, not rebuilt`], f.outputs);
+  }
   if (f.verdict === 'restore') {
     const changed = describeOutputs(f.outputs);
     // Its outputs are what that run recorded: the scheduler takes the record over and restores nothing.

@@ -21,6 +21,7 @@ export interface FlashCommandOptions {
   sha256?: string;
   bundle?: string;
   trust?: string;
+  noResultsArea?: boolean;
 }
 
 export interface FlashIo {
@@ -84,6 +85,9 @@ export function createFlashRenderer(mode: 'tty' | 'plain' | 'json', io: FlashIo)
         case 'target':
           say(`flash: target ${e.target.path}: ${e.target.description}`);
           return;
+        case 'results-area':
+          say(`flash: empty results area (${formatBytes(e.bytes)}) at byte ${e.offset}: the ClawOS init writes its results there when a machine boots the stick; read them with clawos-build hw record`);
+          return;
         case 'flushed':
           say(`flash: dropped the device's buffers (${e.how}); reading back from the device`);
           return;
@@ -142,6 +146,7 @@ export async function flashCommand(o: FlashCommandOptions, io: FlashIo = { stdou
       trust: o.trust,
       allowFile: o.allowFile,
       yes: o.yes,
+      resultsArea: !o.noResultsArea,
       confirm,
       onEvent: (e) => r.onEvent(e),
     });
@@ -166,5 +171,6 @@ export async function run(a: ParsedArgs): Promise<number> {
     sha256: a.sha256 as string | undefined,
     bundle: a.bundle as string | undefined,
     trust: a.trust as string | undefined,
+    noResultsArea: !!a.noResultsArea,
   });
 }

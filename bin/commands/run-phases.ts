@@ -24,6 +24,8 @@ interface RunArgs {
   config?: string;
   json: boolean;
   noSandbox: boolean;
+  remoteCache?: string;
+  remoteCacheReadonly: boolean;
   rootfsBackend: string;
   buildroot?: string;
   buildrootSha256?: string;
@@ -57,6 +59,8 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
       heartbeatMs: mode === 'plain' ? 30_000 : 0,
       phases,
       noSandbox: p.noSandbox,
+      keyDir,
+      ...(p.remoteCache || p.remoteCacheReadonly ? { remoteCache: { ...(p.remoteCache ? { url: p.remoteCache } : {}), ...(p.remoteCacheReadonly ? { readonly: true } : {}) } } : {}),
       ...(p.rootfsBackend !== DEFAULT_BACKEND
         ? {
             backend: {

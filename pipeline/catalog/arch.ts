@@ -18,20 +18,30 @@ export interface ArchSpec {
   debs: string[];
   rootfs: { busybox: string };
   iso: {
-    grub_mkrescue_args: string[];
-    grub_platform_dirs: string[];
+    /** The UEFI path: a signed Unified Kernel Image as EFI/BOOT/<loader> (pipeline/boot/uki.ts). */
+    uki: { stub: string; objcopy: string; loader: string };
+    /** Legacy BIOS: GRUB i386-pc core image with just these modules (absent: UEFI only). */
+    bios_grub?: { dir: string; modules: string[]; serial: string };
     host_packages: string[];
     console: string;
-    grub_serial: string;
     /** Kernel command line words after console= and panic=-1. */
     cmdline?: string[];
     /** El Torito platforms the ISO must carry, as xorriso names them in lower case: bios, uefi. */
     expect_boot?: string[];
-    /** Debian package that provides each host grub_platform_dirs entry (for the fix in the error). */
-    platform_packages?: Record<string, string>;
   };
   guest: { cpu_flags: string[] };
   qemu: string;
+  /** B-08: how the eBPF programs and their static loader are built (pipeline/steps/ebpf-build.ts). */
+  ebpf?: {
+    /** libbpf's __TARGET_ARCH_<x>: bpf_tracing.h's register names for this arch. */
+    target_arch: string;
+    /** Target-arch dev packages (locked) holding the loader's static libraries and headers. */
+    debs: string[];
+    /** Where the unpacked debs keep the static libraries, e.g. usr/lib/x86_64-linux-gnu. */
+    lib_dir: string;
+    /** Host packages the step runs: part of the fingerprint. */
+    tool_packages: string[];
+  };
   /** G-08: Debian's stock kernel booted with the same initramfs for comparison (pipeline/bench/stock-bench.ts). */
   baseline?: {
     /** The meta package naming the current versioned kernel package, e.g. linux-image-amd64. */

@@ -62,10 +62,23 @@ describe('applyBackend', () => {
       extras: [
         { from: 'security/{arch}/seccomp', to: 'usr/lib/clawos/seccomp' },
         { from: 'security/apparmor/policy', to: 'etc/apparmor/clawos' },
+        { from: 'ebpf/{arch}/image', to: 'usr/lib/clawos/ebpf' },
       ],
     });
     // One kernel per release, whichever backend assembled the rootfs.
     expect(c.tasks.get('G-05')!.spec).toMatchObject({ uses: 'iso', with: { kernel: 'kernel-engineer/{arch}/vmlinuz' } });
     expect(c.tasks.get('A-01')!.spec.uses).toBe('kernel-build');
+  });
+
+  it('on the real catalog: aya swaps B-08 (the C programs) for the aya-ebpf component and leaves the rest alone', async () => {
+    const loaded = await loadValidCatalog(repoRootDir());
+    expect(knownBackends(loaded)).toEqual(['aya', 'buildroot', 'busybox']);
+    const b08 = applyBackend(loaded, 'aya').tasks.get('B-08')!.spec;
+    expect(b08.component).toBe('aya-ebpf');
+    expect(b08.uses).toBeUndefined();
+    expect(b08.with).toBeUndefined();
+    expect(b08.backends).toBeUndefined();
+    expect(applyBackend(loaded, 'aya').tasks.get('A-04')!.spec.uses).toBe('rootfs');
+    expect(loaded.tasks.get('B-08')!.spec.uses).toBe('ebpf-build');
   });
 });

@@ -3,7 +3,9 @@
  * may list alternatives to its own `uses:`/`with:` under `backends:`; choosing
  * a backend swaps them in before anything is scheduled, so the fingerprint,
  * the plan and the logs all show the step that really runs. The task's own
- * action is the backend named `default` (busybox for the rootfs).
+ * action is the backend named `default` (busybox for the rootfs). An
+ * alternative may be a component instead of a step (B-08's eBPF programs built
+ * by the aya-ebpf component: `--rootfs-backend aya`).
  */
 import { UserError } from '../../lib/errors.js';
 import type { Catalog } from './load-tasks.js';
@@ -30,7 +32,11 @@ export function applyBackend(catalog: Catalog, backend: string, params: Record<s
   for (const [id, t] of catalog.tasks) {
     const alt = t.spec.backends?.[backend];
     if (!alt) continue;
-    const spec = { ...t.spec, uses: alt.uses, with: { ...(alt.with ?? {}), ...params } };
+    const spec = alt.component !== undefined ? { ...t.spec, component: alt.component } : { ...t.spec, uses: alt.uses, with: { ...(alt.with ?? {}), ...params } };
+    if (alt.component !== undefined) {
+      delete spec.uses;
+      delete spec.with;
+    }
     delete spec.backends;
     tasks.set(id, { ...t, spec });
   }

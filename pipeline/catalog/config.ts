@@ -17,6 +17,8 @@ export interface LocalConfig {
   components: Record<string, ComponentConfig>;
   /** Names of environment variables whose values are secrets: redacted from every log, event, record and report. */
   secrets: { env: string[] };
+  /** The shared task cache (--remote-cache overrides url and readonly); header_env names a variable holding one "Name: value" header. */
+  remote_cache?: { url: string; readonly?: boolean; header_env?: string };
 }
 
 export async function loadLocalConfig(repoRoot: string, explicit: string | undefined): Promise<LocalConfig> {
@@ -31,11 +33,12 @@ export async function loadLocalConfig(repoRoot: string, explicit: string | undef
   const doc = (await loadYamlDocument(file, explicit ?? 'clawos-build.config.yaml', schema)) as {
     components?: Record<string, ComponentConfig>;
     secrets?: { env?: string[] };
+    remote_cache?: { url: string; readonly?: boolean; header_env?: string };
   };
   const components = doc.components ?? {};
   // Relative source paths are relative to the config file.
   for (const c of Object.values(components)) {
     if ('path' in c.source && !isAbsolute(c.source.path)) c.source.path = resolve(dirname(file), c.source.path);
   }
-  return { file, components, secrets: { env: doc.secrets?.env ?? [] } };
+  return { file, components, secrets: { env: doc.secrets?.env ?? [] }, ...(doc.remote_cache ? { remote_cache: doc.remote_cache } : {}) };
 }

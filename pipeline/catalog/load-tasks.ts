@@ -117,7 +117,15 @@ export async function loadTasks(opts: LoadOptions): Promise<LoadResult> {
     }
     for (const [name, b] of Object.entries(s.backends ?? {})) {
       if (!s.uses) diagnostics.push({ ...t.locate(['backends'], true), message: '`backends:` alternatives go with `uses:` (the default backend)' });
-      else if (!opts.stepNames.has(b.uses)) {
+      else if (b.component !== undefined) {
+        // A component alternative (the eBPF programs built by Aya instead of B-08's C) has no step parameters.
+        if (b.uses !== undefined || b.with !== undefined) diagnostics.push({ ...t.locate(['backends', name], true), message: `backend ${name}: a component alternative has no uses: or with:` });
+        if (!componentsDoc.diagnostics.length && !components.has(b.component)) {
+          diagnostics.push({ ...t.locate(['backends', name, 'component']), message: `unknown component "${b.component}" (declared in specs/components.yaml: ${[...components.keys()].join(', ')})` });
+        }
+      } else if (b.uses === undefined) {
+        diagnostics.push({ ...t.locate(['backends', name], true), message: `backend ${name} needs uses: (a built-in step) or component:` });
+      } else if (!opts.stepNames.has(b.uses)) {
         diagnostics.push({ ...t.locate(['backends', name, 'uses']), message: `unknown built-in step "${b.uses}" (known: ${[...opts.stepNames].sort().join(', ')})` });
       }
     }

@@ -35,7 +35,7 @@ export type FailureReason =
   | 'validation-failed'
   // BUILT: built, but no validation_cmd or in-guest check proves it
   | 'unvalidated'
-  // boot-panic, boot-oops, boot-check-failed, boot-marker-missing, boot-no-console, boot-timeout, infra
+  // boot-panic, boot-oops, boot-check-failed, boot-marker-missing, boot-no-console, boot-timeout, boot-firmware-refused, infra
   | BootFailureReason
   // INFRA_ERROR that retrying cannot cure: a locked input missing, not served or not the locked one
   | 'input-missing'

@@ -8,6 +8,17 @@ import type { RunOptions, RunResult } from '../../lib/proc.js';
 import type { Outcome } from './outcome.js';
 import type { ArchSpec } from './arch.js';
 
+/** The key dir's Secure Boot signing key (pipeline/boot/secureboot-key.ts finds and checks it). */
+export interface SecureBootKey {
+  keyPath: string;
+  certPath: string;
+  /** sha256 of the certificate (DER): what firmware db / MOK enrols. */
+  certSha256: string;
+  subject: string;
+  /** Set when the certificate is a known public test certificate (specs/secureboot.yaml): its name. */
+  testKey: string | null;
+}
+
 export interface StepContext {
   /** Catalog task id, e.g. "A-01". */
   taskId: string;
@@ -30,6 +41,8 @@ export interface StepContext {
    * or undefined when the key dir has none: the kernel then makes its own per build.
    */
   moduleSigningKey?: string;
+  /** The key dir's Secure Boot key for a step with Step.secureBootKey (pipeline/boot/secureboot-key.ts); undefined: none. */
+  secureBootKey?: SecureBootKey;
   /** Tests: the input lock to fetch by (default inputs.lock.yaml of repoRoot) and the download cache. */
   lock?: () => Promise<LoadedLock>;
   downloadCache?: string;
@@ -47,6 +60,23 @@ export interface StepContext {
   run(argv: string[], opts?: RunOptions): Promise<RunResult>;
   /** Aborted when the task times out or the run is interrupted. */
   signal: AbortSignal;
+  /**
+   * The vault's hardware records (issue 15), each with whether its signature is a
+   * trusted tester's per `trustFile`: the run reads the vault for the step, which may not.
+   */
+  hardwareRecords?(trustFile: string): Promise<{ id: string; counted: boolean; why: string | null; record: HardwareRecordFields | null }[]>;
+}
+
+/** The fields of a signed hardware record (vault/hw-record.ts) a step reads. */
+export interface HardwareRecordFields {
+  iso: { sha256: string; arch: string };
+  machine: { vendor: string; product: string; firmware: string; boot_path: string; secure_boot: string };
+  verdict: string;
+  message: string;
+  failed_checks: string[];
+  missing_checks: string[];
+  tester: { name: string; keyid: string };
+  recorded_at: string;
 }
 
 /**
@@ -87,6 +117,8 @@ export interface Step {
   lockedInputs?: boolean;
   /** The step signs kernel modules: it gets the key dir's module-signing key, whose certificate is part of its fingerprint. */
   moduleSigningKey?: boolean;
+  /** The step signs for Secure Boot: it gets the key dir's Secure Boot key, whose certificate is part of its fingerprint. */
+  secureBootKey?: boolean;
   /** What `with:` may hold, checked when the catalog loads (pipeline/catalog/step-params.ts). Every built-in step has one. */
   params?: ParamsSchema;
   /**
@@ -96,6 +128,8 @@ export interface Step {
   version: number;
   /** Debian packages whose versions are part of the fingerprint. */
   toolPackages(arch: ArchSpec | null, params: Record<string, unknown>): string[];
+  /** Build-dir-relative files/dirs the step reads that no dependency declares (G-07: the vault's hardware records); part of the fingerprint. */
+  buildInputs?(params: Record<string, unknown>): string[];
   /** Repo-relative files/dirs this step reads beyond the task's declared inputs. */
   implicitInputs?(arch: ArchSpec | null, params: Record<string, unknown>): string[];
   /**

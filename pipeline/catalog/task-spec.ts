@@ -21,7 +21,7 @@ export interface TaskSpec {
   uses?: string;
   with?: Record<string, unknown>;
   /** Alternative steps for a run-wide backend choice (pipeline/catalog/backends.ts). */
-  backends?: Record<string, { uses: string; with?: Record<string, unknown> }>;
+  backends?: Record<string, { uses?: string; with?: Record<string, unknown>; component?: string }>;
   component?: string;
   pending?: string;
   /** Needs the network; without it the task's sandbox has none (RULE-006). Default false. */

@@ -1,6 +1,6 @@
 /**
  * Debian packages the build uses (busybox-static:arm64, grub-efi-arm64-bin,
- * linux-source-6.1, firmware, G-08's stock kernel ...), fetched BY THE LOCK
+ * linux-source-6.12, firmware, G-08's stock kernel ...), fetched BY THE LOCK
  * (inputs.lock.yaml): `apt-get download NAME:ARCH=VERSION` into the download
  * cache shared by all build dirs, where a .deb is kept under its sha256 and
  * checked against the lock before every use; then `dpkg-deb -x` into

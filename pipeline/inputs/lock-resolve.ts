@@ -1,9 +1,10 @@
 /**
  * What must be locked, and what the mirror serves for it now. The list of
  * inputs comes from data, never from code: the kernel source package named in
- * kernel-config/source.yaml, every arch's `debs:`, the firmware files of every
+ * every kernel-config/source*.yaml (the default and each selectable kernel), every arch's `debs:`, the firmware files of every
  * QEMU machine (qemu/<arch>.yaml), G-08's stock kernel (`baseline:`), and the
  * host tool packages (specs/host-packages.txt) whose versions are recorded,
+ * every arch's `ebpf.debs` (the eBPF loader's static libraries),
  * and the Buildroot backend's toolchain debs and Debian source packages
  * (specs/buildroot-offline.yaml).
  */
@@ -15,7 +16,7 @@ import { sha256File } from '../../lib/hash.js';
 import type { RunOptions, RunResult } from '../../lib/proc.js';
 import { loadMachine } from '../../qemu/machine.js';
 import { loadArches } from '../catalog/arch.js';
-import { loadKernelSourceConfig } from '../kernel/source.js';
+import { kernelSourceFiles, loadKernelSourceConfig } from '../kernel/source.js';
 import { fetchLockedDebFile } from './debs.js';
 import { aptSpec, type InputLock, type LockedDeb, type LockedSource } from '../catalog/input-lock.js';
 import { loadOfflineSpec } from '../rootfs/buildroot-offline.js';
@@ -50,12 +51,16 @@ export async function wantedInputs(repoRoot: string): Promise<WantedDeb[]> {
       if (!have.why.includes(w.why)) have.why = `${have.why}; ${w.why}`;
     }
   };
-  const src = await loadKernelSourceConfig(repoRoot, {});
-  if (src.deb) add({ name: src.deb.package, arch: 'all', why: 'kernel source (A-01)', files: [src.deb.member] });
+  // Every selectable kernel stays locked, not only the default one.
+  for (const file of await kernelSourceFiles(repoRoot)) {
+    const src = await loadKernelSourceConfig(repoRoot, {}, file);
+    if (src.deb) add({ name: src.deb.package, arch: 'all', why: `kernel source (A-01, ${file})`, files: [src.deb.member] });
+  }
   const arches = await loadArches(repoRoot);
   const offline = await loadOfflineSpec(repoRoot);
   for (const a of [...arches.values()].sort((x, y) => (x.name < y.name ? -1 : 1))) {
     for (const d of a.debs) add({ name: d, arch: a.debian_arch, why: `${a.name} rootfs and ISO`, files: [] });
+    for (const d of a.ebpf?.debs ?? []) add({ name: d, arch: a.debian_arch, why: `${a.name} eBPF loader (B-08)`, files: [] });
     const m = await loadMachine(repoRoot, a.qemu);
     for (const v of m.variants) {
       for (const fw of v.firmware ?? []) {

@@ -47,6 +47,7 @@ function debPurl(p: { name: string; version: string; arch: string }): string {
 
 const LICENSES: Record<string, string> = {
   'linux-source-6.1': 'GPL-2.0-only',
+  'linux-source-6.12': 'GPL-2.0-only',
   'busybox-static': 'GPL-2.0-only',
   'grub-efi-arm64-bin': 'GPL-3.0-or-later',
   'grub-efi-amd64-bin': 'GPL-3.0-or-later',

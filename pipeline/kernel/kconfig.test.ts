@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FAKE_KERNEL_PARENT } from '../../test/fakes/fake-kernel/fake-step-context.js';
@@ -11,16 +11,17 @@ import {
   parseConfig,
   parseFragment,
 } from './kconfig.js';
+import { extractedDirName, loadPinnedKernelSource } from './source.js';
 
 const FAKE = join(FAKE_KERNEL_PARENT, 'linux-fake');
-// A real Linux tree for the Kconfig tests: CLAWOS_TEST_KERNEL_SRC, or the one a
-// previous `clawos-build all` unpacked into build/cache/src. Without one these
-// tests are skipped (and say so); .ci/run runs them after its real build.
-const REAL = (() => {
+// The real Linux tree of the default kernel (kernel-config/source.yaml, 6.12) for the
+// Kconfig tests: CLAWOS_TEST_KERNEL_SRC, or the one a previous `clawos-build all`
+// unpacked into build/cache/src (named by the locked tarball's sha256). Without one
+// these tests are skipped (and say so); .ci/run runs them after its real build.
+const REAL = await (async () => {
   if (process.env.CLAWOS_TEST_KERNEL_SRC) return process.env.CLAWOS_TEST_KERNEL_SRC;
-  const cache = join(repoRootDir(), 'build', 'cache', 'src');
-  const found = existsSync(cache) ? readdirSync(cache).filter((d) => d.startsWith('linux-')) : [];
-  return found.length ? join(cache, found[0]!) : '/nonexistent-kernel-tree';
+  const pinned = await loadPinnedKernelSource(repoRootDir(), {});
+  return join(repoRootDir(), 'build', 'cache', 'src', extractedDirName(pinned.sha256));
 })();
 
 describe('parseFragment / parseConfig', () => {
@@ -122,21 +123,29 @@ describe('checkRequested on the fake tree', () => {
   });
 });
 
-describe.skipIf(!existsSync(join(REAL, 'Kconfig')))('checkRequested on the real Linux 6.1 Kconfig', () => {
+describe.skipIf(!existsSync(join(REAL, 'Kconfig')))('checkRequested on the real Linux 6.12 Kconfig', () => {
   it('explains BPF_LSM, RANDOMIZE_BASE (x86) and SLAB_FREELIST_HARDENED', () => {
     const index = openKconfigIndex(REAL, { make_arch: 'x86_64', srcarch: 'x86' });
     const reqs = parseFragment(
       'CONFIG_BPF_LSM=y\nCONFIG_RANDOMIZE_BASE=y\nCONFIG_SLAB_FREELIST_HARDENED=y\nCONFIG_MNT_NS=y\n',
       'kernel-config/common.config',
     );
-    const final = parseConfig('CONFIG_BPF_SYSCALL=y\nCONFIG_BPF_JIT=y\nCONFIG_SECURITY=y\nCONFIG_SLOB=y\n');
+    const final = parseConfig('CONFIG_BPF_SYSCALL=y\nCONFIG_BPF_JIT=y\nCONFIG_SECURITY=y\nCONFIG_SLUB_TINY=y\n');
     const r = checkRequested(reqs, final, index);
     expect(r.dropped.map((d) => d.message)).toEqual([
-      'CONFIG_BPF_LSM: requested y (kernel-config/common.config:1), final not set; depends on BPF_EVENTS (kernel/bpf/Kconfig:92)',
-      'CONFIG_RANDOMIZE_BASE: requested y (kernel-config/common.config:2), final not set; depends on RELOCATABLE (arch/x86/Kconfig:2149)',
-      'CONFIG_SLAB_FREELIST_HARDENED: requested y (kernel-config/common.config:3), final not set; depends on SLAB || SLUB (mm/Kconfig:271)',
+      'CONFIG_BPF_LSM: requested y (kernel-config/common.config:1), final not set; depends on BPF_EVENTS (kernel/bpf/Kconfig:94)',
+      'CONFIG_RANDOMIZE_BASE: requested y (kernel-config/common.config:2), final not set; depends on RELOCATABLE (arch/x86/Kconfig:2157)',
+      'CONFIG_SLAB_FREELIST_HARDENED: requested y (kernel-config/common.config:3), final not set; depends on !SLUB_TINY (mm/Kconfig:282)',
     ]);
     expect(r.unknown.map((u) => u.symbol)).toEqual(['MNT_NS']);
+  });
+
+  it('reports the 6.1 spellings 6.12 no longer defines (the symbols kernel-config/linux-6.1/ keeps)', () => {
+    const index = openKconfigIndex(REAL, { make_arch: 'x86_64', srcarch: 'x86' });
+    const reqs = parseFragment('CONFIG_PAGE_TABLE_ISOLATION=y\nCONFIG_RETPOLINE=y\n# CONFIG_SLOB is not set\nCONFIG_MITIGATION_RETPOLINE=y\n', 'kernel-config/x86_64.config');
+    const r = checkRequested(reqs, parseConfig('CONFIG_MITIGATION_RETPOLINE=y\n'), index);
+    expect(r.unknown.map((u) => u.symbol)).toEqual(['PAGE_TABLE_ISOLATION', 'RETPOLINE', 'SLOB']);
+    expect(r.dropped).toEqual([]);
   });
 
   it('reads arm64 RANDOMIZE_BASE for ARCH=arm64', () => {
@@ -144,12 +153,12 @@ describe.skipIf(!existsSync(join(REAL, 'Kconfig')))('checkRequested on the real 
     expect(look.definitions.map((d) => d.file)).toEqual(['arch/arm64/Kconfig']);
   });
 
-  it('explains arm64 CMDLINE_FROM_BOOTLOADER, hidden with its choice while CMDLINE is empty', () => {
+  it('explains arm64 CMDLINE_FROM_BOOTLOADER, hidden while CMDLINE is empty', () => {
     const index = openKconfigIndex(REAL, { make_arch: 'arm64', srcarch: 'arm64' });
     const reqs = parseFragment('CONFIG_CMDLINE_FROM_BOOTLOADER=y\n', 'kernel-config/aarch64.config');
     const r = checkRequested(reqs, parseConfig('CONFIG_CMDLINE=""\n'), index);
     expect(r.dropped.map((d) => d.message)).toEqual([
-      'CONFIG_CMDLINE_FROM_BOOTLOADER: requested y (kernel-config/aarch64.config:1), final not set; in a choice shown only if CMDLINE != "" (arch/arm64/Kconfig:2341)',
+      'CONFIG_CMDLINE_FROM_BOOTLOADER: requested y (kernel-config/aarch64.config:1), final not set; depends on CMDLINE != "" (arch/arm64/Kconfig:2444)',
     ]);
   });
 

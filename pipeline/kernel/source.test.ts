@@ -8,7 +8,7 @@ import { dir, type DirectoryResult } from 'tmp-promise';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sha256File } from '../../lib/hash.js';
 import { run } from '../../lib/proc.js';
-import { extractedDirName, loadKernelSourceConfig, loadPinnedKernelSource, prepareKernelSource, type KernelSourceConfig } from './source.js';
+import { extractedDirName, kernelSourceFiles, loadKernelSourceConfig, loadPinnedKernelSource, prepareKernelSource, type KernelSourceConfig } from './source.js';
 
 let tmp: DirectoryResult;
 beforeEach(async () => {
@@ -82,17 +82,24 @@ describe('loadKernelSourceConfig', () => {
     );
   });
 
-  it('the repository pin is the tarball in the locked Debian linux-source-6.1 package', async () => {
+  it('the repository pin: Linux 6.12 by default, 6.1 selectable, each the tarball in a locked Debian package', async () => {
     const root = join(import.meta.dirname, '../..');
+    expect(await kernelSourceFiles(root)).toEqual(['kernel-config/source-6.1.yaml', 'kernel-config/source.yaml']);
     const cfg = await loadKernelSourceConfig(root, {});
     expect(cfg).toEqual({
-      deb: { package: 'linux-source-6.1', member: 'usr/src/linux-source-6.1.tar.xz' },
+      deb: { package: 'linux-source-6.12', member: 'usr/src/linux-source-6.12.tar.xz' },
       sha256: '',
       base: 'tinyconfig',
-      fragments: ['kernel-config/common.config', 'kernel-config/boot.config'],
+      fragments: ['kernel-config/common.config', 'kernel-config/boot.config', 'kernel-config/linux-6.12/common.config', 'kernel-config/linux-6.12/{arch}.config'],
       pinnedIn: 'inputs.lock.yaml',
     });
     expect(await loadPinnedKernelSource(root, {})).toMatchObject({
+      tarball: '/usr/src/linux-source-6.12.tar.xz',
+      sha256: 'c93391b6a4884e6428ffbfbb8ce6340229ad28dc421e9f19bc081740b1ab34b2',
+    });
+    expect(await loadPinnedKernelSource(root, {}, 'kernel-config/source-6.1.yaml')).toMatchObject({
+      deb: { package: 'linux-source-6.1', member: 'usr/src/linux-source-6.1.tar.xz' },
+      fragments: ['kernel-config/common.config', 'kernel-config/boot.config', 'kernel-config/linux-6.1/common.config', 'kernel-config/linux-6.1/{arch}.config'],
       tarball: '/usr/src/linux-source-6.1.tar.xz',
       sha256: '4d415b3d364834fd818270e88813e90323bbfce4f519a0e6bd4940ddcd7df693',
     });
@@ -143,7 +150,7 @@ describe('prepareKernelSource', () => {
         status: 'INFRA_ERROR',
         reason: 'infra',
         message:
-          'kernel source /nonexistent/linux.tar.xz not found (pinned in kernel-config/source.yaml); install it with `apt-get install linux-source-6.1`',
+          'kernel source /nonexistent/linux.tar.xz not found (pinned in kernel-config/source.yaml); put the tarball there or name another one in kernel-config/source.yaml',
       },
     });
   });

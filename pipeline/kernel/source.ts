@@ -5,7 +5,7 @@
  */
 import { createWriteStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
-import { basename, isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,15 @@ import { loadLock } from '../catalog/input-lock.js';
 import { fail, infra, type Outcome } from '../catalog/outcome.js';
 
 export const SOURCE_YAML = 'kernel-config/source.yaml';
+
+/** The default source and every selectable one (kernel-config/source-<name>.yaml), repo-relative, sorted. */
+export async function kernelSourceFiles(repoRoot: string): Promise<string[]> {
+  const dir = dirname(SOURCE_YAML);
+  return (await readdir(join(repoRoot, dir)))
+    .filter((f) => /^source(-[A-Za-z0-9._]+)?\.yaml$/.test(f))
+    .sort()
+    .map((f) => `${dir}/${f}`);
+}
 
 export interface KernelSourceConfig {
   /** The tarball inside a locked Debian package (deb: + member:); its sha256 is the lock's. */
@@ -150,7 +159,7 @@ export async function prepareKernelSource(cfg: KernelSourceConfig, ctx: SourceCo
     return {
       ok: false,
       outcome: infra(
-        `kernel source ${tarball} not found (pinned in ${cfg.pinnedIn}); install it with \`apt-get install linux-source-6.1\``,
+        `kernel source ${tarball} not found (pinned in ${cfg.pinnedIn}); put the tarball there or name another one in ${cfg.pinnedIn}`,
       ),
     };
   }

@@ -22,8 +22,10 @@ import { componentOutputs } from './component-build.js';
 import type { EventSink } from './events.js';
 import type { ToolVersions } from './fingerprint.js';
 import type { ManifestQueue } from './manifest-queue.js';
+import type { RemoteTaskCache } from './remote-cache.js';
 import type { StateStore } from './state.js';
 import type { ModuleSigningKey } from '../kernel/module-signing-key.js';
+import type { SecureBootKey } from '../catalog/step.js';
 
 /** What an instance's fingerprint is computed from. */
 export interface FingerprintContext {
@@ -41,12 +43,16 @@ export interface FingerprintContext {
   sandbox?: SandboxMode;
   /** The key dir's module-signing key (Step.moduleSigningKey steps); absent or null: none, kernels make their own. */
   moduleSigningKey?: ModuleSigningKey | null;
+  /** The key dir's Secure Boot key (Step.secureBootKey steps); absent or null: none, G-05 cannot sign the UKI. */
+  secureBootKey?: SecureBootKey | null;
 }
 
 /** What deciding "up to date / restore / run" reads; it writes nothing. */
 export interface FreshnessContext extends FingerprintContext {
   /** Earlier PASS results by fingerprint, from every run's chain (loaded on first use). */
   passes: PassIndex;
+  /** --remote-cache: asked after the local store, before running (absent or null: none). */
+  remote?: RemoteTaskCache | null;
 }
 
 export interface RunContext extends FreshnessContext {

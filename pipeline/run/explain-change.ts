@@ -48,6 +48,10 @@ export function describeChange(before: Parts | undefined, after: Parts): string[
     const name = (c: unknown) => (typeof c === 'string' ? `certificate ${c.slice(0, 16)}` : 'a key made per build');
     out.push(`module-signing key changed (${name(before.module_signing_cert)} -> ${name(after.module_signing_cert)})`);
   }
+  if ((before.secureboot_cert ?? null) !== (after.secureboot_cert ?? null)) {
+    const name = (c: unknown) => (typeof c === 'string' ? `certificate ${c.slice(0, 16)}` : 'none');
+    out.push(`Secure Boot key changed (${name(before.secureboot_cert)} -> ${name(after.secureboot_cert)})`);
+  }
   const depsA = (before.deps ?? {}) as Record<string, unknown>;
   const depsB = (after.deps ?? {}) as Record<string, unknown>;
   for (const d of [...new Set([...Object.keys(depsA), ...Object.keys(depsB)])].sort()) {

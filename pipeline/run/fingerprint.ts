@@ -29,6 +29,8 @@ export type FingerprintParts = {
   locked?: Record<string, string>;
   /** A step that signs modules (Step.moduleSigningKey): sha256 of the managed key's certificate, or null (a key made per build). */
   module_signing_cert?: string | null;
+  /** A step that signs for Secure Boot (Step.secureBootKey): sha256 of the key dir's Secure Boot certificate, or null (none). */
+  secureboot_cert?: string | null;
 };
 
 /** JSON with sorted keys, so equal values hash equally. */

@@ -15,6 +15,7 @@ import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
 import type { FreshnessContext } from './context.js';
 import type { InstanceFingerprint } from './instance-fingerprint.js';
 import type { InstanceRecord } from './state.js';
+import type { RemoteHit } from './remote-cache.js';
 
 /** Recorded outputs that are not there any more, or hash differently now. */
 export interface OutputCheck {
@@ -29,6 +30,8 @@ export type Freshness =
   | { verdict: 'restore'; source: 'last-result'; prev: InstanceRecord; outputs: OutputCheck }
   /** An earlier run passed with exactly this fingerprint and its outputs are all in the store (`outputs`: which differ now). */
   | { verdict: 'restore'; source: 'vault'; prev: InstanceRecord | undefined; hit: PassRecord; outputs: OutputCheck }
+  /** Not in the local store, but the remote cache holds a trusted entry for exactly this fingerprint (its content is checked as it is pulled). */
+  | { verdict: 'restore'; source: 'remote'; prev: InstanceRecord | undefined; hit: RemoteHit; outputs: OutputCheck }
   | { verdict: 'run'; cause: RunCause; prev: InstanceRecord | undefined; outputs?: OutputCheck };
 
 export type RunCause =
@@ -57,6 +60,19 @@ async function allStored(buildDir: string, shas: readonly string[]): Promise<boo
 }
 
 export async function decideFreshness(
+  ctx: Pick<FreshnessContext, 'buildDir' | 'state' | 'hashCache' | 'passes' | 'remote'>,
+  inst: Pick<TaskInstance, 'id'>,
+  fingerprint: string,
+): Promise<Freshness> {
+  const local = await decideLocally(ctx, inst, fingerprint);
+  if (local.verdict !== 'run' || !ctx.remote) return local;
+  // The last rung before running: a trusted builder passed with exactly these inputs.
+  const hit = await ctx.remote.lookup(inst.id, fingerprint);
+  if (!hit) return local;
+  return { verdict: 'restore', source: 'remote', prev: local.prev, hit, outputs: await checkOutputs(ctx, { outputs: Object.fromEntries(hit.action.outputs.map((o) => [o.path, o])) }) };
+}
+
+async function decideLocally(
   ctx: Pick<FreshnessContext, 'buildDir' | 'state' | 'hashCache' | 'passes'>,
   inst: Pick<TaskInstance, 'id'>,
   fingerprint: string,
@@ -90,7 +106,8 @@ export type RecordBase = Pick<InstanceRecord, 'id' | 'task_id' | 'arch' | 'phase
 export function keptRecord(f: Exclude<Freshness, { verdict: 'run' }>, base: RecordBase, { fingerprint, parts }: InstanceFingerprint): InstanceRecord {
   if (f.verdict === 'up-to-date') return f.prev;
   if (f.source === 'last-result') return { ...f.prev, fingerprint, fingerprint_parts: parts };
-  const hit = f.hit;
+  // An earlier run's PASS, or a trusted builder's: the same fields either way.
+  const hit = f.source === 'vault' ? f.hit : f.hit.action;
   const at = new Date().toISOString();
   return {
     ...base,

@@ -19,6 +19,7 @@ export async function computeFingerprint(ctx: FingerprintContext, inst: TaskInst
   const inputPaths = [...spec.inputs.map((i) => expandArch(i, inst.arch)), ...(step?.implicitInputs?.(arch, params) ?? [])];
   if (arch) inputPaths.push(`specs/arch/${arch.name}.yaml`);
   for (const p of [...new Set(inputPaths)].sort()) inputs[p] = await hashRepoPath(ctx.repoRoot, p, ctx.hashCache);
+  for (const p of step?.buildInputs?.(params) ?? []) inputs[`build:${p}`] = await hashRepoPath(ctx.buildDir, p, ctx.hashCache);
   const frozen: Record<string, string> = {};
   for (const p of spec.frozen_spec_deps) frozen[p] = await hashRepoPath(ctx.repoRoot, p, ctx.hashCache);
   const deps: FingerprintParts['deps'] = {};
@@ -42,6 +43,7 @@ export async function computeFingerprint(ctx: FingerprintContext, inst: TaskInst
     // Absent for other steps, so their fingerprints do not move when the lock does.
     ...(step?.lockedInputs ? { locked: await lockedFor(ctx.repoRoot, arch?.debian_arch ?? null) } : {}),
     ...(step?.moduleSigningKey ? { module_signing_cert: ctx.moduleSigningKey?.certSha256 ?? null } : {}),
+    ...(step?.secureBootKey ? { secureboot_cert: ctx.secureBootKey?.certSha256 ?? null } : {}),
   };
   // The hash also covers clawos-build's version; the recorded parts do not (explain names it apart).
   return { fingerprint: fingerprintOf({ ...parts, clawos: ctx.clawosVersion }), parts };

@@ -16,6 +16,8 @@ import { fail, infra, inputMissing, isPassed, type Outcome } from '../catalog/ou
 import type { BootReport, StepContext } from '../catalog/step.js';
 import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
 import { buildComponent, notConfigured } from './component-build.js';
+import { readHwRecords } from '../../vault/hw-record.js';
+import { loadTrust, parseTrust } from '../../vault/keys.js';
 import { declaredOutputs, outDirOf, paramsOf, stepOf, type RunContext } from './context.js';
 import { describeChange } from './explain-change.js';
 import { decideFreshness, frozenSpecRefusal, keptRecord, type RecordBase } from './freshness.js';
@@ -162,18 +164,24 @@ class InstanceRun {
     // The same record `explain` assumes for this decision (freshness.ts).
     const kept = keptRecord(f, this.base, fp);
     if (f.verdict === 'up-to-date') return this.keep(kept, {});
+    // A remote hit's content comes into the store first, each object checked against its signed sha256.
+    const remote = f.source === 'remote' ? this.rc.remote : null;
+    if (f.source === 'remote' && !(await remote?.pull(this.inst.id, f.hit, this.rc.buildDir))) return null;
     const restored = await restoreOutputs(this.rc.buildDir, this.rc.hashCache, kept.outputs);
     if (!restored) return null;
     const rec: InstanceRecord = { ...kept, outputs: await hashOutputs(this.rc.buildDir, Object.keys(kept.outputs), this.rc.hashCache) };
-    const from = f.source === 'vault' ? `run ${f.hit.run_id}` : undefined;
+    const origin = remote?.origin(this.inst.id);
+    const from = f.source === 'vault' ? `run ${f.hit.run_id}` : origin ? `remote cache ${origin.cache} (run ${origin.built_by_run}, builder key ${origin.builder_key.slice(0, 16)})` : undefined;
     if (restored.length) {
-      this.rc.emit({ type: 'info', message: `${this.inst.id}: ${restored.length} output(s) restored from the vault store (${from ?? 'last PASS'}), not rebuilt: ${restored.join(', ')}` });
+      const where = origin ? `the remote cache ${origin.cache} (${origin.fetched.length} object(s) pulled, run ${origin.built_by_run})` : `the vault store (${from ?? 'last PASS'})`;
+      this.rc.emit({ type: 'info', message: `${this.inst.id}: ${restored.length} output(s) restored from ${where}, not rebuilt: ${restored.join(', ')}` });
     }
-    return this.keep(rec, from ? { restored_from: from, restored } : { restored });
+    return this.keep(rec, { ...(from ? { restored_from: from } : {}), restored, ...(origin ? { remote: origin } : {}) });
   }
 
-  private async keep(rec: InstanceRecord, extra: Pick<TaskEndExtra, 'restored_from' | 'restored'>): Promise<InstanceRecord> {
-    const stored = rec.status === 'PASS' || rec.status === 'BUILT' ? await storeOutputs(this.rc, this.inst.id, rec.outputs, { onlyNew: true }) : [];
+  private async keep(rec: InstanceRecord, extra: Pick<TaskEndExtra, 'restored_from' | 'restored' | 'remote'>): Promise<InstanceRecord> {
+    // Objects pulled from a remote cache are new to this build dir: each gets its artifact event.
+    const stored = rec.status === 'PASS' || rec.status === 'BUILT' ? await storeOutputs(this.rc, this.inst.id, rec.outputs, { onlyNew: !extra.remote }) : [];
     await settle(this.rc, rec, stored, this.bootReports(rec), { up_to_date: true, ...extra });
     this.rc.emit({ type: 'task-up-to-date', id: this.inst.id, status: rec.status, message: rec.message });
     return rec;
@@ -223,7 +231,9 @@ class InstanceRun {
     const why = describeChange(prev?.fingerprint_parts, parts);
     log(`start ${spec.task_id} "${spec.title}"${inst.arch ? ` for ${inst.arch}` : ''} fingerprint ${fingerprint.slice(0, 16)}`);
     log(`why it runs: ${why.join('; ')}`);
-    await rc.vault.append('task-start', { task: inst.id, task_id: spec.task_id, arch: inst.arch, phase: spec.phase, agent: spec.agent, fingerprint, why, sandbox });
+    const remoteMiss = rc.remote?.missReason(inst.id);
+    if (remoteMiss) log(remoteMiss);
+    await rc.vault.append('task-start', { task: inst.id, task_id: spec.task_id, arch: inst.arch, phase: spec.phase, agent: spec.agent, fingerprint, why, sandbox, ...(remoteMiss ? { remote: remoteMiss } : {}) });
     // From the last PASS, not the last result: a failure after 273 ms says nothing of a 12-minute compile.
     const estimate = prev?.status === 'PASS' ? prev.duration_ms : ((await rc.passes.lastPass(inst.id))?.duration_ms ?? null);
     const clock = new TaskClock(rc, inst.id, spec.timeout_minutes, log, estimate);
@@ -270,6 +280,7 @@ class InstanceRun {
       outDir,
       cacheDir: rc.cacheDir,
       ...(stepOf(rc, inst)?.moduleSigningKey && rc.moduleSigningKey ? { moduleSigningKey: rc.moduleSigningKey.path } : {}),
+      ...(stepOf(rc, inst)?.secureBootKey && rc.secureBootKey ? { secureBootKey: rc.secureBootKey } : {}),
       buildPath: (rel: string) => (rel.startsWith('/') ? rel : join(rc.buildDir, rel)),
       sourceDateEpoch: rc.sourceDateEpoch,
       jobs: rc.jobs,
@@ -293,6 +304,17 @@ class InstanceRun {
         });
       },
       signal,
+      hardwareRecords: async (trustFile: string) => {
+        let trust;
+        try {
+          trust = await loadTrust(trustFile);
+        } catch (e) {
+          // No usable trust file: every record is listed, none counted.
+          const why = `trust file ${relative(rc.repoRoot, trustFile)}: ${(e as Error).message}`;
+          return (await readHwRecords(rc.buildDir, parseTrust({ format: 'clawos-trust-root', version: 1, keys: [] }))).map((r) => ({ id: r.id, counted: false, why, record: r.record }));
+        }
+        return (await readHwRecords(rc.buildDir, trust)).map((r) => ({ id: r.id, counted: r.counted, why: r.counted ? null : `${r.code}: ${r.detail}`, record: r.record }));
+      },
     };
   }
 
@@ -453,6 +475,11 @@ class InstanceRun {
       await rc.manifest.record(inst.id, Object.entries(outputs).map(([path, o]) => ({ path, sha256: o.sha256, size: o.size })));
     }
     await settle(rc, rec, stored, this.bootReports(rec), { sandbox: s.sandbox, ...(attempts > 1 ? { attempts } : {}) });
+    // Shared only after it is recorded here; a failed push is a warning, never the task's result.
+    if (rec.status === 'PASS' && rc.remote?.canPush) {
+      const key = await rc.remote.push(rec, rc.buildDir, { run_id: rc.vault.runId, clawos_version: rc.clawosVersion });
+      if (key) s.log(`remote cache: pushed as ac/${key}`);
+    }
     rc.emit({ type: 'task-end', id: inst.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: rec.duration_ms, log: rec.log });
     return rec;
   }

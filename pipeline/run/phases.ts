@@ -33,6 +33,7 @@ import { bundlesDir, loadBundleConfig, writeReleaseBundle, type ReleaseBundle } 
 import type { VaultEvent } from '../../vault/event-chain.js';
 import { isEvent, type StoredFile } from '../../vault/event-payloads.js';
 import { readAllRuns } from '../../vault/vault-history.js';
+import { lavaEvidenceFiles } from '../../vault/lava-evidence.js';
 import { restore, storeHas } from '../../vault/store.js';
 
 export interface PhaseResult {
@@ -285,6 +286,7 @@ export async function finishRun(
     signer = await findSigner(o.keyDir, 'release', o.trustFile);
     if (!signer) note = `no release key in ${o.keyDir}: bundle not signed; run \`clawos-build keys init --role release\``;
   }
+  if (rc.remote) rc.emit({ type: 'info', message: rc.remote.summary() });
   const status = o.error ? 'error' : rc.signal.aborted ? 'interrupted' : records.some((r) => !isPassed(r.status)) || results.some((r) => r.gate.recommendation !== 'GO') ? 'failed' : 'passed';
   await rc.vault.append('run-end', {
     status,
@@ -292,6 +294,7 @@ export async function finishRun(
     gates: results.map((r) => ({ phase: r.phase, recommendation: r.gate.recommendation })),
     tasks: { total: records.length, passed: count((s) => s === 'PASS'), built: count((s) => s === 'BUILT'), not_configured: count((s) => s === 'NOT_CONFIGURED'), other: count((s) => !isPassed(s)) },
     bundle: signer ? { status: 'signing', dir: `vault/bundles/${rc.vault.runId}`, release_key: signer.keyid } : { status: 'none', reason: note },
+    ...(rc.remote ? { remote_cache: { cache: rc.remote.shown, readonly: rc.remote.readonly, stats: { ...rc.remote.stats }, ...(rc.remote.downReason ? { down: rc.remote.downReason } : {}) } } : {}),
   });
   const done: RunFinish = { runId: rc.vault.runId, eventsFile: rc.vault.eventsFile, ...(note ? { bundleNote: note } : {}) };
   if (!signer || !rc.freeze.ok) {
@@ -323,7 +326,7 @@ export async function finishRun(
         uri: src.url ?? `file://${src.tarball}`,
       },
       inputLock: { path: LOCK_FILE, bytes: lockBytes },
-      extraSubjects: sboms,
+      extraSubjects: [...sboms, ...(await lavaSubjects(rc.buildDir, events))],
       frozenSpecs,
       debianArch: (a) => (a ? rc.arches.get(a)?.debian_arch : undefined),
       builderVersion: { 'clawos-build': rc.clawosVersion, node: process.version },
@@ -334,6 +337,10 @@ export async function finishRun(
         // What `clawos-build reproduce` rebuilds from: the commit, and the module-signing certificate the kernels carry.
         source: rc.source,
         module_signing_cert: rc.moduleSigningKey?.certSha256 ?? null,
+        // The bundle says which outputs were not built by this run but pulled from a remote cache, and who vouched for them.
+        ...(rc.remote ? { remote_cache: { cache: rc.remote.shown, restored: rc.remote.restoredAll() } } : {}),
+        // The certificate the UKIs are signed for; test_key names a public TEST certificate (specs/secureboot.yaml).
+        secure_boot: rc.secureBootKey ? { cert_sha256: rc.secureBootKey.certSha256, test_key: rc.secureBootKey.testKey } : null,
       },
       releaseKey: signer,
     });
@@ -345,3 +352,18 @@ export async function finishRun(
 }
 
 export { bundlesDir };
+
+/**
+ * LAVA labs' verdicts on this run's ISOs (clawos-build lava ingest, any earlier
+ * run), attested with them: each verdict record, job and log, as reports.
+ */
+async function lavaSubjects(buildDir: string, events: readonly VaultEvent[]): Promise<{ path: string; sha256: string; kind: 'report' }[]> {
+  const isos = new Set<string>();
+  for (const e of events) {
+    if (isEvent(e, 'task-end') && e.payload.status === 'PASS') for (const o of e.payload.outputs) if (o.path.endsWith('.iso')) isos.add(o.sha256);
+  }
+  if (!isos.size) return [];
+  const out: { path: string; sha256: string; kind: 'report' }[] = [];
+  for (const f of lavaEvidenceFiles(await readAllRuns(buildDir), isos)) if (await storeHas(buildDir, f.sha256)) out.push({ ...f, kind: 'report' });
+  return out;
+}

@@ -42,8 +42,8 @@ export async function writeSbomSubjects(rc: RunContext, config: BundleConfig, lo
     if (!iso || !kernel || !initramfs) continue;
     const configRec = Object.values(rc.state.data.instances).flatMap((r) => Object.entries(r.outputs)).find(([p]) => p === join(dirname(kernel.path), 'config'));
     const kernelRelease = (kernel.data as { kernelRelease?: unknown } | undefined)?.kernelRelease;
-    // Host packages whose bits end up in the image: GRUB's platform modules and the loader's static libc.
-    const host = [...Object.values(arch.iso.platform_packages ?? {}), ...(seccompOf(arch)?.loader_packages ?? []).filter((p) => p.startsWith('libc'))];
+    // Host packages whose bits end up in the image: the loader's static libc (the EFI stub and GRUB come from locked debs).
+    const host = [...(seccompOf(arch)?.loader_packages ?? []).filter((p) => p.startsWith('libc'))];
     await rc.tools.load(host);
     const facts: ImageFacts = {
       arch: arch.name,

@@ -27,9 +27,12 @@ import { DEFAULT_RETRY, type RetryPolicy } from '../../lib/retry.js';
 import type { Phase } from '../catalog/task-spec.js';
 import { RunVault } from '../../vault/run-vault.js';
 import { PassIndex } from '../../vault/vault-history.js';
+import type { RemoteTimeouts } from '../../vault/remote-cache.js';
+import { RemoteTaskCache } from './remote-cache.js';
 import { checkFrozenFiles } from '../../vault/freeze-specs.js';
 import { defaultKeyDir } from '../../vault/key-dir.js';
 import { findModuleSigningKey } from '../kernel/module-signing-key.js';
+import { findSecureBootKey, loadTestCerts } from '../boot/secureboot-key.js';
 import { run as runProcess } from '../../lib/proc.js';
 
 export { repoRootDir } from '../../lib/repo-root.js';
@@ -91,6 +94,8 @@ export interface SessionOptions {
   backend?: { name: string; params: Record<string, unknown> };
   /** The key dir (default $CLAWOS_KEY_DIR or ~/.config/clawos-build/keys): its module-signing key goes to the kernel build. */
   keyDir?: string;
+  /** --remote-cache URL / --remote-cache-readonly; they win over the config file's remote_cache. */
+  remoteCache?: { url?: string; readonly?: boolean; timeouts?: RemoteTimeouts };
 }
 
 /** The commit the repository is at and whether its tree has changes git sees; null outside git. */
@@ -138,6 +143,21 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
   // Fail closed before anything runs: no silent unsandboxed fallback.
   const sandbox = o.sandbox ?? (o.noSandbox ? NO_SANDBOX : await probeSandbox());
   const redact = Redactor.fromEnv([...new Set([...config.secrets.env, ...(o.secretEnv ?? [])])]);
+  const emit: EventSink = (e) => o.emit(redact.value(e));
+  const remoteUrl = o.remoteCache?.url ?? config.remote_cache?.url;
+  if (o.remoteCache?.readonly && !remoteUrl) throw new UserError('--remote-cache-readonly needs a cache: --remote-cache URL, or remote_cache.url in the config file');
+  // Opened before anything is logged: its URL's credentials join the redactor first.
+  const remote = remoteUrl
+    ? await RemoteTaskCache.open(
+        {
+          url: remoteUrl,
+          readonly: !!(o.remoteCache?.readonly ?? config.remote_cache?.readonly),
+          ...(config.remote_cache?.header_env ? { headerEnv: config.remote_cache.header_env } : {}),
+          ...(o.remoteCache?.timeouts ? { timeouts: o.remoteCache.timeouts } : {}),
+        },
+        { keyDir: o.keyDir ?? defaultKeyDir(), redact, emit, signal: o.signal },
+      )
+    : null;
   const vault = await RunVault.open(buildDir);
   vault.redact = (v) => redact.value(v);
   const rc: RunContext = {
@@ -155,7 +175,7 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     config,
     jobs: o.jobs,
     sourceDateEpoch: o.sourceDateEpoch ?? (await sourceDateEpoch(o.repoRoot)),
-    emit: (e) => o.emit(redact.value(e)),
+    emit,
     signal: o.signal,
     clawosVersion: await clawosVersion(o.repoRoot),
     heartbeatMs: o.heartbeatMs,
@@ -167,7 +187,10 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     freeze: frozen.freeze,
     frozenRead: frozen.read,
     passes: new PassIndex(buildDir),
+    remote,
     moduleSigningKey: (await findModuleSigningKey(o.keyDir ?? defaultKeyDir())) ?? null,
+    // A wrong key (no certificate, a certificate of another key, readable by others) stops the run here: exit 4 with the fix.
+    secureBootKey: (await findSecureBootKey(o.keyDir ?? defaultKeyDir(), await loadTestCerts(o.repoRoot))) ?? null,
     source: await sourceRevision(o.repoRoot),
   };
   const packages = [...new Set(graph.order.flatMap((i) => toolPackagesOf(rc, i)))].sort();
@@ -180,9 +203,11 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     jobs: o.jobs,
     sandbox: sandbox.kind === 'bwrap' ? { kind: 'bwrap', version: sandbox.version } : { kind: 'off', reason: sandbox.reason },
     secrets: redact.secretNames,
+    ...(remote ? { remote_cache: { cache: remote.shown, readonly: remote.readonly, pull: remote.canPull, push: remote.canPush } } : {}),
     source_date_epoch: rc.sourceDateEpoch,
     source: rc.source,
     module_signing: rc.moduleSigningKey ? { cert_sha256: rc.moduleSigningKey.certSha256, subject: rc.moduleSigningKey.subject } : null,
+    secure_boot: rc.secureBootKey ? { cert_sha256: rc.secureBootKey.certSha256, subject: rc.secureBootKey.subject, test_key: rc.secureBootKey.testKey } : null,
     tools: Object.fromEntries(packages.map((p) => [p, rc.tools.get(p)])),
     freeze: rc.freeze.ok ? { frozen_at: rc.freeze.payload.frozen_at, specs: rc.freeze.payload.specs, read: rc.frozenRead.map(({ path, sha256 }) => ({ path, sha256 })) } : { problem: rc.freeze.detail },
   });

@@ -109,6 +109,19 @@ describe('auditConfig on the recorded .config of a real build', () => {
     expect(entries.find((e) => e.option_name === 'CONFIG_ARCH_MMAP_RND_BITS')?.check_result).toBe('FAIL: "18" < 24');
   });
 
+  it('Linux 6.12 with the fragments as they are: no open CRITICAL or HIGH, the renamed x86 mitigations pass as alternatives', async () => {
+    const spec = await realSpec();
+    const f612 = (arch: string) => readFile(join(repo, 'test/fixtures/kconfig', `${arch}-6.12.118-clawos.config`), 'utf8');
+    const x = auditConfig(spec, parseConfig(await f612('x86_64')), 'x86_64');
+    const a = auditConfig(spec, parseConfig(await f612('aarch64')), 'aarch64');
+    expect(summaryLine(summarize(x))).toBe('141 checks: 89 OK, 44 failed (0 CRITICAL, 0 HIGH, 22 MEDIUM, 22 LOW), 8 waived');
+    expect(summaryLine(summarize(a))).toBe('138 checks: 82 OK, 48 failed (0 CRITICAL, 0 HIGH, 25 MEDIUM, 23 LOW), 8 waived');
+    const result = (e: typeof x, o: string) => e.find((r) => r.option_name === o)?.check_result;
+    expect(result(x, 'CONFIG_PAGE_TABLE_ISOLATION')).toBe('OK: CONFIG_MITIGATION_PAGE_TABLE_ISOLATION is "y"');
+    expect(result(x, 'CONFIG_RETPOLINE')).toBe('OK: CONFIG_MITIGATION_RETPOLINE is "y"');
+    expect(result(a, 'CONFIG_ARCH_MMAP_RND_BITS')).toBe('FAIL: "18" < 33');
+  });
+
   it('a .config without MODULE_SIG_FORCE has a blocking CRITICAL that no waiver covers', async () => {
     const spec = await realSpec();
     const text = (await fixture('x86_64')).replace('CONFIG_MODULE_SIG_FORCE=y', '# CONFIG_MODULE_SIG_FORCE is not set');

@@ -31,9 +31,20 @@ export interface SeccompArch {
   x32_bit?: string;
   /** Byte order of struct sock_filter in the filter file (the target's). */
   byte_order: 'little' | 'big';
-  table: SyscallTableSpec;
+  /** One table, or alternatives in order: the first whose files are all in the tree (kernels move them). */
+  table: SyscallTableSpec | SyscallTableSpec[];
   /** Debian packages the static loader is compiled with (part of the fingerprint). */
   loader_packages: string[];
+}
+
+/** The table's alternatives, in the order they are tried. */
+export function tableAlternatives(sec: SeccompArch): SyscallTableSpec[] {
+  return Array.isArray(sec.table) ? sec.table : [sec.table];
+}
+
+/** The files of the kernel tree one table is read from. */
+export function tableFiles(t: SyscallTableSpec): string[] {
+  return [t.path, ...(t.kind === 'asm-generic-unistd' ? [t.arch_header] : [])];
 }
 
 /** The arch's seccomp block, or null when the arch has none. */

@@ -13,12 +13,19 @@ import { seccompOf } from './seccomp-arch.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FIXTURE_TREE = join(REPO, 'test/fixtures/syscall-tables/linux-6.1');
+const FIXTURE_612 = join(REPO, 'test/fixtures/syscall-tables/linux-6.12');
 const X86: SyscallTableSpec = { kind: 'syscall-tbl', path: 'arch/x86/entry/syscalls/syscall_64.tbl', abis: ['common', '64'] };
 const ARM64: SyscallTableSpec = {
   kind: 'asm-generic-unistd',
   path: 'include/uapi/asm-generic/unistd.h',
   arch_header: 'arch/arm64/include/uapi/asm/unistd.h',
   bits_per_long: 64,
+};
+/** arm64 from Linux 6.11 on: the generic table, with the optional ABIs arch/arm64/kernel/Makefile.syscalls adds. */
+const ARM64_TBL: SyscallTableSpec = {
+  kind: 'syscall-tbl',
+  path: 'scripts/syscall.tbl',
+  abis: ['common', '64', 'renameat', 'rlimit', 'memfd_secret'],
 };
 
 /** __NR_* of a header as the C preprocessor sees it, macro chains followed. */
@@ -41,7 +48,36 @@ describe('syscall tables', () => {
   it('reads the arch data of both arches (the seccomp block of specs/arch/*.yaml)', async () => {
     const arches = await loadArches(REPO);
     expect(seccompOf(arches.get('x86_64')!)?.table).toEqual(X86);
-    expect(seccompOf(arches.get('aarch64')!)?.table).toEqual(ARM64);
+    expect(seccompOf(arches.get('aarch64')!)?.table).toEqual([ARM64_TBL, ARM64]);
+  });
+
+  it('aarch64 on 6.12: the .tbl ABIs are common, 64 and what Makefile.syscalls adds to syscall_abis_64', async () => {
+    const mk = await readFile(join(FIXTURE_612, 'arch/arm64/kernel/Makefile.syscalls'), 'utf8');
+    const added = /^syscall_abis_64\s*\+=\s*(.*)$/m.exec(mk)?.[1]?.trim().split(/\s+/);
+    expect(ARM64_TBL.kind === 'syscall-tbl' && ARM64_TBL.abis).toEqual(['common', '64', ...added!]);
+  });
+
+  it('aarch64 on 6.12: the same numbers as 6.1 for every syscall 6.1 had, plus the twelve added since (451-462)', async () => {
+    const old = await readSyscallTable(FIXTURE_TREE, ARM64);
+    const now = await readSyscallTable(FIXTURE_612, ARM64_TBL);
+    if (!old.ok || !now.ok) throw new Error('unreadable');
+    // __NR_arch_specific_syscall (244) is a range marker of the header, not a syscall.
+    expect([...old.table.numbers].filter(([k, v]) => now.table.numbers.get(k) !== v)).toEqual([['arch_specific_syscall', 244]]);
+    expect([...now.table.numbers].filter(([k]) => !old.table.numbers.has(k)).map(([k, v]) => `${k}=${v}`)).toEqual([
+      'cachestat=451', 'fchmodat2=452', 'map_shadow_stack=453', 'futex_wake=454', 'futex_wait=455', 'futex_requeue=456',
+      'statmount=457', 'listmount=458', 'lsm_get_self_attr=459', 'lsm_set_self_attr=460', 'lsm_list_modules=461', 'mseal=462',
+    ]);
+    // The 32-bit and time32 rows stay out (fstatat64, io_getevents_time32 ...).
+    for (const k of ['fstatat64', 'fcntl64', 'mmap2', 'open', 'stat']) expect(now.table.numbers.has(k), k).toBe(false);
+    expect(now.table.numbers.get('newfstatat')).toBe(79);
+  });
+
+  it('x86_64 on 6.12: 6.1\'s numbers unchanged, 13 added', async () => {
+    const old = await readSyscallTable(FIXTURE_TREE, X86);
+    const now = await readSyscallTable(FIXTURE_612, X86);
+    if (!old.ok || !now.ok) throw new Error('unreadable');
+    expect([...old.table.numbers].filter(([k, v]) => now.table.numbers.get(k) !== v)).toEqual([]);
+    expect([old.table.numbers.size, now.table.numbers.size]).toEqual([362, 375]);
   });
 
   it('x86_64: syscall_64.tbl rows of ABI common and 64, not x32', async () => {
@@ -167,25 +203,25 @@ describe('syscall tables', () => {
  * Real evidence, slow (~30 s): unpack just the table files from the kernel
  * source tarball ClawOS builds and check the committed fixtures are those bytes.
  */
-// The locked kernel tarball: as a build unpacked it from the locked package into build/cache, or the
-// host's copy (linux-source-6.1 is no longer a host package). Without either this group skips; .ci/run
-// runs it again after its build and fails on a skip.
-const TARBALL = [join(REPO, 'build/cache/debs/all/linux-source-6.1/root/usr/src/linux-source-6.1.tar.xz'), '/usr/src/linux-source-6.1.tar.xz'].find((p) => existsSync(p)) ?? '/nonexistent/linux-source-6.1.tar.xz';
+// The default kernel's locked tarball (kernel-config/source.yaml: linux-source-6.12), as a build unpacked
+// it from the locked package into build/cache. Without it this group skips; .ci/run runs it again after
+// its build and fails on a skip.
+const TARBALL = join(REPO, 'build/cache/debs/all/linux-source-6.12/root/usr/src/linux-source-6.12.tar.xz');
 describe.skipIf(!existsSync(TARBALL))('syscall tables from the real kernel tarball (slow)', () => {
-  it('the fixtures are byte-identical to the files in linux-source-6.1.tar.xz', { timeout: 180_000 }, async () => {
+  it('the 6.12 fixtures are byte-identical to the files in linux-source-6.12.tar.xz, and the arch data reads its tables', { timeout: 180_000 }, async () => {
     const d = await tmpDir({ unsafeCleanup: true });
     try {
-      const files = [X86.path, ARM64.path, ARM64.arch_header, 'arch/arm64/include/uapi/asm/bitsperlong.h', 'include/uapi/asm-generic/bitsperlong.h'];
-      const r = await run(['tar', '-xJf', TARBALL, '-C', d.path, ...files.map((f) => `linux-source-6.1/${f}`)]);
+      const files = [X86.path, ARM64_TBL.path, 'arch/arm64/kernel/Makefile.syscalls'];
+      const r = await run(['tar', '-xJf', TARBALL, '-C', d.path, ...files.map((f) => `linux-source-6.12/${f}`)]);
       expect(r.ok, r.tail.join('\n')).toBe(true);
-      for (const f of files) expect(await sha256File(join(d.path, 'linux-source-6.1', f)), f).toBe(await sha256File(join(FIXTURE_TREE, f)));
-      const x = await readSyscallTable(join(d.path, 'linux-source-6.1'), X86);
-      const a = await readSyscallTable(join(d.path, 'linux-source-6.1'), ARM64);
-      const fx = await readSyscallTable(FIXTURE_TREE, X86);
-      const fa = await readSyscallTable(FIXTURE_TREE, ARM64);
-      expect(x.ok && x.table.numbers.size).toBe(362);
-      expect(x).toEqual(fx);
-      expect(a).toEqual(fa);
+      const tree = join(d.path, 'linux-source-6.12');
+      for (const f of files) expect(await sha256File(join(tree, f)), f).toBe(await sha256File(join(FIXTURE_612, f)));
+      const x = await readSyscallTable(tree, X86);
+      const a = await readSyscallTable(tree, ARM64_TBL);
+      expect(x.ok && x.table.numbers.size).toBe(375);
+      expect(a.ok && a.table.numbers.size).toBe(318);
+      expect(x).toEqual(await readSyscallTable(FIXTURE_612, X86));
+      expect(a).toEqual(await readSyscallTable(FIXTURE_612, ARM64_TBL));
     } finally {
       await d.cleanup();
     }

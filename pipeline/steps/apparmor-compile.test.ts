@@ -201,7 +201,7 @@ describe('apparmor-compile step (real apparmor_parser)', () => {
         reason: 'spec-invalid',
         message:
           'specs/apparmor/selftest-profiles.yaml:7:11: profile clawos-wasm is already defined at specs/p1/apparmor-rules.yaml:41:11\n' +
-          'specs/apparmor/selftest-profiles.yaml:21:12: probe.profile clawos-wasm is not one of the test-only profiles in this file',
+          'specs/apparmor/selftest-profiles.yaml:24:12: probe.profile clawos-wasm is not one of the test-only profiles in this file',
       });
     } finally {
       await cleanup();

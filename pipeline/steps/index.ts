@@ -3,7 +3,9 @@ import type { Step } from '../catalog/step.js';
 import { apparmorCompileStep } from './apparmor-compile.js';
 import { apparmorFlowStep } from './apparmor-flow.js';
 import { buildrootStep } from './buildroot.js';
+import { ebpfBuildStep } from './ebpf-build.js';
 import { guestCheckStep } from './guest-check.js';
+import { hwRecordsStep } from './hw-records.js';
 import { isoStep } from './iso.js';
 import { kconfigAssertStep } from './kconfig-assert.js';
 import { kconfigAuditStep } from './kconfig-audit.js';
@@ -16,6 +18,6 @@ import { specFreezeStep } from './spec-freeze.js';
 import { stockBenchStep } from './stock-bench.js';
 
 export function builtinSteps(): Map<string, Step> {
-  const all = [specFreezeStep, kernelBuildStep, kconfigAssertStep, rootfsStep, isoStep, qemuBootStep, guestCheckStep, buildrootStep, stockBenchStep, seccompCompileStep, apparmorCompileStep, apparmorFlowStep, kconfigAuditStep, securityReportStep];
+  const all = [specFreezeStep, kernelBuildStep, kconfigAssertStep, rootfsStep, isoStep, qemuBootStep, guestCheckStep, buildrootStep, stockBenchStep, seccompCompileStep, apparmorCompileStep, apparmorFlowStep, kconfigAuditStep, securityReportStep, hwRecordsStep, ebpfBuildStep];
   return new Map(all.map((s) => [s.name, s]));
 }

@@ -1,11 +1,17 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { dir as tmpDir } from 'tmp-promise';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { sha256File } from '../../lib/hash.js';
+import { run } from '../../lib/proc.js';
+import { lockedDeb } from '../../test/helpers/locked-debs.js';
 import { fakeStepContext, testArch } from '../../test/helpers/debs-fixtures.js';
 import type { ArchSpec } from '../catalog/arch.js';
-import { elToritoPlatforms, grubCfg, isoStep, mformatShim, xorrisoDates } from './iso.js';
+import type { SecureBootKey } from '../catalog/step.js';
+import { importSecureBootKey, loadTestCerts } from '../boot/secureboot-key.js';
+import { faketimeStamp, biosGrubCfg, efiImageSectors, elToritoPlatforms, fatSerial, isoStep, kernelCmdline, xorrisoArgv, xorrisoDates } from './iso.js';
+
+const repoRoot = resolve(__dirname, '../..');
 
 const x86: ArchSpec = {
   ...testArch,
@@ -13,16 +19,29 @@ const x86: ArchSpec = {
   debian_arch: 'amd64',
   debs: [],
   iso: {
-    grub_mkrescue_args: [],
-    grub_platform_dirs: ['/usr/lib/grub/i386-pc', '/usr/lib/grub/x86_64-efi'],
-    host_packages: ['grub-pc-bin', 'grub-efi-amd64-bin', 'grub-common', 'xorriso', 'mtools'],
+    uki: { stub: '{deb:systemd-boot-efi}/usr/lib/systemd/boot/efi/linuxx64.efi.stub', objcopy: 'objcopy', loader: 'BOOTX64.EFI' },
+    bios_grub: {
+      dir: '{deb:grub-pc-bin}/usr/lib/grub/i386-pc',
+      modules: ['biosdisk', 'iso9660', 'search', 'search_fs_file', 'serial', 'terminal', 'linux', 'boot'],
+      serial: 'serial --unit=0 --speed=115200',
+    },
+    host_packages: ['grub-common', 'xorriso', 'mtools', 'sbsigntool', 'faketime', 'binutils'],
     console: 'ttyS0,115200',
-    grub_serial: 'serial --unit=0 --speed=115200',
     cmdline: ['earlycon'],
     expect_boot: ['bios', 'uefi'],
-    platform_packages: { '/usr/lib/grub/i386-pc': 'grub-pc-bin', '/nonexistent/grub/x': 'grub-x-bin' },
   },
 };
+
+// Real packages at the locked versions (the mirror is reachable where the tests run), fetched once.
+let debs: Record<string, string> = {};
+let sbKey: SecureBootKey;
+let fixtures: string;
+beforeAll(async () => {
+  fixtures = (await tmpDir({ unsafeCleanup: true })).path;
+  for (const [name, arch] of [['systemd-boot-efi', 'amd64'], ['grub-pc-bin', 'amd64']] as const) debs[`${name}:${arch}`] = (await lockedDeb(name, arch)).deb;
+  // Debian's public snakeoil test key, as bin/bootstrap imports it.
+  sbKey = await importSecureBootKey(join(fixtures, 'keys'), { key: '/usr/share/ovmf/PkKek-1-snakeoil.key', cert: '/usr/share/ovmf/PkKek-1-snakeoil.pem', passphrase: 'snakeoil' }, await loadTestCerts(repoRoot));
+}, 120_000);
 
 async function setup(d: string) {
   const build = join(d, 'build');
@@ -32,39 +51,54 @@ async function setup(d: string) {
   return build;
 }
 
-const ctxFor = (arch: ArchSpec, build: string, params: Record<string, unknown> = {}) =>
-  fakeStepContext({
+const ctxFor = (arch: ArchSpec, build: string, params: Record<string, unknown> = {}, key: SecureBootKey | undefined = sbKey) => ({
+  ...fakeStepContext({
     arch,
-    repoRoot: build,
+    repoRoot,
     buildDir: build,
     outDir: join(build, 'iso'),
     params: { kernel: 'k/bzImage', initramfs: 'k/initramfs.cpio.gz', ...params },
-    debs: {},
-  });
+    debs,
+  }),
+  ...(key ? { secureBootKey: key } : {}),
+});
 
-describe('grubCfg', () => {
-  it('sets up the serial console only where the arch has one', () => {
-    expect(grubCfg(x86)).toBe(
+describe('iso pure parts', () => {
+  it('embeds a GRUB config with no menu and no timeout, serial where the arch has it', () => {
+    expect(biosGrubCfg(x86)).toBe(
       [
-        'set timeout=0',
-        'set default=0',
         'serial --unit=0 --speed=115200',
         'terminal_input serial console',
         'terminal_output serial console',
-        "menuentry 'ClawOS' {",
-        '  linux /boot/vmlinuz console=ttyS0,115200 panic=-1 earlycon',
-        '  initrd /boot/initramfs.cpio.gz',
-        '}',
+        'search --no-floppy --file --set=root /boot/vmlinuz',
+        'linux /boot/vmlinuz console=ttyS0,115200 panic=-1 earlycon',
+        'initrd /boot/initramfs.cpio.gz',
+        'boot',
         '',
       ].join('\n'),
     );
-    expect(grubCfg(testArch)).toBe(
-      "set timeout=0\nset default=0\nmenuentry 'ClawOS' {\n  linux /boot/vmlinuz console=ttyAMA0 panic=-1\n  initrd /boot/initramfs.cpio.gz\n}\n",
-    );
+    expect(kernelCmdline(testArch)).toBe('console=ttyAMA0 panic=-1');
   });
 
-  it('pins xorriso dates to SOURCE_DATE_EPOCH', () => {
+  it('pins xorriso dates and the FAT serial to SOURCE_DATE_EPOCH', () => {
     expect(xorrisoDates(0)).toEqual(['-volume_date', 'all_file_dates', '=0', '-volume_date', 'uuid', '1970010100000000']);
+    expect(fatSerial(1763683200)).toBe('691fab80');
+    expect(faketimeStamp(1763683200)).toBe('2025-11-21 00:00:00');
+  });
+
+  it('sizes the EFI image to the UKI plus 1 MiB, in whole MiB', () => {
+    expect(efiImageSectors(1)).toBe(2 * 2048);
+    expect(efiImageSectors(3 * (1 << 20))).toBe(4 * 2048);
+  });
+
+  it('lays the hybrid image out as grub-mkrescue does, the BIOS part only when asked', () => {
+    expect(xorrisoArgv({ out: 'o.iso', tree: 't', volid: 'V', efiImage: 'efi.img', epoch: 0 })).toEqual([
+      'xorriso', '-as', 'mkisofs', '-o', 'o.iso', '-r', '-V', 'V',
+      '--efi-boot', 'efi.img', '-efi-boot-part', '--efi-boot-image', '--protective-msdos-label', 't', '--', ...xorrisoDates(0),
+    ]);
+    expect(xorrisoArgv({ out: 'o.iso', tree: 't', volid: 'V', efiImage: 'efi.img', epoch: 0, biosImage: 'b.img', hybridMbr: 'm.img' }).slice(8, 17)).toEqual([
+      '-b', 'b.img', '-no-emul-boot', '-boot-load-size', '4', '-boot-info-table', '--grub2-boot-info', '--grub2-mbr', 'm.img',
+    ]);
   });
 
   it('reads El Torito platforms from xorriso', () => {
@@ -72,40 +106,45 @@ describe('grubCfg', () => {
       'El Torito images   :   N  Pltf  B   Emul  Ld_seg  Hdpt  Ldsiz         LBA',
       'El Torito boot img :   1  BIOS  y   none  0x0000  0x00      4        2973',
       'El Torito boot img :   2  UEFI  y   none  0x0000  0x00   5760          72',
-      'El Torito img path :   1  /boot/grub/i386-pc/eltorito.img',
     ].join('\n');
     expect(elToritoPlatforms(rep)).toEqual(['bios', 'uefi']);
   });
 });
 
-describe('isoStep', () => {
-  it('makes a hybrid BIOS + UEFI ISO with grub-mkrescue and checks it', async () => {
+describe('isoStep (real objcopy, sbsign, sbverify, grub-mkimage, mtools, xorriso)', () => {
+  it('makes a hybrid BIOS + UEFI ISO whose EFI loader is the signed UKI', async () => {
     const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
     try {
       const build = await setup(d);
       const ctx = ctxFor(x86, build);
       const o = await isoStep.run(ctx);
-      expect(o.message).toBe('iso: clawos-x86_64.iso boots via bios + uefi');
       expect(o.status).toBe('PASS');
+      expect(o.message).toMatch(/^iso: clawos-x86_64\.iso \(\d+\.\d MB\) boots via bios \+ uefi; UKI signed for Secure Boot by C=US, ST=Colorado, L=Fort Collins, O=SnakeOil \(public TEST key\)$/);
       const iso = join(build, 'iso', 'clawos-x86_64.iso');
-      expect(o.evidence?.[0]).toEqual({ label: 'iso', path: 'iso/clawos-x86_64.iso', sha256: await sha256File(iso) });
-      expect(o.data).toEqual({ iso: 'iso/clawos-x86_64.iso', bootPlatforms: ['bios', 'uefi'], debs: [] });
-      expect(await readFile(join(build, 'iso', 'clawos-x86_64.iso.grub.cfg'), 'utf8')).toBe(grubCfg(x86));
-      const gm = ctx.calls.find((c) => c[0] === 'grub-mkrescue')!;
-      expect(gm.slice(3)).toEqual([
-        expect.stringMatching(/\/iso\/\.iso-\w+\/tree$/),
-        '--',
-        ...['-volume_date', 'all_file_dates', '=1700000000', '-volume_date', 'uuid', '2023111422132000'],
+      const uki = join(build, 'iso', 'clawos-x86_64.efi');
+      expect(o.evidence?.slice(0, 2)).toEqual([
+        { label: 'iso', path: 'iso/clawos-x86_64.iso', sha256: await sha256File(iso) },
+        { label: 'signed UKI', path: 'iso/clawos-x86_64.efi', sha256: await sha256File(uki) },
       ]);
-      // No temp dirs left behind.
-      expect((await readdir(join(build, 'iso'))).sort()).toEqual(['clawos-x86_64.iso', 'clawos-x86_64.iso.grub.cfg']);
-      expect(isoStep.toolPackages(x86, {})).toEqual(x86.iso.host_packages);
+      // The signed UKI verifies against the key dir's certificate, and it is the ISO's EFI loader.
+      expect((await run(['sbverify', '--cert', sbKey.certPath, uki])).ok).toBe(true);
+      const x = await run(['xorriso', '-osirrox', 'on', '-indev', iso, '-extract', '/efi.img', join(d, 'efi.img')]);
+      expect(x.ok).toBe(true);
+      const m = await run(['mcopy', '-n', '-i', join(d, 'efi.img'), '::/EFI/BOOT/BOOTX64.EFI', join(d, 'loader.efi')], { env: { MTOOLS_SKIP_CHECK: '1' } });
+      expect(m.ok).toBe(true);
+      expect(await sha256File(join(d, 'loader.efi'))).toBe(await sha256File(uki));
+      expect(await readFile(join(build, 'iso', 'clawos-x86_64.iso.grub.cfg'), 'utf8')).toBe(biosGrubCfg(x86));
+      // Only the outputs: no scratch dir, no unsigned UKI, no key copy.
+      expect((await readdir(join(build, 'iso'))).sort()).toEqual(['clawos-x86_64.efi', 'clawos-x86_64.iso', 'clawos-x86_64.iso.grub.cfg', 'clawos-x86_64.secureboot.der']);
+      // The certificate as DER, as mokutil --import takes it.
+      const der = await run(['openssl', 'x509', '-inform', 'DER', '-in', join(build, 'iso', 'clawos-x86_64.secureboot.der'), '-noout', '-fingerprint', '-sha256'], { captureStdout: true });
+      expect(der.stdout.replace(/:/g, '').toLowerCase()).toContain(sbKey.certSha256);
     } finally {
       await cleanup();
     }
-  });
+  }, 120_000);
 
-  it('gives the same ISO bytes in two folders at two times (the EFI image serial pinned by the mformat shim)', async () => {
+  it('gives the same ISO and UKI bytes in two folders at two times', async () => {
     const a = await tmpDir({ unsafeCleanup: true });
     const b = await tmpDir({ unsafeCleanup: true });
     try {
@@ -115,23 +154,19 @@ describe('isoStep', () => {
       const bb = await setup(join(b.path, 'elsewhere'));
       const ob = await isoStep.run(ctxFor(x86, bb));
       expect([oa.status, ob.status]).toEqual(['PASS', 'PASS']);
-      expect(await sha256File(join(bb, 'iso', 'clawos-x86_64.iso'))).toBe(await sha256File(join(ba, 'iso', 'clawos-x86_64.iso')));
+      for (const f of ['clawos-x86_64.iso', 'clawos-x86_64.efi']) expect(await sha256File(join(bb, 'iso', f))).toBe(await sha256File(join(ba, 'iso', f)));
     } finally {
       await a.cleanup();
       await b.cleanup();
     }
-  });
-
-  it('the mformat shim pins the serial and hands the rest to the real mformat', () => {
-    expect(mformatShim(1763683200)).toBe('#!/bin/sh\n# clawos-build: a fixed FAT volume serial, so the ISO\'s EFI image is the same in every build.\nPATH=${PATH#*:}\nexec mformat -N 691fab80 "$@"\n');
-  });
+  }, 120_000);
 
   it('fails validation when a platform the spec expects is not in the image', async () => {
     const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
     try {
       const build = await setup(d);
-      const efiOnly = { ...x86, iso: { ...x86.iso, grub_mkrescue_args: ['-d', '/usr/lib/grub/x86_64-efi'] } };
-      expect(await isoStep.run(ctxFor(efiOnly, build, { name: 'x.iso' }))).toEqual({
+      const { bios_grub: _b, ...efiOnlyIso } = x86.iso;
+      expect(await isoStep.run(ctxFor({ ...x86, iso: efiOnlyIso }, build, { name: 'x.iso' }))).toEqual({
         status: 'FAIL',
         reason: 'validation-failed',
         message: 'iso: x.iso has El Torito boot images for [uefi] but the arch spec expects [bios, uefi]',
@@ -139,17 +174,18 @@ describe('isoStep', () => {
     } finally {
       await cleanup();
     }
-  });
+  }, 120_000);
 
-  it('names the Debian package when a GRUB platform dir is missing', async () => {
+  it('is an infrastructure error naming the fix when the key dir has no Secure Boot key', async () => {
     const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
     try {
       const build = await setup(d);
-      const arch = { ...x86, iso: { ...x86.iso, grub_platform_dirs: ['/usr/lib/grub/i386-pc', '/nonexistent/grub/x'] } };
-      expect(await isoStep.run(ctxFor(arch, build))).toEqual({
+      const ctx = ctxFor(x86, build);
+      delete (ctx as { secureBootKey?: unknown }).secureBootKey;
+      expect(await isoStep.run(ctx)).toEqual({
         status: 'INFRA_ERROR',
         reason: 'infra',
-        message: 'iso: GRUB platform dir /nonexistent/grub/x is missing; fix: apt-get install grub-x-bin',
+        message: "iso: no Secure Boot key in the key dir: the UKI must be signed; fix: clawos-build keys init --role secureboot (or bin/bootstrap build, which imports Debian's public snakeoil TEST key)",
       });
     } finally {
       await cleanup();

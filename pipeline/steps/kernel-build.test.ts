@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sha256File } from '../../lib/hash.js';
 import { run } from '../../lib/proc.js';
 import { FAKE_KERNEL_PARENT, fakeStepContext, fakeX86Arch } from '../../test/fakes/fake-kernel/fake-step-context.js';
-import { extractedDirName } from '../kernel/source.js';
+import { extractedDirName, kernelSourceFiles } from '../kernel/source.js';
 import { COMMON_FRAGMENTS, KERNEL_OUTPUTS, PAHOLE_WRAPPER, diagnosticLines, kernelBuildStep } from './kernel-build.js';
 
 const REPO = join(import.meta.dirname, '../..');
@@ -205,9 +205,15 @@ describe('kernelBuildStep metadata', () => {
     ]);
   });
 
-  it('keeps COMMON_FRAGMENTS in step with kernel-config/source.yaml', async () => {
-    const doc = parseYaml(await readFile(join(REPO, 'kernel-config/source.yaml'), 'utf8'));
-    expect(doc.fragments).toEqual(COMMON_FRAGMENTS);
+  it('keeps COMMON_FRAGMENTS in step with every kernel-config/source*.yaml (then its version fragments)', async () => {
+    const files = await kernelSourceFiles(REPO);
+    expect(files).toEqual(['kernel-config/source-6.1.yaml', 'kernel-config/source.yaml']);
+    for (const f of files) {
+      const doc = parseYaml(await readFile(join(REPO, f), 'utf8'));
+      expect(doc.fragments.slice(0, COMMON_FRAGMENTS.length), f).toEqual(COMMON_FRAGMENTS);
+      // The rest is one kernel version's: an input through the task's `inputs: [kernel-config]`.
+      for (const rest of doc.fragments.slice(COMMON_FRAGMENTS.length)) expect(rest, f).toMatch(/^kernel-config\/linux-[0-9.]+\//);
+    }
   });
 
   it('puts error lines that scrolled away before the last lines', () => {

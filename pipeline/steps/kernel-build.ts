@@ -11,6 +11,7 @@ import { UserError } from '../../lib/errors.js';
 import { sha256File } from '../../lib/hash.js';
 import type { RunOptions, RunResult } from '../../lib/proc.js';
 import type { ArchSpec } from '../catalog/arch.js';
+import { expandArch } from '../catalog/task-spec.js';
 import { kbuildEnv } from '../kernel/build-env.js';
 import { checkRequested, openKconfigIndex, parseConfig, parseFragment, type ConfigRequest } from '../kernel/kconfig.js';
 import { SOURCE_YAML, loadKernelSourceConfig, prepareKernelSource } from '../kernel/source.js';
@@ -37,7 +38,7 @@ export const KERNEL_OUTPUTS = [
 ] as const;
 
 /**
- * The fragments source.yaml lists today. implicitInputs() is synchronous and
+ * The version-neutral fragments every kernel-config/source*.yaml lists first. implicitInputs() is synchronous and
  * gets no repo root, so it cannot read source.yaml; a test keeps the two in step.
  */
 export const COMMON_FRAGMENTS = ['kernel-config/common.config', 'kernel-config/boot.config'];
@@ -128,7 +129,8 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
     if (err instanceof UserError) return fail('spec-invalid', err.message);
     throw err;
   }
-  const fragments = [...cfg.fragments, arch.kernel.fragment];
+  // {arch} in a source's fragment names its kernel-version-specific arch fragment.
+  const fragments = [...cfg.fragments.map((f) => expandArch(f, arch.name)), arch.kernel.fragment];
   for (const f of [...fragments, CANARY_DIR]) {
     if (!existsSync(join(ctx.repoRoot, f))) return fail('spec-invalid', `kernel-build: ${f} not found in ${ctx.repoRoot}`);
   }

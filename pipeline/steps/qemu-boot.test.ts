@@ -98,7 +98,7 @@ describe('qemu-boot step', () => {
       ].join('\n') + '\n',
     );
     const { ctx, buildDir, outDir } = await context(
-      { iso: 'iso/clawos-x86_64.iso', expected_checks_file: checks },
+      { iso: 'iso/clawos-x86_64.iso', variants: ['seabios', 'ovmf'], expected_checks_file: checks },
       () => guest,
     );
     await writeIso(buildDir);
@@ -127,7 +127,7 @@ describe('qemu-boot step', () => {
   });
 
   test('a failing variant fails the step with its reason', async () => {
-    const { ctx, buildDir } = await context({ iso: 'iso/clawos-x86_64.iso' }, (argv) =>
+    const { ctx, buildDir } = await context({ iso: 'iso/clawos-x86_64.iso', variants: ['seabios', 'ovmf'] }, (argv) =>
       join(LOGS, isOvmf(argv) ? 'x86_64-panic-no-initramfs.log' : 'x86_64-iso-seabios-pass.log'),
     );
     await writeIso(buildDir);
@@ -157,6 +157,22 @@ describe('qemu-boot step', () => {
     });
   });
 
+  test('a Secure Boot variant whose VARS do not enrol the signing certificate is NOT_CONFIGURED, never booted', async () => {
+    const { ctx, buildDir } = await context({ iso: 'iso/clawos-x86_64.iso', variants: ['seabios', 'ovmf-secureboot'] }, () => join(LOGS, 'x86_64-iso-seabios-pass.log'));
+    await writeIso(buildDir);
+    const other = { keyPath: '/k', certPath: '/c', certSha256: 'ab'.repeat(32), subject: 'O=ClawOS', testKey: null };
+    const o = await qemuBootStep.run({ ...ctx, secureBootKey: other });
+    expect([o.status, o.reason, o.message]).toEqual([
+      'NOT_CONFIGURED',
+      'not-configured',
+      "ovmf-secureboot: NOT_CONFIGURED: its firmware variables enrol certificate sha256 282e8130b7070f10…, but the UKI is signed with abababababababab… (the key dir's secureboot.crt); give this variant VARS that enrol it (docs/boot-lab.md, virt-fw-vars)",
+    ]);
+    // The other variant still booted; the Secure Boot one has no record.
+    expect((o.data as Array<{ variant: string }>).map((r) => r.variant)).toEqual(['seabios']);
+    const none = await qemuBootStep.run({ ...ctx, params: { ...ctx.params, variants: ['ovmf-secureboot'] } });
+    expect(none.message).toBe('ovmf-secureboot: NOT_CONFIGURED: no Secure Boot key in the key dir, so no signed UKI to boot');
+  });
+
   test('missing ISO, unknown variant, missing checks file', async () => {
     const a = await context({ iso: 'iso/clawos-x86_64.iso' }, () => '');
     expect(await qemuBootStep.run(a.ctx)).toEqual({ status: 'FAIL', reason: 'output-missing', message: 'ISO not found: iso/clawos-x86_64.iso' });
@@ -165,7 +181,7 @@ describe('qemu-boot step', () => {
     expect(await qemuBootStep.run(b.ctx)).toEqual({
       status: 'FAIL',
       reason: 'spec-invalid',
-      message: 'qemu-boot: unknown variant(s) uefi-acpi for x86_64 (have: seabios, ovmf)',
+      message: 'qemu-boot: unknown variant(s) uefi-acpi for x86_64 (have: seabios, ovmf, ovmf-secureboot, usb-bios, usb-uefi)',
     });
     const c = await context({ iso: 'iso/clawos-x86_64.iso', expected_checks_file: 'no/such/checks.yaml' }, () => '');
     const oc = await qemuBootStep.run(c.ctx);

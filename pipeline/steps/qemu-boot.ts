@@ -16,7 +16,7 @@ import type { ArchSpec } from '../catalog/arch.js';
 import { fail, infra, pass, type Evidence, type Outcome } from '../catalog/outcome.js';
 import { bootIso, type BootRecord } from '../../qemu/boot.js';
 import { chooseAccelerator } from '../../qemu/kvm-probe.js';
-import { loadMachine, type QemuMachine } from '../../qemu/machine.js';
+import { loadMachine, secureBootNotConfigured, type QemuMachine } from '../../qemu/machine.js';
 import { loadExpectedChecks, lockMachineFirmware, machinePackages } from '../boot/guest-boot.js';
 import { bootReportsOf } from '../boot/boot-reports.js';
 
@@ -31,7 +31,9 @@ function stringList(v: unknown, what: string): string[] | undefined {
 export const qemuBootStep: Step = {
   name: 'qemu-boot',
   lockedInputs: true,
-  version: 1,
+  version: 2,
+  // Secure Boot variants boot only a UKI signed with the certificate their VARS enrol: the key's certificate is an input.
+  secureBootKey: true,
   // No expected checks file would let a boot PASS with nothing checked in the guest (issue 11): required.
   params: paramsSchema({ iso: P.path, variants: { type: 'array', items: { type: 'string' } }, expected_checks_file: P.path, out: P.path }, ['iso', 'expected_checks_file']),
   // The accelerator probe's scratch sits beside its cache file; KVM when the host has it.
@@ -101,9 +103,20 @@ export const qemuBootStep: Step = {
     });
     ctx.log(`qemu-boot: accelerator ${decision.accel}: ${decision.note}`);
 
+    // A Secure Boot variant whose firmware does not enrol the certificate the UKI is signed with
+    // would refuse it: never booted, never PASS (docs/boot-lab.md: how to make VARS that enrol it).
+    const notConfigured = new Map<string, string>();
+    for (const name of variants) {
+      const why = secureBootNotConfigured(machine.variants.find((v) => v.name === name)!, ctx.secureBootKey?.certSha256);
+      if (why) notConfigured.set(name, why);
+    }
     const records: BootRecord[] = [];
     for (const variant of variants) {
       if (ctx.signal.aborted) break;
+      if (notConfigured.has(variant)) {
+        ctx.log(`qemu-boot: ${notConfigured.get(variant)!}`);
+        continue;
+      }
       ctx.progress(`${arch.name}: booting ${variant} (${decision.accel})`);
       const rec = await bootIso({
         machine,
@@ -141,6 +154,9 @@ export const qemuBootStep: Step = {
       if (bad.verdict === 'INFRA_ERROR') return infra(message, extra);
       if (bad.verdict === 'TIMEOUT') return { status: 'TIMEOUT', reason: 'boot-timeout', message, ...extra };
       return fail(bad.reason ?? 'boot-marker-missing', message, extra);
+    }
+    if (notConfigured.size) {
+      return { status: 'NOT_CONFIGURED', reason: 'not-configured', message: [...notConfigured.values()].join('; '), ...extra };
     }
     if (records.length < variants.length) {
       return { status: 'TIMEOUT', reason: 'timeout', message: `aborted after ${records.length} of ${variants.length} boots`, ...extra };

@@ -17,6 +17,8 @@ import { useTmpDirs } from '../../test/helpers/tmp-dirs.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TREE = join(REPO, 'test/fixtures/syscall-tables/linux-6.1');
+// Linux 6.12 (the default kernel): arm64's numbers are in scripts/syscall.tbl.
+const TREE_612 = join(REPO, 'test/fixtures/syscall-tables/linux-6.12');
 const SPEC = 'specs/p1/seccomp-whitelist.yaml';
 const HOST_IS_X86 = machine() === 'x86_64';
 
@@ -189,6 +191,43 @@ describe('seccomp-compile step', () => {
     if (HOST_IS_X86) expect(desc.probe.host).toEqual({ ran: false, why: 'the host is x86_64, the filter is for aarch64' });
     const file = await run(['file', '-b', join(out, 'clawos-seccomp-exec')], { captureStdout: true });
     expect(file.stdout).toMatch(/^ELF 64-bit LSB executable, ARM aarch64, .*statically linked/);
+  });
+
+  it('aarch64 on Linux 6.12: the first table alternative (syscall_64.tbl) is read, with the same numbers and filter as on 6.1', { timeout: 60_000 }, async () => {
+    const old = await compile({ build: await tmp(), archName: 'aarch64' });
+    const { outcome, out } = await compile({ build: await tmp(), archName: 'aarch64', srcDir: TREE_612 });
+    expect(outcome.status, outcome.message).toBe('PASS');
+    const desc = JSON.parse(await readFile(join(out, 'seccomp-filter.json'), 'utf8'));
+    expect(desc.tables).toEqual([{ path: 'scripts/syscall.tbl', sha256: await sha256File(join(TREE_612, 'scripts/syscall.tbl')) }]);
+    expect(desc.probe).toMatchObject({ allowed: { name: 'getpid', nr: 172 }, denied: { name: 'getppid', nr: 173 } });
+    // Every whitelisted syscall has the number it had on 6.1: the same filter program.
+    expect(await readFile(join(out, 'seccomp-filter.bpf'))).toEqual(await readFile(join(old.out, 'seccomp-filter.bpf')));
+  });
+
+  it('when the kernel tree is gone, the table alternatives are tried in the tarball in order (6.1: no scripts/syscall.tbl)', { timeout: 60_000 }, async () => {
+    const d = await tmp();
+    const top = join(d, 'linux-fake');
+    for (const rel of ['include/uapi/asm-generic/unistd.h', 'arch/arm64/include/uapi/asm/unistd.h']) {
+      await mkdir(dirname(join(top, rel)), { recursive: true });
+      await copyFile(join(TREE, rel), join(top, rel));
+    }
+    const tarball = join(d, 'linux-fake.tar.xz');
+    expect((await run(['tar', '-cJf', tarball, '-C', d, 'linux-fake'])).ok).toBe(true);
+    const sha = await sha256File(tarball);
+    const r = await compile({ build: await tmp(), archName: 'aarch64', srcDir: join(d, 'gone'), tarball, kernelSha: sha });
+    expect(r.outcome.status, r.outcome.message).toBe('PASS');
+    const desc = JSON.parse(await readFile(join(r.out, 'seccomp-filter.json'), 'utf8'));
+    expect(desc.tables.map((t: { path: string }) => t.path)).toEqual(['include/uapi/asm-generic/unistd.h', 'arch/arm64/include/uapi/asm/unistd.h']);
+    // A tarball with neither: both alternatives named.
+    const empty = join(d, 'empty');
+    await mkdir(join(empty, 'linux-empty'), { recursive: true });
+    await writeFile(join(empty, 'linux-empty', 'README'), 'x');
+    const tb2 = join(d, 'linux-empty.tar.xz');
+    expect((await run(['tar', '-cJf', tb2, '-C', empty, 'linux-empty'])).ok).toBe(true);
+    const none = await compile({ build: await tmp(), archName: 'aarch64', srcDir: join(d, 'gone'), tarball: tb2, kernelSha: await sha256File(tb2) });
+    expect(none.outcome).toMatchObject({ status: 'FAIL', reason: 'exit-non-zero' });
+    expect(none.outcome.message).toMatch(/^seccomp-compile: unpacking the syscall table from .*linux-empty\.tar\.xz failed: scripts\/syscall\.tbl:\n/);
+    expect(none.outcome.message).toContain('include/uapi/asm-generic/unistd.h, arch/arm64/include/uapi/asm/unistd.h:\n');
   });
 
   it('the outputs are byte-reproducible: same bytes from another checkout path and build dir', { timeout: 90_000 }, async () => {

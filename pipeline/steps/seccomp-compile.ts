@@ -20,7 +20,7 @@ import type { Step, StepContext } from '../catalog/step.js';
 import { P, paramsSchema } from '../catalog/step-params.js';
 import { checkSpecText, freezeRecordName, type FreezeRecord } from '../p1-specs/spec-check.js';
 import { formatDiagnostic, parseYaml } from '../../lib/yaml-source.js';
-import { hex32, parseHex32, seccompOf, type SeccompArch } from '../security/seccomp-arch.js';
+import { hex32, parseHex32, seccompOf, tableAlternatives, tableFiles, type SeccompArch, type SyscallTableSpec } from '../security/seccomp-arch.js';
 import { actionValue, assembleFilter, checkFilterStructure, disassemble, encodeFilter, type DefaultAction } from '../security/seccomp-bpf.js';
 import { LOADER_NAME, elfMachine, loaderCompileArgv, loaderCompileEnv, loaderCompileRecord } from '../security/seccomp-loader.js';
 import { readSyscallTable, type SyscallTable } from '../security/seccomp-tables.js';
@@ -94,13 +94,18 @@ async function kernelSourceOf(ctx: StepContext, kernelDir: string): Promise<Kern
 
 /**
  * The table files: from the tree A-01 built in, or, when that cache dir is
- * gone, unpacked from the same tarball after checking its sha256.
+ * gone, unpacked from the same tarball after checking its sha256. The first
+ * of the arch's table alternatives whose files are all there is the one read
+ * (Linux 6.11 moved arm64's numbers from asm-generic/unistd.h to a .tbl file).
  */
-async function tableTree(ctx: StepContext, src: KernelSourceRef, sec: SeccompArch): Promise<{ tree: string; how: string } | Outcome> {
-  const need = [sec.table.path, ...(sec.table.kind === 'asm-generic-unistd' ? [sec.table.arch_header] : [])];
-  if (need.every((f) => existsSync(join(src.tree, f)))) return { tree: src.tree, how: 'kernel build tree' };
+async function tableTree(ctx: StepContext, src: KernelSourceRef, sec: SeccompArch): Promise<{ tree: string; how: string; table: SyscallTableSpec } | Outcome> {
+  const alternatives = tableAlternatives(sec);
+  const inTree = (tree: string) => alternatives.find((t) => tableFiles(t).every((f) => existsSync(join(tree, f))));
+  const built = inTree(src.tree);
+  if (built) return { tree: src.tree, how: 'kernel build tree', table: built };
+  const wanted = alternatives.map((t) => tableFiles(t).join(' + ')).join(', or ');
   if (!src.tarball || !existsSync(src.tarball)) {
-    return fail('output-missing', `seccomp-compile: the kernel source tree ${src.tree} is gone and its tarball ${src.tarball ?? '(none recorded)'} is not there`);
+    return fail('output-missing', `seccomp-compile: the kernel source tree ${src.tree} has no ${wanted}, and its tarball ${src.tarball ?? '(none recorded)'} is not there`);
   }
   const actual = await sha256File(src.tarball);
   if (actual !== src.sha256) {
@@ -110,25 +115,34 @@ async function tableTree(ctx: StepContext, src: KernelSourceRef, sec: SeccompArc
   const done = async () => {
     const top = existsSync(root) ? (await readdir(root)).filter((d) => !d.startsWith('.')) : [];
     const t = top.length === 1 ? join(root, top[0]!) : null;
-    return t && need.every((f) => existsSync(join(t, f))) ? t : null;
+    const table = t ? inTree(t) : undefined;
+    return t && table ? { tree: t, how: `unpacked from ${src.tarball}`, table } : null;
   };
   const have = await done();
-  if (have) return { tree: have, how: `unpacked from ${src.tarball}` };
+  if (have) return have;
   await mkdir(dirname(root), { recursive: true });
-  const tmp = await mkdtemp(`${root}.tmp-`);
-  try {
-    ctx.progress('unpacking the syscall tables');
-    // Members by pattern: the tarball's top directory name is not known here.
-    const r = await ctx.run(['tar', '-xf', src.tarball, '-C', tmp, '--wildcards', ...need.map((f) => `*/${f}`)], { signal: ctx.signal, tailLines: 20 });
-    if (!r.ok) return fail('exit-non-zero', `seccomp-compile: unpacking ${need.join(', ')} from ${src.tarball} failed:\n${r.tail.join('\n')}`);
-    await rm(root, { recursive: true, force: true });
-    await rename(tmp, root);
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
+  const tried: string[] = [];
+  for (const alt of alternatives) {
+    const need = tableFiles(alt);
+    const tmp = await mkdtemp(`${root}.tmp-`);
+    try {
+      ctx.progress('unpacking the syscall tables');
+      // Members by pattern: the tarball's top directory name is not known here.
+      const r = await ctx.run(['tar', '-xf', src.tarball, '-C', tmp, '--wildcards', ...need.map((f) => `*/${f}`)], { signal: ctx.signal, tailLines: 20 });
+      if (!r.ok) {
+        tried.push(`${need.join(', ')}:\n${r.tail.join('\n')}`);
+        continue;
+      }
+      await rm(root, { recursive: true, force: true });
+      await rename(tmp, root);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+    const t = await done();
+    if (t) return t;
   }
-  const t = await done();
-  if (!t) return fail('output-missing', `seccomp-compile: ${src.tarball} has no ${need.join(', ')} under one top directory`);
-  return { tree: t, how: `unpacked from ${src.tarball}` };
+  if (tried.length) return fail('exit-non-zero', `seccomp-compile: unpacking the syscall table from ${src.tarball} failed: ${tried.join('\n')}`);
+  return fail('output-missing', `seccomp-compile: ${src.tarball} has no ${wanted} under one top directory`);
 }
 
 const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -187,7 +201,7 @@ export async function runSeccompCompile(ctx: StepContext): Promise<Outcome> {
   if (isOutcome(src)) return src;
   const where = await tableTree(ctx, src, sec);
   if (isOutcome(where)) return where;
-  const tr = await readSyscallTable(where.tree, sec.table);
+  const tr = await readSyscallTable(where.tree, where.table);
   if (!tr.ok) return fail('validation-failed', `seccomp-compile: the ${arch.name} syscall table cannot be read:\n${tr.problems.join('\n')}`);
   const table: SyscallTable = tr.table;
   ctx.log(`${arch.name} syscall numbers: ${table.files.map((f) => `${f.path} sha256 ${f.sha256}`).join(', ')} (${where.how}: ${where.tree})`);

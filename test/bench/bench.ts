@@ -11,18 +11,23 @@
  *   5. the sandbox's overhead per task command: a few real commands under bwrap
  *      (as a task runs them: output dir writable, no network) against the same
  *      command unsandboxed, medians of --sandbox-runs (default 9), as a ratio.
+ *   6. the remote task cache on a small real pipeline (the stand-in pipeline of 4,
+ *      against a real nginx, test/helpers/nginx-cache.ts): a cold build pushing to an
+ *      empty cache against the same cold build without one (the overhead, goal < 3 %),
+ *      and an empty build dir pulling everything from the warm cache, as a ratio to cold.
  * Options: --runs N (default 3), --kernel-runs N (default 1: each kernel run
  * costs two full builds, ~12 min on 2 cores), --skip-kernel, --build-dir DIR,
- * --only noop|kernel|boots|verify|sandbox (one part), --trust FILE (for 4).
+ * --only noop|kernel|boots|verify|sandbox|cache (one part), --trust FILE (for 4).
  * Needs a finished `clawos-build all` in the build dir for 1 and 3.
  */
 import { parseArgs } from 'node:util';
-import { cp, mkdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { run } from '../../lib/proc.js';
 import { repoRootDir } from '../../lib/repo-root.js';
 import { defaultKeyDir, defaultTrustFile } from '../../vault/key-dir.js';
-import { loadTrust } from '../../vault/keys.js';
+import { addTrustEntry, initKey, loadTrust } from '../../vault/keys.js';
+import { startNginxCache } from '../helpers/nginx-cache.js';
 import { readBundleManifest } from '../../vault/bundle.js';
 import { verifyBundle } from '../../vault/verify.js';
 import { bundlesDir, latestBundle } from '../../vault/release-bundle.js';
@@ -234,9 +239,57 @@ async function verifyThroughput(): Promise<void> {
 }
 
 console.log(`clawos-build bench (${new Date().toISOString()}, build dir ${buildDir})`);
+/** 6. Cold without a cache, cold pushing to an empty nginx, empty build dir pulling from it: medians. */
+async function remoteCacheFigures(): Promise<void> {
+  const fx = await makePipelineFixture({ isoBytes: 8 << 20 });
+  try {
+    const k = await initKey(fx.keyDir, 'builder');
+    await addTrustEntry(fx.trustFile, k.trustEntry);
+    const cfg = (url: string, readonly: boolean) => `remote_cache:\n  url: ${url}\n  readonly: ${readonly}\n`;
+    const cfgFile = join(fx.repo.root, '..', 'cache-config.yaml');
+    const once = async (config: string | null): Promise<{ ms: number; ran: number }> => {
+      await rm(fx.repo.buildDir, { recursive: true, force: true });
+      if (config) await writeFile(cfgFile, config);
+      const t = process.hrtime.bigint();
+      const r = await fx.run(config ? { configFile: cfgFile } : {});
+      return { ms: Number(process.hrtime.bigint() - t) / 1e6, ran: r.events.filter((e) => e.type === 'task-start').length };
+    };
+    const cold: number[] = [];
+    const push: number[] = [];
+    const pull: number[] = [];
+    let ranCold = 0;
+    let ranPull = 0;
+    for (let i = 0; i < runs; i++) {
+      cold.push((await once(null)).ms);
+      const cache = await startNginxCache();
+      try {
+        const p = await once(cfg(cache.url, false));
+        push.push(p.ms);
+        ranCold = p.ran;
+        const q = await once(cfg(cache.url, true));
+        pull.push(q.ms);
+        ranPull = q.ran;
+      } finally {
+        await cache.stop();
+      }
+    }
+    const c = median(cold);
+    const p = median(push);
+    const q = median(pull);
+    console.log(
+      `remote cache (stand-in pipeline, ${ranCold} task instances, 2 × 8 MB ISOs, nginx on loopback; medians of ${runs}):\n` +
+        `  cold, no cache ${fmt(c)} (${cold.map(fmt).join(', ')}); cold, pushing to an empty cache ${fmt(p)} (${push.map(fmt).join(', ')}): overhead ${(((p - c) / c) * 100).toFixed(1)} % (goal < 3 %)\n` +
+        `  empty build dir, warm cache ${fmt(q)} (${pull.map(fmt).join(', ')}), ${ranPull} task(s) run: ${(c / q).toFixed(2)}x faster than cold`,
+    );
+  } finally {
+    await fx.cleanup();
+  }
+}
+
 const only = values.only;
 if (!only || only === 'noop') await noopAll();
 if ((!only && !values['skip-kernel']) || only === 'kernel') await kernel();
 if (!only || only === 'boots') await boots();
 if (!only || only === 'verify') await verifyThroughput();
 if (!only || only === 'sandbox') await sandboxOverhead();
+if (!only || only === 'cache') await remoteCacheFigures();

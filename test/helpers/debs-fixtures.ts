@@ -14,7 +14,7 @@ export const testArch: ArchSpec = {
   kernel: { make_arch: 'arm64', srcarch: 'arm64', cross_compile: '', compiler_package: 'gcc', image: 'Image', fragment: 'f.config' },
   debs: ['busybox-static'],
   rootfs: { busybox: '{deb:busybox-static}/bin/busybox' },
-  iso: { grub_mkrescue_args: [], grub_platform_dirs: ['/x'], host_packages: [], console: 'ttyAMA0', grub_serial: '' },
+  iso: { uki: { stub: '/x', objcopy: 'objcopy', loader: 'BOOTAA64.EFI' }, host_packages: [], console: 'ttyAMA0' },
   guest: { cpu_flags: [] },
   qemu: 'qemu/x.yaml',
 };

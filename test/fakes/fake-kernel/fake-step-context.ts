@@ -21,7 +21,7 @@ export const fakeX86Arch: ArchSpec = {
   },
   debs: [],
   rootfs: { busybox: '/bin/busybox' },
-  iso: { grub_mkrescue_args: [], grub_platform_dirs: [], host_packages: [], console: 'ttyS0', grub_serial: '' },
+  iso: { uki: { stub: '/x.efi.stub', objcopy: 'objcopy', loader: 'BOOTX64.EFI' }, host_packages: [], console: 'ttyS0' },
   guest: { cpu_flags: [] },
   qemu: 'qemu/x86_64.yaml',
 };

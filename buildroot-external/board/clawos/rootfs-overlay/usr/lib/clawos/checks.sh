@@ -337,3 +337,25 @@ EOT
   fi
   VALUE="dmesg clean: $(printf '%s\n' "$_log" | grep -c '') lines, none matches the $_np patterns of $KERNEL_LOG_PATTERNS"
 }
+
+# The UEFI global variable SecureBoot: 4 bytes of attributes, then one byte, 1 = on.
+SB_VAR=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+
+# secureboot_on: the firmware reports Secure Boot on (SB_BYTE holds the byte read).
+secureboot_on() {
+  SB_BYTE=
+  [ -r "$SB_VAR" ] || return 1
+  # efivarfs files stat as 0 bytes, so od cannot skip into them: read all five bytes.
+  set -- $(od -An -tu1 "$SB_VAR" 2>/dev/null)
+  SB_BYTE=$5
+  [ "$SB_BYTE" = 1 ]
+}
+
+check_secureboot() {
+  if ! secureboot_on; then VALUE="SecureBoot variable ${SB_BYTE:-unreadable}"; return 1; fi
+  if ! readline /sys/kernel/security/lockdown; then VALUE="SecureBoot=1 but /sys/kernel/security/lockdown missing"; return 1; fi
+  case "$LINE" in
+    *"[integrity]"* | *"[confidentiality]"*) VALUE="SecureBoot=1 lockdown=$LINE" ;;
+    *) VALUE="SecureBoot=1 but lockdown=$LINE (want integrity or confidentiality)"; return 1 ;;
+  esac
+}
