@@ -9,7 +9,7 @@ export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const SLSA_PROVENANCE_V1 = 'https://slsa.dev/provenance/v1';
 export const BUILD_TYPE = 'https://clawos.dev/clawos-build/buildtypes/iso/v1';
 
-export type SubjectKind = 'iso' | 'uki' | 'kernel' | 'initramfs' | 'report' | 'sbom';
+export type SubjectKind = 'iso' | 'uki' | 'kernel' | 'initramfs' | 'ebpf' | 'report' | 'sbom';
 
 export interface ResourceDescriptor {
   name?: string;

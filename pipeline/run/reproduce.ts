@@ -18,7 +18,7 @@ import { outDirOf } from './context.js';
 import { StateStore, type InstanceRecord } from './state.js';
 
 /** Subjects that are build outputs: a rebuild from the same commit and lock must give the same bytes. */
-export const BUILD_OUTPUT_KINDS: readonly SubjectKind[] = ['kernel', 'initramfs', 'iso', 'uki', 'sbom'];
+export const BUILD_OUTPUT_KINDS: readonly SubjectKind[] = ['kernel', 'initramfs', 'ebpf', 'iso', 'uki', 'sbom'];
 
 export interface BundleSubject {
   /** Build-relative path (also its path under the bundle's artifacts/). */
