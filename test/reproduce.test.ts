@@ -37,6 +37,8 @@ describe('reproduce: the bundle read back', () => {
     // The test repo is no git checkout: nothing to rebuild from.
     expect(b.source).toBeNull();
     expect(b.moduleSigningCert).toBeNull();
+    // No Secure Boot key in the fixture's key dir: no signed UKI, and reproduce checks no Secure Boot key.
+    expect(b.secureBootCert).toBeNull();
     expect(b.subjects.map((s) => s.path)).toContain('kernel-engineer/x86_64/vmlinuz');
     expect(b.subjects.find((s) => s.path === 'kernel-engineer/x86_64/vmlinuz')!.kind).toBe('kernel');
   });

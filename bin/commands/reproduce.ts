@@ -15,6 +15,7 @@ import { InfraError, UserError } from '../../lib/errors.js';
 import { formatDuration } from '../../lib/format.js';
 import { run as runProcess } from '../../lib/proc.js';
 import { findModuleSigningKey, MAKE_MODULE_SIGNING_KEY } from '../../pipeline/kernel/module-signing-key.js';
+import { findSecureBootKey, loadTestCerts } from '../../pipeline/boot/secureboot-key.js';
 import { bundleArtifact, compareSubjects, readBundleBuild, reusedOutputs, seedInstances, type SeededInstance, type SubjectComparison } from '../../pipeline/run/reproduce.js';
 import { loadValidCatalog, sourceRevision } from '../../pipeline/run/session.js';
 import { defaultKeyDir, defaultTrustFile } from '../../vault/key-dir.js';
@@ -85,6 +86,15 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
     if (!key) throw new InfraError(`no module-signing key in ${keyDir}: the bundle's kernels carry certificate sha256 ${b.moduleSigningCert}`, `put that key there as module-signing.pem (mode 0600); ${MAKE_MODULE_SIGNING_KEY} would make a different one`);
     if (key.certSha256 !== b.moduleSigningCert) {
       throw new InfraError(`${key.path} has certificate sha256 ${key.certSha256}, but the bundle's kernels carry ${b.moduleSigningCert}: a different key gives different kernels`, 'use the key the release was built with (--key-dir DIR)');
+    }
+  }
+
+  // G-05 signs the UKIs again in either mode: with another Secure Boot key they cannot come out the same.
+  if (typeof b.secureBootCert === 'string') {
+    const sb = await findSecureBootKey(keyDir, await loadTestCerts(io.repoRoot));
+    if (!sb) throw new InfraError(`no Secure Boot key in ${keyDir}: the bundle's UKIs are signed for certificate sha256 ${b.secureBootCert}`, 'put that key there as secureboot.key and secureboot.crt (clawos-build keys init --role secureboot --import KEY --cert CERT)');
+    if (sb.certSha256 !== b.secureBootCert) {
+      throw new InfraError(`${sb.certPath} has sha256 ${sb.certSha256}, but the bundle's UKIs are signed for ${b.secureBootCert}: a different key gives different UKIs`, 'use the key the release was built with (--key-dir DIR)');
     }
   }
 

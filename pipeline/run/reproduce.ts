@@ -35,6 +35,8 @@ export interface BundleBuild {
   source: { commit: string; dirty: boolean } | null;
   /** sha256 of the module-signing certificate its kernels carry; null: keys made per build; undefined: not recorded. */
   moduleSigningCert: string | null | undefined;
+  /** sha256 of the certificate its UKIs are signed for; null: no Secure Boot key; undefined: not recorded (older bundles). */
+  secureBootCert: string | null | undefined;
   subjects: BundleSubject[];
 }
 
@@ -46,6 +48,7 @@ export async function readBundleBuild(bundleDir: string): Promise<BundleBuild> {
     source_date_epoch?: number;
     source?: { commit: string; dirty: boolean } | null;
     module_signing_cert?: string | null;
+    secure_boot?: { cert_sha256: string } | null;
   };
   if (!Array.isArray(ext.arches) || typeof ext.source_date_epoch !== 'number') {
     throw new UserError(`${join(bundleDir, ATTESTATION_FILE)}: the statement names no arches or source_date_epoch: not a clawos-build release bundle`);
@@ -56,6 +59,7 @@ export async function readBundleBuild(bundleDir: string): Promise<BundleBuild> {
     sourceDateEpoch: ext.source_date_epoch,
     source: ext.source ?? null,
     moduleSigningCert: ext.module_signing_cert,
+    secureBootCert: ext.secure_boot === undefined ? undefined : (ext.secure_boot?.cert_sha256 ?? null),
     subjects: st.subject.map((s) => ({ path: s.name.replace(new RegExp(`^${ARTIFACTS_DIR}/`), ''), sha256: s.digest['sha256']!, kind: (s.annotations?.['kind'] ?? 'report') as SubjectKind })),
   };
 }
