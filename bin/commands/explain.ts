@@ -10,6 +10,7 @@
  * context has no vault, logs or events, and it saves nothing (no state, no hash
  * cache), so it is safe beside a running build.
  */
+import { findSecureBootKey, loadTestCerts } from '../../pipeline/boot/secureboot-key.js';
 import { findModuleSigningKey } from '../../pipeline/kernel/module-signing-key.js';
 import { defaultKeyDir } from '../../vault/key-dir.js';
 import { join } from 'node:path';
@@ -103,6 +104,8 @@ async function openExplainContext(o: ExplainOptions, arches: string[] | null): P
     passes: new PassIndex(buildDir),
     // The same key the run would give the kernel build: its certificate is in kernel-build's fingerprint.
     moduleSigningKey: (await findModuleSigningKey(defaultKeyDir())) ?? null,
+    // And the Secure Boot key G-05 signs with: its certificate is in the ISO step's fingerprint.
+    secureBootKey: (await findSecureBootKey(defaultKeyDir(), await loadTestCerts(o.repoRoot))) ?? null,
     freeze: await loadFreezeState(o.repoRoot),
   };
   const remoteUrl = o.remoteCache ?? ctx.config.remote_cache?.url;

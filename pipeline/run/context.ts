@@ -111,5 +111,6 @@ export function paramsOf(inst: TaskInstance): Record<string, unknown> {
 
 export function toolPackagesOf(ctx: Pick<FingerprintContext, 'steps' | 'arches'>, inst: TaskInstance): string[] {
   const step = stepOf(ctx, inst);
-  return step ? step.toolPackages(archOf(ctx, inst), paramsOf(inst)) : [];
+  // A copy: callers sort it, and a step may hand back the arch data's own list (ebpf-build's tool_packages).
+  return step ? [...step.toolPackages(archOf(ctx, inst), paramsOf(inst))] : [];
 }
