@@ -64,7 +64,7 @@ describe('renderLavaJob', () => {
     for (const [arch, variant] of [['x86_64', 'usb-bios'], ['x86_64', 'usb-uefi'], ['aarch64', 'usb-uefi']] as const) {
       const { job: j } = await job(arch, variant);
       const images = ((j.actions as Record<string, { images?: Record<string, { image_arg: string }> }>[])[0]!.deploy!.images)!;
-      expect(images.iso!.image_arg).toBe('-device qemu-xhci,id=xhci -drive if=none,id=stick,format=raw,snapshot=on,file={iso} -device usb-storage,bus=xhci.0,drive=stick,removable=on');
+      expect(images.iso!.image_arg).toBe('-device qemu-xhci,id=xhci -drive if=none,id=stick,format=raw,readonly=on,file={iso} -device usb-storage,bus=xhci.0,drive=stick,removable=on');
     }
   });
 

@@ -55,8 +55,8 @@ async function bootStick(m: QemuMachine, s: StandIn, image: string, outDir: stri
   const arches = await loadArches(ROOT);
   const spec = arches.get(s.arch)!;
   const v = findVariant(m, s.variant);
-  const stick = (v.iso_args ?? m.iso_args).map((a) => a.replace('snapshot=on,', ''));
-  expect(stick.join(' '), 'the stick must be attached writable').not.toMatch(/snapshot=on/);
+  const stick = (v.iso_args ?? m.iso_args).map((a) => a.replace('readonly=on,', ''));
+  expect(stick.join(' '), 'the stick must be attached writable').not.toMatch(/readonly=on|snapshot=on/);
   const machine: QemuMachine = {
     ...m,
     accelerators: m.accelerators.map((a) => (a.name === 'tcg' && s.cpu ? { ...a, cpu: s.cpu } : a)),
