@@ -101,6 +101,7 @@ SEC("lsm/socket_connect")
 int BPF_PROG(clawos_socket_connect, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
 {
 	struct SocketConnectEvent *e;
+	struct sock *sk;
 	__u16 family, port, protocol;
 
 	if (ret)
@@ -108,7 +109,11 @@ int BPF_PROG(clawos_socket_connect, struct socket *sock, struct sockaddr *addres
 	family = address->sa_family;
 	if (family != CLAWOS_AF_INET && family != CLAWOS_AF_INET6)
 		return 0;
-	protocol = sock->sk->sk_protocol;
+	/* Linux 6.12's verifier types sock->sk as trusted_ptr_or_null: check it first. */
+	sk = sock->sk;
+	if (!sk)
+		return 0;
+	protocol = sk->sk_protocol;
 	if (protocol != CLAWOS_IPPROTO_TCP || addrlen < 4)
 		return 0;
 	/* sin_port and sin6_port follow the family, in network byte order. */

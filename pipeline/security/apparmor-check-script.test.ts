@@ -161,3 +161,18 @@ describe('guest checks.d/apparmor.sh', () => {
     }
   });
 });
+
+describe('aa_audit: the kernel audit record of a denied open', () => {
+  // Recorded from the guests: Linux 6.1 (test/fixtures/serial-logs) and 6.12, which adds class="file".
+  const LINUX_6_1 = 'audit: type=1400 audit(1.2:3): apparmor="DENIED" operation="open" profile="clawos-selftest" name="/etc/clawos/secret-canary" pid=180 comm="cat" requested_mask="r" denied_mask="r" fsuid=0 ouid=0';
+  const LINUX_6_12 = 'audit: type=1400 audit(1.2:3): apparmor="DENIED" operation="open" class="file" profile="clawos-selftest" name="/etc/clawos/secret-canary" pid=180 comm="cat" requested_mask="r" denied_mask="r" fsuid=0 ouid=0';
+  // dmesg as a shell function (busybox sh would run its own applet before a PATH entry):
+  // the recorded line and an unrelated one for another file.
+  const audit = (line: string) =>
+    sh(`dmesg() { printf '%s\\n' '${line.replace(/secret-canary/, 'other')}' '${line}'; }; aa_audit DENIED clawos-selftest /etc/clawos/secret-canary; echo "$AA_AUDIT"`, {});
+
+  it('finds the record in both kernels\' formats, and names it up to pid=', async () => {
+    expect(await audit(LINUX_6_1)).toBe('apparmor="DENIED" operation="open" profile="clawos-selftest" name="/etc/clawos/secret-canary"');
+    expect(await audit(LINUX_6_12)).toBe('apparmor="DENIED" operation="open" class="file" profile="clawos-selftest" name="/etc/clawos/secret-canary"');
+  });
+});

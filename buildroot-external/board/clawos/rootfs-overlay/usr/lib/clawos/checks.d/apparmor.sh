@@ -49,7 +49,8 @@ aa_probe() {
 aa_audit() {
   AA_AUDIT=
   for _try in 1 2 3 4 5; do
-    AA_AUDIT=$(dmesg | grep -F "apparmor=\"$1\" operation=\"open\" profile=\"$2\" name=\"$3\"" | head -n 1)
+    # Linux 6.12 puts class="file" between operation= and profile=; 6.1 does not.
+    AA_AUDIT=$(dmesg | grep -F "apparmor=\"$1\" operation=\"open\" " | grep -F " profile=\"$2\" name=\"$3\"" | head -n 1)
     [ -n "$AA_AUDIT" ] && break
     sleep 1
   done
