@@ -423,6 +423,14 @@ static int run_cmd(char **cmd, struct bpf_object *obj, int watch)
 		close(gate[1]);
 		if (read(gate[0], &go, 1) != 1)
 			_exit(127);
+		/*
+		 * B-02 reads execve's filename at syscall entry, where a page that is
+		 * not resident cannot be faulted in: the read then comes back empty (seen
+		 * in one aarch64 boot of 2026-12-06). Writing each byte makes the page this
+		 * process's own and present.
+		 */
+		for (char *p = cmd[0]; *p; p++)
+			*(volatile char *)p = *p;
 		execv(cmd[0], cmd);
 		fprintf(stderr, "clawos-ebpf: exec %s: %s\n", cmd[0], strerror(errno));
 		_exit(127);
