@@ -150,7 +150,8 @@ describe('isoStep (real objcopy, sbsign, sbverify, grub-mkimage, mtools, xorriso
     try {
       const ba = await setup(a.path);
       const oa = await isoStep.run(ctxFor(x86, ba));
-      await new Promise((r) => setTimeout(r, 1100));
+      // More than FAT's 2 s timestamp resolution apart: a time of day in the EFI image would show.
+      await new Promise((r) => setTimeout(r, 2100));
       const bb = await setup(join(b.path, 'elsewhere'));
       const ob = await isoStep.run(ctxFor(x86, bb));
       expect([oa.status, ob.status]).toEqual(['PASS', 'PASS']);
