@@ -3,6 +3,8 @@
  * specs/arch/<arch>.yaml (schema: specs/schemas/arch.schema.json). Code reads
  * these and never branches on an arch name.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ArchSpec } from '../catalog/arch.js';
 
 /** Where the kernel tree keeps this ABI's syscall numbers, and in which format. */
@@ -40,6 +42,11 @@ export interface SeccompArch {
 /** The table's alternatives, in the order they are tried. */
 export function tableAlternatives(sec: SeccompArch): SyscallTableSpec[] {
   return Array.isArray(sec.table) ? sec.table : [sec.table];
+}
+
+/** The first of the arch's table alternatives whose files are all in `tree`; undefined if none is. */
+export function tableInTree(sec: SeccompArch, tree: string): SyscallTableSpec | undefined {
+  return tableAlternatives(sec).find((t) => tableFiles(t).every((f) => existsSync(join(tree, f))));
 }
 
 /** The files of the kernel tree one table is read from. */

@@ -34,7 +34,7 @@ import { checkSpecText, freezeRecordName, type FreezeRecord } from '../p1-specs/
 import { bpfCompileArgv, bpfStripArgv, EM_BPF, LOADER_NAME, loaderCompileArgv } from '../security/ebpf-compile.js';
 import { checkEbpfPolicy, ebpfEnv, policyConf, type EbpfPolicy } from '../security/ebpf-policy.js';
 import { elfMachine } from '../security/seccomp-loader.js';
-import { seccompOf, tableAlternatives, tableFiles } from '../security/seccomp-arch.js';
+import { seccompOf, tableAlternatives, tableInTree } from '../security/seccomp-arch.js';
 import { readSyscallTable } from '../security/seccomp-tables.js';
 
 export const IMAGE_SUBDIR = 'image';
@@ -141,8 +141,7 @@ export async function runEbpfBuild(ctx: StepContext): Promise<Outcome> {
   }
   await writeFileAtomic(join(gen, VMLINUX_HEADER), dump.stdout);
   // The first of the arch's table alternatives whose files the tree has (Linux 6.11 moved arm64's).
-  const alternatives = tableAlternatives(sec);
-  const spec = alternatives.find((t) => tableFiles(t).every((f) => existsSync(join(srcDir, f)))) ?? alternatives[0]!;
+  const spec = tableInTree(sec, srcDir) ?? tableAlternatives(sec)[0]!;
   const table = await readSyscallTable(srcDir, spec);
   if (!table.ok) return fail('validation-failed', `ebpf-build: the ${arch.name} syscall table cannot be read:\n${table.problems.join('\n')}`);
   const nrExecve = table.table.numbers.get('execve');

@@ -20,7 +20,7 @@ import type { Step, StepContext } from '../catalog/step.js';
 import { P, paramsSchema } from '../catalog/step-params.js';
 import { checkSpecText, freezeRecordName, type FreezeRecord } from '../p1-specs/spec-check.js';
 import { formatDiagnostic, parseYaml } from '../../lib/yaml-source.js';
-import { hex32, parseHex32, seccompOf, tableAlternatives, tableFiles, type SeccompArch, type SyscallTableSpec } from '../security/seccomp-arch.js';
+import { hex32, parseHex32, seccompOf, tableAlternatives, tableFiles, tableInTree, type SeccompArch, type SyscallTableSpec } from '../security/seccomp-arch.js';
 import { actionValue, assembleFilter, checkFilterStructure, disassemble, encodeFilter, type DefaultAction } from '../security/seccomp-bpf.js';
 import { LOADER_NAME, elfMachine, loaderCompileArgv, loaderCompileEnv, loaderCompileRecord } from '../security/seccomp-loader.js';
 import { readSyscallTable, type SyscallTable } from '../security/seccomp-tables.js';
@@ -100,7 +100,7 @@ async function kernelSourceOf(ctx: StepContext, kernelDir: string): Promise<Kern
  */
 async function tableTree(ctx: StepContext, src: KernelSourceRef, sec: SeccompArch): Promise<{ tree: string; how: string; table: SyscallTableSpec } | Outcome> {
   const alternatives = tableAlternatives(sec);
-  const inTree = (tree: string) => alternatives.find((t) => tableFiles(t).every((f) => existsSync(join(tree, f))));
+  const inTree = (tree: string) => tableInTree(sec, tree);
   const built = inTree(src.tree);
   if (built) return { tree: src.tree, how: 'kernel build tree', table: built };
   const wanted = alternatives.map((t) => tableFiles(t).join(' + ')).join(', or ');
