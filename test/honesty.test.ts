@@ -212,7 +212,7 @@ const CASES: Case[] = [
     expect: () => ({
       kind: 'refused',
       reason: 'UserError (exit 3)',
-      text: 'frozen spec specs/audit/waivers.yaml changed: frozen sha256 H, current sha256 H; version 1.0.0 keeps major 1 of frozen 1.0.0; a frozen spec changes only with a new major version and a new freeze',
+      text: 'frozen spec specs/audit/waivers.yaml changed: frozen sha256 H, current sha256 H; version 2.0.0 keeps major 2 of frozen 2.0.0; a frozen spec changes only with a new major version and a new freeze',
     }),
   },
   {

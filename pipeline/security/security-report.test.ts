@@ -410,7 +410,7 @@ describe('the layers file', () => {
 
 describe('G-04 on the real audit data, layers and mitigations', () => {
   it('the recorded configs (before the audit fixes) FAIL G-04: each open HIGH has a fix, and a fix is no mitigation', async () => {
-    const r = computeSecurityReport(await realInputs({ aarch64: await recordedConfig('aarch64'), x86_64: await recordedConfig('x86_64') }));
+    const r = computeSecurityReport(await realInputs({ aarch64: await recordedConfig('aarch64', '6.1.192'), x86_64: await recordedConfig('x86_64', '6.1.192') }));
     expect(r.verdict).toBe('FAIL');
     expect(r.blocking.map((b) => b.split(':').slice(0, 2).join(':'))).toEqual([
       'KCONFIG@aarch64:CONFIG_ARM64_PAN',

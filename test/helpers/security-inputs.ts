@@ -56,12 +56,19 @@ export async function realInputs(configs: Record<string, Map<string, string>>): 
   };
 }
 
-/** The kernel config a real build recorded before the audit fixes (test/fixtures/kconfig). */
-export const recordedConfig = async (a: string) => parseConfig(await readFile(join(repo, 'test/fixtures/kconfig', `${a}-6.1.192-clawos.config`), 'utf8'));
+/**
+ * A kernel config a real build recorded (test/fixtures/kconfig): by default of the default kernel
+ * (kernel-config/source.yaml, Linux 6.12); '6.1.192' is the one recorded before the audit fixes.
+ */
+export const recordedConfig = async (a: string, version = '6.12.118') => parseConfig(await readFile(join(repo, 'test/fixtures/kconfig', `${a}-${version}-clawos.config`), 'utf8'));
 
-/** The recorded config with today's fragments laid over it (A-01 fails unless every requested symbol lands in the final .config). */
+/**
+ * The recorded config with today's fragments laid over it, in the default source's order (A-01 fails
+ * unless every requested symbol lands in the final .config), then the arch's own fragment.
+ */
 export const todayConfig = async (a: string) => {
   const c = await recordedConfig(a);
-  for (const f of ['common', 'boot', a]) for (const [k, v] of parseConfig(await readFile(join(repo, 'kernel-config', `${f}.config`), 'utf8'))) c.set(k, v);
+  const src = yamlValue(await readFile(join(repo, 'kernel-config/source.yaml'), 'utf8'), 'kernel-config/source.yaml') as { fragments: string[] };
+  for (const f of [...src.fragments.map((x) => x.replace('{arch}', a)), `kernel-config/${a}.config`]) for (const [k, v] of parseConfig(await readFile(join(repo, f), 'utf8'))) c.set(k, v);
   return c;
 };
