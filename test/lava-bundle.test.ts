@@ -19,7 +19,8 @@ beforeAll(async () => {
 }, 600_000);
 afterAll(() => fx.cleanup());
 
-const RECORDED_ISO = 'dfd9a7b9c931e908beabbc34fc9b3690d6ade242c7eeb87a5c100fb1de264b72';
+/** The real ClawOS x86_64 ISO of the x86_64-seabios-clawos recording (test/fixtures/lava/README.md). */
+const RECORDED_ISO = '3710c6fd04d9d23204cc9e1269c91622c8cae681a09870b1d59131c690f19bb1';
 
 describe('LAVA evidence in the vault and the bundle', () => {
   test('export vouched by the signed bundle; ingest for that ISO; the next bundle carries the LAVA records and verifies', { timeout: 900_000 }, async () => {
@@ -36,11 +37,11 @@ describe('LAVA evidence in the vault and the bundle', () => {
     // The recorded PASS (test/fixtures/lava) stands for the same job run against this ISO: its ISO's
     // sha256 (job metadata, and the deploy's check in LAVA's log) is replaced by this ISO's.
     const res = join(fx.repo.root, '..', 'lava-results', '4711');
-    await cp(join(repoRootDir(), 'test', 'fixtures', 'lava', 'x86_64-seabios-pass'), res, { recursive: true });
+    await cp(join(repoRootDir(), 'test', 'fixtures', 'lava', 'x86_64-seabios-clawos'), res, { recursive: true });
     for (const f of ['job.yaml', 'lava-log.yaml']) await writeFile(join(res, f), (await readFile(join(res, f), 'utf8')).replaceAll(RECORDED_ISO, isoSha));
     const ing = await runCli(['lava', 'ingest', res, '--lab', 'lab.example', '--arch', 'x86_64', '--build-dir', build]);
     expect(ing.exitCode, ing.stdout).toBe(0);
-    expect(ing.stdout.split('\n')[0]).toBe('x86_64 seabios: PASS: CLAWOS-BOOT-OK, all 14 expected checks passed (LAVA job pass)');
+    expect(ing.stdout.split('\n')[0]).toBe('x86_64 seabios: PASS: CLAWOS-BOOT-OK, all 18 expected checks passed (LAVA job pass)');
 
     const st = await runCli(['status', '--build-dir', build]);
     // Beside the built-in lab's verdict on the same ISO (the fixture's G-06 replays a real SeaBIOS PASS).

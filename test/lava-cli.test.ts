@@ -14,22 +14,23 @@ import { useTmpDirs } from './helpers/tmp-dirs.js';
 
 const tmp = useTmpDirs();
 const FIX = join(repoRootDir(), 'test', 'fixtures', 'lava');
-const PASS_ISO = 'dfd9a7b9c931e908beabbc34fc9b3690d6ade242c7eeb87a5c100fb1de264b72';
+/** The real ClawOS x86_64 ISO of the x86_64-seabios-clawos recording (the stand-ins print only 14 of today's checks). */
+const PASS_ISO = '3710c6fd04d9d23204cc9e1269c91622c8cae681a09870b1d59131c690f19bb1';
 const OTHER_ISO = '5c97be4f4dc09089480dd00336c1dbddc92943614394160ba97a50e9a524d782';
 
 describe('lava ingest', () => {
   test('a PASS from lava-run: appended as a LAVA-sourced boot verdict, shown by status and the report', async () => {
     const build = await tmp();
-    const r = await runCli(['lava', 'ingest', join(FIX, 'x86_64-seabios-pass'), '--sha256', PASS_ISO, '--lab', 'lab-a', '--arch', 'x86_64', '--build-dir', build]);
+    const r = await runCli(['lava', 'ingest', join(FIX, 'x86_64-seabios-clawos'), '--sha256', PASS_ISO, '--lab', 'lab-a', '--arch', 'x86_64', '--build-dir', build]);
     expect(r.exitCode).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
-    expect(lines[0]).toBe('x86_64 seabios: PASS: CLAWOS-BOOT-OK, all 14 expected checks passed (LAVA job pass)');
+    expect(lines[0]).toBe('x86_64 seabios: PASS: CLAWOS-BOOT-OK, all 18 expected checks passed (LAVA job pass)');
     expect(lines[1]).toBe('flaky: none');
     expect(lines[2]).toMatch(/^vault: 1 LAVA boot verdict\(s\) appended as run run-\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}$/);
 
     const st = await runCli(['status', '--build-dir', build]);
     expect(st.exitCode).toBe(0);
-    expect(st.stdout).toContain('boots by lab (LAVA-sourced evidence beside the built-in boot lab):\n  x86_64 seabios ISO dfd9a7b9c931: lab-a job x86_64-seabios-pass, emulated: PASS\n');
+    expect(st.stdout).toContain('boots by lab (LAVA-sourced evidence beside the built-in boot lab):\n  x86_64 seabios ISO 3710c6fd04d9: lab-a job x86_64-seabios-clawos, emulated: PASS\n');
 
     const json = JSON.parse((await runCli(['status', '--json', '--build-dir', build])).stdout) as { lab_boots: { labs: { lab: string; latest: { verdict: string } }[] }[] };
     expect(json.lab_boots.map((b) => b.labs.map((l) => `${l.lab} ${l.latest.verdict}`))).toEqual([['lab-a PASS']]);
@@ -41,31 +42,31 @@ describe('lava ingest', () => {
     const [runDir] = await readdir(join(build, 'lava'));
     const kept = await readdir(join(build, 'lava', runDir!, '01-x86_64-seabios'));
     expect(kept.sort()).toEqual(['job.yaml', 'lava-log.yaml', 'serial.log', 'verdict.json']);
-    expect(await readFile(join(build, 'lava', runDir!, '01-x86_64-seabios', 'serial.log'), 'utf8')).toContain('CLAWOS-BOOT-OK passed=14\n');
+    expect(await readFile(join(build, 'lava', runDir!, '01-x86_64-seabios', 'serial.log'), 'utf8')).toContain('CLAWOS-BOOT-OK passed=18\n');
   });
 
   test('two labs that disagree are shown as disagreeing; a lab whose attempts differ is flaky', async () => {
     const build = await tmp();
     // lab-b: the same job's log cut short first (never a PASS), then the whole one: a retried boot.
-    const b = await runCli(['lava', 'ingest', join(FIX, 'x86_64-seabios-truncated'), join(FIX, 'x86_64-seabios-pass'), '--sha256', PASS_ISO, '--lab', 'lab-b', '--arch', 'x86_64', '--build-dir', build]);
+    const b = await runCli(['lava', 'ingest', join(FIX, 'x86_64-seabios-clawos-truncated'), join(FIX, 'x86_64-seabios-clawos'), '--sha256', PASS_ISO, '--lab', 'lab-b', '--arch', 'x86_64', '--build-dir', build]);
     expect(b.exitCode).toBe(0);
     expect(b.stdout.split('\n').slice(0, 3)).toEqual([
       expect.stringMatching(/^x86_64 seabios: INFRA_ERROR \[lava-log-truncated\]: the LAVA log is truncated: /),
-      'x86_64 seabios attempt 2: PASS: CLAWOS-BOOT-OK, all 14 expected checks passed (LAVA job pass)',
+      'x86_64 seabios attempt 2: PASS: CLAWOS-BOOT-OK, all 18 expected checks passed (LAVA job pass)',
       'flaky: x86_64 seabios: INFRA_ERROR then PASS',
     ]);
     // lab-c: only the cut log.
-    const c = await runCli(['lava', 'ingest', join(FIX, 'x86_64-seabios-truncated'), '--sha256', PASS_ISO, '--lab', 'lab-c', '--arch', 'x86_64', '--build-dir', build]);
+    const c = await runCli(['lava', 'ingest', join(FIX, 'x86_64-seabios-clawos-truncated'), '--sha256', PASS_ISO, '--lab', 'lab-c', '--arch', 'x86_64', '--build-dir', build]);
     expect(c.exitCode).toBe(4);
     const st = await runCli(['status', '--build-dir', build]);
     expect(st.stdout).toContain(
-      '  x86_64 seabios ISO dfd9a7b9c931: DISAGREE: lab-b job x86_64-seabios-pass, emulated: PASS (attempts: INFRA_ERROR then PASS, flaky); lab-c job x86_64-seabios-truncated, emulated: INFRA_ERROR [lava-log-truncated]\n',
+      '  x86_64 seabios ISO 3710c6fd04d9: DISAGREE: lab-b job x86_64-seabios-clawos, emulated: PASS (attempts: INFRA_ERROR then PASS, flaky); lab-c job x86_64-seabios-clawos-truncated, emulated: INFRA_ERROR [lava-log-truncated]\n',
     );
   });
 
   test('results for another ISO are not ingested: exit 1, both sha256 named, nothing appended', async () => {
     const build = await tmp();
-    const r = await runCli(['lava', 'ingest', join(FIX, 'x86_64-seabios-pass'), '--sha256', OTHER_ISO, '--arch', 'x86_64', '--build-dir', build]);
+    const r = await runCli(['lava', 'ingest', join(FIX, 'x86_64-seabios-clawos'), '--sha256', OTHER_ISO, '--arch', 'x86_64', '--build-dir', build]);
     expect(r.exitCode).toBe(1);
     expect(r.stdout).toBe(
       `x86_64 seabios: not ingested: the job was exported for ISO sha256 ${PASS_ISO}, not this ISO (${OTHER_ISO})\nflaky: none\nvault: nothing appended\n`,
