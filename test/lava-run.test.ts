@@ -34,11 +34,14 @@ describe('lava run under the real lava-run', () => {
     const r = await runCli(['lava', 'run', '--arch', 'x86_64', '--iso', ISO, '--allow-unverified', '--lab', 'ci-lava-run', '--build-dir', build]);
     const lines = r.stdout.trimEnd().split('\n');
     expect(r.exitCode, `${r.stdout}\n${r.stderr.join('\n')}`).toBe(0);
-    for (const v of ['seabios', 'ovmf']) {
+    // Every variant of qemu/x86_64.yaml that got a job (ovmf-secureboot only where the key dir has a Secure Boot key).
+    const variants = lines.flatMap((l) => /^x86_64 ([a-z0-9-]+): /.exec(l)?.[1] ?? []);
+    expect(variants).toEqual(expect.arrayContaining(['seabios', 'ovmf', 'usb-bios', 'usb-uefi']));
+    for (const v of variants) {
       expect(lines.find((l) => l.startsWith(`x86_64 ${v}: `))).toMatch(new RegExp(`^x86_64 ${v}: PASS: CLAWOS-BOOT-OK, all \\d+ expected checks passed \\(LAVA job pass\\)$`));
     }
     expect(lines).toContain('flaky: none');
     const st = JSON.parse((await runCli(['status', '--json', '--build-dir', build])).stdout) as { lab_boots: { variant: string; labs: { lab: string; latest: { verdict: string } }[] }[] };
-    expect(st.lab_boots.map((b) => `${b.variant} ${b.labs.map((l) => `${l.lab}=${l.latest.verdict}`).join(' ')}`).sort()).toEqual(['ovmf ci-lava-run=PASS', 'seabios ci-lava-run=PASS']);
+    expect(st.lab_boots.map((b) => `${b.variant} ${b.labs.map((l) => `${l.lab}=${l.latest.verdict}`).join(' ')}`).sort()).toEqual(variants.map((v) => `${v} ci-lava-run=PASS`).sort());
   });
 });
