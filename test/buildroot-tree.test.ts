@@ -19,6 +19,7 @@ import { loadOfflineSpec } from '../pipeline/rootfs/buildroot-offline.js';
 import { lintExternalTree } from '../pipeline/rootfs/lint-external-tree.js';
 import { configMap, droppedSymbols, parseDefconfig } from '../pipeline/rootfs/defconfig.js';
 import { DEFAULT_OVERLAY } from '../pipeline/steps/rootfs.js';
+import { commandWords } from './helpers/shell-commands.js';
 
 const real = repoRootDir();
 const arches = [...(await loadArches(real)).values()];
@@ -87,6 +88,16 @@ describe('buildroot-external', () => {
 
 // The real Buildroot tree the issue names (../shared/vendor/README.md): never copied into this repository.
 const VENDOR_TARBALL = process.env['CLAWOS_BUILDROOT_VENDOR'] ?? join(real, '..', 'shared', 'vendor', 'buildroot-2026.08-rc1.tar.gz');
+/** Applet options busybox builds only with a feature symbol: a script line matching the pattern needs it. */
+const APPLET_OPTIONS: [RegExp, string][] = [
+  [/nc -l/, 'NC_SERVER'],
+  [/stat -c/, 'FEATURE_STAT_FORMAT'],
+  [/ip (-o )?link/, 'FEATURE_IP_LINK'],
+  [/ip addr/, 'FEATURE_IP_ADDRESS'],
+  [/head -c/, 'FEATURE_FANCY_HEAD'],
+  [/conv=/, 'FEATURE_DD_IBS_OBS'],
+  [/grep -[A-Za-z]*[ABC]/, 'FEATURE_GREP_CONTEXT'],
+];
 const VENDOR_SHA256 = 'ffc14c9adaa13c1ba67c14de92b925b6b031a1a7a015d125c64e11ce5728d318';
 
 async function filesUnder(dir: string): Promise<string[]> {
@@ -131,6 +142,55 @@ describe.skipIf(!existsSync(VENDOR_TARBALL))('buildroot-external against real Bu
     expect(r.stderr + r.stdout).toMatch(/\n0 warnings generated\n/);
     expect(r.status).toBe(0);
   }, 120_000);
+
+  // Buildroot's busybox is its own package/busybox/busybox.config with our fragment merged on top
+  // (BR2_PACKAGE_BUSYBOX_CONFIG_FRAGMENT_FILES); Debian's busybox-static, the busybox backend's,
+  // has every applet. CI once booted a Buildroot image whose eBPF checks ran `nc -l` with no nc.
+  it('enables in busybox every applet and applet option the overlay scripts run', async () => {
+    const base = await readFile(join(br, 'package', 'busybox', 'busybox.config'), 'utf8');
+    const fragment = await readFile(join(external, 'board', 'clawos', 'busybox.fragment'), 'utf8');
+    const overlay = join(real, DEFAULT_OVERLAY);
+    const scripts = (await filesUnder(overlay)).filter((f) => !f.endsWith('.patterns'));
+    expect(scripts.map((f) => f.slice(overlay.length + 1))).toContain('usr/lib/clawos/checks.d/ebpf.sh');
+    const missing = async (configs: string[]) => {
+      const cfg = new Map<string, string>();
+      for (const text of configs) {
+        for (const l of text.split('\n')) {
+          const m = /^CONFIG_(\w+)=(.*)$/.exec(l) ?? /^# CONFIG_(\w+) is not set$/.exec(l);
+          if (m) cfg.set(m[1]!, m[2] ?? 'n');
+        }
+      }
+      const out = new Set<string>();
+      for (const f of scripts) {
+        const text = await readFile(f, 'utf8');
+        const where = (line: number) => `${f.slice(overlay.length + 1)}:${line}`;
+        for (const { word, line } of commandWords(text)) {
+          const sym = word.toUpperCase().replace(/-/g, '_');
+          if (cfg.has(sym) && cfg.get(sym) !== 'y') out.add(`${word} (CONFIG_${sym}) at ${where(line)}`);
+        }
+        // Options that are features of their own in busybox.
+        for (const [re, sym] of APPLET_OPTIONS) {
+          const i = text.split('\n').findIndex((l) => re.test(l.replace(/(^|\s)#.*$/, '')));
+          if (i >= 0 && cfg.get(sym) !== 'y') out.add(`${re.source} (CONFIG_${sym}) at ${where(i + 1)}`);
+        }
+      }
+      return [...new Set([...out].map((m) => m.replace(/ at (\S+):\d+$/, ' in $1')))].sort();
+    };
+    // Buildroot's config alone lacks these (the check can fail), the merged one lacks none.
+    expect(await missing([base])).toEqual([
+      'nc (CONFIG_NC) in usr/lib/clawos/checks.d/ebpf.sh',
+      'nc -l (CONFIG_NC_SERVER) in usr/lib/clawos/checks.d/ebpf.sh',
+      'nsenter (CONFIG_NSENTER) in usr/lib/clawos/checks.d/ebpf.sh',
+      'nsenter (CONFIG_NSENTER) in usr/lib/clawos/checks.sh',
+      'stat (CONFIG_STAT) in usr/lib/clawos/checks.d/apparmor.sh',
+      'stat (CONFIG_STAT) in usr/lib/clawos/checks.sh',
+      'stat -c (CONFIG_FEATURE_STAT_FORMAT) in usr/lib/clawos/checks.d/apparmor.sh',
+      'stat -c (CONFIG_FEATURE_STAT_FORMAT) in usr/lib/clawos/checks.sh',
+      'unshare (CONFIG_UNSHARE) in usr/lib/clawos/checks.d/ebpf.sh',
+      'unshare (CONFIG_UNSHARE) in usr/lib/clawos/checks.sh',
+    ]);
+    expect(await missing([base, fragment])).toEqual([]);
+  });
 
   it("with Buildroot's kernel, installs the canary after kernel-module's modules_install, from extra/ where Kbuild puts it", async () => {
     const o = join(scratch, 'o-canary');
