@@ -225,6 +225,7 @@ export const COMMANDS: readonly CommandEntry[] = [
           { name: 'out', type: 'string', value: 'DIR', help: 'where export writes the jobs, or run its jobs and results' },
           { name: 'iso', type: 'string', value: 'FILE', help: "the ISO (one --arch; default: the build's)" },
           { name: 'iso-url', type: 'string', value: 'URL', help: 'where a lab downloads the ISO ({arch}, {file} filled in; default file://ISO)' },
+          { name: 'firmware', type: 'string', value: 'bios|uefi|NAME', help: "export, run: only these boot variants of each --arch's machine (default: every one)" },
           { name: 'allow-unverified', type: 'boolean', help: 'export an ISO no verified bundle vouches for (the jobs say so)' },
           { name: 'bundle', type: 'string', value: 'DIR|TAR', help: "the signed bundle that must list the ISO (default: the build's newest)" },
           { name: 'trust', type: 'string', value: 'keys.json', help: 'the trusted public keys to verify the bundle with' },

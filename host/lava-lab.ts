@@ -19,7 +19,7 @@ import { sha256File } from '../lib/hash.js';
 import { run as runProcess, type Runner } from '../lib/proc.js';
 import { writeJsonAtomic } from '../lib/atomic-write.js';
 import type { ArchSpec } from '../pipeline/catalog/arch.js';
-import { findAccelerator, loadMachine, secureBootNotConfigured, variantExpectations, type QemuMachine } from '../qemu/machine.js';
+import { findAccelerator, loadMachine, secureBootNotConfigured, selectVariants, variantExpectations, type QemuMachine } from '../qemu/machine.js';
 import { loadExpectedChecks, lockMachineFirmware } from '../pipeline/boot/guest-boot.js';
 import { RunVault } from '../vault/run-vault.js';
 import type { LavaSource } from '../vault/event-payloads.js';
@@ -66,6 +66,8 @@ export interface LavaExportOptions {
   log?: (s: string) => void;
   /** sha256 of the certificate the ISO's UKI is signed with (the key dir's Secure Boot key, as G-06 judges it). */
   secureBootCert?: string;
+  /** `--firmware`: a variant name or a firmware kind (selectVariants); default every variant. */
+  firmware?: string;
 }
 
 /** The build's ISO of an arch: G-05's `.iso` output (tasks/G-05.yaml), with {arch} filled in. */
@@ -114,7 +116,7 @@ export async function exportLavaJobs(o: LavaExportOptions): Promise<ExportedJob[
     );
     const accel = portableAccelerator(machine);
     const expected = await loadExpectedChecks(join(o.repoRoot, 'buildroot-external/board/clawos/checks.yaml'), arch.name, arch.guest as unknown as Record<string, unknown>);
-    for (const variant of machine.variants) {
+    for (const variant of selectVariants(machine, o.firmware)) {
       // G-06's rule: a Secure Boot variant whose VARS do not enrol the UKI's certificate would only be refused.
       const why = secureBootNotConfigured(variant, o.secureBootCert);
       if (why) {

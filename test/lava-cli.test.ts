@@ -127,4 +127,20 @@ describe('lava export', () => {
     expect(job).toContain('  clawos.iso_vouched_by: "unverified (--allow-unverified): no --trust keys.json given to verify a bundle with"\n');
     expect(job).toContain('          url: https://lab.example/x86_64/some.iso\n');
   });
+  test('--firmware exports only the variants it names, as boot does; an unknown one is refused with the choices; ingest refuses it', async () => {
+    const build = await tmp();
+    const iso = join(build, 'some.iso');
+    await writeFile(iso, 'not a release\n');
+    const env = { ...process.env, CLAWOS_KEY_DIR: join(build, 'no-keys') };
+    const out = join(build, 'bios');
+    const bios = await runCli(['lava', 'export', '--arch', 'x86_64', '--iso', iso, '--allow-unverified', '--firmware', 'bios', '--out', out, '--build-dir', build], { env });
+    expect([bios.exitCode, bios.stdout]).toEqual([0, `2 LAVA job(s) in ${out}\n`]);
+    expect((await readdir(out)).filter((f) => !f.endsWith('.device.yaml')).sort()).toEqual(['clawos-x86_64-seabios.yaml', 'clawos-x86_64-usb-bios.yaml']);
+    const one = await runCli(['lava', 'export', '--arch', 'x86_64', '--iso', iso, '--allow-unverified', '--firmware', 'usb-uefi', '--out', join(build, 'one'), '--build-dir', build], { env });
+    expect([one.exitCode, (await readdir(join(build, 'one'))).sort()]).toEqual([0, ['clawos-x86_64-usb-uefi.device.yaml', 'clawos-x86_64-usb-uefi.yaml']]);
+    const bad = await runCli(['lava', 'export', '--arch', 'x86_64', '--iso', iso, '--allow-unverified', '--firmware', 'uboot', '--out', join(build, 'bad'), '--build-dir', build], { env });
+    expect([bad.exitCode, bad.stderr[0]]).toEqual([3, 'clawos-build: unknown --firmware uboot for x86_64']);
+    const ing = await runCli(['lava', 'ingest', join(FIX, 'x86_64-seabios-clawos'), '--sha256', PASS_ISO, '--firmware', 'bios', '--build-dir', build]);
+    expect([ing.exitCode, ing.stderr[0]]).toEqual([2, 'clawos-build: --firmware goes with lava export or run: ingest takes every result it is given']);
+  });
 });

@@ -59,6 +59,7 @@ export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
       if (!found.length) throw new UserError(`${r}: no LAVA results here (a folder holding job.yaml and lava-log.yaml, or folders of them)`);
       dirs.push(...found);
     }
+    if (a.firmware) throw new UsageError('--firmware goes with lava export or run: ingest takes every result it is given');
     if (a.iso && a.sha256) throw new UsageError('--iso and --sha256 do not go together: both name the ISO the results must be for');
     const res = await ingestLavaResults({ repoRoot: io.repoRoot, buildDir, dirs, iso: a.iso as string | undefined, isoSha256: a.sha256 as string | undefined, lab: (a.lab as string | undefined) ?? defaultLab(), arches, generator });
     return report(res.items, res.run_id, io, json);
@@ -77,6 +78,7 @@ export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
     log: say,
     // The certificate the UKIs are signed with, as G-06 and boot take it: the key dir's Secure Boot key.
     secureBootCert: (await findSecureBootKey(defaultKeyDir(io.env), await loadTestCerts(io.repoRoot)))?.certSha256,
+    firmware: a.firmware as string | undefined,
   };
   const base = resolve((a.out as string | undefined) ?? join(buildDir, 'lava', sub === 'export' ? 'jobs' : `run-${stamp()}`));
   let jobs;
