@@ -4,7 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../lib/proc.js';
 import { lockedDeb } from '../../test/helpers/locked-debs.js';
-import { assembleUki, objcopyArgv, osRelease, parsePe, peChecksum, pinTimestamp, placeSections, type PeInfo } from './uki.js';
+import { assembleUki, objcopyArgv, osRelease, parsePe, peChecksum, pinTimestamp, placeSections, ukiBlocklists, type PeInfo } from './uki.js';
 
 const STUBS = {
   amd64: { file: 'usr/lib/systemd/boot/efi/linuxx64.efi.stub', objcopy: 'objcopy', dump: 'objdump', machine: 0x8664 },
@@ -110,4 +110,38 @@ describe('the real systemd-boot-efi stubs (locked packages)', () => {
       await cleanup();
     }
   });
+});
+
+describe('ukiBlocklists (GRUB reads the kernel and initramfs out of the UKI in the EFI image)', () => {
+  it('names the sectors of .linux and .initrd in the image, and refuses what GRUB could not read right', async () => {
+    const { path: d, cleanup } = await tmpDir({ unsafeCleanup: true });
+    try {
+      await writeFile(join(d, 'kernel'), 'K'.repeat(5000));
+      await writeFile(join(d, 'initrd'), 'I'.repeat(70001));
+      await writeFile(join(d, 'cmdline'), 'console=ttyS0');
+      await writeFile(join(d, 'osrel'), osRelease({ version: '1', arch: 'amd64' }));
+      await assembleUki(run, { stub: stub.amd64!, kernel: join(d, 'kernel'), initrd: join(d, 'initrd'), cmdline: join(d, 'cmdline'), osrel: join(d, 'osrel'), out: join(d, 'u.efi'), objcopy: STUBS.amd64.objcopy, epoch: 1763683200 });
+      const uki = await readFile(join(d, 'u.efi'));
+      const pe = parsePe(uki) as PeInfo;
+      const raw = (n: string) => pe.sections.find((s) => s.name === n)!.rawOffset;
+      // The UKI 3 sectors into a disk image: the blocks count from the image's start.
+      const image = Buffer.concat([Buffer.alloc(1536, 0xee), uki, Buffer.alloc(4096, 0xee)]);
+      expect(ukiBlocklists(image, uki)).toEqual({
+        linux: { start: 3 + raw('.linux') / 512, count: Math.ceil(5000 / 512) },
+        initrd: { start: 3 + raw('.initrd') / 512, count: Math.ceil(70001 / 512) },
+      });
+      expect(ukiBlocklists(Buffer.concat([Buffer.alloc(100), uki]), uki)).toBe('the UKI starts at byte 100 of the image, not on a 512-byte sector');
+      expect(ukiBlocklists(Buffer.alloc(4096), uki)).toBe('the UKI is not in the image');
+      // Stored in two pieces (a fragmented FAT file): the start matches, the rest does not.
+      const split = Buffer.concat([uki.subarray(0, 1 << 16), Buffer.alloc(512, 0xee), uki.subarray(1 << 16)]);
+      expect(ukiBlocklists(split, uki)).toBe('the UKI is not stored contiguously in the image');
+      // Padding that is not zeros would reach the kernel as part of its initramfs.
+      const dirty = Buffer.from(uki);
+      dirty[raw('.initrd') + 70001] = 0x41;
+      expect(ukiBlocklists(dirty, dirty)).toBe("the UKI's .initrd is padded with bytes other than zero");
+      expect(ukiBlocklists(Buffer.from('MZ'), Buffer.from('MZ'))).toBe('the UKI is not a PE image: no MZ header');
+    } finally {
+      await cleanup();
+    }
+  }, 60_000);
 });

@@ -181,3 +181,42 @@ export async function assembleUki(run: Runner, i: UkiInputs): Promise<{ placed: 
   await writeFile(i.out, img);
   return { placed, argv };
 }
+
+/** A run of 512-byte sectors, as GRUB's blocklist notation (START+COUNT) names it. */
+export interface Blocklist {
+  start: number;
+  count: number;
+}
+
+/**
+ * Where a UKI's kernel and initramfs lie inside a disk image holding the UKI as
+ * one contiguous file (the EFI FAT image), in 512-byte sectors: what GRUB i386-pc
+ * loads with `linux (esp)START+COUNT`, so the legacy BIOS path boots the very
+ * bytes the signed UKI carries and the ISO holds them once. Each section must
+ * start on a sector and be padded with zeros to its end (objcopy pads raw data
+ * to the stub's FileAlignment, 512): GRUB reads whole sectors, and the kernel
+ * ignores zeros after its image and between initramfs archives. Why not, or the blocks.
+ */
+export function ukiBlocklists(image: Buffer, uki: Buffer): { linux: Blocklist; initrd: Blocklist } | string {
+  const pe = parsePe(uki);
+  if (typeof pe === 'string') return `the UKI is not a PE image: ${pe}`;
+  const at = image.indexOf(uki.subarray(0, Math.min(uki.length, 1 << 16)));
+  if (at < 0) return 'the UKI is not in the image';
+  if (at % 512 !== 0) return `the UKI starts at byte ${at} of the image, not on a 512-byte sector`;
+  if (!image.subarray(at, at + uki.length).equals(uki)) return 'the UKI is not stored contiguously in the image';
+  const block = (name: string): Blocklist | string => {
+    const s = pe.sections.find((x) => x.name === name);
+    if (!s) return `the UKI has no ${name} section`;
+    if (s.rawOffset % 512 !== 0) return `the UKI's ${name} starts at byte ${s.rawOffset}, not on a 512-byte sector (FileAlignment ${pe.fileAlignment})`;
+    const count = Math.ceil(s.virtualSize / 512);
+    const end = s.rawOffset + count * 512;
+    if (end > s.rawOffset + s.rawSize || end > uki.length) return `the UKI's ${name} is not padded to whole sectors (raw size ${s.rawSize}, size ${s.virtualSize})`;
+    if (uki.subarray(s.rawOffset + s.virtualSize, end).some((b) => b !== 0)) return `the UKI's ${name} is padded with bytes other than zero`;
+    return { start: (at + s.rawOffset) / 512, count };
+  };
+  const linux = block('.linux');
+  if (typeof linux === 'string') return linux;
+  const initrd = block('.initrd');
+  if (typeof initrd === 'string') return initrd;
+  return { linux, initrd };
+}

@@ -13,6 +13,8 @@ export interface ArchSpec {
     cross_compile: string;
     compiler_package: string;
     image: string;
+    /** Another image when the final .config has CONFIG symbol =y (the first match wins), e.g. arm64's EFI zboot vmlinuz.efi. */
+    image_when?: { config: string; image: string }[];
     fragment: string;
   };
   debs: string[];

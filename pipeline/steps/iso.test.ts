@@ -9,6 +9,7 @@ import { fakeStepContext, testArch } from '../../test/helpers/debs-fixtures.js';
 import type { ArchSpec } from '../catalog/arch.js';
 import type { SecureBootKey } from '../catalog/step.js';
 import { importSecureBootKey, loadTestCerts } from '../boot/secureboot-key.js';
+import { ukiBlocklists } from '../boot/uki.js';
 import { faketimeStamp, biosGrubCfg, efiImageSectors, elToritoPlatforms, fatSerial, isoStep, kernelCmdline, xorrisoArgv, xorrisoDates } from './iso.js';
 
 const repoRoot = resolve(__dirname, '../..');
@@ -22,7 +23,7 @@ const x86: ArchSpec = {
     uki: { stub: '{deb:systemd-boot-efi}/usr/lib/systemd/boot/efi/linuxx64.efi.stub', objcopy: 'objcopy', loader: 'BOOTX64.EFI' },
     bios_grub: {
       dir: '{deb:grub-pc-bin}/usr/lib/grub/i386-pc',
-      modules: ['biosdisk', 'iso9660', 'search', 'search_fs_file', 'serial', 'terminal', 'linux', 'boot'],
+      modules: ['biosdisk', 'iso9660', 'search', 'search_fs_file', 'loopback', 'serial', 'terminal', 'linux', 'boot'],
       serial: 'serial --unit=0 --speed=115200',
     },
     host_packages: ['grub-common', 'xorriso', 'mtools', 'sbsigntool', 'faketime', 'binutils'],
@@ -65,14 +66,15 @@ const ctxFor = (arch: ArchSpec, build: string, params: Record<string, unknown> =
 
 describe('iso pure parts', () => {
   it('embeds a GRUB config with no menu and no timeout, serial where the arch has it', () => {
-    expect(biosGrubCfg(x86)).toBe(
+    expect(biosGrubCfg(x86, { linux: { start: 4375, count: 9498 }, initrd: { start: 205, count: 4170 } })).toBe(
       [
         'serial --unit=0 --speed=115200',
         'terminal_input serial console',
         'terminal_output serial console',
-        'search --no-floppy --file --set=root /boot/vmlinuz',
-        'linux /boot/vmlinuz console=ttyS0,115200 panic=-1 earlycon',
-        'initrd /boot/initramfs.cpio.gz',
+        'search --no-floppy --file --set=root /efi.img',
+        'loopback esp /efi.img',
+        'linux (esp)4375+9498 console=ttyS0,115200 panic=-1 earlycon',
+        'initrd (esp)205+4170',
         'boot',
         '',
       ].join('\n'),
@@ -86,9 +88,10 @@ describe('iso pure parts', () => {
     expect(faketimeStamp(1763683200)).toBe('2025-11-21 00:00:00');
   });
 
-  it('sizes the EFI image to the UKI plus 1 MiB, in whole MiB', () => {
-    expect(efiImageSectors(1)).toBe(2 * 2048);
-    expect(efiImageSectors(3 * (1 << 20))).toBe(4 * 2048);
+  it('sizes the EFI image to the UKI plus 256 KiB, in whole 256 KiB', () => {
+    expect(efiImageSectors(1)).toBe(2 * 512);
+    expect(efiImageSectors(3 * (1 << 20))).toBe(13 * 512);
+    expect(efiImageSectors(7455400)).toBe(15360);
   });
 
   it('lays the hybrid image out as grub-mkrescue does, the BIOS part only when asked', () => {
@@ -133,7 +136,19 @@ describe('isoStep (real objcopy, sbsign, sbverify, grub-mkimage, mtools, xorriso
       const m = await run(['mcopy', '-n', '-i', join(d, 'efi.img'), '::/EFI/BOOT/BOOTX64.EFI', join(d, 'loader.efi')], { env: { MTOOLS_SKIP_CHECK: '1' } });
       expect(m.ok).toBe(true);
       expect(await sha256File(join(d, 'loader.efi'))).toBe(await sha256File(uki));
-      expect(await readFile(join(build, 'iso', 'clawos-x86_64.iso.grub.cfg'), 'utf8')).toBe(biosGrubCfg(x86));
+      // GRUB's blocklists name the kernel and initramfs inside the signed UKI in the EFI image: those sectors
+      // hold exactly the inputs, then zeros; the ISO carries no other copy of them.
+      const img = await readFile(join(d, 'efi.img'));
+      const blocks = ukiBlocklists(img, await readFile(uki));
+      if (typeof blocks === 'string') throw new Error(blocks);
+      for (const [b, file] of [[blocks.linux, 'k/bzImage'], [blocks.initrd, 'k/initramfs.cpio.gz']] as const) {
+        const want = await readFile(join(build, file));
+        const got = img.subarray(b.start * 512, (b.start + b.count) * 512);
+        expect([got.subarray(0, want.length).equals(want), got.subarray(want.length).every((x) => x === 0), b.count]).toEqual([true, true, Math.ceil(want.length / 512)]);
+      }
+      expect(await readFile(join(build, 'iso', 'clawos-x86_64.iso.grub.cfg'), 'utf8')).toBe(biosGrubCfg(x86, blocks));
+      const files = await run(['xorriso', '-indev', iso, '-find', '/', '-type', 'f'], { captureStdout: true });
+      expect(files.stdout.trim().split('\n').sort()).toEqual(["'/boot/grub/bios.img'", "'/efi.img'"]);
       // Only the outputs: no scratch dir, no unsigned UKI, no key copy.
       expect((await readdir(join(build, 'iso'))).sort()).toEqual(['clawos-x86_64.efi', 'clawos-x86_64.iso', 'clawos-x86_64.iso.grub.cfg', 'clawos-x86_64.secureboot.der']);
       // The certificate as DER, as mokutil --import takes it.

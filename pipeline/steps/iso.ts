@@ -16,7 +16,7 @@
  * signed UKI) and <name minus .iso>.secureboot.der (the certificate it is signed for, DER).
  * The unsigned UKI never leaves the step's scratch dir.
  */
-import { copyFile, mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { InfraError } from '../../lib/errors.js';
 import { writeFileAtomic } from '../../lib/atomic-write.js';
@@ -26,11 +26,14 @@ import { debsReferenced, fetchDebs } from '../inputs/debs.js';
 import { fail, infra, pass, type Outcome } from '../catalog/outcome.js';
 import type { Step, StepContext } from '../catalog/step.js';
 import { P, paramsSchema, StepParamError, stringParam } from '../catalog/step-params.js';
-import { assembleUki, osRelease } from '../boot/uki.js';
+import { assembleUki, osRelease, ukiBlocklists, type Blocklist } from '../boot/uki.js';
 import { certDer, MAKE_SECUREBOOT_KEY, testKeyWarning } from '../boot/secureboot-key.js';
 import { loadRelease } from '../../lib/data.js';
 
 const str = (params: Record<string, unknown>, key: string, dflt?: string): string => stringParam(params, key, 'iso', dflt);
+
+/** The EFI system image's name in the ISO's root (El Torito EFI entry, GPT partition, GRUB's loop device). */
+export const EFI_IMAGE = 'efi.img';
 
 /** The kernel command line, the same for the UKI and the BIOS path. */
 export function kernelCmdline(arch: ArchSpec): string {
@@ -40,16 +43,20 @@ export function kernelCmdline(arch: ArchSpec): string {
 /**
  * GRUB i386-pc's embedded config: run by GRUB's kernel before any menu code, so
  * the core image needs no normal.mod and there is nothing to wait for. The
- * search finds the ISO whether it is a CD (El Torito) or a USB disk (hybrid MBR).
+ * search finds the ISO whether it is a CD (El Torito) or a USB disk (hybrid MBR);
+ * the kernel and initramfs are read as sector runs (blocklists) out of the signed
+ * UKI inside the EFI image, mounted as a loop device, so the ISO holds them once.
  */
-export function biosGrubCfg(arch: ArchSpec): string {
+export function biosGrubCfg(arch: ArchSpec, blocks: { linux: Blocklist; initrd: Blocklist }): string {
   const g = arch.iso.bios_grub;
   const lines: string[] = [];
   if (g?.serial) lines.push(g.serial, 'terminal_input serial console', 'terminal_output serial console');
+  const bl = (b: Blocklist) => `(esp)${b.start}+${b.count}`;
   lines.push(
-    'search --no-floppy --file --set=root /boot/vmlinuz',
-    `linux /boot/vmlinuz ${kernelCmdline(arch)}`,
-    'initrd /boot/initramfs.cpio.gz',
+    `search --no-floppy --file --set=root /${EFI_IMAGE}`,
+    `loopback esp /${EFI_IMAGE}`,
+    `linux ${bl(blocks.linux)} ${kernelCmdline(arch)}`,
+    `initrd ${bl(blocks.initrd)}`,
     'boot',
   );
   return lines.join('\n') + '\n';
@@ -81,10 +88,14 @@ export function fatSerial(epoch: number): string {
   return (epoch >>> 0).toString(16).padStart(8, '0');
 }
 
-/** Sectors (512 B) of the EFI FAT image: the UKI plus 1 MiB for FAT tables and directories, in whole MiB. */
+/**
+ * Sectors (512 B) of the EFI FAT image: the UKI plus 256 KiB for the boot sector,
+ * FAT tables and directories (a FAT12/16 of this size needs under 64 KiB), in
+ * whole 256 KiB. The image is most of the ISO, so its slack is the ISO's.
+ */
 export function efiImageSectors(ukiBytes: number): number {
-  const mib = Math.ceil((ukiBytes + (1 << 20)) / (1 << 20));
-  return mib * 2048;
+  const q = 256 * 1024;
+  return (Math.ceil((ukiBytes + q) / q) * q) / 512;
 }
 
 /** xorriso (mkisofs emulation) arguments of the hybrid image, as grub-mkrescue lays it out. */
@@ -176,7 +187,7 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
     ctx.progress('EFI image');
     const tree = join(work, 'tree');
     await mkdir(join(tree, 'boot', 'grub'), { recursive: true });
-    const efiImg = join(tree, 'efi.img');
+    const efiImg = join(tree, EFI_IMAGE);
     const mt = async (argv: string[]) => ctx.run(argv, { env: { ...env, MTOOLS_SKIP_CHECK: '1' } });
     for (const argv of [
       ['mformat', '-i', efiImg, '-C', '-T', String(efiImageSectors(ukiBytes)), '-h', '64', '-s', '32', '-N', fatSerial(ctx.sourceDateEpoch), '::'],
@@ -191,9 +202,9 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
     let cfg = '';
     if (bios && grubDir) {
       ctx.progress('GRUB i386-pc');
-      await copyFile(kernel, join(tree, 'boot', 'vmlinuz'));
-      await copyFile(initrd, join(tree, 'boot', 'initramfs.cpio.gz'));
-      cfg = biosGrubCfg(arch);
+      const blocks = ukiBlocklists(await readFile(efiImg), await readFile(signed));
+      if (typeof blocks === 'string') return fail('validation-failed', `iso: GRUB cannot read the kernel out of the EFI image: ${blocks}`);
+      cfg = biosGrubCfg(arch, blocks);
       await writeFile(join(work, 'embedded.cfg'), cfg);
       const r = await ctx.run(
         ['grub-mkimage', '-O', 'i386-pc-eltorito', '-d', grubDir, '-p', '/boot/grub', '-c', join(work, 'embedded.cfg'), '-o', join(tree, 'boot', 'grub', 'bios.img'), ...bios.modules],
@@ -208,7 +219,7 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
     const tmpIso = join(work, name);
     const x = await ctx.run(
       xorrisoArgv({
-        out: tmpIso, tree, volid: `CLAWOS_${arch.name.toUpperCase()}`.slice(0, 32), efiImage: 'efi.img', epoch: ctx.sourceDateEpoch,
+        out: tmpIso, tree, volid: `CLAWOS_${arch.name.toUpperCase()}`.slice(0, 32), efiImage: EFI_IMAGE, epoch: ctx.sourceDateEpoch,
         ...(bios && grubDir ? { biosImage: 'boot/grub/bios.img', hybridMbr: join(grubDir, 'boot_hybrid.img') } : {}),
       }),
       { env, timeoutMs: 10 * 60_000, signal: ctx.signal },

@@ -8,7 +8,7 @@ import { sha256File } from '../../lib/hash.js';
 import { run } from '../../lib/proc.js';
 import { FAKE_KERNEL_PARENT, fakeStepContext, fakeX86Arch } from '../../test/fakes/fake-kernel/fake-step-context.js';
 import { extractedDirName, kernelSourceFiles } from '../kernel/source.js';
-import { COMMON_FRAGMENTS, KERNEL_OUTPUTS, PAHOLE_WRAPPER, diagnosticLines, kernelBuildStep } from './kernel-build.js';
+import { COMMON_FRAGMENTS, KERNEL_OUTPUTS, PAHOLE_WRAPPER, diagnosticLines, kernelBuildStep, kernelImageFor } from './kernel-build.js';
 
 const REPO = join(import.meta.dirname, '../..');
 
@@ -50,6 +50,20 @@ const common = (extra = '') =>
   );
 
 describe('kernelBuildStep on the fake kernel', () => {
+  it('takes the image the final .config makes: image_when (arm64 EFI zboot) when its symbol is =y, else kernel.image', async () => {
+    const arch = { ...fakeX86Arch, kernel: { ...fakeX86Arch.kernel, image_when: [{ config: 'CONFIG_FAKE_ZBOOT', image: 'arch/x86/boot/vmlinuz.efi' }] } };
+    await common('CONFIG_FAKE_ZBOOT=y\n');
+    const zb = fakeStepContext({ repoRoot: repo, buildDir: build, arch });
+    expect((await kernelBuildStep.run(zb)).status).toBe('PASS');
+    expect(await readFile(join(zb.outDir, 'vmlinuz'), 'utf8')).toMatch(/^fake x86_64 compressed EFI image\n/);
+    await common();
+    const plain = fakeStepContext({ repoRoot: repo, buildDir: join(work.path, 'build2'), arch });
+    expect((await kernelBuildStep.run(plain)).status).toBe('PASS');
+    expect(await readFile(join(plain.outDir, 'vmlinuz'), 'utf8')).toMatch(/^fake x86_64 kernel image\n/);
+    expect(kernelImageFor(arch, 'CONFIG_FAKE_ZBOOT=y\n')).toBe('arch/x86/boot/vmlinuz.efi');
+    expect(kernelImageFor(arch, '# CONFIG_FAKE_ZBOOT is not set\nCONFIG_FAKE_ZBOOT_X=y\n')).toBe('arch/x86/boot/bzImage');
+  });
+
   it('builds, checks, signs and writes every output', async () => {
     await common('CONFIG_FAKE_EVENTS=y\nCONFIG_FAKE_LSM=y\n');
     const ctx = fakeStepContext({ repoRoot: repo, buildDir: build, arch: fakeX86Arch });

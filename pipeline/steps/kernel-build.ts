@@ -83,6 +83,16 @@ export function prefixMapFlags(map: Record<string, string>): string {
     .join(' ');
 }
 
+/**
+ * The image Kbuild made for this config, relative to O=: the first `image_when`
+ * entry whose symbol is =y in the final .config (arm64 with CONFIG_EFI_ZBOOT:
+ * the compressed EFI application vmlinuz.efi), else `kernel.image`.
+ */
+export function kernelImageFor(arch: ArchSpec, finalConfig: string): string {
+  const on = (sym: string) => new RegExp(`^${sym}=y$`, 'm').test(finalConfig);
+  return arch.kernel.image_when?.find((w) => on(w.config))?.image ?? arch.kernel.image;
+}
+
 export const kernelBuildStep: Step = {
   name: 'kernel-build',
   lockedInputs: true,
@@ -272,7 +282,7 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
   ctx.progress('compile');
   r = await step([...kbuild, `-j${Math.max(1, ctx.jobs)}`]);
   if (!r.ok) return failed('make (kernel build)', r);
-  const image = join(obj, arch.kernel.image);
+  const image = join(obj, kernelImageFor(arch, finalConfigText));
   for (const f of [image, join(obj, 'vmlinux'), join(obj, 'System.map')]) {
     if (!existsSync(f)) return fail('output-missing', `make succeeded but ${relative(obj, f)} is missing in ${obj}`);
   }

@@ -33,5 +33,9 @@ fi
 echo "fake certificate $(sha256sum < "$obj/$key" | cut -c1-16)" > "$obj/certs/signing_key.x509"
 { echo "fake $ARCH kernel image"; cat "$obj/certs/signing_key.x509"; } > "$obj/$IMAGE"
 echo "  BUILD   $IMAGE"
+if grep -q '^CONFIG_FAKE_ZBOOT=y' "$cfg"; then
+  { echo "fake $ARCH compressed EFI image"; cat "$obj/certs/signing_key.x509"; } > "$obj/arch/$SRCARCH/boot/vmlinuz.efi"
+  echo "  ZSTD22  arch/$SRCARCH/boot/vmlinuz.efi"
+fi
 cp "$src/scripts/fake/sign-file" "$obj/scripts/sign-file"
 chmod +x "$obj/scripts/sign-file"
