@@ -17,7 +17,9 @@ import { sha256File } from '../../lib/hash.js';
 import { selectArches } from '../../pipeline/run/session.js';
 import { loadExpectedChecks, lockMachineFirmware } from '../../pipeline/boot/guest-boot.js';
 import { chooseAccelerator, type AccelDecision } from '../../qemu/kvm-probe.js';
-import { loadMachine, selectVariants, type QemuMachine } from '../../qemu/machine.js';
+import { loadMachine, secureBootNotConfigured, selectVariants, type BootVariant, type QemuMachine } from '../../qemu/machine.js';
+import { findSecureBootKey, loadTestCerts } from '../../pipeline/boot/secureboot-key.js';
+import { defaultKeyDir } from '../../vault/key-dir.js';
 import type { ParsedArgs } from '../args.js';
 import { printJson, type CommandIo } from '../command-io.js';
 import { EXIT } from '../exit.js';
@@ -104,6 +106,8 @@ export interface BootBenchCommandOptions {
   machine?: (arch: string) => QemuMachine;
   /** Tests: skip the KVM probe. */
   accel?: AccelDecision;
+  /** Where the key dir is (CLAWOS_KEY_DIR); default the process's. */
+  env?: NodeJS.ProcessEnv;
   binary?: string;
   envFor?: BootFloorOptions['envFor'];
   runner?: Runner;
@@ -118,6 +122,29 @@ export function bootBenchInputs(buildDir: string, arch: string): { iso: string; 
     kernel: join(buildDir, 'kernel-engineer', arch, 'vmlinuz'),
     initramfs: join(buildDir, 'build-engineer', arch, 'initramfs.cpio.gz'),
   };
+}
+
+/**
+ * The floor kernel of each Secure Boot variant: the firmware verifies what
+ * -kernel hands it, so the floor boots the kernel signed with the key the UKI is
+ * signed with (the key dir's), when the variant's firmware enrols that key.
+ * Otherwise the unsigned kernel, which such firmware refuses: the floor then
+ * says so instead of having a figure.
+ */
+async function signedFloorKernels(o: { repoRoot: string; env?: NodeJS.ProcessEnv; variants: readonly BootVariant[]; kernel: string; outDir: string; runner?: Runner }): Promise<Record<string, { path: string; sha256: string }>> {
+  const sbVariants = o.variants.filter((v) => v.secure_boot);
+  if (!sbVariants.length) return {};
+  const key = await findSecureBootKey(defaultKeyDir(o.env ?? process.env), await loadTestCerts(o.repoRoot));
+  const out: Record<string, { path: string; sha256: string }> = {};
+  for (const v of sbVariants) {
+    if (!key || secureBootNotConfigured(v, key.certSha256)) continue;
+    const path = join(o.outDir, `${v.name}.floor-kernel.signed.efi`);
+    await mkdir(o.outDir, { recursive: true });
+    const r = await (o.runner ?? procRun)(['sbsign', '--key', key.keyPath, '--cert', key.certPath, '--output', path, o.kernel], {});
+    if (!r.ok) throw new InfraError(`sbsign could not sign the floor kernel ${o.kernel} for ${v.name}: ${r.spawnError ?? r.tail.slice(-2).join(' / ')}`, 'apt-get install sbsigntool');
+    out[v.name] = { path, sha256: await sha256File(path) };
+  }
+  return out;
 }
 
 export async function bootBenchCommand(o: BootBenchCommandOptions): Promise<number> {
@@ -157,12 +184,14 @@ export async function bootBenchCommand(o: BootBenchCommandOptions): Promise<numb
           signal: ac.signal,
         }));
       if (!o.json) o.printErr(`accelerator: ${decision.accel} (${decision.note})\n`);
+      const signed = await signedFloorKernels({ ...o, variants, kernel: inputs.kernel, outDir: join(benchDir, arch.name) });
       const r = await runBootFloorBench({
         machine,
         variants,
         ...inputs,
         // The ISO's command line words beyond console= and panic=-1, which direct_kernel already gives.
         append: (arch.iso.cmdline ?? []).join(' '),
+        floorKernel: Object.fromEntries(Object.entries(signed).map(([v, k]) => [v, k.path])),
         accel: decision.accel,
         accelNote: decision.note,
         runs: o.runs,
@@ -175,6 +204,7 @@ export async function bootBenchCommand(o: BootBenchCommandOptions): Promise<numb
           kernel_sha256: await sha256File(inputs.kernel),
           initramfs: inputs.initramfs,
           initramfs_sha256: await sha256File(inputs.initramfs),
+          ...(Object.keys(signed).length ? { signed_kernels: signed } : {}),
         },
         signal: ac.signal,
         progress: (m) => {
@@ -210,6 +240,7 @@ export async function run(a: ParsedArgs, io: CommandIo): Promise<number> {
       runs: a.runs as number,
       firmware: a.firmware as string | undefined,
       json: !!a.json,
+      env: io.env,
       print: io.print,
       printErr: io.printErr,
     });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadMachine } from '../../qemu/machine.js';
 import { loadArches } from '../catalog/arch.js';
@@ -179,6 +179,8 @@ describe('runBootFloorBench', () => {
     const arch = (await loadArches(REPO)).get('x86_64')!;
     const machine = await loadMachine(REPO, arch.qemu);
     const seen: string[] = [];
+    const signedKernel = join(d, 'ovmf.floor-kernel.signed.efi');
+    await writeFile(signedKernel, 'signed');
     const r = await runBootFloorBench({
       machine,
       // The two variants the replayed captures are of.
@@ -187,6 +189,8 @@ describe('runBootFloorBench', () => {
       kernel: join(LOGS, 'x86_64-kernel-direct-pass.log'),
       initramfs: join(LOGS, 'x86_64-panic-no-initramfs.log'),
       append: 'quiet-not',
+      // As bench.ts gives a Secure Boot variant: its own (signed) floor kernel.
+      floorKernel: { ovmf: signedKernel },
       accel: 'tcg',
       accelNote: 'test',
       runs: 1,
@@ -231,7 +235,7 @@ describe('runBootFloorBench', () => {
         expect(argv).not.toContain('-kernel');
       } else {
         expect(argv).not.toContain('-cdrom');
-        expect(opt(argv, '-kernel')).toBe(join(LOGS, 'x86_64-kernel-direct-pass.log'));
+        expect(opt(argv, '-kernel')).toBe(variant.name === 'ovmf' ? signedKernel : join(LOGS, 'x86_64-kernel-direct-pass.log'));
         expect(opt(argv, '-initrd')).toBe(join(LOGS, 'x86_64-panic-no-initramfs.log'));
         expect(opt(argv, '-append')).toBe('console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 quiet-not');
       }

@@ -156,7 +156,16 @@ export interface BootFloorResult {
   goal: number;
   /** When the bench started (ISO 8601), for the figures' date. */
   started_at: string;
-  media: { iso: string; iso_sha256: string; kernel: string; kernel_sha256: string; initramfs: string; initramfs_sha256: string };
+  media: {
+    iso: string;
+    iso_sha256: string;
+    kernel: string;
+    kernel_sha256: string;
+    initramfs: string;
+    initramfs_sha256: string;
+    /** Secure Boot variants' floor kernel: `kernel` signed with the UKI's key, per variant. */
+    signed_kernels?: Record<string, { path: string; sha256: string }>;
+  };
   /** The floor's kernel command line words after the machine's direct_kernel ones. */
   floor_append: string;
   qemu_version: string | null;
@@ -244,6 +253,12 @@ export interface BootFloorOptions {
   initramfs: string;
   /** Kernel command line words for the floor after direct_kernel's own (the ISO's extra words). */
   append: string;
+  /**
+   * The floor's kernel of a variant, when not `kernel`: a Secure Boot variant's
+   * firmware verifies what -kernel hands it, so its floor boots the same kernel
+   * signed with the UKI's key (bench.ts signs it).
+   */
+  floorKernel?: Readonly<Record<string, string>>;
   accel: string;
   accelNote: string;
   runs: number;
@@ -284,7 +299,7 @@ export async function runBootFloorBench(o: BootFloorOptions): Promise<BootFloorR
     const rec = await bootIso({
       machine: b.mode === 'iso' ? o.machine : floor,
       variant: b.variant,
-      ...(b.mode === 'iso' ? { iso: o.iso } : { kernel: { path: o.kernel, initrd: o.initramfs, append: o.append } }),
+      ...(b.mode === 'iso' ? { iso: o.iso } : { kernel: { path: o.floorKernel?.[b.variant] ?? o.kernel, initrd: o.initramfs, append: o.append } }),
       accel: o.accel,
       accelNote: o.accelNote,
       outDir: dir,
