@@ -35,7 +35,7 @@ const RECORDED: Record<string, string> = {
   strace: 'strace -- version 6.1\nCopyright (c) 1991-2022 The strace developers <https://strace.io>.',
   'qemu-system-aarch64': 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers',
 };
-const PLAIN = ['make', 'bc', 'bison', 'flex', 'xz', 'cpio', 'gcc', 'aarch64-linux-gnu-gcc'];
+const PLAIN = ['make', 'bc', 'bison', 'flex', 'xz', 'cpio', 'zstd', 'gcc', 'aarch64-linux-gnu-gcc'];
 const FIRMWARE = [
   '/usr/share/OVMF/OVMF_CODE_4M.fd',
   '/usr/share/OVMF/OVMF_VARS_4M.fd',
@@ -210,7 +210,7 @@ describe('doctor on a fake host', () => {
     const free = r.checks.find((c) => c.id === 'disk')!.detail;
     expect(text).toBe(
       [
-        'clawos-build doctor: 44 checks on x86_64 (Debian amd64): 33 ok, 9 missing, 0 warnings, 2 skipped',
+        'clawos-build doctor: 45 checks on x86_64 (Debian amd64): 34 ok, 9 missing, 0 warnings, 2 skipped',
         `  ok       make                               ${h.bin}/make`,
         `  ok       bc                                 ${h.bin}/bc`,
         `  ok       bison                              ${h.bin}/bison`,
@@ -220,6 +220,7 @@ describe('doctor on a fake host', () => {
         '                                              fix: apt-get install -y --no-install-recommends dwarves (from a Debian release that has 1.16 or later)',
         `  ok       xz                                 ${h.bin}/xz`,
         `  ok       cpio                               ${h.bin}/cpio`,
+        `  ok       zstd                               ${h.bin}/zstd`,
         `  ok       grub-mkimage                       2.06 at ${h.bin}/grub-mkimage`,
         `  ok       xorriso                            1.5.4 at ${h.bin}/xorriso`,
         `  ok       mformat                            4.0.32 at ${h.bin}/mformat`,

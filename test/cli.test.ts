@@ -19,7 +19,7 @@ describe('command line parsing', () => {
     expect(() => parseCli(['frobnicate'])).toThrow('unknown command "frobnicate"');
     expect(() => parseCli(['all', '--bogus'])).toThrow("Unknown option '--bogus'");
     expect(() => parseCli(['all', '-j', 'zero'])).toThrow('-j/--jobs takes a positive whole number, not "zero"');
-    expect(() => parseCli(['all', '--firmware', 'bios'])).toThrow('--firmware goes with boot and bench');
+    expect(() => parseCli(['all', '--firmware', 'bios'])).toThrow('--firmware goes with boot, lava and bench');
     expect(() => parseCli(['all', '--iso', 'x.iso'])).toThrow('--iso goes with boot, hw and lava');
     expect(() => parseCli([])).toThrow('no command given');
   });
