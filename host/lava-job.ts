@@ -16,7 +16,7 @@
  */
 import { stringify } from 'yaml';
 import { UserError } from '../lib/errors.js';
-import type { Accelerator, BootVariant, QemuMachine } from '../qemu/machine.js';
+import { machineArgs, type Accelerator, type BootVariant, type QemuMachine } from '../qemu/machine.js';
 
 /** The suite the check lines become, and the one the final marker becomes. */
 export const CHECK_SUITE = 'clawos-checks';
@@ -129,20 +129,7 @@ export function splitVariantArgs(m: QemuMachine, v: BootVariant): { imageArgs: R
 
 /** The machine's QEMU options for a variant, without the ISO and firmware (those are images). */
 export function qemuOptions(m: QemuMachine, v: BootVariant, accel: Accelerator): string[] {
-  return [
-    '-machine',
-    v.machine ?? m.machine,
-    '-accel',
-    accel.name,
-    '-cpu',
-    accel.cpu,
-    '-m',
-    m.memory,
-    '-smp',
-    String(m.smp ?? 1),
-    ...m.common_args,
-    ...splitVariantArgs(m, v).options,
-  ];
+  return [...machineArgs(m, v, accel), ...splitVariantArgs(m, v).options];
 }
 
 function seconds(s: number): { seconds: number } {

@@ -163,6 +163,11 @@ export function findAccelerator(m: QemuMachine, name: string): Accelerator {
   return a;
 }
 
+/** The machine, accelerator, CPU, memory and common options of a boot: the same for the boot lab and a LAVA job. */
+export function machineArgs(m: QemuMachine, v: BootVariant, accel: Accelerator): string[] {
+  return ['-machine', v.machine ?? m.machine, '-accel', accel.name, '-cpu', accel.cpu, '-m', m.memory, '-smp', String(m.smp ?? 1), ...m.common_args];
+}
+
 /**
  * The variants `--firmware SEL` names: a variant name, or a firmware kind
  * (bios, uefi) standing for every variant of that kind, in file order.
@@ -307,17 +312,7 @@ export async function prepareBoot(opts: {
   }
   const argv = [
     opts.binary ?? m.binary,
-    '-machine',
-    v.machine ?? m.machine,
-    '-accel',
-    accel.name,
-    '-cpu',
-    accel.cpu,
-    '-m',
-    m.memory,
-    '-smp',
-    String(m.smp ?? 1),
-    ...m.common_args,
+    ...machineArgs(m, v, accel),
     ...v.args.map((a) => expandArg(a, values)),
     ...mediaArgs.map((a) => expandArg(a, values).trimEnd()),
   ];
