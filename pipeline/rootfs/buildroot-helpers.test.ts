@@ -14,6 +14,15 @@ describe('parseStepLine', () => {
   });
   it('keeps the error lines of a failed build', () => {
     expect(errorLines(['>>> x 1 Building', 'gcc -c a.c', 'a.c:1: error: boom', 'make: *** [x] Error 1'])).toEqual(['a.c:1: error: boom', 'make: *** [x] Error 1']);
+    // A post-build script's cp refused by a read-only file of the last build, not the echoed target-finalize recipe.
+    expect(
+      errorLines([
+        '>>>   Executing post-build script /x/board/clawos/post-build.sh',
+        '\t{ echo "ERROR: we shouldn\'t have a /etc/ld.so.conf file"; exit 1; } || true',
+        "cp: cannot create regular file '/o/target/etc/apparmor/clawos/./a.bin': Permission denied",
+        'make: *** [Makefile:788: target-finalize] Error 1',
+      ]),
+    ).toEqual(["cp: cannot create regular file '/o/target/etc/apparmor/clawos/./a.bin': Permission denied", 'make: *** [Makefile:788: target-finalize] Error 1']);
   });
 });
 

@@ -30,9 +30,15 @@ export function describeStep(s: BuildrootStepLine): string {
   return `${s.pkg}${s.version ? ` ${s.version}` : ''}: ${s.step}`;
 }
 
-/** The lines of a failed build that say why: compiler errors and make's `***` lines. */
+/**
+ * The lines of a failed build that say why: compiler errors, make's `***` lines
+ * and a tool's refusal to write or read a file. Not make's echo of a recipe that
+ * merely contains an error message (Buildroot's target-finalize prints
+ * `{ echo "ERROR: we shouldn't have a /etc/ld.so.conf file"; exit 1; } || true`).
+ */
 export function errorLines(tail: string[], max = 8): string[] {
   const lines = tail.map((l) => l.replace(ANSI_RE, '').trimEnd()).filter((l) => l && !l.startsWith('>>> '));
-  const errs = lines.filter((l) => /\berror\b|\*\*\*|ERROR|[Ff]atal/.test(l));
+  const recipe = (l: string) => /echo\s+["']ERROR/.test(l);
+  const errs = lines.filter((l) => !recipe(l) && /\berror\b|\*\*\*|ERROR|[Ff]atal|: Permission denied$|: cannot (create|open|remove|stat)\b/.test(l));
   return (errs.length ? errs : lines).slice(-max);
 }

@@ -19,10 +19,13 @@ if [ -n "${CLAWOS_EXTRAS:-}" ]; then
   tab=$(printf '\t')
   printf '%s\n' "$CLAWOS_EXTRAS" | while IFS="$tab" read -r from to; do
     [ -n "$from" ] || continue
+    # --remove-destination: a rebuild in the same output dir finds the last build's
+    # copies, read-only as clawos-build's outputs are, which the sandbox (no
+    # CAP_DAC_OVERRIDE) cannot open for writing; each is replaced instead.
     if [ -d "$from" ]; then
-      mkdir -p "$TARGET/$to" && cp -a "$from/." "$TARGET/$to/"
+      mkdir -p "$TARGET/$to" && cp -a --remove-destination "$from/." "$TARGET/$to/"
     else
-      mkdir -p "$(dirname "$TARGET/$to")" && cp -a "$from" "$TARGET/$to"
+      mkdir -p "$(dirname "$TARGET/$to")" && cp -a --remove-destination "$from" "$TARGET/$to"
     fi
   done
 fi
