@@ -132,19 +132,17 @@ export function bootBenchInputs(buildDir: string, arch: string): { iso: string; 
  * says so instead of having a figure.
  */
 async function signedFloorKernels(o: { repoRoot: string; env?: NodeJS.ProcessEnv; variants: readonly BootVariant[]; kernel: string; outDir: string; runner?: Runner }): Promise<Record<string, { path: string; sha256: string }>> {
-  const sbVariants = o.variants.filter((v) => v.secure_boot);
-  if (!sbVariants.length) return {};
+  if (!o.variants.some((v) => v.secure_boot)) return {};
   const key = await findSecureBootKey(defaultKeyDir(o.env ?? process.env), await loadTestCerts(o.repoRoot));
-  const out: Record<string, { path: string; sha256: string }> = {};
-  for (const v of sbVariants) {
-    if (!key || secureBootNotConfigured(v, key.certSha256)) continue;
-    const path = join(o.outDir, `${v.name}.floor-kernel.signed.efi`);
-    await mkdir(o.outDir, { recursive: true });
-    const r = await (o.runner ?? procRun)(['sbsign', '--key', key.keyPath, '--cert', key.certPath, '--output', path, o.kernel], {});
-    if (!r.ok) throw new InfraError(`sbsign could not sign the floor kernel ${o.kernel} for ${v.name}: ${r.spawnError ?? r.tail.slice(-2).join(' / ')}`, 'apt-get install sbsigntool');
-    out[v.name] = { path, sha256: await sha256File(path) };
-  }
-  return out;
+  const enrolled = o.variants.filter((v) => v.secure_boot && key && !secureBootNotConfigured(v, key.certSha256));
+  if (!key || !enrolled.length) return {};
+  // One signature serves every variant that enrols the key.
+  const path = join(o.outDir, 'floor-kernel.signed.efi');
+  await mkdir(o.outDir, { recursive: true });
+  const r = await (o.runner ?? procRun)(['sbsign', '--key', key.keyPath, '--cert', key.certPath, '--output', path, o.kernel], {});
+  if (!r.ok) throw new InfraError(`sbsign could not sign the floor kernel ${o.kernel}: ${r.spawnError ?? r.tail.slice(-2).join(' / ')}`, 'apt-get install sbsigntool');
+  const signed = { path, sha256: await sha256File(path) };
+  return Object.fromEntries(enrolled.map((v) => [v.name, signed]));
 }
 
 export async function bootBenchCommand(o: BootBenchCommandOptions): Promise<number> {
