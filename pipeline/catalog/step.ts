@@ -19,6 +19,14 @@ export interface SecureBootKey {
   testKey: string | null;
 }
 
+/** The run's shared compiler cache, for a step with Step.compilerCache (pipeline/ccache/compiler-cache.ts). */
+export interface CompilerCacheUse {
+  /** Absolute path of ccache. */
+  ccache: string;
+  /** CCACHE_* for this task: the shared dir, base_dir, its own stats log, the remote storage. */
+  env: Record<string, string>;
+}
+
 export interface StepContext {
   /** Catalog task id, e.g. "A-01". */
   taskId: string;
@@ -43,6 +51,8 @@ export interface StepContext {
   moduleSigningKey?: string;
   /** The key dir's Secure Boot key for a step with Step.secureBootKey (pipeline/boot/secureboot-key.ts); undefined: none. */
   secureBootKey?: SecureBootKey;
+  /** The compiler cache for a step with Step.compilerCache; undefined: compile without one (off, or ccache missing). */
+  compilerCache?: CompilerCacheUse;
   /** Tests: the input lock to fetch by (default inputs.lock.yaml of repoRoot) and the download cache. */
   lock?: () => Promise<LoadedLock>;
   downloadCache?: string;
@@ -119,6 +129,12 @@ export interface Step {
   moduleSigningKey?: boolean;
   /** The step signs for Secure Boot: it gets the key dir's Secure Boot key, whose certificate is part of its fingerprint. */
   secureBootKey?: boolean;
+  /**
+   * The step's compiles may go through the run's compiler cache (ccache): it gets
+   * ctx.compilerCache, and the run reports the task's hit rate. Not part of the
+   * fingerprint: the step must produce the same bytes with and without it.
+   */
+  compilerCache?: boolean;
   /** What `with:` may hold, checked when the catalog loads (pipeline/catalog/step-params.ts). Every built-in step has one. */
   params?: ParamsSchema;
   /**
