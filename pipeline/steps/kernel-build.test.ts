@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { cp, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { dir, type DirectoryResult } from 'tmp-promise';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -98,12 +98,15 @@ describe('kernelBuildStep on the fake kernel', () => {
     expect(info.commands.map((c: { phase: string }) => c.phase)).toEqual([
       'configure', 'configure', 'configure', 'compile', 'compile', 'compile', 'modules', 'sign',
     ]);
+    // The relative forms are the paths ccache's base_dir makes of the absolute ones (the same maps in every build).
+    const maps =
+      `-ffile-prefix-map=${srcDir}=/clawos/linux -ffile-prefix-map=${join(out, 'obj')}=/clawos/obj -ffile-prefix-map=${join(out, 'canary')}=/clawos/canary ` +
+      `-ffile-prefix-map=../../../cache/src/${basename(srcDir)}=/clawos/linux -ffile-prefix-map=../canary=/clawos/canary`;
     expect(info.commands[0].command).toBe(
       `env $'KBUILD_BUILD_TIMESTAMP=Tue Nov 14 22:13:20 UTC 2023' KBUILD_BUILD_USER=clawos KBUILD_BUILD_HOST=clawos-build ` +
         `KBUILD_BUILD_VERSION=1 SOURCE_DATE_EPOCH=1700000000 LC_ALL=C make -C ${srcDir} O=${join(out, 'obj')} ARCH=x86_64 CROSS_COMPILE= ` +
         `PAHOLE=${join(out, 'obj/clawos-tools/pahole')} ` +
-        `$'KCFLAGS=-ffile-prefix-map=${srcDir}=/clawos/linux -ffile-prefix-map=${join(out, 'obj')}=/clawos/obj -ffile-prefix-map=${join(out, 'canary')}=/clawos/canary' ` +
-        `$'KAFLAGS=-ffile-prefix-map=${srcDir}=/clawos/linux -ffile-prefix-map=${join(out, 'obj')}=/clawos/obj -ffile-prefix-map=${join(out, 'canary')}=/clawos/canary' tinyconfig`,
+        `$'KCFLAGS=${maps}' $'KAFLAGS=${maps}' tinyconfig`,
     );
     expect(info.commands[3].command).toMatch(/ -j2$/);
     expect(info.kernelRelease).toBe('6.1.0-fake-clawos');

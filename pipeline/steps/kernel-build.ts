@@ -13,6 +13,7 @@ import type { RunOptions, RunResult } from '../../lib/proc.js';
 import type { ArchSpec } from '../catalog/arch.js';
 import { expandArch } from '../catalog/task-spec.js';
 import { kbuildEnv } from '../kernel/build-env.js';
+import { baseDirPrefixMap, ccacheMasquerade } from '../ccache/ccache-masquerade.js';
 import { checkRequested, openKconfigIndex, parseConfig, parseFragment, type ConfigRequest } from '../kernel/kconfig.js';
 import { SOURCE_YAML, loadKernelSourceConfig, prepareKernelSource } from '../kernel/source.js';
 import { MAKE_MODULE_SIGNING_KEY } from '../kernel/module-signing-key.js';
@@ -97,6 +98,8 @@ export const kernelBuildStep: Step = {
   name: 'kernel-build',
   lockedInputs: true,
   moduleSigningKey: true,
+  // The shared compiler cache (issue 17): the same kernel, byte for byte, with and without it.
+  compilerCache: true,
   // 2: managed module-signing key, pahole without -j, build paths mapped away (reproducible kernels).
   // 3: the paths mapped in assembly too (KAFLAGS).
   version: 3,
@@ -184,7 +187,11 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
   await chmod(join(tools, 'pahole'), 0o755);
 
   const env = kbuildEnv(ctx.sourceDateEpoch);
-  const prefixMap = prefixMapFlags({ [srcDir]: '/clawos/linux', [obj]: '/clawos/obj', [canary]: '/clawos/canary' });
+  const paths = { [srcDir]: '/clawos/linux', [obj]: '/clawos/obj', [canary]: '/clawos/canary' };
+  // Also the relative paths ccache's base_dir makes of them; in every build, so no command depends on the cache.
+  const prefixMap = prefixMapFlags({ ...paths, ...baseDirPrefixMap(paths, obj) });
+  // ccache in front of the target and host gcc, Kbuild's commands unchanged (pipeline/ccache/).
+  const runEnv = ctx.compilerCache ? { ...env, ...(await ccacheMasquerade(ctx.compilerCache, join(tools, 'ccache'), [`${arch.kernel.cross_compile}gcc`, 'gcc'])) } : env;
   const kbuild = [
     'make',
     '-C',
@@ -221,7 +228,7 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
     }
   };
   const step = async (argv: string[], opts: RunOptions = {}): Promise<RunResult> => {
-    const r = await ctx.run(argv, { env, signal: ctx.signal, sink, tailLines: 200, ...opts });
+    const r = await ctx.run(argv, { env: runEnv, signal: ctx.signal, sink, tailLines: 200, ...opts });
     commands.push({ phase, command: r.reproducer, durationMs: r.durationMs, exitCode: r.exitCode });
     return r;
   };
