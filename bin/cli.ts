@@ -66,6 +66,17 @@ const RUN_OPTIONS: OptionGroup = {
     { name: 'no-sandbox', type: 'boolean', help: "run tasks without bubblewrap (recorded in every task's vault event)" },
     { name: 'remote-cache', type: 'string', value: 'URL', help: 'a Bazel remote-cache HTTP server (/ac/, /cas/): pull trusted builders\' results, push PASSes (default: the config file\'s remote_cache)' },
     { name: 'remote-cache-readonly', type: 'boolean', help: 'pull from the remote cache, never push (CI consumers)' },
+    { name: 'no-compiler-cache', type: 'boolean', help: 'compile the kernels without the shared compiler cache (ccache, on by default when installed; the kernels are the same bytes either way)' },
+    {
+      name: 'compiler-cache-remote',
+      type: 'string',
+      value: 'URL',
+      help: "ccache's remote storage on redis: redis://[PASSWORD@]HOST[:PORT] or redis+unix:PATH (default: the config file's compiler_cache.remote)",
+      parse: (raw) => {
+        if (!/^redis(\+unix)?:/.test(raw)) throw new UsageError(`--compiler-cache-remote takes a redis URL (redis://HOST:PORT or redis+unix:PATH), not "${raw.replace(/\/\/[^@/]*@/, '//')}"`);
+        return raw;
+      },
+    },
     { name: 'rootfs-backend', type: 'string', value: 'B', help: 'busybox (default, offline), buildroot (needs --buildroot), or aya (B-08 from the aya-ebpf component)', default: 'busybox' },
     { name: 'buildroot', type: 'string', value: 'P', help: 'a Buildroot source dir or release tarball (with --buildroot-sha256 HEX for a tarball)' },
     {
@@ -90,6 +101,7 @@ function nonNegativeInt(flag: string): (raw: string) => number {
 }
 
 function checkRun(a: ParsedArgs): void {
+  if (a.noCompilerCache && a.compilerCacheRemote) throw new UsageError('--no-compiler-cache and --compiler-cache-remote contradict each other: give one');
   if ((a.buildroot || a.buildrootSha256) && a.rootfsBackend !== 'buildroot') throw new UsageError('--buildroot and --buildroot-sha256 go with --rootfs-backend buildroot');
 }
 

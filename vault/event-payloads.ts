@@ -33,6 +33,8 @@ export type RunStartPayload = {
   secrets?: string[];
   /** --remote-cache: the cache (no credentials) and whether this run pulls from and pushes to it. */
   remote_cache?: { cache: string; readonly: boolean; pull: boolean; push: boolean };
+  /** The shared compiler cache of the run's compiling steps: ccache's version, its dir, the remote storage (no credentials); null: off. */
+  compiler_cache?: { ccache: string; dir: string; remote: { url: string; readonly: boolean } | null } | null;
   source_date_epoch?: number;
   /** The commit the run built from (dirty: the tree had changes git sees); null outside git. */
   source?: { commit: string; dirty: boolean } | null;
@@ -97,6 +99,8 @@ export type TaskEndPayload = {
   remote?: { cache: string; key: string; builder_key: string; built_by_run: string; fetched: string[] };
   sandbox?: SandboxRecord;
   attempts?: number;
+  /** The task's compiles through the compiler cache (ccache's stats log of this task): calls that were hits, misses, passed through. */
+  compiler_cache?: { hits: number; local_hits: number; remote_hits: number; misses: number; uncacheable: number; remote_errors: number; summary: string };
 };
 
 export type TaskAttemptPayload = {

@@ -110,7 +110,8 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
     say(`reproduce: kernels taken over from ${resolve(a.reuseKernel)} (${seededInstances.map((s) => s.id).join(', ')}); everything else is rebuilt`);
   }
   say(`reproduce: rebuilding bundle ${b.runId} (commit ${b.source.commit.slice(0, 12)}, SOURCE_DATE_EPOCH ${b.sourceDateEpoch}, ${b.arches.join(' + ')}) in ${buildDir}`);
-  const argv = [process.execPath, join(io.repoRoot, 'bin', 'clawos-build.js'), 'all', '--build-dir', buildDir, '--arch', b.arches.join(','), '--jobs', String(a.jobs)];
+  // Every object compiled again: through the compiler cache they could be the first build's, and prove nothing.
+  const argv = [process.execPath, join(io.repoRoot, 'bin', 'clawos-build.js'), 'all', '--build-dir', buildDir, '--arch', b.arches.join(','), '--jobs', String(a.jobs), '--no-compiler-cache'];
   const r = await runProcess(argv, {
     env: { SOURCE_DATE_EPOCH: String(b.sourceDateEpoch), CLAWOS_KEY_DIR: keyDir },
     sink: (stream, line) => {

@@ -26,6 +26,8 @@ interface RunArgs {
   noSandbox: boolean;
   remoteCache?: string;
   remoteCacheReadonly: boolean;
+  noCompilerCache: boolean;
+  compilerCacheRemote?: string;
   rootfsBackend: string;
   buildroot?: string;
   buildrootSha256?: string;
@@ -61,6 +63,7 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
       noSandbox: p.noSandbox,
       keyDir,
       ...(p.remoteCache || p.remoteCacheReadonly ? { remoteCache: { ...(p.remoteCache ? { url: p.remoteCache } : {}), ...(p.remoteCacheReadonly ? { readonly: true } : {}) } } : {}),
+      ...(p.noCompilerCache || p.compilerCacheRemote ? { compilerCache: { ...(p.noCompilerCache ? { off: true } : {}), ...(p.compilerCacheRemote ? { remote: p.compilerCacheRemote } : {}) } } : {}),
       ...(p.rootfsBackend !== DEFAULT_BACKEND
         ? {
             backend: {

@@ -19,6 +19,8 @@ export interface LocalConfig {
   secrets: { env: string[] };
   /** The shared task cache (--remote-cache overrides url and readonly); header_env names a variable holding one "Name: value" header. */
   remote_cache?: { url: string; readonly?: boolean; header_env?: string };
+  /** The shared compiler cache (ccache; --no-compiler-cache and --compiler-cache-remote override): pipeline/ccache/compiler-cache.ts. */
+  compiler_cache?: { enabled?: boolean; dir?: string; max_size?: string; remote?: string; remote_readonly?: boolean };
 }
 
 export async function loadLocalConfig(repoRoot: string, explicit: string | undefined): Promise<LocalConfig> {
@@ -34,11 +36,15 @@ export async function loadLocalConfig(repoRoot: string, explicit: string | undef
     components?: Record<string, ComponentConfig>;
     secrets?: { env?: string[] };
     remote_cache?: { url: string; readonly?: boolean; header_env?: string };
+    compiler_cache?: LocalConfig['compiler_cache'];
   };
   const components = doc.components ?? {};
   // Relative source paths are relative to the config file.
   for (const c of Object.values(components)) {
     if ('path' in c.source && !isAbsolute(c.source.path)) c.source.path = resolve(dirname(file), c.source.path);
   }
-  return { file, components, secrets: { env: doc.secrets?.env ?? [] }, ...(doc.remote_cache ? { remote_cache: doc.remote_cache } : {}) };
+  // A relative cache dir is relative to the config file, as component paths are.
+  const cc = doc.compiler_cache;
+  if (cc?.dir && !isAbsolute(cc.dir)) cc.dir = resolve(dirname(file), cc.dir);
+  return { file, components, secrets: { env: doc.secrets?.env ?? [] }, ...(doc.remote_cache ? { remote_cache: doc.remote_cache } : {}), ...(cc ? { compiler_cache: cc } : {}) };
 }

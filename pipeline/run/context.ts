@@ -26,6 +26,7 @@ import type { RemoteTaskCache } from './remote-cache.js';
 import type { StateStore } from './state.js';
 import type { ModuleSigningKey } from '../kernel/module-signing-key.js';
 import type { SecureBootKey } from '../catalog/step.js';
+import type { CompilerCache } from '../ccache/compiler-cache.js';
 
 /** What an instance's fingerprint is computed from. */
 export interface FingerprintContext {
@@ -79,6 +80,8 @@ export interface RunContext extends FreshnessContext {
   redact: Redactor;
   /** INFRA_ERROR retries; a task's `retries:` overrides the count. */
   retry: RetryPolicy;
+  /** The shared compiler cache for steps with Step.compilerCache; null: off (or no such step in the run). Never part of a fingerprint. */
+  compilerCache: CompilerCache | null;
   /** The commit the build ran from (and whether the tree had changes), null outside git: what `reproduce` checks out. */
   source: { commit: string; dirty: boolean } | null;
 }

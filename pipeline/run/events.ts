@@ -11,7 +11,8 @@ export type RunEvent =
   /** estimateMs: how long the instance's last PASS took (null: it never passed). */
   | { type: 'task-heartbeat'; id: string; elapsedMs: number; estimateMs: number | null }
   | { type: 'task-up-to-date'; id: string; status: InstanceStatus; message: string }
-  | { type: 'task-end'; id: string; status: InstanceStatus; reason?: FailureReason; message: string; durationMs: number; log: string }
+  /** compilerCache: the task's hit rate line, when its compiles went through the compiler cache. */
+  | { type: 'task-end'; id: string; status: InstanceStatus; reason?: FailureReason; message: string; durationMs: number; log: string; compilerCache?: string }
   | { type: 'gate'; phase: Phase; recommendation: 'GO' | 'NO-GO'; blockers: string[]; coverage: string; report: string }
   /** RULE-005: a phase with a failure was put back to its last passed gate checkpoint (checkpoint null: there is none). */
   | { type: 'phase-rollback'; phase: Phase; checkpoint: string | null; restored: string[]; missing: string[] }

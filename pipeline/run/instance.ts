@@ -5,7 +5,7 @@
  * -> act (under timeout, sandbox, retries) -> check outputs -> validate -> roll
  * back on failure -> record (record.ts). Emits events for the reporter; never prints.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { InfraError } from '../../lib/errors.js';
 import { run as runProcess, type RunOptions } from '../../lib/proc.js';
@@ -25,6 +25,9 @@ import { computeFingerprint, type InstanceFingerprint } from './instance-fingerp
 import { expandOutputFiles, hashOutputs, restoreOutputs } from './outputs.js';
 import { settle, storeOutputs, type TaskEndExtra } from './record.js';
 import type { InstanceRecord, InstanceStatus, OutputRecord } from './state.js';
+import { compilerCacheUse, statsLogPath, type CompilerCache } from '../ccache/compiler-cache.js';
+import { formatCcacheStats, parseCcacheStatsLog } from '../ccache/ccache-stats.js';
+import type { TaskEndPayload } from '../../vault/event-payloads.js';
 
 type Log = (line: string) => void;
 
@@ -77,6 +80,8 @@ interface Started {
   ctx: StepContext;
   startedAt: string;
   started: number;
+  /** The compiler cache this task's compiles go through, and the stats log they write. */
+  compilerCache: { cache: CompilerCache; statsLog: string } | null;
 }
 
 const now = () => new Date().toISOString();
@@ -204,7 +209,18 @@ class InstanceRun {
     }
     if (!isPassed(outcome.status) && this.spec.rollback_cmd) await this.rollBack(this.spec.rollback_cmd, s, prev);
     s.clock.stop();
-    return this.finish(fp, s, outcome, outputs, attempts);
+    return this.finish(fp, s, outcome, outputs, attempts, await this.compilerCacheStats(s));
+  }
+
+  /** What the task's compiles got from the compiler cache, from its own stats log (then removed). */
+  private async compilerCacheStats(s: Started): Promise<TaskEndPayload['compiler_cache'] | undefined> {
+    if (!s.compilerCache) return undefined;
+    const text = await readFile(s.compilerCache.statsLog, 'utf8').catch(() => '');
+    await rm(s.compilerCache.statsLog, { force: true });
+    const st = parseCcacheStatsLog(text);
+    const summary = formatCcacheStats(st);
+    s.log(summary);
+    return { hits: st.hits, local_hits: st.localHits, remote_hits: st.remoteHits, misses: st.misses, uncacheable: st.uncacheable, remote_errors: st.remoteErrors, summary };
   }
 
   /** task-start: the reporter, the log (sandbox, why it runs) and the vault. */
@@ -216,18 +232,23 @@ class InstanceRun {
     rc.emit({ type: 'task-start', id: inst.id, title: spec.title, agent: spec.agent });
     // RULE-001 / RULE-006: only the output dir (and what the step declares) is writable; network only if declared.
     const step = stepOf(rc, inst);
+    const cc = step?.compilerCache && rc.compilerCache ? { cache: rc.compilerCache, statsLog: statsLogPath(rc.compilerCache, rc.vault.runId, inst.id) } : null;
+    if (cc) await rm(cc.statsLog, { force: true });
     const policy: SandboxPolicy = {
       task: inst.id,
       outDir: this.outDir,
-      writable: step?.sandbox?.cache ? [rc.cacheDir] : [],
+      // The compiler cache's dir is shared by every build dir: content-keyed by ccache, as the download cache is by us.
+      writable: [...(step?.sandbox?.cache ? [rc.cacheDir] : []), ...(cc ? [cc.cache.dir] : [])],
       readOnly: [rc.repoRoot, rc.buildDir],
-      network: spec.network === true,
+      // A redis server over TCP is reachable only with the host's network; a unix socket needs none.
+      network: spec.network === true || !!cc?.cache.remote?.network,
       devices: step?.sandbox?.devices ?? [],
       specFile: inst.task.file,
     };
     const sandbox = sandboxRecord(rc.sandbox, policy);
     const watch = new ViolationWatch(policy);
-    log(`sandbox: ${sandbox.sandbox_detail}; writable ${sandbox.writable.join(', ')} and a private /tmp; network ${sandbox.network ? 'declared' : 'none'}`);
+    const network = !sandbox.network ? 'none' : spec.network === true ? 'declared' : `the host's, for the compiler cache's remote storage ${cc?.cache.remote?.shown}`;
+    log(`sandbox: ${sandbox.sandbox_detail}; writable ${sandbox.writable.join(', ')} and a private /tmp; network ${network}`);
     const why = describeChange(prev?.fingerprint_parts, parts);
     log(`start ${spec.task_id} "${spec.title}"${inst.arch ? ` for ${inst.arch}` : ''} fingerprint ${fingerprint.slice(0, 16)}`);
     log(`why it runs: ${why.join('; ')}`);
@@ -238,7 +259,8 @@ class InstanceRun {
     const estimate = prev?.status === 'PASS' ? prev.duration_ms : ((await rc.passes.lastPass(inst.id))?.duration_ms ?? null);
     const clock = new TaskClock(rc, inst.id, spec.timeout_minutes, log, estimate);
     const ctx = this.stepContext(log, clock.abort.signal, sandboxWrapper(rc.sandbox, policy), watch);
-    return { log, sandbox, watch, clock, ctx, startedAt, started };
+    if (cc) ctx.compilerCache = compilerCacheUse(cc.cache, { baseDir: rc.buildDir, statsLog: cc.statsLog });
+    return { log, sandbox, watch, clock, ctx, startedAt, started, compilerCache: cc };
   }
 
   /**
@@ -452,7 +474,14 @@ class InstanceRun {
   }
 
   /** The record, its outputs into the store and the manifest, the vault's task-end, the reporter's. */
-  private async finish({ fingerprint, parts }: InstanceFingerprint, s: Started, outcome: Outcome, outputs: Record<string, OutputRecord>, attempts: number): Promise<InstanceRecord> {
+  private async finish(
+    { fingerprint, parts }: InstanceFingerprint,
+    s: Started,
+    outcome: Outcome,
+    outputs: Record<string, OutputRecord>,
+    attempts: number,
+    compilerCache: TaskEndPayload['compiler_cache'],
+  ): Promise<InstanceRecord> {
     const { rc, inst } = this;
     const rec = rc.redact.value<InstanceRecord>({
       ...this.base,
@@ -474,13 +503,13 @@ class InstanceRun {
       stored = await storeOutputs(rc, inst.id, outputs, { onlyNew: false });
       await rc.manifest.record(inst.id, Object.entries(outputs).map(([path, o]) => ({ path, sha256: o.sha256, size: o.size })));
     }
-    await settle(rc, rec, stored, this.bootReports(rec), { sandbox: s.sandbox, ...(attempts > 1 ? { attempts } : {}) });
+    await settle(rc, rec, stored, this.bootReports(rec), { sandbox: s.sandbox, ...(attempts > 1 ? { attempts } : {}), ...(compilerCache ? { compiler_cache: compilerCache } : {}) });
     // Shared only after it is recorded here; a failed push is a warning, never the task's result.
     if (rec.status === 'PASS' && rc.remote?.canPush) {
       const key = await rc.remote.push(rec, rc.buildDir, { run_id: rc.vault.runId, clawos_version: rc.clawosVersion });
       if (key) s.log(`remote cache: pushed as ac/${key}`);
     }
-    rc.emit({ type: 'task-end', id: inst.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: rec.duration_ms, log: rec.log });
+    rc.emit({ type: 'task-end', id: inst.id, status: rec.status, reason: rec.reason, message: rec.message, durationMs: rec.duration_ms, log: rec.log, ...(compilerCache ? { compilerCache: compilerCache.summary } : {}) });
     return rec;
   }
 }

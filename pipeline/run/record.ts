@@ -11,7 +11,7 @@ import type { RunContext } from './context.js';
 import type { InstanceRecord, OutputRecord } from './state.js';
 
 /** What a task-end adds beyond the record. */
-export type TaskEndExtra = Pick<TaskEndPayload, 'up_to_date' | 'restored_from' | 'restored' | 'attempts' | 'remote'> & { sandbox?: SandboxRecord };
+export type TaskEndExtra = Pick<TaskEndPayload, 'up_to_date' | 'restored_from' | 'restored' | 'attempts' | 'remote' | 'compiler_cache'> & { sandbox?: SandboxRecord };
 
 const byPath = ([a]: [string, unknown], [b]: [string, unknown]): number => (a < b ? -1 : a > b ? 1 : 0);
 

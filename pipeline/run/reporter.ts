@@ -50,8 +50,8 @@ export function formatEvent(e: RunEvent): string | null {
       return `${e.id} up to date (${e.status})`;
     case 'task-end':
       return `${e.id} ${e.status}${e.reason && e.status !== 'NOT_CONFIGURED' ? ` [${e.reason}]` : ''} in ${formatDuration(e.durationMs)}: ${e.message}${
-        isPassed(e.status) ? '' : ` (log: ${e.log})`
-      }`;
+        e.compilerCache ? `; ${e.compilerCache}` : ''
+      }${isPassed(e.status) ? '' : ` (log: ${e.log})`}`;
     case 'gate': {
       const head = `== gate ${e.phase}: ${e.recommendation} — ${e.coverage} (report: ${e.report})`;
       return e.blockers.length ? `${head}\n${e.blockers.map((b) => `   blocker: ${b}`).join('\n')}` : head;

@@ -34,6 +34,8 @@ import { defaultKeyDir } from '../../vault/key-dir.js';
 import { findModuleSigningKey } from '../kernel/module-signing-key.js';
 import { findSecureBootKey, loadTestCerts } from '../boot/secureboot-key.js';
 import { run as runProcess } from '../../lib/proc.js';
+import { chooseCompilerCache, openCompilerCache, type CompilerCache, type CompilerCacheFlags } from '../ccache/compiler-cache.js';
+import type { RunStartPayload } from '../../vault/event-payloads.js';
 
 export { repoRootDir } from '../../lib/repo-root.js';
 
@@ -96,6 +98,8 @@ export interface SessionOptions {
   keyDir?: string;
   /** --remote-cache URL / --remote-cache-readonly; they win over the config file's remote_cache. */
   remoteCache?: { url?: string; readonly?: boolean; timeouts?: RemoteTimeouts };
+  /** --no-compiler-cache / --compiler-cache-remote URL; they win over the config file's compiler_cache. */
+  compilerCache?: CompilerCacheFlags;
 }
 
 /** The commit the repository is at and whether its tree has changes git sees; null outside git. */
@@ -158,6 +162,12 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
         { keyDir: o.keyDir ?? defaultKeyDir(), redact, emit, signal: o.signal },
       )
     : null;
+  // Only a run with a step that compiles through it looks for ccache and its remote.
+  const compiles = graph.order.some((i) => steps.get(i.task.spec.uses ?? '')?.compilerCache);
+  if (o.compilerCache?.remote) redactUrlPassword(redact, o.compilerCache.remote);
+  if (config.compiler_cache?.remote) redactUrlPassword(redact, config.compiler_cache.remote);
+  const compilerCache = compiles ? await openCompilerCache(chooseCompilerCache(config.compiler_cache, o.compilerCache ?? {}), { run: runProcess }) : { cache: null, notes: [] };
+  for (const message of compilerCache.notes) emit({ type: 'info', message });
   const vault = await RunVault.open(buildDir);
   vault.redact = (v) => redact.value(v);
   const rc: RunContext = {
@@ -188,6 +198,7 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     frozenRead: frozen.read,
     passes: new PassIndex(buildDir),
     remote,
+    compilerCache: compilerCache.cache,
     moduleSigningKey: (await findModuleSigningKey(o.keyDir ?? defaultKeyDir())) ?? null,
     // A wrong key (no certificate, a certificate of another key, readable by others) stops the run here: exit 4 with the fix.
     secureBootKey: (await findSecureBootKey(o.keyDir ?? defaultKeyDir(), await loadTestCerts(o.repoRoot))) ?? null,
@@ -204,6 +215,7 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     sandbox: sandbox.kind === 'bwrap' ? { kind: 'bwrap', version: sandbox.version } : { kind: 'off', reason: sandbox.reason },
     secrets: redact.secretNames,
     ...(remote ? { remote_cache: { cache: remote.shown, readonly: remote.readonly, pull: remote.canPull, push: remote.canPush } } : {}),
+    ...(compiles ? { compiler_cache: compilerCacheRecord(compilerCache.cache) } : {}),
     source_date_epoch: rc.sourceDateEpoch,
     source: rc.source,
     module_signing: rc.moduleSigningKey ? { cert_sha256: rc.moduleSigningKey.certSha256, subject: rc.moduleSigningKey.subject } : null,
@@ -212,4 +224,15 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     freeze: rc.freeze.ok ? { frozen_at: rc.freeze.payload.frozen_at, specs: rc.freeze.payload.specs, read: rc.frozenRead.map(({ path, sha256 }) => ({ path, sha256 })) } : { problem: rc.freeze.detail },
   });
   return rc;
+}
+
+/** A redis URL's password joins the redactor before anything is logged. */
+function redactUrlPassword(redact: Redactor, url: string): void {
+  const m = /^redis(?:\+unix)?:\/\/(?:([^:@/]*):)?([^@/]+)@/.exec(url);
+  if (m) redact.add('compiler-cache-password', decodeURIComponent(m[2]!));
+}
+
+/** What run-start records of the compiler cache (no credentials). */
+function compilerCacheRecord(c: CompilerCache | null): RunStartPayload['compiler_cache'] {
+  return c ? { ccache: c.version, dir: c.dir, remote: c.remote ? { url: c.remote.shown, readonly: c.remote.readonly } : null } : null;
 }
