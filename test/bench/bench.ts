@@ -15,9 +15,15 @@
  *      against a real nginx, test/helpers/nginx-cache.ts): a cold build pushing to an
  *      empty cache against the same cold build without one (the overhead, goal < 3 %),
  *      and an empty build dir pulling everything from the warm cache, as a ratio to cold.
+ *   7. the shared compiler cache (ccache, issue 17): the real kernel-build step for x86_64
+ *      under the task sandbox, from an empty ccache dir (cold), then again after `make clean`
+ *      with the cache warm, as a ratio (goal >= 4x); vmlinuz must be the same bytes both times,
+ *      and the same as --ccache-reference FILE (a vmlinuz built without the cache) when given.
+ *      Needs the unpacked kernel in <build-dir>/cache/src; two kernel builds, not part of a
+ *      plain `npm run bench` (--only ccache).
  * Options: --runs N (default 3), --kernel-runs N (default 1: each kernel run
  * costs two full builds, ~12 min on 2 cores), --skip-kernel, --build-dir DIR,
- * --only noop|kernel|boots|verify|sandbox|cache (one part), --trust FILE (for 4).
+ * --only noop|kernel|boots|verify|sandbox|cache|ccache (one part), --trust FILE (for 4).
  * Needs a finished `clawos-build all` in the build dir for 1 and 3.
  */
 import { parseArgs } from 'node:util';
@@ -34,6 +40,15 @@ import { bundlesDir, latestBundle } from '../../vault/release-bundle.js';
 import { makePipelineFixture } from '../fixtures/vault/pipeline-bundle.js';
 import { probeSandbox, sandboxWrapper } from '../../lib/sandbox.js';
 import { dir as tmpDir } from 'tmp-promise';
+import { appendFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { sha256File } from '../../lib/hash.js';
+import { loadArches } from '../../pipeline/catalog/arch.js';
+import { chooseCompilerCache, compilerCacheUse, openCompilerCache, statsLogPath } from '../../pipeline/ccache/compiler-cache.js';
+import { formatCcacheStats, parseCcacheStatsLog } from '../../pipeline/ccache/ccache-stats.js';
+import { findModuleSigningKey } from '../../pipeline/kernel/module-signing-key.js';
+import { sourceDateEpoch } from '../../pipeline/run/session.js';
+import { kernelBuildStep } from '../../pipeline/steps/kernel-build.js';
 
 const { values } = parseArgs({
   options: {
@@ -44,6 +59,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     trust: { type: 'string' },
     'sandbox-runs': { type: 'string', default: '9' },
+    'ccache-reference': { type: 'string' },
   },
 });
 const runs = Number(values.runs);
@@ -286,6 +302,76 @@ async function remoteCacheFigures(): Promise<void> {
   }
 }
 
+/** 7. kernel-build from an empty ccache, then after `make clean` with it warm: the step itself, sandboxed as a run does. */
+async function compilerCacheFigures(): Promise<void> {
+  const arch = (await loadArches(repo)).get('x86_64')!;
+  const scratch = join(buildDir, 'bench', 'ccache');
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(join(scratch, 'cache'), { recursive: true });
+  // The unpacked source, hard-linked (the kernel builds out of tree and writes nothing into it).
+  const src = await run(['cp', '-al', join(buildDir, 'cache', 'src'), join(scratch, 'cache', 'src')]);
+  if (!src.ok) {
+    console.log(`compiler cache: skipped (no unpacked kernel in ${join(buildDir, 'cache', 'src')}; run \`clawos-build p2\` there first)`);
+    return;
+  }
+  const opened = await openCompilerCache(chooseCompilerCache({ dir: join(scratch, 'ccache') }, {}), { run });
+  if (!opened.cache) {
+    console.log(`compiler cache: skipped (${opened.notes.join('; ')})`);
+    return;
+  }
+  const cache = opened.cache;
+  const key = await findModuleSigningKey(defaultKeyDir());
+  const epoch = await sourceDateEpoch(repo);
+  const sandbox = await probeSandbox();
+  const logFile = join(scratch, 'kernel-build.log');
+  const build = async (label: string) => {
+    const outDir = join(scratch, 'kernel-engineer', 'x86_64');
+    const statsLog = statsLogPath(cache, 'bench', `A-01@x86_64-${label}`);
+    const wrap = sandboxWrapper(sandbox, { task: 'A-01@x86_64', outDir, writable: [join(scratch, 'cache'), cache.dir], readOnly: [repo, buildDir], network: false });
+    const log = (line: string) => appendFileSync(logFile, `[${label}] ${line}\n`);
+    const t = process.hrtime.bigint();
+    const o = await kernelBuildStep.run({
+      taskId: 'A-01',
+      instanceId: 'A-01@x86_64',
+      arch,
+      params: {},
+      repoRoot: repo,
+      buildDir: scratch,
+      outDir,
+      cacheDir: join(scratch, 'cache'),
+      ...(key ? { moduleSigningKey: key.path } : {}),
+      compilerCache: compilerCacheUse(cache, { baseDir: scratch, statsLog }),
+      buildPath: (rel) => join(scratch, rel),
+      sourceDateEpoch: epoch,
+      jobs: 2,
+      log,
+      progress: () => {},
+      run: (argv, opts = {}) => run(argv, { sink: (_s, l) => log(l), ...opts, env: { SOURCE_DATE_EPOCH: String(epoch), ...(opts.env ?? {}) }, wrap }),
+      signal: new AbortController().signal,
+    });
+    const ms = Number(process.hrtime.bigint() - t) / 1e6;
+    const stats = parseCcacheStatsLog(await readFile(statsLog, 'utf8').catch(() => ''));
+    if (o.status !== 'PASS') throw new Error(`bench: kernel-build (${label}) ${o.status}: ${o.message} (log ${logFile})`);
+    const info = JSON.parse(await readFile(join(outDir, 'build-info.json'), 'utf8')) as { commands: { phase: string; durationMs: number }[] };
+    const compileMs = info.commands.filter((c) => c.phase === 'compile').reduce((a, c) => a + c.durationMs, 0);
+    return { ms, compileMs, stats, vmlinuz: await sha256File(join(outDir, 'vmlinuz')), obj: join(outDir, 'obj') };
+  };
+  const cold = await build('cold');
+  const clean = await run(['make', '-C', join(scratch, 'cache', 'src', (await readdir(join(scratch, 'cache', 'src')))[0]!), `O=${cold.obj}`, 'ARCH=x86_64', 'clean']);
+  if (!clean.ok) throw new Error(`bench: make clean failed: ${clean.tail.join(' | ')}`);
+  const warm = await build('warm');
+  const reference = values['ccache-reference'] ? await sha256File(resolve(values['ccache-reference'])) : null;
+  const same = (h: string) => (reference ? (h === reference ? 'the same as the reference' : `DIFFERS from the reference ${reference.slice(0, 16)}`) : '');
+  console.log(
+    `compiler cache (ccache ${cache.version}, kernel-build x86_64 -j2, sandboxed, module-signing key ${key ? 'managed' : 'made per build'}):\n` +
+      `  cold, empty cache: ${fmt(cold.ms)} (make ${fmt(cold.compileMs)}); ${formatCcacheStats(cold.stats)}\n` +
+      `  after make clean, warm cache: ${fmt(warm.ms)} (make ${fmt(warm.compileMs)}); ${formatCcacheStats(warm.stats)}\n` +
+      `  ${(cold.ms / warm.ms).toFixed(2)}x faster (goal >= 4x; make alone ${(cold.compileMs / warm.compileMs).toFixed(2)}x); ` +
+      `vmlinuz ${cold.vmlinuz.slice(0, 16)} cold, ${warm.vmlinuz.slice(0, 16)} warm: ${cold.vmlinuz === warm.vmlinuz ? 'the same bytes' : 'DIFFERENT'}` +
+      (reference ? `; cold ${same(cold.vmlinuz)}, warm ${same(warm.vmlinuz)} (${values['ccache-reference']})` : ''),
+  );
+}
+
 const only = values.only;
 if (!only || only === 'noop') await noopAll();
 if ((!only && !values['skip-kernel']) || only === 'kernel') await kernel();
@@ -293,3 +379,5 @@ if (!only || only === 'boots') await boots();
 if (!only || only === 'verify') await verifyThroughput();
 if (!only || only === 'sandbox') await sandboxOverhead();
 if (!only || only === 'cache') await remoteCacheFigures();
+// Two kernel builds: asked for by name only.
+if (only === 'ccache') await compilerCacheFigures();
