@@ -3,7 +3,8 @@
  * sandbox (bwrap), through the scheduler, with a step that compiles as the kernel
  * build does (sources copied into its output dir, build paths mapped away, ccache
  * in front of gcc by name). Two build dirs in two folders share one local cache;
- * a third folder with an empty local cache gets its hits from a real redis-server.
+ * a third folder with an empty local cache gets its hits from a real redis-server
+ * (over TCP, then over its unix socket, which the sandbox reaches without a network).
  * The objects are the same bytes as gcc's own without the cache.
  */
 import { cp, mkdir, readFile } from 'node:fs/promises';
@@ -160,6 +161,13 @@ describe('the shared compiler cache (ccache) through the scheduler, sandboxed', 
     expect(third.taskEnd.compiler_cache).toMatchObject({ hits: 3, local_hits: 0, remote_hits: 3, misses: 0, remote_errors: 0 });
     expect(third.line).toMatch(/; ccache: 3 of 3 compiles were hits \(100%; 0 local, 3 remote\), 0 calls not cacheable$/);
     await expectSameAsPlain(c);
+
+    // 4. The same server on a unix socket: hits again from an empty local cache, and the sandbox keeps no network.
+    const d = await ccRepo(`compiler_cache:\n  dir: ${join(caches.path, 'empty-too')}\n  remote: ${redis.unixUrl}\n`);
+    const fourth = await runP1(d);
+    expect(fourth.taskEnd.compiler_cache).toMatchObject({ hits: 3, local_hits: 0, remote_hits: 3, misses: 0 });
+    expect(fourth.log).toContain('network none');
+    await expectSameAsPlain(d);
   }, 120_000);
 
   it('--no-compiler-cache (or no step that compiles): nothing asked of ccache, nothing reported', async (t) => {

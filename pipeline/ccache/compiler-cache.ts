@@ -50,8 +50,8 @@ export interface CompilerCache {
   version: string;
   dir: string;
   maxSize: string | null;
-  /** shown: the URL without its password; network: a TCP server (the task's sandbox then keeps the network). */
-  remote: { url: string; shown: string; readonly: boolean; network: boolean } | null;
+  /** shown: the URL without its password; network: a TCP server (the task's sandbox then keeps the network); socket: a unix socket's path (bound into the sandbox). */
+  remote: { url: string; shown: string; readonly: boolean; network: boolean; socket?: string } | null;
 }
 
 /** ~/.cache/clawos-build/ccache ($XDG_CACHE_HOME honoured): shared by every build dir and clone of this user. */
@@ -103,7 +103,7 @@ export async function openCompilerCache(choice: CompilerCacheChoice, o: { run: R
     const shown = shownRedisUrl(choice.remote.url);
     if (!target) throw new InfraError(`compiler cache: ${shown} is not a redis URL`, 'redis://HOST:PORT, redis://PASSWORD@HOST:PORT or redis+unix:/path/to/socket');
     const ping = await pingRedis(target, o.pingTimeoutMs ?? 2000);
-    if (ping.ok) remote = { url: choice.remote.url, shown, readonly: choice.remote.readonly, network: target.kind === 'tcp' };
+    if (ping.ok) remote = { url: choice.remote.url, shown, readonly: choice.remote.readonly, network: target.kind === 'tcp', ...(target.kind === 'unix' ? { socket: target.path } : {}) };
     else notes.push(`warning: compiler cache: remote storage ${shown} is not answering (${ping.detail}): compiling with the local cache only in this run`);
   }
   const cache: CompilerCache = { ccache, version, dir: choice.dir, maxSize: choice.maxSize, remote };

@@ -6,7 +6,7 @@
  * back on failure -> record (record.ts). Emits events for the reporter; never prints.
  */
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { InfraError } from '../../lib/errors.js';
 import { run as runProcess, type RunOptions } from '../../lib/proc.js';
 import { withRetries } from '../../lib/retry.js';
@@ -239,7 +239,8 @@ class InstanceRun {
       outDir: this.outDir,
       // The compiler cache's dir is shared by every build dir: content-keyed by ccache, as the download cache is by us.
       writable: [...(step?.sandbox?.cache ? [rc.cacheDir] : []), ...(cc ? [cc.cache.dir] : [])],
-      readOnly: [rc.repoRoot, rc.buildDir],
+      // A redis socket under /tmp would be hidden by the sandbox's private /tmp: its dir is bound back (connecting is no write).
+      readOnly: [rc.repoRoot, rc.buildDir, ...(cc?.cache.remote?.socket ? [dirname(cc.cache.remote.socket)] : [])],
       // A redis server over TCP is reachable only with the host's network; a unix socket needs none.
       network: spec.network === true || !!cc?.cache.remote?.network,
       devices: step?.sandbox?.devices ?? [],

@@ -11,6 +11,8 @@ import { freePort } from './nginx-cache.js';
 
 export interface RedisServer {
   url: string;
+  /** The same server on a unix socket: redis+unix:PATH (redis+unix://PASSWORD@localhost/PATH with a password). */
+  unixUrl: string;
   port: number;
   stop(): Promise<void>;
 }
@@ -20,7 +22,7 @@ export async function startRedis(o: { password?: string } = {}): Promise<RedisSe
   const tmp = await dir({ unsafeCleanup: true });
   const port = await freePort();
   const ac = new AbortController();
-  const argv = ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmp.path, '--logfile', join(tmp.path, 'redis.log')];
+  const argv = ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmp.path, '--logfile', join(tmp.path, 'redis.log'), '--unixsocket', join(tmp.path, 'redis.sock'), '--unixsocketperm', '700'];
   if (o.password) argv.push('--requirepass', o.password);
   const exited = run(argv, { signal: ac.signal, killGraceMs: 2000 });
   const deadline = Date.now() + 10_000;
@@ -36,6 +38,7 @@ export async function startRedis(o: { password?: string } = {}): Promise<RedisSe
   }
   return {
     url: `redis://${o.password ? `${encodeURIComponent(o.password)}@` : ''}127.0.0.1:${port}`,
+    unixUrl: o.password ? `redis+unix://${encodeURIComponent(o.password)}@localhost${join(tmp.path, 'redis.sock')}` : `redis+unix:${join(tmp.path, 'redis.sock')}`,
     port,
     stop: async () => {
       ac.abort();
