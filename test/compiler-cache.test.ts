@@ -97,10 +97,10 @@ async function runP1(repo: TestRepo, flags: { remote?: string } = {}) {
   const log = await readFile(rc.logs.pathFor('build-engineer'), 'utf8');
   const chain = (await readAllRuns(repo.buildDir)).at(-1)!.events;
   const raw = JSON.stringify(chain);
-  const taskEnd = chain.find((e) => e.type === 'task-end')!.payload as { status: string; compiler_cache?: Record<string, unknown> };
+  const taskEnd = chain.find((e) => e.type === 'task-end')?.payload as { status: string; compiler_cache?: Record<string, unknown> };
   const runStart = chain.find((e) => e.type === 'run-start')!.payload as { compiler_cache?: unknown };
-  const end = events.find((e) => e.type === 'task-end')!;
-  return { events, log, raw, taskEnd, runStart, line: formatEvent(end)!, info: events.filter((e) => e.type === 'info').map((e) => (e as { message: string }).message) };
+  const end = events.find((e) => e.type === 'task-end');
+  return { events, log, raw, taskEnd, runStart, line: end ? formatEvent(end)! : '', info: events.filter((e) => e.type === 'info').map((e) => (e as { message: string }).message) };
 }
 
 /** gcc's own objects, without the cache, in the same object dir (its path is in the debug info, mapped). */
@@ -170,7 +170,7 @@ describe('the shared compiler cache (ccache) through the scheduler, sandboxed', 
     await expectSameAsPlain(d);
   }, 120_000);
 
-  it('--no-compiler-cache (or no step that compiles): nothing asked of ccache, nothing reported', async (t) => {
+  it('off: nothing asked of ccache, nothing reported; turning it on later runs nothing again (not in the fingerprint)', async (t) => {
     if (!(await have('ccache', '--version'))) return t.skip('ccache is not installed (apt-get install ccache)');
     const caches = await dir({ unsafeCleanup: true });
     cleanups.push(() => caches.cleanup());
@@ -181,5 +181,10 @@ describe('the shared compiler cache (ccache) through the scheduler, sandboxed', 
     expect(r.runStart.compiler_cache).toBeNull();
     expect(r.line).toMatch(/^C-01 PASS in [^:]+: compiled 3 files$/);
     await expectSameAsPlain(a);
+    // Not part of the fingerprint: turning the cache on keeps the result, nothing runs again.
+    await a.write('cc.config.yaml', `compiler_cache:\n  dir: ${join(caches.path, 'local')}\n`);
+    const again = await runP1(a);
+    expect(again.events.filter((e) => e.type === 'task-start')).toEqual([]);
+    expect(again.events.find((e) => e.type === 'task-up-to-date')).toMatchObject({ id: 'C-01', status: 'PASS' });
   }, 60_000);
 });
