@@ -35,6 +35,8 @@ export type RunStartPayload = {
   remote_cache?: { cache: string; readonly: boolean; pull: boolean; push: boolean };
   /** The shared compiler cache of the run's compiling steps: ccache's version, its dir, the remote storage (no credentials); null: off. */
   compiler_cache?: { ccache: string; dir: string; remote: { url: string; readonly: boolean } | null } | null;
+  /** --icecream: kernel compiles went to the local iceccd's cluster at make -j this (each kernel task's task-end names the hosts). */
+  icecream?: { jobs: number };
   source_date_epoch?: number;
   /** The commit the run built from (dirty: the tree had changes git sees); null outside git. */
   source?: { commit: string; dirty: boolean } | null;

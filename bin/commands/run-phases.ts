@@ -28,6 +28,8 @@ interface RunArgs {
   remoteCacheReadonly: boolean;
   noCompilerCache: boolean;
   compilerCacheRemote?: string;
+  icecream: boolean;
+  icecreamJobs?: number;
   rootfsBackend: string;
   buildroot?: string;
   buildrootSha256?: string;
@@ -64,6 +66,7 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
       keyDir,
       ...(p.remoteCache || p.remoteCacheReadonly ? { remoteCache: { ...(p.remoteCache ? { url: p.remoteCache } : {}), ...(p.remoteCacheReadonly ? { readonly: true } : {}) } } : {}),
       ...(p.noCompilerCache || p.compilerCacheRemote ? { compilerCache: { ...(p.noCompilerCache ? { off: true } : {}), ...(p.compilerCacheRemote ? { remote: p.compilerCacheRemote } : {}) } } : {}),
+      ...(p.icecream || p.icecreamJobs !== undefined ? { icecream: { on: true, ...(p.icecreamJobs !== undefined ? { jobs: p.icecreamJobs } : {}) } } : {}),
       ...(p.rootfsBackend !== DEFAULT_BACKEND
         ? {
             backend: {

@@ -21,6 +21,8 @@ export interface LocalConfig {
   remote_cache?: { url: string; readonly?: boolean; header_env?: string };
   /** The shared compiler cache (ccache; --no-compiler-cache and --compiler-cache-remote override): pipeline/ccache/compiler-cache.ts. */
   compiler_cache?: { enabled?: boolean; dir?: string; max_size?: string; remote?: string; remote_readonly?: boolean };
+  /** Kernel compiles through the local iceccd's icecream cluster (--icecream turns it on too); jobs: make -j while they do. */
+  icecream?: { jobs?: number };
 }
 
 export async function loadLocalConfig(repoRoot: string, explicit: string | undefined): Promise<LocalConfig> {
@@ -37,6 +39,7 @@ export async function loadLocalConfig(repoRoot: string, explicit: string | undef
     secrets?: { env?: string[] };
     remote_cache?: { url: string; readonly?: boolean; header_env?: string };
     compiler_cache?: LocalConfig['compiler_cache'];
+    icecream?: { jobs?: number };
   };
   const components = doc.components ?? {};
   // Relative source paths are relative to the config file.
@@ -46,5 +49,12 @@ export async function loadLocalConfig(repoRoot: string, explicit: string | undef
   // A relative cache dir is relative to the config file, as component paths are.
   const cc = doc.compiler_cache;
   if (cc?.dir && !isAbsolute(cc.dir)) cc.dir = resolve(dirname(file), cc.dir);
-  return { file, components, secrets: { env: doc.secrets?.env ?? [] }, ...(doc.remote_cache ? { remote_cache: doc.remote_cache } : {}), ...(cc ? { compiler_cache: cc } : {}) };
+  return {
+    file,
+    components,
+    secrets: { env: doc.secrets?.env ?? [] },
+    ...(doc.remote_cache ? { remote_cache: doc.remote_cache } : {}),
+    ...(cc ? { compiler_cache: cc } : {}),
+    ...(doc.icecream ? { icecream: doc.icecream } : {}),
+  };
 }

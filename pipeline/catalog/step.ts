@@ -25,6 +25,10 @@ export interface CompilerCacheUse {
   ccache: string;
   /** CCACHE_* for this task: the shared dir, base_dir, its own stats log, the remote storage. */
   env: Record<string, string>;
+/** The run's icecream cluster (--icecream, or `icecream:` in the config file), for a step with Step.icecream. */
+export interface IcecreamSetting {
+  /** make -j while the compiles go to the cluster (its slots, not this machine's cores). */
+  jobs: number;
 }
 
 export interface StepContext {
@@ -53,6 +57,8 @@ export interface StepContext {
   secureBootKey?: SecureBootKey;
   /** The compiler cache for a step with Step.compilerCache; undefined: compile without one (off, or ccache missing). */
   compilerCache?: CompilerCacheUse;
+  /** Set when the run compiles through an icecream cluster and the step declares Step.icecream. */
+  icecream?: IcecreamSetting;
   /** Tests: the input lock to fetch by (default inputs.lock.yaml of repoRoot) and the download cache. */
   lock?: () => Promise<LoadedLock>;
   downloadCache?: string;
@@ -142,6 +148,12 @@ export interface Step {
    * fingerprints change and old results are not reused.
    */
   version: number;
+  /**
+   * Its compiles can fan out to an icecream cluster: under --icecream it gets ctx.icecream and the host's
+   * network (icecc's client connects to the remote daemons itself). Not part of the fingerprint: the output
+   * is the same bytes either way.
+   */
+  icecream?: boolean;
   /** Debian packages whose versions are part of the fingerprint. */
   toolPackages(arch: ArchSpec | null, params: Record<string, unknown>): string[];
   /** Build-dir-relative files/dirs the step reads that no dependency declares (G-07: the vault's hardware records); part of the fingerprint. */

@@ -25,7 +25,7 @@ import type { ManifestQueue } from './manifest-queue.js';
 import type { RemoteTaskCache } from './remote-cache.js';
 import type { StateStore } from './state.js';
 import type { ModuleSigningKey } from '../kernel/module-signing-key.js';
-import type { SecureBootKey } from '../catalog/step.js';
+import type { IcecreamSetting, SecureBootKey } from '../catalog/step.js';
 import type { CompilerCache } from '../ccache/compiler-cache.js';
 
 /** What an instance's fingerprint is computed from. */
@@ -82,6 +82,8 @@ export interface RunContext extends FreshnessContext {
   retry: RetryPolicy;
   /** The shared compiler cache for steps with Step.compilerCache; null: off (or no such step in the run). Never part of a fingerprint. */
   compilerCache: CompilerCache | null;
+  /** --icecream: steps with Step.icecream compile through the local iceccd's cluster; absent or null: locally. */
+  icecream?: IcecreamSetting | null;
   /** The commit the build ran from (and whether the tree had changes), null outside git: what `reproduce` checks out. */
   source: { commit: string; dirty: boolean } | null;
 }

@@ -234,6 +234,7 @@ class InstanceRun {
     const step = stepOf(rc, inst);
     const cc = step?.compilerCache && rc.compilerCache ? { cache: rc.compilerCache, statsLog: statsLogPath(rc.compilerCache, rc.vault.runId, inst.id) } : null;
     if (cc) await rm(cc.statsLog, { force: true });
+    const icecream = !!rc.icecream && step?.icecream === true;
     const policy: SandboxPolicy = {
       task: inst.id,
       outDir: this.outDir,
@@ -241,14 +242,22 @@ class InstanceRun {
       writable: [...(step?.sandbox?.cache ? [rc.cacheDir] : []), ...(cc ? [cc.cache.dir] : [])],
       // A redis socket under /tmp would be hidden by the sandbox's private /tmp: its dir is bound back (connecting is no write).
       readOnly: [rc.repoRoot, rc.buildDir, ...(cc?.cache.remote?.socket ? [dirname(cc.cache.remote.socket)] : [])],
-      // A redis server over TCP is reachable only with the host's network; a unix socket needs none.
-      network: spec.network === true || !!cc?.cache.remote?.network,
+      // icecc's client connects to the cluster's daemons itself, and a redis server over TCP is reachable only
+      // with the host's network (a unix socket needs none).
+      network: spec.network === true || icecream || !!cc?.cache.remote?.network,
       devices: step?.sandbox?.devices ?? [],
       specFile: inst.task.file,
     };
     const sandbox = sandboxRecord(rc.sandbox, policy);
     const watch = new ViolationWatch(policy);
-    const network = !sandbox.network ? 'none' : spec.network === true ? 'declared' : `the host's, for the compiler cache's remote storage ${cc?.cache.remote?.shown}`;
+    const network = !sandbox.network
+      ? 'none'
+      : spec.network === true
+        ? 'declared'
+        : [icecream ? 'the icecream cluster (--icecream)' : '', cc?.cache.remote?.network ? `the compiler cache's remote storage ${cc.cache.remote.shown}` : '']
+            .filter(Boolean)
+            .map((why) => `the host's, for ${why}`)
+            .join('; ');
     log(`sandbox: ${sandbox.sandbox_detail}; writable ${sandbox.writable.join(', ')} and a private /tmp; network ${network}`);
     const why = describeChange(prev?.fingerprint_parts, parts);
     log(`start ${spec.task_id} "${spec.title}"${inst.arch ? ` for ${inst.arch}` : ''} fingerprint ${fingerprint.slice(0, 16)}`);
@@ -304,6 +313,7 @@ class InstanceRun {
       cacheDir: rc.cacheDir,
       ...(stepOf(rc, inst)?.moduleSigningKey && rc.moduleSigningKey ? { moduleSigningKey: rc.moduleSigningKey.path } : {}),
       ...(stepOf(rc, inst)?.secureBootKey && rc.secureBootKey ? { secureBootKey: rc.secureBootKey } : {}),
+      ...(stepOf(rc, inst)?.icecream && rc.icecream ? { icecream: rc.icecream } : {}),
       buildPath: (rel: string) => (rel.startsWith('/') ? rel : join(rc.buildDir, rel)),
       sourceDateEpoch: rc.sourceDateEpoch,
       jobs: rc.jobs,

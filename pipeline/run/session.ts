@@ -5,7 +5,7 @@
 import { applyBackend } from '../catalog/backends.js';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { UserError } from '../../lib/errors.js';
+import { InfraError, UserError } from '../../lib/errors.js';
 import { HashCache } from '../../lib/hash-cache.js';
 import { AgentLogs } from './agent-log.js';
 import { loadArches, type ArchSpec } from '../catalog/arch.js';
@@ -32,6 +32,7 @@ import { RemoteTaskCache } from './remote-cache.js';
 import { checkFrozenFiles } from '../../vault/freeze-specs.js';
 import { defaultKeyDir } from '../../vault/key-dir.js';
 import { findModuleSigningKey } from '../kernel/module-signing-key.js';
+import { icecreamSetting, onPath } from '../kernel/icecc.js';
 import { findSecureBootKey, loadTestCerts } from '../boot/secureboot-key.js';
 import { run as runProcess } from '../../lib/proc.js';
 import { chooseCompilerCache, openCompilerCache, type CompilerCache, type CompilerCacheFlags } from '../ccache/compiler-cache.js';
@@ -100,6 +101,8 @@ export interface SessionOptions {
   remoteCache?: { url?: string; readonly?: boolean; timeouts?: RemoteTimeouts };
   /** --no-compiler-cache / --compiler-cache-remote URL; they win over the config file's compiler_cache. */
   compilerCache?: CompilerCacheFlags;
+  /** --icecream / --icecream-jobs N; they win over the config file's icecream. */
+  icecream?: { on?: boolean; jobs?: number };
 }
 
 /** The commit the repository is at and whether its tree has changes git sees; null outside git. */
@@ -168,6 +171,10 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
   if (config.compiler_cache?.remote) redactUrlPassword(redact, config.compiler_cache.remote);
   const compilerCache = compiles ? await openCompilerCache(chooseCompilerCache(config.compiler_cache, o.compilerCache ?? {}), { run: runProcess }) : { cache: null, notes: [] };
   for (const message of compilerCache.notes) emit({ type: 'info', message });
+  const icecream = icecreamSetting(o.icecream ?? {}, config.icecream, o.jobs);
+  if (icecream && !onPath('icecc', process.env.PATH)) {
+    throw new InfraError('icecream: icecc is not on PATH', 'install Debian\'s icecc (apt-get install icecc) and start iceccd with your scheduler, or build without --icecream', { transient: false });
+  }
   const vault = await RunVault.open(buildDir);
   vault.redact = (v) => redact.value(v);
   const rc: RunContext = {
@@ -199,6 +206,7 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     passes: new PassIndex(buildDir),
     remote,
     compilerCache: compilerCache.cache,
+    icecream,
     moduleSigningKey: (await findModuleSigningKey(o.keyDir ?? defaultKeyDir())) ?? null,
     // A wrong key (no certificate, a certificate of another key, readable by others) stops the run here: exit 4 with the fix.
     secureBootKey: (await findSecureBootKey(o.keyDir ?? defaultKeyDir(), await loadTestCerts(o.repoRoot))) ?? null,
@@ -216,6 +224,7 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     secrets: redact.secretNames,
     ...(remote ? { remote_cache: { cache: remote.shown, readonly: remote.readonly, pull: remote.canPull, push: remote.canPush } } : {}),
     ...(compiles ? { compiler_cache: compilerCacheRecord(compilerCache.cache) } : {}),
+    ...(icecream ? { icecream } : {}),
     source_date_epoch: rc.sourceDateEpoch,
     source: rc.source,
     module_signing: rc.moduleSigningKey ? { cert_sha256: rc.moduleSigningKey.certSha256, subject: rc.moduleSigningKey.subject } : null,

@@ -14,6 +14,7 @@ import type { ArchSpec } from '../catalog/arch.js';
 import { expandArch } from '../catalog/task-spec.js';
 import { kbuildEnv } from '../kernel/build-env.js';
 import { baseDirPrefixMap, ccacheMasquerade } from '../ccache/ccache-masquerade.js';
+import { describeJobs, prepareKernelIcecc } from '../kernel/icecc.js';
 import { checkRequested, openKconfigIndex, parseConfig, parseFragment, type ConfigRequest } from '../kernel/kconfig.js';
 import { SOURCE_YAML, loadKernelSourceConfig, prepareKernelSource } from '../kernel/source.js';
 import { MAKE_MODULE_SIGNING_KEY } from '../kernel/module-signing-key.js';
@@ -106,6 +107,8 @@ export const kernelBuildStep: Step = {
   params: paramsSchema({ source: P.path }),
   // The kernel source is unpacked into the shared cache.
   sandbox: { cache: true },
+  // --icecream: the compiles fan out to the cluster (pipeline/kernel/icecc.ts), the same bytes as a local build.
+  icecream: true,
   toolPackages(arch: ArchSpec | null): string[] {
     return [arch?.kernel.compiler_package ?? 'gcc', 'make', 'flex', 'bison', 'bc', 'dwarves', 'libelf-dev', 'libssl-dev', 'kmod'];
   },
@@ -186,12 +189,20 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
   await writeFileAtomic(join(tools, 'pahole'), PAHOLE_WRAPPER);
   await chmod(join(tools, 'pahole'), 0o755);
 
-  const env = kbuildEnv(ctx.sourceDateEpoch);
+  const ice = ctx.icecream
+    ? await prepareKernelIcecc({ arch: arch.name, crossCompile: arch.kernel.cross_compile, cacheDir: ctx.cacheDir, obj, run: ctx.run, log: ctx.log })
+    : null;
+  if (ice && !ice.ok) return ice.outcome;
+  const icecc = ice?.build ?? null;
+  const env = { ...kbuildEnv(ctx.sourceDateEpoch), ...icecc?.clientEnv };
   const paths = { [srcDir]: '/clawos/linux', [obj]: '/clawos/obj', [canary]: '/clawos/canary' };
   // Also the relative paths ccache's base_dir makes of them; in every build, so no command depends on the cache.
   const prefixMap = prefixMapFlags({ ...paths, ...baseDirPrefixMap(paths, obj) });
-  // ccache in front of the target and host gcc, Kbuild's commands unchanged (pipeline/ccache/).
-  const runEnv = ctx.compilerCache ? { ...env, ...(await ccacheMasquerade(ctx.compilerCache, join(tools, 'ccache'), [`${arch.kernel.cross_compile}gcc`, 'gcc'])) } : env;
+  // ccache in front of the target and host gcc, Kbuild's commands unchanged (pipeline/ccache/). Not with
+  // --icecream: the cluster's bytes were proven identical with icecc alone, and the pair is unmeasured (docs/decisions.md).
+  if (ctx.compilerCache && icecc) ctx.log('compiler cache: not used with --icecream (the compiles go to the cluster)');
+  const cache = icecc ? undefined : ctx.compilerCache;
+  const runEnv = cache ? { ...env, ...(await ccacheMasquerade(cache, join(tools, 'ccache'), [`${arch.kernel.cross_compile}gcc`, 'gcc'])) } : env;
   const kbuild = [
     'make',
     '-C',
@@ -202,7 +213,9 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
     `PAHOLE=${join(tools, 'pahole')}`,
     `KCFLAGS=${prefixMap}`,
     `KAFLAGS=${prefixMap}`,
+    ...(icecc?.makeVars ?? []),
   ];
+  const makeJobs = `-j${Math.max(1, ctx.icecream?.jobs ?? ctx.jobs)}`;
   const commands: CommandRecord[] = [];
   const buildInfo = (extra: Record<string, unknown> = {}) => ({
     arch: arch.name,
@@ -213,6 +226,7 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
     sourceDateEpoch: ctx.sourceDateEpoch,
     env,
     commands,
+    ...(icecc ? { icecream: icecc.record() } : {}),
     totalMs: Date.now() - started,
     ...extra,
   });
@@ -287,7 +301,8 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
   // ---- compile
   phase = 'compile';
   ctx.progress('compile');
-  r = await step([...kbuild, `-j${Math.max(1, ctx.jobs)}`]);
+  r = await step([...kbuild, makeJobs]);
+  if (icecc) ctx.log(await icecc.takeJobs());
   if (!r.ok) return failed('make (kernel build)', r);
   const image = join(obj, kernelImageFor(arch, finalConfigText));
   for (const f of [image, join(obj, 'vmlinux'), join(obj, 'System.map')]) {
@@ -309,6 +324,7 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
   await rm(canary, { recursive: true, force: true });
   await cp(join(ctx.repoRoot, CANARY_DIR), canary, { recursive: true });
   r = await step([...kbuild, `M=${canary}`, 'modules']);
+  if (icecc) ctx.log(await icecc.takeJobs());
   if (!r.ok) return failed(`make M=${canary} modules`, r);
   const unsignedKo = join(canary, `${CANARY}.ko`);
   if (!existsSync(unsignedKo)) return fail('output-missing', `make M=${canary} modules built no ${CANARY}.ko`);
@@ -357,8 +373,12 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
   const secs = Math.round((Date.now() - started) / 1000);
   return pass(
     `built Linux ${release} for ${arch.name}: ${check.results.length} requested options confirmed, BTF present, ${CANARY} signed ` +
-      `${managedKey ? 'with the managed module-signing key' : `with a key made by this build (${notReproducible})`} (${secs} s)`,
-    { evidence, data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS], reproducible: !notReproducible } },
+      `${managedKey ? 'with the managed module-signing key' : `with a key made by this build (${notReproducible})`} (${secs} s)` +
+      (icecc ? `; ${describeJobs(icecc.counts)}` : ''),
+    {
+      evidence,
+      data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS], reproducible: !notReproducible, ...(icecc ? { icecream: icecc.record() } : {}) },
+    },
   );
 }
 
