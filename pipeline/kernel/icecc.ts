@@ -251,8 +251,8 @@ export class IceccKernelBuild {
     private readonly logFile: string,
   ) {}
 
-  /** Count the jobs of the make that just ran and start the next one's log empty; the line for the task log. */
-  async takeJobs(): Promise<string> {
+  /** Count the jobs of the make that just ran and start the next one's log empty; the counts so far. */
+  async takeJobs(): Promise<IceccJobCounts> {
     let text = '';
     try {
       text = await readFile(this.logFile, 'utf8');
@@ -260,8 +260,7 @@ export class IceccKernelBuild {
       // No log: icecc never ran (nothing to compile).
     }
     await rm(this.logFile, { force: true });
-    countClientJobs(text, this.counts);
-    return describeJobs(this.counts);
+    return countClientJobs(text, this.counts);
   }
 
   /** For build-info.json and the task's record: the environment and where the jobs went. */

@@ -302,7 +302,7 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
   phase = 'compile';
   ctx.progress('compile');
   r = await step([...kbuild, makeJobs]);
-  if (icecc) ctx.log(await icecc.takeJobs());
+  await icecc?.takeJobs();
   if (!r.ok) return failed('make (kernel build)', r);
   const image = join(obj, kernelImageFor(arch, finalConfigText));
   for (const f of [image, join(obj, 'vmlinux'), join(obj, 'System.map')]) {
@@ -324,7 +324,8 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
   await rm(canary, { recursive: true, force: true });
   await cp(join(ctx.repoRoot, CANARY_DIR), canary, { recursive: true });
   r = await step([...kbuild, `M=${canary}`, 'modules']);
-  if (icecc) ctx.log(await icecc.takeJobs());
+  // Where the jobs went (or why none left this machine): said once, after the last compile.
+  if (icecc) ctx.log(describeJobs(await icecc.takeJobs()));
   if (!r.ok) return failed(`make M=${canary} modules`, r);
   const unsignedKo = join(canary, `${CANARY}.ko`);
   if (!existsSync(unsignedKo)) return fail('output-missing', `make M=${canary} modules built no ${CANARY}.ko`);
