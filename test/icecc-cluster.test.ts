@@ -1,0 +1,102 @@
+/**
+ * Distributed kernel compiles, for real: an icecc-scheduler and two iceccd in
+ * network namespaces (test/helpers/icecc-cluster.ts), real objects of the locked
+ * Linux 6.12 source compiled for x86_64 and cross for aarch64 through them with
+ * the argv, environment and pinned toolchain environments pipeline/kernel/icecc.ts
+ * gives the kernel build, and compared byte for byte with the same objects
+ * compiled locally. The scheduler's log says which daemon compiled what.
+ */
+import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { dir, type DirectoryResult } from 'tmp-promise';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run } from '../lib/proc.js';
+import { kbuildEnv } from '../pipeline/kernel/build-env.js';
+import { countClientJobs, countSchedulerJobs, ensureIceccEnv, iceccClientEnv, iceccMakeVars } from '../pipeline/kernel/icecc.js';
+import { iceccClusterUnavailable, startIceccCluster, type IceccCluster } from './helpers/icecc-cluster.js';
+import { lockedKernelTarball } from './helpers/kernel-tarball.js';
+
+const skip = iceccClusterUnavailable();
+const OBJECTS = ['lib/ctype.o', 'lib/sort.o', 'lib/string.o', 'lib/bsearch.o', 'lib/cmdline.o', 'lib/kstrtox.o', 'lib/hexdump.o', 'lib/vsprintf.o', 'lib/bitmap.o', 'lib/find_bit.o', 'lib/idr.o', 'lib/rbtree.o'];
+const ARCHES = [
+  { name: 'x86_64', makeArch: 'x86_64', cross: '' },
+  { name: 'aarch64', makeArch: 'arm64', cross: 'aarch64-linux-gnu-' },
+] as const;
+
+let cluster: IceccCluster | undefined;
+let work: DirectoryResult | undefined;
+let src = '';
+
+describe.skipIf(skip)('kernel objects through a real icecream cluster', () => {
+  beforeAll(async () => {
+    // Unpacked while the cluster comes up.
+    work = await dir({ unsafeCleanup: true });
+    const tarball = lockedKernelTarball();
+    tarball.catch(() => {}); // awaited below, after the cluster is up
+    cluster = await startIceccCluster();
+    const x = await run(['tar', '-xJf', await tarball, '-C', work.path]);
+    if (!x.ok) throw new Error(`tar: ${x.tail.join(' / ')}`);
+    src = join(work.path, 'linux-source-6.12');
+  }, 600_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+    await work?.cleanup();
+  }, 120_000);
+
+  it.each(ARCHES)('$name: jobs ran on both daemons, and every object is the bytes of a local compile', async (arch) => {
+    const w = work!.path;
+    const obj = join(w, `obj-${arch.name}`);
+    const env = kbuildEnv(1763683200);
+    const make = ['make', '-s', '-C', src, `O=${obj}`, `ARCH=${arch.makeArch}`, `CROSS_COMPILE=${arch.cross}`];
+    const ok = async (argv: string[], extraEnv: Record<string, string> = {}) => {
+      const r = await run(argv, { env: { ...env, ...extraEnv }, tailLines: 40 });
+      expect(r.ok, `${r.reproducer}\n${r.tail.join('\n')}`).toBe(true);
+    };
+
+    // Local: the compiler as the kernel build runs it without --icecream.
+    await ok([...make, 'tinyconfig']);
+    await ok([...make, '-j2', ...OBJECTS]);
+    const local = join(w, `local-${arch.name}`);
+    await mkdir(local);
+    for (const o of OBJECTS) {
+      await copyFile(join(obj, o), join(local, o.replace('/', '_')));
+      await rm(join(obj, o));
+    }
+
+    // The toolchain environment, made by icecc-create-env and pinned; asked again, the pinned one.
+    const cacheDir = join(w, 'cache');
+    const lines: string[] = [];
+    const e = await ensureIceccEnv({ arch: arch.name, crossCompile: arch.cross, cacheDir, run: (a, o) => run(a, o), log: (l) => lines.push(l) });
+    if (!e.ok) throw new Error(e.outcome.message);
+    expect(e.env.made).toBe(true);
+    const again = await ensureIceccEnv({ arch: arch.name, crossCompile: arch.cross, cacheDir, run: (a, o) => run(a, o), log: (l) => lines.push(l) });
+    expect(again).toEqual({ ok: true, env: { ...e.env, made: false } });
+
+    // Through the cluster: the client in its namespace, next to a local daemon that takes no job.
+    const before = (await cluster!.schedulerLog()).length;
+    const logFile = join(w, `icecc-${arch.name}.log`);
+    await ok(cluster!.client([...make, ...iceccMakeVars(arch.cross), '-j4', ...OBJECTS]), iceccClientEnv({ tarball: e.env.tarball, crossCompile: arch.cross, logFile }));
+
+    const byServer = countSchedulerJobs((await cluster!.schedulerLog()).slice(before));
+    const byHost = countClientJobs(await readFile(logFile, 'utf8')).remote;
+    console.log(`${arch.name}: scheduler END per server ${JSON.stringify(byServer)}, client jobs per host ${JSON.stringify(byHost)}, environment ${e.env.tarball} sha256 ${e.env.sha256}`);
+    expect(Object.keys(byServer).sort()).toEqual(['daemon-a', 'daemon-b']);
+    expect(Object.keys(byHost).sort()).toEqual(cluster!.daemons.map((d) => d.address).sort());
+    for (const o of OBJECTS) {
+      const [a, b] = await Promise.all([readFile(join(obj, o)), readFile(join(local, o.replace('/', '_')))]);
+      expect(a.equals(b), `${arch.name} ${o}: ${a.length} bytes through the cluster, ${b.length} locally`).toBe(true);
+    }
+    // Each kernel object itself went to a daemon, not back to this machine.
+    const log = await readFile(logFile, 'utf8');
+    for (const o of OBJECTS) {
+      const pid = new RegExp(`^ICECC\\[(\\d+)\\] [^\\n]*: invoked as: icecc [^\\n]* -o ${o.replace('.', '\\.')} `, 'm').exec(log)?.[1];
+      expect(pid, `${o} was compiled through icecc`).toBeDefined();
+      expect(log, `${o} went to a daemon`).toMatch(new RegExp(`^ICECC\\[${pid}\\] [^\\n]*: Have to use host `, 'm'));
+    }
+  }, 900_000);
+});
+
+describe.runIf(skip)('kernel objects through a real icecream cluster', () => {
+  it(`is skipped: ${skip}`, () => {});
+});
