@@ -96,7 +96,7 @@ describe('the command table', () => {
 
   it('an option of another command names that command; one owned by several names them all', () => {
     expect(() => parseCli(['report', '--fix'])).toThrow('--fix goes with the doctor command');
-    expect(() => parseCli(['validate', '--no-sandbox'])).toThrow('--no-sandbox, --remote-cache, --remote-cache-readonly, --no-compiler-cache, --compiler-cache-remote, --rootfs-backend, --buildroot and --buildroot-sha256 go with p1..p4 and all');
+    expect(() => parseCli(['validate', '--no-sandbox'])).toThrow('--no-sandbox, --remote-cache, --remote-cache-readonly, --no-compiler-cache, --compiler-cache-remote, --icecream, --icecream-jobs, --rootfs-backend, --buildroot and --buildroot-sha256 go with p1..p4 and all');
     expect(() => parseCli(['plan', '--trust', 'k.json'])).toThrow('--trust goes with flash, hw, reproduce, keys, spec, lava, report, release, verify and export');
   });
 
