@@ -17,6 +17,14 @@ export function kbuildTimestamp(epochSeconds: number): string {
   )}:${p2(d.getUTCSeconds())} UTC ${d.getUTCFullYear()}`;
 }
 
+/**
+ * Added to KCFLAGS of every kernel build. gcc records its command line in each
+ * object's DW_AT_producer, and a compile run elsewhere (an icecream daemon adds
+ * -fdirectives-only and --param=ggc-min-*) would record another one: the debug
+ * info, vmlinux's build-id and with it the image would differ from a local build.
+ */
+export const KBUILD_REPRODUCIBLE_CFLAGS = '-gno-record-gcc-switches';
+
 export function kbuildEnv(epochSeconds: number): Record<string, string> {
   return {
     KBUILD_BUILD_TIMESTAMP: kbuildTimestamp(epochSeconds),
