@@ -196,7 +196,7 @@ async function readPin(file: string): Promise<Pin | null> {
  * The arch's environment: the pinned one when the compiler is unchanged and the
  * tarball still hashes to its pin, else a new one from icecc-create-env, pinned.
  * It lives in <cache>/icecc-env/<arch>/<identity>/ next to pin.json: the cache
- * is shared by build dirs' runs and writable in the kernel build's sandbox, and
+ * is kept from run to run of the build dir and writable in the kernel build's sandbox, and
  * the tarball is this machine's (mtimes make its bytes differ per making), so
  * it is pinned where it is made, not in the repo.
  */
