@@ -18,12 +18,19 @@ export function kbuildTimestamp(epochSeconds: number): string {
 }
 
 /**
- * Added to KCFLAGS of every kernel build. gcc records its command line in each
+ * In every kernel build's compiler. gcc records its command line in each
  * object's DW_AT_producer, and a compile run elsewhere (an icecream daemon adds
  * -fdirectives-only and --param=ggc-min-*) would record another one: the debug
  * info, vmlinux's build-id and with it the image would differ from a local build.
+ * In CC rather than KCFLAGS: arch/x86/boot (always -g), the x86 decompressor and
+ * the vDSOs set their own KBUILD_CFLAGS and never see KCFLAGS.
  */
 export const KBUILD_REPRODUCIBLE_CFLAGS = '-gno-record-gcc-switches';
+
+/** make's CC= for a kernel build: the arch's gcc, run through `wrapper` (icecc) when given. */
+export function kbuildCompiler(crossCompile: string, wrapper?: string): string {
+  return `CC=${wrapper ? `${wrapper} ` : ''}${crossCompile}gcc ${KBUILD_REPRODUCIBLE_CFLAGS}`;
+}
 
 export function kbuildEnv(epochSeconds: number): Record<string, string> {
   return {

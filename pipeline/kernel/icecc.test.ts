@@ -34,8 +34,8 @@ describe('icecream argv and environment', () => {
   });
 
   it('puts the compiler through icecc on make\'s command line', () => {
-    expect(iceccMakeVars('')).toEqual(['CC=icecc gcc']);
-    expect(iceccMakeVars('aarch64-linux-gnu-')).toEqual(['CC=icecc aarch64-linux-gnu-gcc']);
+    expect(iceccMakeVars('')).toEqual(['CC=icecc gcc -gno-record-gcc-switches']);
+    expect(iceccMakeVars('aarch64-linux-gnu-')).toEqual(['CC=icecc aarch64-linux-gnu-gcc -gno-record-gcc-switches']);
   });
 
   it('gives a native environment as a path and a cross one with its platform and target', () => {

@@ -3,7 +3,7 @@
  * make runs, the toolchain environment the remote daemons compile in, and which
  * hosts did the work.
  *
- * - The compiler is `CC=icecc <cross>gcc` on make's command line: icecc runs
+ * - The compiler is `CC=icecc <cross>gcc …` on make's command line: icecc runs
  *   everything that is not a compile (`--version`, `-v`, preprocess-only) with
  *   the local compiler, so Kconfig's CONFIG_CC_VERSION_TEXT and
  *   include/generated/compile.h read exactly as in a local build.
@@ -20,6 +20,7 @@ import { writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
 import type { RunOptions, RunResult } from '../../lib/proc.js';
 import type { LocalConfig } from '../catalog/config.js';
+import { kbuildCompiler } from './build-env.js';
 import { infra, type Outcome } from '../catalog/outcome.js';
 import type { IcecreamSetting } from '../catalog/step.js';
 
@@ -60,9 +61,9 @@ export function iceccVersion(tarball: string, crossCompile: string, platform: st
   return target === null ? tarball : `${platform}:${tarball}=${target}`;
 }
 
-/** What make gets on its command line: the compiler through icecc. */
+/** What make gets on its command line: the kernel build's compiler, through icecc. */
 export function iceccMakeVars(crossCompile: string): string[] {
-  return [`CC=icecc ${crossCompile}gcc`];
+  return [kbuildCompiler(crossCompile, 'icecc')];
 }
 
 /** The client's environment: its toolchain environment, and its log in a file (debug level: it names the host of every job). */

@@ -12,7 +12,7 @@ import { sha256File } from '../../lib/hash.js';
 import type { RunOptions, RunResult } from '../../lib/proc.js';
 import type { ArchSpec } from '../catalog/arch.js';
 import { expandArch } from '../catalog/task-spec.js';
-import { KBUILD_REPRODUCIBLE_CFLAGS, kbuildEnv } from '../kernel/build-env.js';
+import { kbuildCompiler, kbuildEnv } from '../kernel/build-env.js';
 import { baseDirPrefixMap, ccacheMasquerade } from '../ccache/ccache-masquerade.js';
 import { describeJobs, prepareKernelIcecc } from '../kernel/icecc.js';
 import { checkRequested, openKconfigIndex, parseConfig, parseFragment, type ConfigRequest } from '../kernel/kconfig.js';
@@ -103,7 +103,7 @@ export const kernelBuildStep: Step = {
   compilerCache: true,
   // 2: managed module-signing key, pahole without -j, build paths mapped away (reproducible kernels).
   // 3: the paths mapped in assembly too (KAFLAGS).
-  // 4: -gno-record-gcc-switches (KCFLAGS): debug info the same wherever the compiler ran (--icecream).
+  // 4: CC=<cross>gcc -gno-record-gcc-switches: debug info the same wherever the compiler ran (--icecream).
   version: 4,
   params: paramsSchema({ source: P.path }),
   // The kernel source is unpacked into the shared cache.
@@ -212,9 +212,10 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
     `ARCH=${arch.kernel.make_arch}`,
     `CROSS_COMPILE=${arch.kernel.cross_compile}`,
     `PAHOLE=${join(tools, 'pahole')}`,
-    `KCFLAGS=${prefixMap} ${KBUILD_REPRODUCIBLE_CFLAGS}`,
+    `KCFLAGS=${prefixMap}`,
     `KAFLAGS=${prefixMap}`,
-    ...(icecc?.makeVars ?? []),
+    // gcc with -gno-record-gcc-switches (build-env.ts); through icecc under --icecream.
+    ...(icecc?.makeVars ?? [kbuildCompiler(arch.kernel.cross_compile)]),
   ];
   const makeJobs = `-j${Math.max(1, ctx.icecream?.jobs ?? ctx.jobs)}`;
   const commands: CommandRecord[] = [];
