@@ -13,6 +13,7 @@ import {
   iceccClientEnv,
   iceccMakeVars,
   iceccVersion,
+  icecreamSetting,
 } from './icecc.js';
 
 // Lines as icecc 1.4's client and scheduler write them (taken from a run of test/icecc-cluster.test.ts).
@@ -48,6 +49,16 @@ describe('icecream argv and environment', () => {
       ICECC_DEBUG: 'debug',
       ICECC_LOGFILE: '/o/icecc.log',
     });
+  });
+});
+
+describe('icecreamSetting', () => {
+  it('is off unless --icecream, --icecream-jobs or the config file asks; -j is 4 x the run\'s unless given', () => {
+    expect(icecreamSetting({}, undefined, 2)).toBeNull();
+    expect(icecreamSetting({ on: true }, undefined, 2)).toEqual({ jobs: 8 });
+    expect(icecreamSetting({}, {}, 3)).toEqual({ jobs: 12 });
+    expect(icecreamSetting({}, { jobs: 20 }, 2)).toEqual({ jobs: 20 });
+    expect(icecreamSetting({ jobs: 6 }, { jobs: 20 }, 2)).toEqual({ jobs: 6 });
   });
 });
 
