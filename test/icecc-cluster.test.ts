@@ -3,21 +3,27 @@
  * network namespaces (test/helpers/icecc-cluster.ts), real objects of the locked
  * Linux 6.12 source compiled for x86_64 and cross for aarch64 through them with
  * the argv, environment and pinned toolchain environments pipeline/kernel/icecc.ts
- * gives the kernel build, and compared byte for byte with the same objects
- * compiled locally. The scheduler's log says which daemon compiled what.
+ * gives the kernel build (with -g, as the ClawOS kernel has debug info for BTF),
+ * and compared byte for byte with the same objects compiled locally. The
+ * scheduler's log says which daemon compiled what. Then the same compile inside
+ * the task sandbox: with the network --icecream keeps it reaches a daemon, under
+ * --unshare-net it cannot.
  */
 import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { dir, type DirectoryResult } from 'tmp-promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../lib/proc.js';
-import { kbuildEnv } from '../pipeline/kernel/build-env.js';
+import { bwrapArgv, sandboxEnv } from '../lib/sandbox.js';
+import { kbuildCompiler, kbuildEnv } from '../pipeline/kernel/build-env.js';
 import { countClientJobs, countSchedulerJobs, ensureIceccEnv, iceccClientEnv, iceccMakeVars } from '../pipeline/kernel/icecc.js';
 import { iceccClusterUnavailable, startIceccCluster, type IceccCluster } from './helpers/icecc-cluster.js';
 import { lockedKernelTarball } from './helpers/kernel-tarball.js';
 
 const skip = iceccClusterUnavailable();
 const OBJECTS = ['lib/ctype.o', 'lib/sort.o', 'lib/string.o', 'lib/bsearch.o', 'lib/cmdline.o', 'lib/kstrtox.o', 'lib/hexdump.o', 'lib/vsprintf.o', 'lib/bitmap.o', 'lib/find_bit.o', 'lib/idr.o', 'lib/rbtree.o'];
+// With debug info, as the ClawOS kernel has it (BTF).
+const KCFLAGS = 'KCFLAGS=-g';
 const ARCHES = [
   { name: 'x86_64', makeArch: 'x86_64', cross: '' },
   { name: 'aarch64', makeArch: 'arm64', cross: 'aarch64-linux-gnu-' },
@@ -48,15 +54,16 @@ describe.skipIf(skip)('kernel objects through a real icecream cluster', () => {
     const w = work!.path;
     const obj = join(w, `obj-${arch.name}`);
     const env = kbuildEnv(1763683200);
-    const make = ['make', '-s', '-C', src, `O=${obj}`, `ARCH=${arch.makeArch}`, `CROSS_COMPILE=${arch.cross}`];
+    const make = ['make', '-s', '-C', src, `O=${obj}`, `ARCH=${arch.makeArch}`, `CROSS_COMPILE=${arch.cross}`, KCFLAGS];
     const ok = async (argv: string[], extraEnv: Record<string, string> = {}) => {
       const r = await run(argv, { env: { ...env, ...extraEnv }, tailLines: 40 });
       expect(r.ok, `${r.reproducer}\n${r.tail.join('\n')}`).toBe(true);
     };
 
     // Local: the compiler as the kernel build runs it without --icecream.
-    await ok([...make, 'tinyconfig']);
-    await ok([...make, '-j2', ...OBJECTS]);
+    const localCC = kbuildCompiler(arch.cross);
+    await ok([...make, localCC, 'tinyconfig']);
+    await ok([...make, localCC, '-j2', ...OBJECTS]);
     const local = join(w, `local-${arch.name}`);
     await mkdir(local);
     for (const o of OBJECTS) {
@@ -87,6 +94,14 @@ describe.skipIf(skip)('kernel objects through a real icecream cluster', () => {
       const [a, b] = await Promise.all([readFile(join(obj, o)), readFile(join(local, o.replace('/', '_')))]);
       expect(a.equals(b), `${arch.name} ${o}: ${a.length} bytes through the cluster, ${b.length} locally`).toBe(true);
     }
+    // Without -gno-record-gcc-switches the daemon's own switches land in DW_AT_producer: not the same bytes.
+    if (arch.name === 'x86_64') {
+      await ok([...make, 'CC=gcc', 'lib/sort.o']);
+      const here = await readFile(join(obj, 'lib/sort.o'));
+      await ok(cluster!.client([...make, 'CC=icecc gcc', 'lib/sort.o']), iceccClientEnv({ tarball: e.env.tarball, crossCompile: arch.cross, logFile: join(w, 'icecc-plain-g.log') }));
+      expect(countClientJobs(await readFile(join(w, 'icecc-plain-g.log'), 'utf8')).remote, 'lib/sort.o with plain -g went to a daemon').not.toEqual({});
+      expect((await readFile(join(obj, 'lib/sort.o'))).equals(here), 'lib/sort.o with plain -g, remote vs local').toBe(false);
+    }
     // Each kernel object itself went to a daemon, not back to this machine.
     const log = await readFile(logFile, 'utf8');
     for (const o of OBJECTS) {
@@ -95,6 +110,34 @@ describe.skipIf(skip)('kernel objects through a real icecream cluster', () => {
       expect(log, `${o} went to a daemon`).toMatch(new RegExp(`^ICECC\\[${pid}\\] [^\\n]*: Have to use host `, 'm'));
     }
   }, 900_000);
+
+  it('inside the task sandbox: with the network --icecream keeps, the job goes to a daemon; under --unshare-net it cannot', async () => {
+    const w = work!.path;
+    const obj = join(w, 'obj-x86_64');
+    const e = await ensureIceccEnv({ arch: 'x86_64', crossCompile: '', cacheDir: join(w, 'cache'), run: (a, o) => run(a, o), log: () => {} });
+    if (!e.ok) throw new Error(e.outcome.message);
+    expect(e.env.made).toBe(false);
+    const counts: Record<string, ReturnType<typeof countClientJobs>> = {};
+    for (const network of [true, false]) {
+      await rm(join(obj, 'lib/sort.o'), { force: true });
+      const logFile = join(obj, `icecc-sandbox-${network}.log`);
+      const env = { ...kbuildEnv(1763683200), ...iceccClientEnv({ tarball: e.env.tarball, crossCompile: '', logFile }) };
+      // The policy kernel-build's instance gets (pipeline/run/instance.ts): the object dir writable, the rest read-only.
+      const argv = bwrapArgv('bwrap', { task: 'A-01@x86_64', outDir: obj, readOnly: [w], network }, {
+        argv: ['make', '-s', '-C', src, `O=${obj}`, 'ARCH=x86_64', 'CROSS_COMPILE=', KCFLAGS, ...iceccMakeVars(''), 'lib/sort.o'],
+        env: sandboxEnv({ network }, env),
+      });
+      const r = await run(cluster!.client(argv), { tailLines: 40 });
+      expect(r.ok, r.tail.join('\n')).toBe(true);
+      counts[String(network)] = countClientJobs(await readFile(logFile, 'utf8'));
+      const [a, b] = await Promise.all([readFile(join(obj, 'lib/sort.o')), readFile(join(w, 'local-x86_64', 'lib_sort.o'))]);
+      expect(a.equals(b), `lib/sort.o in the sandbox (network ${network})`).toBe(true);
+    }
+    console.log(`sandboxed lib/sort.o: with network ${JSON.stringify(counts.true)}, without ${JSON.stringify(counts.false)}`);
+    expect(Object.keys(counts.true!.remote).length).toBeGreaterThan(0);
+    expect(counts.false!.remote).toEqual({});
+    expect(counts.false!.noDaemon).toBeGreaterThan(0);
+  }, 600_000);
 });
 
 describe.runIf(skip)('kernel objects through a real icecream cluster', () => {
