@@ -9,7 +9,7 @@
  *   include/generated/compile.h read exactly as in a local build.
  * - Remote daemons compile in a chroot made from a tarball icecc-create-env
  *   packs from this machine's compiler (cc1, as, their libraries). One per
- *   arch, made once and pinned in the shared cache (ensureIceccEnv).
+ *   arch, made once and pinned in the build dir's cache (ensureIceccEnv).
  * - The client's own log (ICECC_DEBUG=debug into ICECC_LOGFILE, never the
  *   build's output) names the host each job went to; countClientJobs reads it.
  */
@@ -37,7 +37,7 @@ export function icecreamSetting(cli: { on?: boolean; jobs?: number }, config: Lo
 /** The client log, relative to the kernel's object dir; read after each make, then removed (it grows by ~6 KB a compile). */
 export const ICECC_CLIENT_LOG = 'clawos-tools/icecc-client.log';
 
-/** Where the pinned environments live, under the shared cache dir. */
+/** Where the pinned environments live, under the build dir's cache dir. */
 export const ICECC_ENV_DIR = 'icecc-env';
 
 /** icecc's platform name for this machine (the one its environments run on). */
