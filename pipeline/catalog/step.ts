@@ -25,6 +25,8 @@ export interface CompilerCacheUse {
   ccache: string;
   /** CCACHE_* for this task: the shared dir, base_dir, its own stats log, the remote storage. */
   env: Record<string, string>;
+}
+
 /** The run's icecream cluster (--icecream, or `icecream:` in the config file), for a step with Step.icecream. */
 export interface IcecreamSetting {
   /** make -j while the compiles go to the cluster (its slots, not this machine's cores). */
