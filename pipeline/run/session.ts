@@ -165,16 +165,16 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
         { keyDir: o.keyDir ?? defaultKeyDir(), redact, emit, signal: o.signal },
       )
     : null;
+  const icecream = icecreamSetting(o.icecream ?? {}, config.icecream, o.jobs);
+  if (icecream && !onPath('icecc', process.env.PATH)) {
+    throw new InfraError('icecream: icecc is not on PATH', 'install Debian\'s icecc (apt-get install icecc) and start iceccd with your scheduler, or build without --icecream', { transient: false });
+  }
   // Only a run with a step that compiles through it looks for ccache and its remote.
   const compiles = graph.order.some((i) => steps.get(i.task.spec.uses ?? '')?.compilerCache);
   if (o.compilerCache?.remote) redactUrlPassword(redact, o.compilerCache.remote);
   if (config.compiler_cache?.remote) redactUrlPassword(redact, config.compiler_cache.remote);
   const compilerCache = compiles ? await openCompilerCache(chooseCompilerCache(config.compiler_cache, o.compilerCache ?? {}), { run: runProcess }) : { cache: null, notes: [] };
   for (const message of compilerCache.notes) emit({ type: 'info', message });
-  const icecream = icecreamSetting(o.icecream ?? {}, config.icecream, o.jobs);
-  if (icecream && !onPath('icecc', process.env.PATH)) {
-    throw new InfraError('icecream: icecc is not on PATH', 'install Debian\'s icecc (apt-get install icecc) and start iceccd with your scheduler, or build without --icecream', { transient: false });
-  }
   const vault = await RunVault.open(buildDir);
   vault.redact = (v) => redact.value(v);
   const rc: RunContext = {
