@@ -48,6 +48,8 @@ export interface RemoteStats {
   pushed_objects: number;
   pushed_bytes: number;
   push_failed: number;
+  /** Time the run waited on the server (lookups, pulls, pushes): the most the cache can have added to a build. */
+  busy_ms: number;
 }
 
 /** What a task-end records of a remote restore: where each output came from. */
@@ -62,7 +64,7 @@ export interface RemoteOrigin {
 
 export class RemoteTaskCache {
   readonly shown: string;
-  readonly stats: RemoteStats = { looked_up: 0, hits: 0, misses: 0, refused: 0, skipped_down: 0, pulled_objects: 0, pulled_bytes: 0, pushed: 0, pushed_objects: 0, pushed_bytes: 0, push_failed: 0 };
+  readonly stats: RemoteStats = { looked_up: 0, hits: 0, misses: 0, refused: 0, skipped_down: 0, pulled_objects: 0, pulled_bytes: 0, pushed: 0, pushed_objects: 0, pushed_bytes: 0, push_failed: 0, busy_ms: 0 };
   /** Set at the first fault: the server is not asked again in this run. */
   private down: string | null = null;
   /** Why an instance's lookup or pull did not give a hit (for its task-start). */
@@ -148,7 +150,7 @@ export class RemoteTaskCache {
       return null;
     }
     this.stats.looked_up++;
-    const r = await this.client.getAction(task, fingerprint, this.trust);
+    const r = await this.timed(() => this.client.getAction(task, fingerprint, this.trust!));
     if (r.ok) return { action: r.action, key: r.key, builder: r.builder };
     if (r.kind === 'fault') {
       this.fault(r.detail);
@@ -168,7 +170,7 @@ export class RemoteTaskCache {
         this.stats.skipped_down++;
         return false;
       }
-      const r = await this.client.fetchBlob(buildDir, o.sha256, o.size);
+      const r = await this.timed(() => this.client.fetchBlob(buildDir, o.sha256, o.size));
       if (!r.ok) {
         if (r.kind === 'fault') {
           this.fault(r.detail);
@@ -232,7 +234,8 @@ export class RemoteTaskCache {
       duration_ms: rec.duration_ms,
       built_by: built,
     };
-    const r = await this.client.push(buildDir, action, this.signer);
+    const signer = this.signer;
+    const r = await this.timed(() => this.client.push(buildDir, action, signer));
     if (!r.ok) {
       this.stats.push_failed++;
       if (r.kind === 'fault') this.fault(r.detail);
@@ -243,6 +246,15 @@ export class RemoteTaskCache {
     this.stats.pushed_objects += r.uploaded;
     this.stats.pushed_bytes += r.bytes;
     return r.key;
+  }
+
+  private async timed<T>(f: () => Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await f();
+    } finally {
+      this.stats.busy_ms += Math.round(performance.now() - t);
+    }
   }
 
   /** The run's last word on the cache: what it gave, and what it missed while down. */

@@ -21,9 +21,16 @@
  *      and the same as --ccache-reference FILE (a vmlinuz built without the cache) when given.
  *      Needs the unpacked kernel in <build-dir>/cache/src; two kernel builds, not part of a
  *      plain `npm run bench` (--only ccache).
+ *   8. the remote task cache on the whole build (issue 17, item 5): two clones of HEAD, each with an
+ *      empty build dir and an empty compiler cache (as two fresh machines); the first runs `all` cold
+ *      and pushes to a real nginx on loopback, the second runs `all` pulling from it. Prints both
+ *      wall times, what the second compiled (goal: nothing, under 3 minutes), and the time the first
+ *      waited on the cache (lookups and pushes) as a share of its build (the overhead, goal < 3 %).
+ *      The key dir must hold a builder key (`clawos-build keys init --role builder`). About as long
+ *      as a cold build; asked for by name only (--only cache-all).
  * Options: --runs N (default 3), --kernel-runs N (default 1: each kernel run
  * costs two full builds, ~12 min on 2 cores), --skip-kernel, --build-dir DIR,
- * --only noop|kernel|boots|verify|sandbox|cache|ccache (one part), --trust FILE (for 4).
+ * --only noop|kernel|boots|verify|sandbox|cache|ccache|cache-all (one part), --trust FILE (for 4).
  * Needs a finished `clawos-build all` in the build dir for 1 and 3.
  */
 import { parseArgs } from 'node:util';
@@ -49,6 +56,8 @@ import { formatCcacheStats, parseCcacheStatsLog } from '../../pipeline/ccache/cc
 import { findModuleSigningKey } from '../../pipeline/kernel/module-signing-key.js';
 import { sourceDateEpoch } from '../../pipeline/run/session.js';
 import { kernelBuildStep } from '../../pipeline/steps/kernel-build.js';
+import { readAllRuns } from '../../vault/vault-history.js';
+import type { RemoteStats } from '../../pipeline/run/remote-cache.js';
 
 const { values } = parseArgs({
   options: {
@@ -372,6 +381,54 @@ async function compilerCacheFigures(): Promise<void> {
   );
 }
 
+/** 8. `all` in a clone from nothing, pushing; `all` in a second clone from nothing, pulling. */
+async function remoteCacheWholeBuild(): Promise<void> {
+  const status = await run(['git', '-C', repo, 'status', '--porcelain'], { captureStdout: true });
+  if (status.stdout.trim()) console.log('  note: the working tree has changes; the clones build HEAD without them');
+  const keyDir = defaultKeyDir();
+  if (!(await readdir(keyDir).catch(() => [] as string[])).some((f) => f.startsWith('builder-') && f.endsWith('.key'))) {
+    console.log(`remote cache (whole build): skipped (no builder key in ${keyDir}: clawos-build keys init --role builder)`);
+    return;
+  }
+  const scratch = join(buildDir, 'bench', 'cache-all');
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(scratch, { recursive: true });
+  const cache = await startNginxCache();
+  try {
+    const build = async (name: string) => {
+      const clone = join(scratch, name);
+      const c = await run(['git', 'clone', '--quiet', '--no-hardlinks', repo, clone]);
+      if (!c.ok) throw new Error(`bench: git clone failed: ${c.tail.join(' | ')}`);
+      await run(['ln', '-s', join(repo, 'node_modules'), join(clone, 'node_modules')]);
+      const tsc = await run(['npx', 'tsc', '-p', 'tsconfig.json'], { cwd: clone });
+      if (!tsc.ok) throw new Error(`bench: tsc in ${clone} failed: ${tsc.tail.join(' | ')}`);
+      // An empty compiler cache too: each clone is a fresh machine.
+      const env = { XDG_CACHE_HOME: join(scratch, `${name}-xdg-cache`) };
+      const logFile = join(scratch, `${name}.log`);
+      const r = await timed(['sh', '-c', `exec node bin/clawos-build.js all --remote-cache ${cache.url} --json 2>${logFile}`], { cwd: clone, env });
+      const out = JSON.parse(r.stdout || '{}') as { ok?: boolean; tasks?: { id: string; ran: boolean }[] };
+      if (!r.ok || !out.ok) throw new Error(`bench: all in ${clone} failed (log ${logFile})`);
+      const runs = await readAllRuns(join(clone, 'build'));
+      const end = runs.at(-1)!.events.find((e) => e.type === 'run-end');
+      const stats = (end?.payload as { remote_cache?: { stats: RemoteStats } }).remote_cache?.stats;
+      if (!stats) throw new Error(`bench: the run in ${clone} recorded no remote cache figures`);
+      return { ms: r.ms, ran: (out.tasks ?? []).filter((t) => t.ran).map((t) => t.id), tasks: (out.tasks ?? []).length, stats };
+    };
+    const first = await build('first');
+    const second = await build('second');
+    const mb = (n: number) => `${(n / 1e6).toFixed(0)} MB`;
+    console.log(
+      `remote task cache, whole build (nginx on loopback, two clones of HEAD, empty build dirs and compiler caches):\n` +
+        `  first clone, cold, pushing: ${fmt(first.ms)}; ran ${first.ran.length} of ${first.tasks} task instances; pushed ${first.stats.pushed} (${first.stats.pushed_objects} objects, ${mb(first.stats.pushed_bytes)}); ` +
+        `waited on the cache ${fmt(first.stats.busy_ms)} = ${((100 * first.stats.busy_ms) / first.ms).toFixed(2)} % of the build (goal < 3 %)\n` +
+        `  second clone, pulling: ${fmt(second.ms)} (goal < 3 min); ${second.stats.hits} hits, ${second.stats.pulled_objects} objects pulled (${mb(second.stats.pulled_bytes)}); ` +
+        `ran ${second.ran.length ? second.ran.join(', ') : 'nothing'}; ${(first.ms / second.ms).toFixed(1)}x faster than the first`,
+    );
+  } finally {
+    await cache.stop();
+  }
+}
+
 const only = values.only;
 if (!only || only === 'noop') await noopAll();
 if ((!only && !values['skip-kernel']) || only === 'kernel') await kernel();
@@ -381,3 +438,4 @@ if (!only || only === 'sandbox') await sandboxOverhead();
 if (!only || only === 'cache') await remoteCacheFigures();
 // Two kernel builds: asked for by name only.
 if (only === 'ccache') await compilerCacheFigures();
+if (only === 'cache-all') await remoteCacheWholeBuild();
