@@ -100,4 +100,19 @@ describe('kernelBuildStep with --icecream', () => {
       'icecream: no compile job left this machine: the scheduler sent no job to another host',
     ]);
   });
+
+  it('with the compiler cache on as well, compiles through icecc alone and says so once', async () => {
+    const ctx = fakeStepContext({ repoRoot: repo, buildDir: join(work.path, 'build-3'), arch: fakeX86Arch });
+    ctx.icecream = { jobs: 3 };
+    ctx.compilerCache = { ccache: '/usr/bin/ccache', env: { CCACHE_DIR: join(work.path, 'ccache') } };
+    const o = await kernelBuildStep.run(ctx);
+    expect(o.status).toBe('PASS');
+    expect(ctx.logs.filter((l) => l.startsWith('compiler cache:'))).toEqual(['compiler cache: not used with --icecream (the compiles go to the cluster)']);
+    const info = JSON.parse(await readFile(join(ctx.outDir, 'build-info.json'), 'utf8'));
+    const makes = (info.commands as { command: string }[]).filter((c) => / make -C /.test(c.command));
+    for (const c of makes) {
+      expect(c.command).toContain(" $'CC=icecc gcc -gno-record-gcc-switches'");
+      expect(c.command).not.toContain('CCACHE_');
+    }
+  });
 });

@@ -28,9 +28,14 @@
  *      waited on the cache (lookups and pushes) as a share of its build (the overhead, goal < 3 %).
  *      The key dir must hold a builder key (`clawos-build keys init --role builder`). About as long
  *      as a cold build; asked for by name only (--only cache-all).
+ *   9. a whole kernel through icecream (issue 17, item 4): the real kernel-build step for x86_64
+ *      (--arch) compiling through a real cluster on this machine (test/helpers/icecc-cluster.ts:
+ *      a scheduler and two daemons in network namespaces), its time, the jobs per daemon, and its
+ *      vmlinuz against --icecream-reference FILE (a vmlinuz built locally). Needs root and the
+ *      unpacked kernel in <build-dir>/cache/src (--only icecream).
  * Options: --runs N (default 3), --kernel-runs N (default 1: each kernel run
  * costs two full builds, ~12 min on 2 cores), --skip-kernel, --build-dir DIR,
- * --only noop|kernel|boots|verify|sandbox|cache|ccache|cache-all (one part), --trust FILE (for 4).
+ * --only noop|kernel|boots|verify|sandbox|cache|ccache|cache-all|icecream (one part), --trust FILE (for 4).
  * Needs a finished `clawos-build all` in the build dir for 1 and 3.
  */
 import { parseArgs } from 'node:util';
@@ -57,6 +62,8 @@ import { findModuleSigningKey } from '../../pipeline/kernel/module-signing-key.j
 import { sourceDateEpoch } from '../../pipeline/run/session.js';
 import { kernelBuildStep } from '../../pipeline/steps/kernel-build.js';
 import { readAllRuns } from '../../vault/vault-history.js';
+import { countSchedulerJobs } from '../../pipeline/kernel/icecc.js';
+import { iceccClusterUnavailable, startIceccCluster } from '../helpers/icecc-cluster.js';
 import type { RemoteStats } from '../../pipeline/run/remote-cache.js';
 
 const { values } = parseArgs({
@@ -69,6 +76,8 @@ const { values } = parseArgs({
     trust: { type: 'string' },
     'sandbox-runs': { type: 'string', default: '9' },
     'ccache-reference': { type: 'string' },
+    'icecream-reference': { type: 'string' },
+    arch: { type: 'string', default: 'x86_64' },
   },
 });
 const runs = Number(values.runs);
@@ -429,6 +438,69 @@ async function remoteCacheWholeBuild(): Promise<void> {
   }
 }
 
+/** 9. kernel-build for one arch, every compile through a real icecream cluster, compared with a local build's vmlinuz. */
+async function icecreamKernel(): Promise<void> {
+  const why = iceccClusterUnavailable();
+  if (why) {
+    console.log(`icecream (whole kernel): skipped (${why})`);
+    return;
+  }
+  const arch = (await loadArches(repo)).get(values.arch!);
+  if (!arch) throw new Error(`bench: no arch ${values.arch}`);
+  const scratch = join(buildDir, 'bench', `icecream-${arch.name}`);
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(join(scratch, 'cache'), { recursive: true });
+  const src = await run(['cp', '-al', join(buildDir, 'cache', 'src'), join(scratch, 'cache', 'src')]);
+  if (!src.ok) {
+    console.log(`icecream (whole kernel): skipped (no unpacked kernel in ${join(buildDir, 'cache', 'src')}; run \`clawos-build p2\` there first)`);
+    return;
+  }
+  const key = await findModuleSigningKey(defaultKeyDir());
+  const epoch = await sourceDateEpoch(repo);
+  const logFile = join(scratch, 'kernel-build.log');
+  const cluster = await startIceccCluster();
+  try {
+    const outDir = join(scratch, 'kernel-engineer', arch.name);
+    // Every command as the cluster's client: in its namespace, whose iceccd takes no job itself.
+    const wrap = (cmd: { argv: string[]; cwd?: string; env: Record<string, string | undefined> }) => ({ argv: cluster.client(cmd.argv), env: cmd.env, cwd: cmd.cwd });
+    const log = (line: string) => appendFileSync(logFile, `${line}\n`);
+    const t = process.hrtime.bigint();
+    const o = await kernelBuildStep.run({
+      taskId: 'A-01',
+      instanceId: `A-01@${arch.name}`,
+      arch,
+      params: {},
+      repoRoot: repo,
+      buildDir: scratch,
+      outDir,
+      cacheDir: join(scratch, 'cache'),
+      ...(key ? { moduleSigningKey: key.path } : {}),
+      icecream: { jobs: 8 },
+      buildPath: (rel) => join(scratch, rel),
+      sourceDateEpoch: epoch,
+      jobs: 2,
+      log,
+      progress: () => {},
+      run: (argv, opts = {}) => run(argv, { sink: (_s, l) => log(l), ...opts, env: { SOURCE_DATE_EPOCH: String(epoch), ...(opts.env ?? {}) }, wrap }),
+      signal: new AbortController().signal,
+    });
+    const ms = Number(process.hrtime.bigint() - t) / 1e6;
+    if (o.status !== 'PASS') throw new Error(`bench: kernel-build through icecream ${o.status}: ${o.message} (log ${logFile})`);
+    const vmlinuz = await sha256File(join(outDir, 'vmlinuz'));
+    const reference = values['icecream-reference'] ? await sha256File(resolve(values['icecream-reference'])) : null;
+    const byDaemon = countSchedulerJobs(await cluster.schedulerLog());
+    console.log(
+      `icecream, whole kernel (kernel-build ${arch.name}, make -j8, scheduler and two 2-slot daemons in network namespaces on these 2 cores):\n` +
+        `  ${fmt(ms)}; ${o.message}\n` +
+        `  scheduler: ${Object.entries(byDaemon).map(([d, n]) => `${d} ${n} jobs`).join(', ')}\n` +
+        `  vmlinuz ${vmlinuz.slice(0, 16)}` +
+        (reference ? `: ${vmlinuz === reference ? 'the same bytes as' : 'DIFFERS from'} ${values['icecream-reference']} (${reference.slice(0, 16)})` : ''),
+    );
+  } finally {
+    await cluster.stop();
+  }
+}
+
 const only = values.only;
 if (!only || only === 'noop') await noopAll();
 if ((!only && !values['skip-kernel']) || only === 'kernel') await kernel();
@@ -439,3 +511,4 @@ if (!only || only === 'cache') await remoteCacheFigures();
 // Two kernel builds: asked for by name only.
 if (only === 'ccache') await compilerCacheFigures();
 if (only === 'cache-all') await remoteCacheWholeBuild();
+if (only === 'icecream') await icecreamKernel();
