@@ -61,6 +61,10 @@ import { formatCcacheStats, parseCcacheStatsLog } from '../../pipeline/ccache/cc
 import { findModuleSigningKey } from '../../pipeline/kernel/module-signing-key.js';
 import { sourceDateEpoch } from '../../pipeline/run/session.js';
 import { kernelBuildStep } from '../../pipeline/steps/kernel-build.js';
+import type { ArchSpec } from '../../pipeline/catalog/arch.js';
+import type { StepContext } from '../../pipeline/catalog/step.js';
+import type { Outcome } from '../../pipeline/catalog/outcome.js';
+import type { CommandWrapper } from '../../lib/proc.js';
 import { readAllRuns } from '../../vault/vault-history.js';
 import { countSchedulerJobs } from '../../pipeline/kernel/icecc.js';
 import { iceccClusterUnavailable, startIceccCluster } from '../helpers/icecc-cluster.js';
@@ -320,6 +324,40 @@ async function remoteCacheFigures(): Promise<void> {
   }
 }
 
+/** The real kernel-build step for one arch in a scratch build dir, as a run calls it; `extra` adds the cache or the cluster. */
+async function runKernelStep(o: {
+  arch: ArchSpec;
+  scratch: string;
+  outDir: string;
+  extra: Partial<StepContext>;
+  log: (line: string) => void;
+  wrap?: CommandWrapper;
+}): Promise<{ outcome: Outcome; ms: number }> {
+  const key = await findModuleSigningKey(defaultKeyDir());
+  const epoch = await sourceDateEpoch(repo);
+  const t = process.hrtime.bigint();
+  const outcome = await kernelBuildStep.run({
+    taskId: 'A-01',
+    instanceId: `A-01@${o.arch.name}`,
+    arch: o.arch,
+    params: {},
+    repoRoot: repo,
+    buildDir: o.scratch,
+    outDir: o.outDir,
+    cacheDir: join(o.scratch, 'cache'),
+    ...(key ? { moduleSigningKey: key.path } : {}),
+    buildPath: (rel) => join(o.scratch, rel),
+    sourceDateEpoch: epoch,
+    jobs: 2,
+    log: o.log,
+    progress: () => {},
+    run: (argv, opts = {}) => run(argv, { sink: (_s, l) => o.log(l), ...opts, env: { SOURCE_DATE_EPOCH: String(epoch), ...(opts.env ?? {}) }, ...(o.wrap ? { wrap: o.wrap } : {}) }),
+    signal: new AbortController().signal,
+    ...o.extra,
+  });
+  return { outcome, ms: Number(process.hrtime.bigint() - t) / 1e6 };
+}
+
 /** 7. kernel-build from an empty ccache, then after `make clean` with it warm: the step itself, sandboxed as a run does. */
 async function compilerCacheFigures(): Promise<void> {
   const arch = (await loadArches(repo)).get('x86_64')!;
@@ -339,7 +377,6 @@ async function compilerCacheFigures(): Promise<void> {
   }
   const cache = opened.cache;
   const key = await findModuleSigningKey(defaultKeyDir());
-  const epoch = await sourceDateEpoch(repo);
   const sandbox = await probeSandbox();
   const logFile = join(scratch, 'kernel-build.log');
   const build = async (label: string) => {
@@ -347,27 +384,7 @@ async function compilerCacheFigures(): Promise<void> {
     const statsLog = statsLogPath(cache, 'bench', `A-01@x86_64-${label}`);
     const wrap = sandboxWrapper(sandbox, { task: 'A-01@x86_64', outDir, writable: [join(scratch, 'cache'), cache.dir], readOnly: [repo, buildDir], network: false });
     const log = (line: string) => appendFileSync(logFile, `[${label}] ${line}\n`);
-    const t = process.hrtime.bigint();
-    const o = await kernelBuildStep.run({
-      taskId: 'A-01',
-      instanceId: 'A-01@x86_64',
-      arch,
-      params: {},
-      repoRoot: repo,
-      buildDir: scratch,
-      outDir,
-      cacheDir: join(scratch, 'cache'),
-      ...(key ? { moduleSigningKey: key.path } : {}),
-      compilerCache: compilerCacheUse(cache, { baseDir: scratch, statsLog }),
-      buildPath: (rel) => join(scratch, rel),
-      sourceDateEpoch: epoch,
-      jobs: 2,
-      log,
-      progress: () => {},
-      run: (argv, opts = {}) => run(argv, { sink: (_s, l) => log(l), ...opts, env: { SOURCE_DATE_EPOCH: String(epoch), ...(opts.env ?? {}) }, wrap }),
-      signal: new AbortController().signal,
-    });
-    const ms = Number(process.hrtime.bigint() - t) / 1e6;
+    const { outcome: o, ms } = await runKernelStep({ arch, scratch, outDir, extra: { compilerCache: compilerCacheUse(cache, { baseDir: scratch, statsLog }) }, log, ...(wrap ? { wrap } : {}) });
     const stats = parseCcacheStatsLog(await readFile(statsLog, 'utf8').catch(() => ''));
     if (o.status !== 'PASS') throw new Error(`bench: kernel-build (${label}) ${o.status}: ${o.message} (log ${logFile})`);
     const info = JSON.parse(await readFile(join(outDir, 'build-info.json'), 'utf8')) as { commands: { phase: string; durationMs: number }[] };
@@ -455,36 +472,14 @@ async function icecreamKernel(): Promise<void> {
     console.log(`icecream (whole kernel): skipped (no unpacked kernel in ${join(buildDir, 'cache', 'src')}; run \`clawos-build p2\` there first)`);
     return;
   }
-  const key = await findModuleSigningKey(defaultKeyDir());
-  const epoch = await sourceDateEpoch(repo);
   const logFile = join(scratch, 'kernel-build.log');
   const cluster = await startIceccCluster();
   try {
     const outDir = join(scratch, 'kernel-engineer', arch.name);
     // Every command as the cluster's client: in its namespace, whose iceccd takes no job itself.
-    const wrap = (cmd: { argv: string[]; cwd?: string; env: Record<string, string | undefined> }) => ({ argv: cluster.client(cmd.argv), env: cmd.env, cwd: cmd.cwd });
+    const wrap: CommandWrapper = (cmd) => ({ argv: cluster.client(cmd.argv), env: cmd.env, cwd: cmd.cwd });
     const log = (line: string) => appendFileSync(logFile, `${line}\n`);
-    const t = process.hrtime.bigint();
-    const o = await kernelBuildStep.run({
-      taskId: 'A-01',
-      instanceId: `A-01@${arch.name}`,
-      arch,
-      params: {},
-      repoRoot: repo,
-      buildDir: scratch,
-      outDir,
-      cacheDir: join(scratch, 'cache'),
-      ...(key ? { moduleSigningKey: key.path } : {}),
-      icecream: { jobs: 8 },
-      buildPath: (rel) => join(scratch, rel),
-      sourceDateEpoch: epoch,
-      jobs: 2,
-      log,
-      progress: () => {},
-      run: (argv, opts = {}) => run(argv, { sink: (_s, l) => log(l), ...opts, env: { SOURCE_DATE_EPOCH: String(epoch), ...(opts.env ?? {}) }, wrap }),
-      signal: new AbortController().signal,
-    });
-    const ms = Number(process.hrtime.bigint() - t) / 1e6;
+    const { outcome: o, ms } = await runKernelStep({ arch, scratch, outDir, extra: { icecream: { jobs: 8 } }, log, wrap });
     if (o.status !== 'PASS') throw new Error(`bench: kernel-build through icecream ${o.status}: ${o.message} (log ${logFile})`);
     const vmlinuz = await sha256File(join(outDir, 'vmlinuz'));
     const reference = values['icecream-reference'] ? await sha256File(resolve(values['icecream-reference'])) : null;
