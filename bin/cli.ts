@@ -66,7 +66,8 @@ const RUN_OPTIONS: OptionGroup = {
     { name: 'no-sandbox', type: 'boolean', help: "run tasks without bubblewrap (recorded in every task's vault event)" },
     { name: 'remote-cache', type: 'string', value: 'URL', help: 'a Bazel remote-cache HTTP server (/ac/, /cas/): pull trusted builders\' results, push PASSes (default: the config file\'s remote_cache)' },
     { name: 'remote-cache-readonly', type: 'boolean', help: 'pull from the remote cache, never push (CI consumers)' },
-    { name: 'no-compiler-cache', type: 'boolean', help: 'compile the kernels without the shared compiler cache (ccache, on by default when installed; the kernels are the same bytes either way)' },
+    { name: 'compiler-cache', type: 'boolean', help: "compile the kernels through the shared compiler cache (ccache in ~/.cache/clawos-build/ccache; off by default: a cold cache slows a build, a warm one speeds rebuilds in any folder; the same bytes either way)" },
+    { name: 'no-compiler-cache', type: 'boolean', help: "compile the kernels without it, whatever the config file's compiler_cache says" },
     {
       name: 'compiler-cache-remote',
       type: 'string',
@@ -103,7 +104,7 @@ function nonNegativeInt(flag: string): (raw: string) => number {
 }
 
 function checkRun(a: ParsedArgs): void {
-  if (a.noCompilerCache && a.compilerCacheRemote) throw new UsageError('--no-compiler-cache and --compiler-cache-remote contradict each other: give one');
+  if (a.noCompilerCache && (a.compilerCacheRemote || a.compilerCache)) throw new UsageError(`--no-compiler-cache and ${a.compilerCache ? '--compiler-cache' : '--compiler-cache-remote'} contradict each other: give one`);
   if ((a.buildroot || a.buildrootSha256) && a.rootfsBackend !== 'buildroot') throw new UsageError('--buildroot and --buildroot-sha256 go with --rootfs-backend buildroot');
 }
 

@@ -94,9 +94,15 @@ describe('the command table', () => {
     expect(v.out.join('')).toMatch(/^usage: clawos-build verify BUNDLE\|TAR --trust FILE \[--ledger FILE\]/);
   });
 
+  it('the compiler cache asked for and refused at once is a usage error naming both', () => {
+    expect(() => parseCli(['all', '--compiler-cache', '--no-compiler-cache'])).toThrow('--no-compiler-cache and --compiler-cache contradict each other: give one');
+    expect(() => parseCli(['p2', '--no-compiler-cache', '--compiler-cache-remote', 'redis://h:1'])).toThrow('--no-compiler-cache and --compiler-cache-remote contradict each other: give one');
+    expect(parseCli(['all', '--compiler-cache'])).toMatchObject({ command: 'all' });
+  });
+
   it('an option of another command names that command; one owned by several names them all', () => {
     expect(() => parseCli(['report', '--fix'])).toThrow('--fix goes with the doctor command');
-    expect(() => parseCli(['validate', '--no-sandbox'])).toThrow('--no-sandbox, --remote-cache, --remote-cache-readonly, --no-compiler-cache, --compiler-cache-remote, --icecream, --icecream-jobs, --rootfs-backend, --buildroot and --buildroot-sha256 go with p1..p4 and all');
+    expect(() => parseCli(['validate', '--no-sandbox'])).toThrow('--no-sandbox, --remote-cache, --remote-cache-readonly, --compiler-cache, --no-compiler-cache, --compiler-cache-remote, --icecream, --icecream-jobs, --rootfs-backend, --buildroot and --buildroot-sha256 go with p1..p4 and all');
     expect(() => parseCli(['plan', '--trust', 'k.json'])).toThrow('--trust goes with flash, hw, reproduce, keys, spec, lava, report, release, verify and export');
   });
 

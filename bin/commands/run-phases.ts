@@ -26,6 +26,7 @@ interface RunArgs {
   noSandbox: boolean;
   remoteCache?: string;
   remoteCacheReadonly: boolean;
+  compilerCache: boolean;
   noCompilerCache: boolean;
   compilerCacheRemote?: string;
   icecream: boolean;
@@ -65,7 +66,9 @@ export async function run(args: ParsedArgs, io: CommandIo): Promise<number> {
       noSandbox: p.noSandbox,
       keyDir,
       ...(p.remoteCache || p.remoteCacheReadonly ? { remoteCache: { ...(p.remoteCache ? { url: p.remoteCache } : {}), ...(p.remoteCacheReadonly ? { readonly: true } : {}) } } : {}),
-      ...(p.noCompilerCache || p.compilerCacheRemote ? { compilerCache: { ...(p.noCompilerCache ? { off: true } : {}), ...(p.compilerCacheRemote ? { remote: p.compilerCacheRemote } : {}) } } : {}),
+      ...(p.compilerCache || p.noCompilerCache || p.compilerCacheRemote
+        ? { compilerCache: { ...(p.compilerCache ? { on: true } : {}), ...(p.noCompilerCache ? { off: true } : {}), ...(p.compilerCacheRemote ? { remote: p.compilerCacheRemote } : {}) } }
+        : {}),
       ...(p.icecream || p.icecreamJobs !== undefined ? { icecream: { on: true, ...(p.icecreamJobs !== undefined ? { jobs: p.icecreamJobs } : {}) } } : {}),
       ...(p.rootfsBackend !== DEFAULT_BACKEND
         ? {

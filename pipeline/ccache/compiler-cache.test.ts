@@ -8,25 +8,28 @@ import { ccacheEnv, chooseCompilerCache, defaultCompilerCacheDir, openCompilerCa
 const ENV = { HOME: '/home/u' } as NodeJS.ProcessEnv;
 
 describe('chooseCompilerCache', () => {
-  it('is on by default, in ~/.cache/clawos-build/ccache, local only, not asked for by name', () => {
-    expect(chooseCompilerCache(undefined, {}, ENV)).toEqual({ on: true, dir: defaultCompilerCacheDir(ENV), maxSize: null, remote: null, asked: false });
+  it('is off by default; --compiler-cache turns it on in ~/.cache/clawos-build/ccache, local only', () => {
+    expect(chooseCompilerCache(undefined, {}, ENV)).toEqual({ on: false, reason: 'the default; --compiler-cache turns it on' });
+    expect(chooseCompilerCache(undefined, { on: true }, ENV)).toEqual({ on: true, dir: defaultCompilerCacheDir(ENV), maxSize: null, remote: null, asked: '--compiler-cache' });
     expect(defaultCompilerCacheDir({ XDG_CACHE_HOME: '/x/cache' })).toBe('/x/cache/clawos-build/ccache');
   });
 
-  it('--no-compiler-cache wins over everything; enabled: false turns it off', () => {
-    expect(chooseCompilerCache({ enabled: true, remote: 'redis://h' }, { off: true }, ENV)).toEqual({ on: false, reason: '--no-compiler-cache' });
+  it('a compiler_cache section turns it on; enabled: false turns it off, but not against --compiler-cache; --no-compiler-cache wins over everything', () => {
+    expect(chooseCompilerCache({ dir: '/c' }, {}, ENV)).toMatchObject({ on: true, dir: '/c', asked: 'compiler_cache in the config file' });
     expect(chooseCompilerCache({ enabled: false }, {}, ENV)).toEqual({ on: false, reason: 'compiler_cache.enabled is false in the config file' });
+    expect(chooseCompilerCache({ enabled: false }, { on: true }, ENV)).toMatchObject({ on: true, asked: '--compiler-cache' });
+    expect(chooseCompilerCache({ enabled: true, remote: 'redis://h' }, { off: true }, ENV)).toEqual({ on: false, reason: '--no-compiler-cache' });
   });
 
-  it('the command line remote wins over the config file; a remote or enabled: true means it was asked for', () => {
+  it('the command line remote turns it on and wins over the config file\'s', () => {
     expect(chooseCompilerCache({ dir: '/c', max_size: '20G', remote: 'redis://a:1', remote_readonly: true }, { remote: 'redis://b:2' }, ENV)).toEqual({
       on: true,
       dir: '/c',
       maxSize: '20G',
       remote: { url: 'redis://b:2', readonly: true },
-      asked: true,
+      asked: '--compiler-cache-remote',
     });
-    expect(chooseCompilerCache({ enabled: true }, {}, ENV)).toMatchObject({ on: true, asked: true, remote: null });
+    expect(chooseCompilerCache(undefined, { remote: 'redis://b:2' }, ENV)).toMatchObject({ on: true, remote: { url: 'redis://b:2', readonly: false } });
   });
 });
 
@@ -66,11 +69,11 @@ describe('openCompilerCache', () => {
   // A PATH with no ccache in it: the real run() of a command that is not there.
   const noCcache = (argv: string[], o: Parameters<typeof run>[1] = {}) => run(argv, { ...o, env: { ...o.env, PATH: '/nonexistent' } });
 
-  it('no ccache: off with a note, unless it was asked for by name (then an InfraError with the fix)', async () => {
+  it('no ccache: an InfraError naming who asked for the cache, with the fix', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cc-'));
     const choice = chooseCompilerCache({ dir }, {}, ENV);
-    expect(await openCompilerCache(choice, { run: noCcache })).toEqual({ cache: null, notes: ['compiler cache: off (ccache is not installed; apt-get install ccache turns it on)'] });
-    await expect(openCompilerCache({ ...choice, asked: true } as typeof choice, { run: noCcache })).rejects.toThrow('compiler cache: ccache is not installed');
+    await expect(openCompilerCache(choice, { run: noCcache })).rejects.toThrow('compiler cache: ccache is not installed (asked for by compiler_cache in the config file)');
+    await expect(openCompilerCache(chooseCompilerCache(undefined, { on: true }, ENV), { run: noCcache })).rejects.toThrow('compiler cache: ccache is not installed (asked for by --compiler-cache)');
   });
 
   it('off: one note saying why', async () => {

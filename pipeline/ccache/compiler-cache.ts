@@ -25,8 +25,9 @@ export interface CompilerCacheConfig {
   remote_readonly?: boolean;
 }
 
-/** What the command line says: --no-compiler-cache, --compiler-cache-remote URL. */
+/** What the command line says: --compiler-cache, --no-compiler-cache, --compiler-cache-remote URL. */
 export interface CompilerCacheFlags {
+  on?: boolean;
   off?: boolean;
   remote?: string;
 }
@@ -38,8 +39,8 @@ export type CompilerCacheChoice =
       dir: string;
       maxSize: string | null;
       remote: { url: string; readonly: boolean } | null;
-      /** Asked for by name (config enabled: true, or a remote): a missing ccache is then an error, not a note. */
-      asked: boolean;
+      /** Why it is on (a missing ccache is then an error, since someone asked for it). */
+      asked: string;
     };
 
 /** The cache a run compiles through. */
@@ -65,24 +66,39 @@ export function shownRedisUrl(url: string): string {
   return url.replace(/^(redis(?:\+unix)?:\/\/)[^@/]*@/, '$1');
 }
 
-/** On unless turned off; the command line wins over the config file. */
+/**
+ * Off unless asked for: --compiler-cache or --compiler-cache-remote, or a `compiler_cache:`
+ * section in the config file without `enabled: false`. A cold cache makes a kernel
+ * build much slower (every miss is preprocessed once more to be hashed: docs/decisions.md),
+ * which only machines that rebuild the same kernels in other folders win back.
+ * The command line wins over the config file.
+ */
 export function chooseCompilerCache(config: CompilerCacheConfig | undefined, flags: CompilerCacheFlags, env: NodeJS.ProcessEnv = process.env): CompilerCacheChoice {
   if (flags.off) return { on: false, reason: '--no-compiler-cache' };
-  if (config?.enabled === false && !flags.remote) return { on: false, reason: 'compiler_cache.enabled is false in the config file' };
+  const asked = flags.remote
+    ? '--compiler-cache-remote'
+    : flags.on
+      ? '--compiler-cache'
+      : config && config.enabled !== false
+        ? 'compiler_cache in the config file'
+        : null;
+  if (!asked) {
+    return { on: false, reason: config?.enabled === false ? 'compiler_cache.enabled is false in the config file' : 'the default; --compiler-cache turns it on' };
+  }
   const url = flags.remote ?? config?.remote;
   return {
     on: true,
     dir: config?.dir ? resolve(config.dir) : defaultCompilerCacheDir(env),
     maxSize: config?.max_size ?? null,
     remote: url ? { url, readonly: !!config?.remote_readonly } : null,
-    asked: config?.enabled === true || !!url,
+    asked,
   };
 }
 
 /**
- * Find ccache and make the cache dir; ask the remote once. A missing ccache turns the
- * cache off with a note (an InfraError when it was asked for by name); a remote that
- * does not answer is left out of this run with a warning, and the local cache stays.
+ * Find ccache and make the cache dir; ask the remote once. A missing ccache stops the
+ * run (exit 4: it was asked for); a remote that does not answer is left out of this
+ * run with a warning, and the local cache stays.
  */
 export async function openCompilerCache(choice: CompilerCacheChoice, o: { run: Runner; pingTimeoutMs?: number }): Promise<{ cache: CompilerCache | null; notes: string[] }> {
   if (!choice.on) return { cache: null, notes: [`compiler cache: off (${choice.reason})`] };
@@ -90,8 +106,7 @@ export async function openCompilerCache(choice: CompilerCacheChoice, o: { run: R
   const version = /ccache version (\S+)/.exec(v.stdout)?.[1];
   if (!v.ok || !version) {
     const why = v.spawnError || v.exitCode === 127 ? 'ccache is not installed' : `ccache --version failed (exit ${v.exitCode ?? v.signal})`;
-    if (choice.asked) throw new InfraError(`compiler cache: ${why}`, 'apt-get install ccache (it is in specs/host-packages.txt, so bin/bootstrap installs it), or run with --no-compiler-cache');
-    return { cache: null, notes: [`compiler cache: off (${why}; apt-get install ccache turns it on)`] };
+    throw new InfraError(`compiler cache: ${why} (asked for by ${choice.asked})`, 'apt-get install ccache (it is in specs/host-packages.txt, so bin/bootstrap installs it), or run with --no-compiler-cache');
   }
   const which = await o.run(['sh', '-c', 'command -v ccache'], { captureStdout: true, timeoutMs: 15_000 });
   const ccache = which.stdout.trim() || 'ccache';
