@@ -76,8 +76,9 @@ describe('openCompilerCache', () => {
     await expect(openCompilerCache(chooseCompilerCache(undefined, { on: true }, ENV), { run: noCcache })).rejects.toThrow('compiler cache: ccache is not installed (asked for by --compiler-cache)');
   });
 
-  it('off: one note saying why', async () => {
+  it('off: one note saying why, none when it is off by default', async () => {
     expect(await openCompilerCache({ on: false, reason: '--no-compiler-cache' }, { run })).toEqual({ cache: null, notes: ['compiler cache: off (--no-compiler-cache)'] });
+    expect(await openCompilerCache(chooseCompilerCache(undefined, {}, ENV), { run })).toEqual({ cache: null, notes: [] });
   });
 
   it('a remote that does not answer is left out with a warning; the local cache stays', async (t) => {

@@ -66,6 +66,9 @@ export function shownRedisUrl(url: string): string {
   return url.replace(/^(redis(?:\+unix)?:\/\/)[^@/]*@/, '$1');
 }
 
+/** Why it is off when nobody said anything: not worth a line in every run's output. */
+export const DEFAULT_OFF = 'the default; --compiler-cache turns it on';
+
 /**
  * Off unless asked for: --compiler-cache or --compiler-cache-remote, or a `compiler_cache:`
  * section in the config file without `enabled: false`. A cold cache makes a kernel
@@ -83,7 +86,7 @@ export function chooseCompilerCache(config: CompilerCacheConfig | undefined, fla
         ? 'compiler_cache in the config file'
         : null;
   if (!asked) {
-    return { on: false, reason: config?.enabled === false ? 'compiler_cache.enabled is false in the config file' : 'the default; --compiler-cache turns it on' };
+    return { on: false, reason: config?.enabled === false ? 'compiler_cache.enabled is false in the config file' : DEFAULT_OFF };
   }
   const url = flags.remote ?? config?.remote;
   return {
@@ -101,7 +104,7 @@ export function chooseCompilerCache(config: CompilerCacheConfig | undefined, fla
  * run with a warning, and the local cache stays.
  */
 export async function openCompilerCache(choice: CompilerCacheChoice, o: { run: Runner; pingTimeoutMs?: number }): Promise<{ cache: CompilerCache | null; notes: string[] }> {
-  if (!choice.on) return { cache: null, notes: [`compiler cache: off (${choice.reason})`] };
+  if (!choice.on) return { cache: null, notes: choice.reason === DEFAULT_OFF ? [] : [`compiler cache: off (${choice.reason})`] };
   const v = await o.run(['ccache', '--version'], { captureStdout: true, timeoutMs: 15_000 });
   const version = /ccache version (\S+)/.exec(v.stdout)?.[1];
   if (!v.ok || !version) {
