@@ -21,6 +21,10 @@
  *      and the same as --ccache-reference FILE (a vmlinuz built without the cache) when given.
  *      Needs the unpacked kernel in <build-dir>/cache/src; two kernel builds, not part of a
  *      plain `npm run bench` (--only ccache).
+ *      With --ccache-warm-from BUILD_DIR instead: that build's compiler cache (its run-start names
+ *      it) and its own kernel builds from the empty cache as the cold figures; both arches are
+ *      built again side by side, as `all` builds them, in another folder with the cache warm, and
+ *      each vmlinuz is compared with that build's.
  *   8. the remote task cache on the whole build (issue 17, item 5): two clones of HEAD, each with an
  *      empty build dir and an empty compiler cache (as two fresh machines); the first runs `all` cold
  *      and pushes to a real nginx on loopback, the second runs `all` pulling from it. Prints both
@@ -69,6 +73,7 @@ import { readAllRuns } from '../../vault/vault-history.js';
 import { countSchedulerJobs } from '../../pipeline/kernel/icecc.js';
 import { iceccClusterUnavailable, startIceccCluster } from '../helpers/icecc-cluster.js';
 import type { RemoteStats } from '../../pipeline/run/remote-cache.js';
+import type { TaskEndPayload } from '../../vault/event-payloads.js';
 
 const { values } = parseArgs({
   options: {
@@ -81,6 +86,7 @@ const { values } = parseArgs({
     'sandbox-runs': { type: 'string', default: '9' },
     'ccache-reference': { type: 'string' },
     'icecream-reference': { type: 'string' },
+    'ccache-warm-from': { type: 'string' },
     arch: { type: 'string', default: 'x86_64' },
   },
 });
@@ -407,6 +413,56 @@ async function compilerCacheFigures(): Promise<void> {
   );
 }
 
+/** 7b. Both arches side by side with the warm cache of a build whose kernels filled it from empty; its times as cold. */
+async function compilerCacheWarmFrom(from: string): Promise<void> {
+  const runs = await readAllRuns(from);
+  const started = runs.flatMap((r) => r.events.filter((e) => e.type === 'run-start').map((e) => e.payload as { compiler_cache?: { dir: string } | null }));
+  const dir = started.map((p) => p.compiler_cache?.dir).find(Boolean);
+  const colds = new Map<string, TaskEndPayload>();
+  for (const r of runs) {
+    for (const e of r.events) {
+      const p = e.payload as TaskEndPayload;
+      if (e.type === 'task-end' && p.task_id === 'A-01' && p.status === 'PASS' && p.compiler_cache && !p.up_to_date && !p.restored_from) colds.set(p.task, p);
+    }
+  }
+  if (!dir || colds.size === 0) {
+    console.log(`compiler cache (warm from ${from}): skipped (no kernel built through the compiler cache there)`);
+    return;
+  }
+  const opened = await openCompilerCache(chooseCompilerCache({ dir }, {}), { run });
+  const cache = opened.cache!;
+  const scratch = join(buildDir, 'bench', 'ccache-warm');
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(join(scratch, 'cache'), { recursive: true });
+  const src = await run(['cp', '-al', join(from, 'cache', 'src'), join(scratch, 'cache', 'src')]);
+  if (!src.ok) throw new Error(`bench: no unpacked kernel in ${join(from, 'cache', 'src')}`);
+  const arches = await loadArches(repo);
+  const sandbox = await probeSandbox();
+  const logFile = join(scratch, 'kernel-build.log');
+  const results = await Promise.all(
+    [...colds.values()].map(async (cold) => {
+      const arch = arches.get(cold.arch!)!;
+      const outDir = join(scratch, 'kernel-engineer', arch.name);
+      const statsLog = statsLogPath(cache, 'bench', `${cold.task}-warm`);
+      const wrap = sandboxWrapper(sandbox, { task: cold.task, outDir, writable: [join(scratch, 'cache'), cache.dir], readOnly: [repo, buildDir, from], network: false });
+      const log = (line: string) => appendFileSync(logFile, `[${arch.name}] ${line}\n`);
+      const { outcome, ms } = await runKernelStep({ arch, scratch, outDir, extra: { compilerCache: compilerCacheUse(cache, { baseDir: scratch, statsLog }) }, log, ...(wrap ? { wrap } : {}) });
+      if (outcome.status !== 'PASS') throw new Error(`bench: kernel-build ${arch.name} (warm) ${outcome.status}: ${outcome.message} (log ${logFile})`);
+      const stats = parseCcacheStatsLog(await readFile(statsLog, 'utf8').catch(() => ''));
+      const vmlinuz = await sha256File(join(outDir, 'vmlinuz'));
+      const theirs = await sha256File(join(from, 'kernel-engineer', arch.name, 'vmlinuz'));
+      return { arch: arch.name, cold, ms, stats, vmlinuz, same: vmlinuz === theirs };
+    }),
+  );
+  console.log(`compiler cache (ccache ${cache.version}), both arches side by side as \`all\` builds them; cold: ${from}'s own build from the empty cache ${dir}; warm: a fresh object dir in another folder:`);
+  for (const r of results) {
+    console.log(
+      `  ${r.arch}: cold ${fmt(r.cold.duration_ms)} (${r.cold.compiler_cache!.summary}); warm ${fmt(r.ms)} (${formatCcacheStats(r.stats)}); ` +
+        `${(r.cold.duration_ms / r.ms).toFixed(2)}x faster (goal >= 4x); vmlinuz ${r.vmlinuz.slice(0, 16)} ${r.same ? 'the same bytes as' : 'DIFFERS from'} the cold build's`,
+    );
+  }
+}
+
 /** 8. `all` in a clone from nothing, pushing; `all` in a second clone from nothing, pulling. */
 async function remoteCacheWholeBuild(): Promise<void> {
   const status = await run(['git', '-C', repo, 'status', '--porcelain'], { captureStdout: true });
@@ -504,6 +560,6 @@ if (!only || only === 'verify') await verifyThroughput();
 if (!only || only === 'sandbox') await sandboxOverhead();
 if (!only || only === 'cache') await remoteCacheFigures();
 // Two kernel builds: asked for by name only.
-if (only === 'ccache') await compilerCacheFigures();
+if (only === 'ccache') await (values['ccache-warm-from'] ? compilerCacheWarmFrom(resolve(values['ccache-warm-from'])) : compilerCacheFigures());
 if (only === 'cache-all') await remoteCacheWholeBuild();
 if (only === 'icecream') await icecreamKernel();
