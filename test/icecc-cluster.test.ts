@@ -140,6 +140,9 @@ describe.skipIf(skip)('kernel objects through a real icecream cluster', () => {
   }, 600_000);
 });
 
-describe.runIf(skip)('kernel objects through a real icecream cluster', () => {
-  it(`is skipped: ${skip}`, () => {});
-});
+// Why, when the cluster cannot start here; nothing when it can (a skipped placeholder would count as a skip in CI).
+if (skip) {
+  describe('kernel objects through a real icecream cluster', () => {
+    it.skip(`cannot run here: ${skip}`, () => {});
+  });
+}
