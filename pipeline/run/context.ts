@@ -46,6 +46,11 @@ export interface FingerprintContext {
   moduleSigningKey?: ModuleSigningKey | null;
   /** The key dir's Secure Boot key (Step.secureBootKey steps); absent or null: none, G-05 cannot sign the UKI. */
   secureBootKey?: SecureBootKey | null;
+  /**
+   * --icecream: steps with Step.icecream compile through the local iceccd's cluster; absent or null: locally.
+   * In their fingerprints: a whole kernel through the cluster is not the local one's bytes (README *Measured*).
+   */
+  icecream?: IcecreamSetting | null;
 }
 
 /** What deciding "up to date / restore / run" reads; it writes nothing. */
@@ -82,8 +87,6 @@ export interface RunContext extends FreshnessContext {
   retry: RetryPolicy;
   /** The shared compiler cache for steps with Step.compilerCache; null: off (or no such step in the run). Never part of a fingerprint. */
   compilerCache: CompilerCache | null;
-  /** --icecream: steps with Step.icecream compile through the local iceccd's cluster; absent or null: locally. */
-  icecream?: IcecreamSetting | null;
   /** The commit the build ran from (and whether the tree had changes), null outside git: what `reproduce` checks out. */
   source: { commit: string; dirty: boolean } | null;
 }

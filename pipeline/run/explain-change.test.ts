@@ -29,6 +29,11 @@ describe('describeChange', () => {
     ]);
   });
 
+  it('names a build through the icecream cluster, and back (its kernel is not the local bytes)', () => {
+    expect(describeChange(base, { ...base, compiled_by: 'icecream' })).toEqual(['compiled through the icecream cluster now (--icecream), locally before']);
+    expect(describeChange({ ...base, compiled_by: 'icecream' }, base)).toEqual(['compiled locally now, through the icecream cluster before']);
+  });
+
   it('no earlier result', () => {
     expect(describeChange(undefined, base)).toEqual(['no earlier result']);
     expect(describeChange({}, base)).toEqual(['no earlier result']);

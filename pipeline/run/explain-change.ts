@@ -52,6 +52,9 @@ export function describeChange(before: Parts | undefined, after: Parts): string[
     const name = (c: unknown) => (typeof c === 'string' ? `certificate ${c.slice(0, 16)}` : 'none');
     out.push(`Secure Boot key changed (${name(before.secureboot_cert)} -> ${name(after.secureboot_cert)})`);
   }
+  if ((before.compiled_by ?? null) !== (after.compiled_by ?? null)) {
+    out.push(after.compiled_by ? 'compiled through the icecream cluster now (--icecream), locally before' : 'compiled locally now, through the icecream cluster before');
+  }
   const depsA = (before.deps ?? {}) as Record<string, unknown>;
   const depsB = (after.deps ?? {}) as Record<string, unknown>;
   for (const d of [...new Set([...Object.keys(depsA), ...Object.keys(depsB)])].sort()) {

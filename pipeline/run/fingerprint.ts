@@ -31,6 +31,8 @@ export type FingerprintParts = {
   module_signing_cert?: string | null;
   /** A step that signs for Secure Boot (Step.secureBootKey): sha256 of the key dir's Secure Boot certificate, or null (none). */
   secureboot_cert?: string | null;
+  /** A step with Step.icecream run under --icecream: compiled through the cluster, whose kernel differs from a local one. */
+  compiled_by?: 'icecream';
 };
 
 /** JSON with sorted keys, so equal values hash equally. */

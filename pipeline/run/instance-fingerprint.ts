@@ -44,6 +44,8 @@ export async function computeFingerprint(ctx: FingerprintContext, inst: TaskInst
     ...(step?.lockedInputs ? { locked: await lockedFor(ctx.repoRoot, arch?.debian_arch ?? null) } : {}),
     ...(step?.moduleSigningKey ? { module_signing_cert: ctx.moduleSigningKey?.certSha256 ?? null } : {}),
     ...(step?.secureBootKey ? { secureboot_cert: ctx.secureBootKey?.certSha256 ?? null } : {}),
+    // Absent for a local build, so --icecream moves no fingerprint of a build without it.
+    ...(step?.icecream && ctx.icecream ? { compiled_by: 'icecream' as const } : {}),
   };
   // The hash also covers clawos-build's version; the recorded parts do not (explain names it apart).
   return { fingerprint: fingerprintOf({ ...parts, clawos: ctx.clawosVersion }), parts };

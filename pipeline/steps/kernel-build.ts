@@ -108,7 +108,7 @@ export const kernelBuildStep: Step = {
   params: paramsSchema({ source: P.path }),
   // The kernel source is unpacked into the shared cache.
   sandbox: { cache: true },
-  // --icecream: the compiles fan out to the cluster (pipeline/kernel/icecc.ts), the same bytes as a local build.
+  // --icecream: the compiles fan out to the cluster (pipeline/kernel/icecc.ts); in the fingerprint (docs/decisions.md).
   icecream: true,
   toolPackages(arch: ArchSpec | null): string[] {
     return [arch?.kernel.compiler_package ?? 'gcc', 'make', 'flex', 'bison', 'bc', 'dwarves', 'libelf-dev', 'libssl-dev', 'kmod'];
