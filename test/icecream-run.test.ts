@@ -36,27 +36,33 @@ const probe = (name: string, icecream: boolean): Step => ({
   },
 });
 
+/** P1 of the test repo with the two probe steps; `icecream` as --icecream gives it. */
+async function runP1(r: TestRepo, icecream?: { on: boolean }): Promise<RunEvent[]> {
+  const events: RunEvent[] = [];
+  const rc = await openRun({
+    repoRoot: r.root,
+    buildDir: r.buildDir,
+    arches: ['x86_64'],
+    jobs: 2,
+    emit: (e) => events.push(e),
+    signal: new AbortController().signal,
+    heartbeatMs: 0,
+    steps: new Map([
+      ['ice', probe('ice', true)],
+      ['plain', probe('plain', false)],
+    ]),
+    ...(icecream ? { icecream } : {}),
+  });
+  await runPhases(rc, ['P1'], await loadGateSpecs(r.root));
+  return events;
+}
+
 describe.skipIf(!onPath('icecc', process.env.PATH))('--icecream and the sandbox', () => {
   it('gives a Step.icecream step the setting and the host network, says why in its log, and nothing to other steps', async () => {
     repo = await makeTestRepo(GATES);
     await repo.writeTask('A-01', taskYaml({ id: 'A-01', action: 'uses: ice' }));
     await repo.writeTask('A-02', taskYaml({ id: 'A-02', action: 'uses: plain' }));
-    const events: RunEvent[] = [];
-    const rc = await openRun({
-      repoRoot: repo.root,
-      buildDir: repo.buildDir,
-      arches: ['x86_64'],
-      jobs: 2,
-      emit: (e) => events.push(e),
-      signal: new AbortController().signal,
-      heartbeatMs: 0,
-      steps: new Map([
-        ['ice', probe('ice', true)],
-        ['plain', probe('plain', false)],
-      ]),
-      icecream: { on: true },
-    });
-    await runPhases(rc, ['P1'], await loadGateSpecs(repo.root));
+    const events = await runP1(repo, { on: true });
     const ends = Object.fromEntries(events.filter((e) => e.type === 'task-end').map((e) => [(e as { id: string }).id, e])) as Record<string, { message: string }>;
     const hostIfaces = (await readFile('/proc/net/dev', 'utf8')).split('\n').filter((l) => l.includes(':')).length;
     expect(ends['A-01']!.message).toBe(`${hostIfaces} interface(s); icecream {"jobs":8}`);
@@ -74,21 +80,7 @@ describe.skipIf(!onPath('icecc', process.env.PATH))('--icecream and the sandbox'
     expect(state.instances['A-01']!.fingerprint_parts.compiled_by).toBe('icecream');
     expect(state.instances['A-02']!.fingerprint_parts.compiled_by).toBeUndefined();
     // Without --icecream, A-01 runs again (why: compiled locally now), A-02 is kept.
-    const again: RunEvent[] = [];
-    const rc2 = await openRun({
-      repoRoot: repo.root,
-      buildDir: repo.buildDir,
-      arches: ['x86_64'],
-      jobs: 2,
-      emit: (e) => again.push(e),
-      signal: new AbortController().signal,
-      heartbeatMs: 0,
-      steps: new Map([
-        ['ice', probe('ice', true)],
-        ['plain', probe('plain', false)],
-      ]),
-    });
-    await runPhases(rc2, ['P1'], await loadGateSpecs(repo.root));
+    const again = await runP1(repo);
     expect(again.filter((e) => e.type === 'task-start').map((e) => (e as { id: string }).id)).toEqual(['A-01']);
     const starts = (await readAllRuns(repo.buildDir)).at(-1)!.events.filter((e) => e.type === 'task-start');
     expect(starts.map((e) => (e.payload as { why: string[] }).why)).toEqual([['compiled locally now, through the icecream cluster before']]);
