@@ -5,7 +5,7 @@
  * off, where, which remote) and the environment a task's compiles get.
  *
  * Never part of a fingerprint: the objects are the same bytes with and without it
- * (the kernel's build paths are mapped away, see base-dir-maps.ts), so a kernel
+ * (the kernel's build paths are mapped away, see baseDirPrefixMap in ccache-masquerade.ts), so a kernel
  * built through the cache is the kernel built without it.
  */
 import { mkdir } from 'node:fs/promises';

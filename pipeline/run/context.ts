@@ -109,6 +109,11 @@ export function stepOf(ctx: Pick<FingerprintContext, 'steps'>, inst: TaskInstanc
   return inst.task.spec.uses ? (ctx.steps.get(inst.task.spec.uses) ?? null) : null;
 }
 
+/** The run's icecream setting when this instance's step compiles through the cluster; null: it compiles here. */
+export function icecreamOf(ctx: Pick<FingerprintContext, 'steps' | 'icecream'>, inst: TaskInstance): IcecreamSetting | null {
+  return ctx.icecream && stepOf(ctx, inst)?.icecream ? ctx.icecream : null;
+}
+
 export function archOf(ctx: Pick<FingerprintContext, 'arches'>, inst: TaskInstance): ArchSpec | null {
   return inst.arch ? (ctx.arches.get(inst.arch) ?? null) : null;
 }

@@ -18,7 +18,7 @@ import type { TaskInstance, TaskSpec } from '../catalog/task-spec.js';
 import { buildComponent, notConfigured } from './component-build.js';
 import { readHwRecords } from '../../vault/hw-record.js';
 import { loadTrust, parseTrust } from '../../vault/keys.js';
-import { declaredOutputs, outDirOf, paramsOf, stepOf, type RunContext } from './context.js';
+import { declaredOutputs, icecreamOf, outDirOf, paramsOf, stepOf, type RunContext } from './context.js';
 import { describeChange } from './explain-change.js';
 import { decideFreshness, frozenSpecRefusal, keptRecord, type RecordBase } from './freshness.js';
 import { computeFingerprint, type InstanceFingerprint } from './instance-fingerprint.js';
@@ -234,7 +234,7 @@ class InstanceRun {
     const step = stepOf(rc, inst);
     const cc = step?.compilerCache && rc.compilerCache ? { cache: rc.compilerCache, statsLog: statsLogPath(rc.compilerCache, rc.vault.runId, inst.id) } : null;
     if (cc) await rm(cc.statsLog, { force: true });
-    const icecream = !!rc.icecream && step?.icecream === true;
+    const icecream = icecreamOf(rc, inst) !== null;
     const policy: SandboxPolicy = {
       task: inst.id,
       outDir: this.outDir,
@@ -293,6 +293,7 @@ class InstanceRun {
 
   private stepContext(log: Log, signal: AbortSignal, wrap: RunOptions['wrap'], watch: ViolationWatch): StepContext {
     const { rc, inst, spec, outDir } = this;
+    const icecream = icecreamOf(rc, inst);
     const env: Record<string, string> = {
       CLAWOS_BUILD_DIR: rc.buildDir,
       CLAWOS_OUT: outDir,
@@ -313,7 +314,7 @@ class InstanceRun {
       cacheDir: rc.cacheDir,
       ...(stepOf(rc, inst)?.moduleSigningKey && rc.moduleSigningKey ? { moduleSigningKey: rc.moduleSigningKey.path } : {}),
       ...(stepOf(rc, inst)?.secureBootKey && rc.secureBootKey ? { secureBootKey: rc.secureBootKey } : {}),
-      ...(stepOf(rc, inst)?.icecream && rc.icecream ? { icecream: rc.icecream } : {}),
+      ...(icecream ? { icecream } : {}),
       buildPath: (rel: string) => (rel.startsWith('/') ? rel : join(rc.buildDir, rel)),
       sourceDateEpoch: rc.sourceDateEpoch,
       jobs: rc.jobs,

@@ -99,7 +99,7 @@ export interface SessionOptions {
   keyDir?: string;
   /** --remote-cache URL / --remote-cache-readonly; they win over the config file's remote_cache. */
   remoteCache?: { url?: string; readonly?: boolean; timeouts?: RemoteTimeouts };
-  /** --no-compiler-cache / --compiler-cache-remote URL; they win over the config file's compiler_cache. */
+  /** --compiler-cache / --no-compiler-cache / --compiler-cache-remote URL; they win over the config file's compiler_cache. */
   compilerCache?: CompilerCacheFlags;
   /** --icecream / --icecream-jobs N; they win over the config file's icecream. */
   icecream?: { on?: boolean; jobs?: number };

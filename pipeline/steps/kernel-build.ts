@@ -103,7 +103,7 @@ export const kernelBuildStep: Step = {
   compilerCache: true,
   // 2: managed module-signing key, pahole without -j, build paths mapped away (reproducible kernels).
   // 3: the paths mapped in assembly too (KAFLAGS).
-  // 4: CC=<cross>gcc -gno-record-gcc-switches: debug info the same wherever the compiler ran (--icecream).
+  // 4: CC=<cross>gcc -gno-record-gcc-switches: DW_AT_producer the same wherever the compiler ran (--icecream).
   version: 4,
   params: paramsSchema({ source: P.path }),
   // The kernel source is unpacked into the shared cache.
@@ -200,7 +200,7 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
   // Also the relative paths ccache's base_dir makes of them; in every build, so no command depends on the cache.
   const prefixMap = prefixMapFlags({ ...paths, ...baseDirPrefixMap(paths, obj) });
   // ccache in front of the target and host gcc, Kbuild's commands unchanged (pipeline/ccache/). Not with
-  // --icecream: the cluster's bytes were proven identical with icecc alone, and the pair is unmeasured (docs/decisions.md).
+  // --icecream: the pair is unmeasured (docs/decisions.md).
   if (ctx.compilerCache && icecc) ctx.log('compiler cache: not used with --icecream (the compiles go to the cluster)');
   const cache = icecc ? undefined : ctx.compilerCache;
   const runEnv = cache ? { ...env, ...(await ccacheMasquerade(cache, join(tools, 'ccache'), [`${arch.kernel.cross_compile}gcc`, 'gcc'])) } : env;
@@ -380,7 +380,8 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
       (icecc ? `; ${describeJobs(icecc.counts)}` : ''),
     {
       evidence,
-      data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS], reproducible: !notReproducible, ...(icecc ? { icecream: icecc.record() } : {}) },
+      // Through the cluster a local rebuild gives other bytes (docs/decisions.md): not reproducible by `reproduce`.
+      data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS], reproducible: !notReproducible && !icecc, ...(icecc ? { icecream: icecc.record() } : {}) },
     },
   );
 }
