@@ -10,7 +10,7 @@ import type { ArchSpec } from '../catalog/arch.js';
 import type { SecureBootKey } from '../catalog/step.js';
 import { importSecureBootKey, loadTestCerts } from '../boot/secureboot-key.js';
 import { ukiBlocklists } from '../boot/uki.js';
-import { faketimeStamp, biosGrubCfg, efiImageSectors, elToritoPlatforms, fatSerial, isoStep, kernelCmdline, xorrisoArgv, xorrisoDates } from './iso.js';
+import { faketimeStamp, frozenClock, biosGrubCfg, efiImageSectors, elToritoPlatforms, fatSerial, isoStep, kernelCmdline, xorrisoArgv, xorrisoDates } from './iso.js';
 
 const repoRoot = resolve(__dirname, '../..');
 
@@ -86,6 +86,13 @@ describe('iso pure parts', () => {
     expect(xorrisoDates(0)).toEqual(['-volume_date', 'all_file_dates', '=0', '-volume_date', 'uuid', '1970010100000000']);
     expect(fatSerial(1763683200)).toBe('691fab80');
     expect(faketimeStamp(1763683200)).toBe('2025-11-21 00:00:00');
+  });
+
+  // Real faketime: the signing time sbsign writes must not move however long the signing takes.
+  it('stops the clock at SOURCE_DATE_EPOCH for the whole command, not only at its start', async () => {
+    const r = await run([...frozenClock(1763683200), 'sh', '-c', 'date -u +%s; sleep 1.3; date -u +%s'], { captureStdout: true });
+    expect(r.ok).toBe(true);
+    expect(r.stdout.trim().split('\n')).toEqual(['1763683200', '1763683200']);
   });
 
   it('sizes the EFI image to the UKI plus 256 KiB, in whole 256 KiB', () => {

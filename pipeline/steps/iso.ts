@@ -78,9 +78,20 @@ export function xorrisoDates(epoch: number): string[] {
   return ['-volume_date', 'all_file_dates', `=${epoch}`, '-volume_date', 'uuid', uuid];
 }
 
-/** libfaketime's frozen absolute time ("YYYY-MM-DD hh:mm:ss", UTC) for SOURCE_DATE_EPOCH. */
+/** libfaketime's absolute time ("YYYY-MM-DD hh:mm:ss", UTC) for SOURCE_DATE_EPOCH. */
 export function faketimeStamp(epoch: number): string {
   return new Date(epoch * 1000).toISOString().replace('T', ' ').slice(0, 19);
+}
+
+/**
+ * The argv prefix that runs a command with its clock stopped at SOURCE_DATE_EPOCH.
+ * `-f` matters: without it the faketime wrapper only starts the clock there and
+ * lets it run, so a signing that takes past the next second (a busy machine, a big
+ * UKI) stamps a later signing time and the same inputs sign to other bytes (CI's
+ * reproduce found the x86_64 UKI differing that way).
+ */
+export function frozenClock(epoch: number): string[] {
+  return ['faketime', '-f', faketimeStamp(epoch)];
 }
 
 /** The 4-byte FAT volume serial of the EFI image: from SOURCE_DATE_EPOCH, not random (mformat's default). */
@@ -176,7 +187,7 @@ async function runIso(ctx: StepContext): Promise<Outcome> {
     const ukiName = name.replace(/\.iso$/, '') + '.efi';
     const signed = join(work, ukiName);
     // OpenSSL stamps the signature with the signing time: frozen at SOURCE_DATE_EPOCH, the same inputs sign to the same bytes.
-    const s = await ctx.run(['faketime', faketimeStamp(ctx.sourceDateEpoch), 'sbsign', '--key', keyCopy, '--cert', certCopy, '--output', signed, unsigned], { env: { ...env, TZ: 'UTC' } });
+    const s = await ctx.run([...frozenClock(ctx.sourceDateEpoch), 'sbsign', '--key', keyCopy, '--cert', certCopy, '--output', signed, unsigned], { env: { ...env, TZ: 'UTC' } });
     await rm(keyCopy, { force: true });
     if (!s.ok) return toolFail('sbsign', s);
     const v = await ctx.run(['sbverify', '--cert', certCopy, signed], { env });
