@@ -9,18 +9,20 @@
  * the task sandbox: with the network --icecream keeps it reaches a daemon, under
  * --unshare-net it cannot.
  */
-import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { dir, type DirectoryResult } from 'tmp-promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../lib/proc.js';
 import { bwrapArgv, sandboxEnv } from '../lib/sandbox.js';
 import { kbuildCompiler, kbuildEnv } from '../pipeline/kernel/build-env.js';
-import { countClientJobs, countSchedulerJobs, ensureIceccEnv, iceccClientEnv, iceccMakeVars } from '../pipeline/kernel/icecc.js';
+import { countClientJobs, countSchedulerJobs, ensureIceccEnv, iceccClientEnv, iceccFrontScript, iceccMakeVars, KEPT_HERE } from '../pipeline/kernel/icecc.js';
 import { iceccClusterUnavailable, startIceccCluster, type IceccCluster } from './helpers/icecc-cluster.js';
 import { lockedKernelTarball } from './helpers/kernel-tarball.js';
 
 const skip = iceccClusterUnavailable();
+// printk.c defines CREATE_TRACE_POINTS: the front compiles it here (pipeline/kernel/icecc.ts iceccFrontScript).
+const KEPT = 'kernel/printk/printk.o';
 const OBJECTS = ['lib/ctype.o', 'lib/sort.o', 'lib/string.o', 'lib/bsearch.o', 'lib/cmdline.o', 'lib/kstrtox.o', 'lib/hexdump.o', 'lib/vsprintf.o', 'lib/bitmap.o', 'lib/find_bit.o', 'lib/idr.o', 'lib/rbtree.o'];
 // With debug info, as the ClawOS kernel has it (BTF).
 const KCFLAGS = 'KCFLAGS=-g';
@@ -64,11 +66,11 @@ describe.skipIf(skip)(`kernel objects through a real icecream cluster${skip ? ` 
     // Local: the compiler as the kernel build runs it without --icecream.
     const localCC = kbuildCompiler(arch.cross);
     await ok([...make, localCC, 'tinyconfig']);
-    await ok([...make, localCC, '-j2', ...OBJECTS]);
+    await ok([...make, localCC, '-j2', ...OBJECTS, KEPT]);
     const local = join(w, `local-${arch.name}`);
     await mkdir(local);
-    for (const o of OBJECTS) {
-      await copyFile(join(obj, o), join(local, o.replace('/', '_')));
+    for (const o of [...OBJECTS, KEPT]) {
+      await copyFile(join(obj, o), join(local, o.replaceAll('/', '_')));
       await rm(join(obj, o));
     }
 
@@ -84,15 +86,17 @@ describe.skipIf(skip)(`kernel objects through a real icecream cluster${skip ? ` 
     // Through the cluster: the client in its namespace, next to a local daemon that takes no job.
     const before = (await cluster!.schedulerLog()).length;
     const logFile = join(w, `icecc-${arch.name}.log`);
-    await ok(cluster!.client([...make, ...iceccMakeVars(arch.cross), '-j4', ...OBJECTS]), iceccClientEnv({ tarball: e.env.tarball, crossCompile: arch.cross, logFile }));
+    const front = join(w, `icecc-front-${arch.name}`);
+    await writeFile(front, iceccFrontScript(), { mode: 0o755 });
+    await ok(cluster!.client([...make, ...iceccMakeVars(arch.cross, front), '-j4', ...OBJECTS, KEPT]), iceccClientEnv({ tarball: e.env.tarball, crossCompile: arch.cross, logFile }));
 
     const byServer = countSchedulerJobs((await cluster!.schedulerLog()).slice(before));
     const byHost = countClientJobs(await readFile(logFile, 'utf8')).remote;
     console.log(`${arch.name}: scheduler END per server ${JSON.stringify(byServer)}, client jobs per host ${JSON.stringify(byHost)}, environment ${e.env.tarball} sha256 ${e.env.sha256}`);
     expect(Object.keys(byServer).sort()).toEqual(['daemon-a', 'daemon-b']);
     expect(Object.keys(byHost).sort()).toEqual(cluster!.daemons.map((d) => d.address).sort());
-    for (const o of OBJECTS) {
-      const [a, b] = await Promise.all([readFile(join(obj, o)), readFile(join(local, o.replace('/', '_')))]);
+    for (const o of [...OBJECTS, KEPT]) {
+      const [a, b] = await Promise.all([readFile(join(obj, o)), readFile(join(local, o.replaceAll('/', '_')))]);
       expect(a.equals(b), `${arch.name} ${o}: ${a.length} bytes through the cluster, ${b.length} locally`).toBe(true);
     }
     // Without -gno-record-gcc-switches the daemon's own switches land in DW_AT_producer: not the same bytes.
@@ -103,8 +107,11 @@ describe.skipIf(skip)(`kernel objects through a real icecream cluster${skip ? ` 
       expect(countClientJobs(await readFile(join(w, 'icecc-plain-g.log'), 'utf8')).remote, 'lib/sort.o with plain -g went to a daemon').not.toEqual({});
       expect((await readFile(join(obj, 'lib/sort.o'))).equals(here), 'lib/sort.o with plain -g, remote vs local').toBe(false);
     }
-    // Each kernel object itself went to a daemon, not back to this machine.
+    // Each kernel object itself went to a daemon, not back to this machine; printk.o never reached icecc.
     const log = await readFile(logFile, 'utf8');
+    expect(log.split('\n').filter((l) => l.startsWith(KEPT_HERE))).toEqual([`${KEPT_HERE}${join(src, 'kernel/printk/printk.c')}`]);
+    expect(countClientJobs(log).kept).toBe(1);
+    expect(log).not.toMatch(/: invoked as: icecc [^\n]* -o kernel\/printk\/printk\.o /);
     for (const o of OBJECTS) {
       const pid = new RegExp(`^ICECC\\[(\\d+)\\] [^\\n]*: invoked as: icecc [^\\n]* -o ${o.replace('.', '\\.')} `, 'm').exec(log)?.[1];
       expect(pid, `${o} was compiled through icecc`).toBeDefined();
@@ -125,7 +132,7 @@ describe.skipIf(skip)(`kernel objects through a real icecream cluster${skip ? ` 
       const env = { ...kbuildEnv(1763683200), ...iceccClientEnv({ tarball: e.env.tarball, crossCompile: '', logFile }) };
       // The policy kernel-build's instance gets (pipeline/run/instance.ts): the object dir writable, the rest read-only.
       const argv = bwrapArgv('bwrap', { task: 'A-01@x86_64', outDir: obj, readOnly: [w], network }, {
-        argv: ['make', '-s', '-C', src, `O=${obj}`, 'ARCH=x86_64', 'CROSS_COMPILE=', KCFLAGS, ...iceccMakeVars(''), 'lib/sort.o'],
+        argv: ['make', '-s', '-C', src, `O=${obj}`, 'ARCH=x86_64', 'CROSS_COMPILE=', KCFLAGS, ...iceccMakeVars('', join(w, 'icecc-front-x86_64')), 'lib/sort.o'],
         env: sandboxEnv({ network }, env),
       });
       const r = await run(cluster!.client(argv), { tailLines: 40 });

@@ -11,8 +11,10 @@ import {
   ensureIceccEnv,
   hostPlatform,
   iceccClientEnv,
+  iceccFrontScript,
   iceccMakeVars,
   iceccVersion,
+  KEPT_HERE,
   icecreamSetting,
 } from './icecc.js';
 
@@ -34,9 +36,9 @@ describe('icecream argv and environment', () => {
     expect(hostPlatform('riscv64')).toBe('riscv64');
   });
 
-  it('puts the compiler through icecc on make\'s command line', () => {
-    expect(iceccMakeVars('')).toEqual(['CC=icecc gcc -gno-record-gcc-switches']);
-    expect(iceccMakeVars('aarch64-linux-gnu-')).toEqual(['CC=icecc aarch64-linux-gnu-gcc -gno-record-gcc-switches']);
+  it('puts the compiler through the front on make\'s command line', () => {
+    expect(iceccMakeVars('', '/o/clawos-tools/icecc-front')).toEqual(['CC=/o/clawos-tools/icecc-front gcc -gno-record-gcc-switches']);
+    expect(iceccMakeVars('aarch64-linux-gnu-', '/o/f')).toEqual(['CC=/o/f aarch64-linux-gnu-gcc -gno-record-gcc-switches']);
   });
 
   it('gives a native environment as a path and a cross one with its platform and target', () => {
@@ -49,6 +51,47 @@ describe('icecream argv and environment', () => {
       ICECC_DEBUG: 'debug',
       ICECC_LOGFILE: '/o/icecc.log',
     });
+  });
+});
+
+// The real front script under /bin/sh; icecc and the compiler are stand-ins that say how they were called.
+describe('the icecream front', () => {
+  const tmp = useTmpDirs();
+
+  async function front(source: string | null, extra: string[] = []) {
+    const d = await tmp();
+    const bin = join(d, 'bin');
+    await mkdir(bin);
+    for (const name of ['icecc', 'gcc']) {
+      await writeFile(join(bin, name), `#!/bin/sh\necho "${name} $*"\n`);
+      await chmod(join(bin, name), 0o755);
+    }
+    await writeFile(join(d, 'front'), iceccFrontScript(), { mode: 0o755 });
+    const args = ['gcc', '-gno-record-gcc-switches', '-DKBUILD_BASENAME="x"', ...extra];
+    if (source !== null) {
+      await writeFile(join(d, 'x.c'), source);
+      args.push('-c', '-o', 'x.o', join(d, 'x.c'));
+    }
+    const log = join(d, 'client.log');
+    const r = await run([join(d, 'front'), ...args], { captureStdout: true, env: { PATH: `${bin}:/usr/bin:/bin`, ICECC_LOGFILE: log } });
+    expect(r.ok).toBe(true);
+    return { stdout: r.stdout.trim(), log: await readFile(log, 'utf8').catch(() => ''), src: join(d, 'x.c') };
+  }
+
+  it('compiles a C file that defines CREATE_TRACE_POINTS here, and says so in the client log', async () => {
+    const r = await front('#include <linux/x.h>\n #  define CREATE_TRACE_POINTS\n#include <trace/events/x.h>\n');
+    expect(r.stdout).toBe(`gcc -gno-record-gcc-switches -DKBUILD_BASENAME="x" -c -o x.o ${r.src}`);
+    expect(r.log).toBe(`${KEPT_HERE}${r.src}\n`);
+    expect(countClientJobs(r.log)).toEqual({ remote: {}, local: 0, redone: 0, noDaemon: 0, kept: 1 });
+  });
+
+  it('hands every other command to icecc: other C files, a define of a longer name, no source at all', async () => {
+    for (const src of ['int x;\n', '#define CREATE_TRACE_POINTS_NOT\n', '// #define CREATE_TRACE_POINTS\n']) {
+      const r = await front(src);
+      expect(r.stdout).toBe(`icecc gcc -gno-record-gcc-switches -DKBUILD_BASENAME="x" -c -o x.o ${r.src}`);
+      expect(r.log).toBe('');
+    }
+    expect((await front(null, ['--version'])).stdout).toBe('icecc gcc -gno-record-gcc-switches -DKBUILD_BASENAME="x" --version');
   });
 });
 
@@ -65,7 +108,7 @@ describe('icecreamSetting', () => {
 describe('icecream logs', () => {
   it('counts the client\'s jobs per host, and what stayed here', () => {
     const c = countClientJobs(CLIENT_LOG);
-    expect(c).toEqual({ remote: { '10.213.7.2': 2, '10.213.7.3': 1 }, local: 1, redone: 1, noDaemon: 0 });
+    expect(c).toEqual({ remote: { '10.213.7.2': 2, '10.213.7.3': 1 }, local: 1, redone: 1, noDaemon: 0, kept: 0 });
     // Counts add up over several makes.
     expect(countClientJobs('ICECC[1] 2026-12-06 10:00:00: Have to use host 10.213.7.3:10245 - Job ID: 9 - env: x86_64 - has env: true - match j: 0\n', c).remote).toEqual({
       '10.213.7.2': 2,
@@ -76,6 +119,9 @@ describe('icecream logs', () => {
   it('says which hosts compiled, biggest first', () => {
     expect(describeJobs(countClientJobs(CLIENT_LOG))).toBe(
       'icecream: 3 compile job(s) on 2 host(s) (10.213.7.2 2, 10.213.7.3 1); 1 given back to this machine by the scheduler, 1 redone here after failing remotely',
+    );
+    expect(describeJobs(countClientJobs(`${CLIENT_LOG}${KEPT_HERE}/src/kernel/printk/printk.c\n${KEPT_HERE}/src/arch/x86/mm/fault.c\n`))).toBe(
+      'icecream: 3 compile job(s) on 2 host(s) (10.213.7.2 2, 10.213.7.3 1); 1 given back to this machine by the scheduler, 1 redone here after failing remotely, 2 compiled here as they define CREATE_TRACE_POINTS',
     );
   });
 

@@ -3,7 +3,9 @@
  * make runs, the toolchain environment the remote daemons compile in, and which
  * hosts did the work.
  *
- * - The compiler is `CC=icecc <cross>gcc …` on make's command line: icecc runs
+ * - The compiler is `CC=<obj>/clawos-tools/icecc-front <cross>gcc …` on make's
+ *   command line: the front keeps the CREATE_TRACE_POINTS files here
+ *   (iceccFrontScript) and hands the rest to icecc, which runs
  *   everything that is not a compile (`--version`, `-v`, preprocess-only) with
  *   the local compiler, so Kconfig's CONFIG_CC_VERSION_TEXT and
  *   include/generated/compile.h read exactly as in a local build.
@@ -14,7 +16,7 @@
  *   build's output) names the host each job went to; countClientJobs reads it.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, realpath, rename, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { writeJsonAtomic } from '../../lib/atomic-write.js';
 import { sha256File, sha256Hex } from '../../lib/hash.js';
@@ -61,9 +63,43 @@ export function iceccVersion(tarball: string, crossCompile: string, platform: st
   return target === null ? tarball : `${platform}:${tarball}=${target}`;
 }
 
-/** What make gets on its command line: the kernel build's compiler, through icecc. */
-export function iceccMakeVars(crossCompile: string): string[] {
-  return [kbuildCompiler(crossCompile, 'icecc')];
+/** The front make runs as the compiler (written by prepareKernelIcecc), relative to the kernel's object dir. */
+export const ICECC_FRONT = 'clawos-tools/icecc-front';
+
+/** The line the front adds to the client log for each compile it keeps on this machine. */
+export const KEPT_HERE = 'clawos-icecc-front: compiled here, defines CREATE_TRACE_POINTS: ';
+
+/**
+ * The compiler front under --icecream: a C file that defines CREATE_TRACE_POINTS
+ * is compiled by the local gcc, exactly as without --icecream; every other
+ * command goes to icecc. Why: icecream splits a compile in two (gcc -E
+ * -fdirectives-only here, -fpreprocessed -fdirectives-only on the daemon), and
+ * for some trace-event code gcc then emits other line-table rows (.debug_line),
+ * which vmlinux's build-id covers, so the kernel would not be a local build's
+ * bytes. Measured on a whole x86_64 kernel: the 5 objects that differed all
+ * define CREATE_TRACE_POINTS (docs/decisions.md). They are about 3 % of the
+ * compiles. POSIX sh: make runs it once per compile.
+ */
+export function iceccFrontScript(): string {
+  return [
+    '#!/bin/sh',
+    '# clawos-build: CC under --icecream (pipeline/kernel/icecc.ts iceccFrontScript).',
+    'src=',
+    'for a do',
+    '  case $a in *.c) src=$a ;; esac',
+    'done',
+    "if [ -n \"$src\" ] && grep -qE '^[[:space:]]*#[[:space:]]*define[[:space:]]+CREATE_TRACE_POINTS([[:space:]]|$)' \"$src\" 2>/dev/null; then",
+    `  if [ -n "\${ICECC_LOGFILE:-}" ]; then printf '%s%s\\n' '${KEPT_HERE}' "$src" >> "$ICECC_LOGFILE"; fi`,
+    '  exec "$@"',
+    'fi',
+    'exec icecc "$@"',
+    '',
+  ].join('\n');
+}
+
+/** What make gets on its command line: the kernel build's compiler, through the front (absolute path) and icecc. */
+export function iceccMakeVars(crossCompile: string, front: string): string[] {
+  return [kbuildCompiler(crossCompile, front)];
 }
 
 /** The client's environment: its toolchain environment, and its log in a file (debug level: it names the host of every job). */
@@ -85,10 +121,12 @@ export interface IceccJobCounts {
   redone: number;
   /** Compiles that found no local iceccd and ran here without the cluster. */
   noDaemon: number;
+  /** Compiles the front kept on this machine (they define CREATE_TRACE_POINTS: iceccFrontScript). */
+  kept: number;
 }
 
 export function emptyCounts(): IceccJobCounts {
-  return { remote: {}, local: 0, redone: 0, noDaemon: 0 };
+  return { remote: {}, local: 0, redone: 0, noDaemon: 0, kept: 0 };
 }
 
 const REMOTE = /: Have to use host (\S+):\d+ - Job ID: /;
@@ -100,6 +138,7 @@ export function countClientJobs(log: string, into: IceccJobCounts = emptyCounts(
     else if (line.includes(': building myself, but telling localhost')) into.local++;
     else if (line.includes(': local build forced by remote exception')) into.redone++;
     else if (line.includes(': no local daemon found')) into.noDaemon++;
+    else if (line.startsWith(KEPT_HERE)) into.kept++;
   }
   return into;
 }
@@ -125,6 +164,7 @@ export function describeJobs(c: IceccJobCounts): string {
     c.local ? `${c.local} given back to this machine by the scheduler` : '',
     c.redone ? `${c.redone} redone here after failing remotely` : '',
     c.noDaemon ? `${c.noDaemon} compiled here because no local iceccd answered` : '',
+    c.kept ? `${c.kept} compiled here as they define CREATE_TRACE_POINTS` : '',
   ].filter(Boolean);
   if (total === 0) {
     const why = c.noDaemon ? 'no local iceccd answered (is it running? `systemctl status iceccd`)' : 'the scheduler sent no job to another host';
@@ -286,5 +326,7 @@ export async function prepareKernelIcecc(o: {
   await mkdir(join(logFile, '..'), { recursive: true });
   await rm(logFile, { force: true });
   o.log(`icecream: ${e.env.made ? 'made' : 'pinned'} environment ${e.env.tarball} sha256 ${e.env.sha256}`);
-  return { ok: true, build: new IceccKernelBuild(e.env, iceccMakeVars(o.crossCompile), iceccClientEnv({ tarball: e.env.tarball, crossCompile: o.crossCompile, logFile }), logFile) };
+  const front = join(o.obj, ICECC_FRONT);
+  await writeFile(front, iceccFrontScript(), { mode: 0o755 });
+  return { ok: true, build: new IceccKernelBuild(e.env, iceccMakeVars(o.crossCompile, front), iceccClientEnv({ tarball: e.env.tarball, crossCompile: o.crossCompile, logFile }), logFile) };
 }

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256File } from '../../lib/hash.js';
 import { run } from '../../lib/proc.js';
 import { FAKE_KERNEL_PARENT, fakeStepContext, fakeX86Arch } from '../../test/fakes/fake-kernel/fake-step-context.js';
-import { ICECC_CLIENT_LOG } from '../kernel/icecc.js';
+import { ICECC_CLIENT_LOG, ICECC_FRONT, iceccFrontScript } from '../kernel/icecc.js';
 import { kernelBuildStep } from './kernel-build.js';
 
 const REPO = join(import.meta.dirname, '../..');
@@ -43,7 +43,7 @@ afterAll(async () => {
 });
 
 describe('kernelBuildStep with --icecream', () => {
-  it('compiles with CC=icecc gcc … at the cluster\'s -j, with the pinned environment, and records the jobs per host', async () => {
+  it('compiles with CC=<front> gcc … at the cluster\'s -j, with the pinned environment, and records the jobs per host', async () => {
     const ctx = fakeStepContext({ repoRoot: repo, buildDir: join(work.path, 'build-1'), arch: fakeX86Arch });
     ctx.icecream = { jobs: 7 };
     const run0 = ctx.run;
@@ -70,14 +70,16 @@ describe('kernelBuildStep with --icecream', () => {
     expect(tarball.startsWith(`${envDir}/`) && tarball.endsWith('/5eed.tar.gz')).toBe(true);
     expect(info.icecream).toEqual({
       env: { arch: 'x86_64', compiler: info.icecream.env.compiler, tarball, sha256: await sha256File(tarball), made: true },
-      jobs: { remote: { '10.0.0.2': 2, '10.0.0.3': 1 }, local: 0, redone: 0, noDaemon: 0 },
+      jobs: { remote: { '10.0.0.2': 2, '10.0.0.3': 1 }, local: 0, redone: 0, noDaemon: 0, kept: 0 },
     });
     // A local rebuild gives other bytes than the cluster's (docs/decisions.md): not reproducible by `reproduce`.
     expect(o.data).toMatchObject({ icecream: info.icecream, reproducible: false });
     expect(info.env).toMatchObject({ ICECC_VERSION: tarball, ICECC_DEBUG: 'debug', ICECC_LOGFILE: join(ctx.outDir, 'obj', ICECC_CLIENT_LOG) });
     // Every make has the compiler through icecc; the compile runs at the cluster's -j.
     const makes = (info.commands as { phase: string; command: string }[]).filter((c) => / make -C /.test(c.command));
-    for (const c of makes) expect(c.command).toContain(" $'CC=icecc gcc -gno-record-gcc-switches'");
+    const front = join(ctx.outDir, 'obj', ICECC_FRONT);
+    for (const c of makes) expect(c.command).toContain(` $'CC=${front} gcc -gno-record-gcc-switches'`);
+    expect(await readFile(front, 'utf8')).toBe(iceccFrontScript());
     expect(makes.find((c) => c.phase === 'compile')!.command).toMatch(/ -j7$/);
     // The client log is read and removed after each make.
     expect(existsSync(join(ctx.outDir, 'obj', ICECC_CLIENT_LOG))).toBe(false);
@@ -112,7 +114,7 @@ describe('kernelBuildStep with --icecream', () => {
     const info = JSON.parse(await readFile(join(ctx.outDir, 'build-info.json'), 'utf8'));
     const makes = (info.commands as { command: string }[]).filter((c) => / make -C /.test(c.command));
     for (const c of makes) {
-      expect(c.command).toContain(" $'CC=icecc gcc -gno-record-gcc-switches'");
+      expect(c.command).toContain(` $'CC=${join(ctx.outDir, 'obj', ICECC_FRONT)} gcc -gno-record-gcc-switches'`);
       expect(c.command).not.toContain('CCACHE_');
     }
   });
