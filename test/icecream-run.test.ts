@@ -83,7 +83,7 @@ describe.skipIf(!onPath('icecc', process.env.PATH))('--icecream and the sandbox'
     const again = await runP1(repo);
     expect(again.filter((e) => e.type === 'task-start').map((e) => (e as { id: string }).id)).toEqual(['A-01']);
     const starts = (await readAllRuns(repo.buildDir)).at(-1)!.events.filter((e) => e.type === 'task-start');
-    expect(starts.map((e) => (e.payload as { why: string[] }).why)).toEqual([['compiled locally now, through the icecream cluster before']]);
+    expect(starts.map((e) => (e.payload as { why: string[] }).why)).toEqual([['compiled locally without a compiler cache now, through the icecream cluster (--icecream) before']]);
     expect(startOf('A-01').fingerprint).not.toBe((starts[0]!.payload as { fingerprint: string }).fingerprint);
   });
 });

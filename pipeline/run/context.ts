@@ -51,6 +51,12 @@ export interface FingerprintContext {
    * In their fingerprints: a whole kernel through the cluster is not the local one's bytes (README *Measured*).
    */
   icecream?: IcecreamSetting | null;
+  /**
+   * The run's compiles go through ccache (steps with Step.compilerCache). In their fingerprints: ccache's
+   * base_dir rewriting changes the debug info of some objects, so a kernel built through it is not a plain
+   * build's bytes (docs/decisions.md). Absent or false: no cache.
+   */
+  compilerCacheOn?: boolean;
 }
 
 /** What deciding "up to date / restore / run" reads; it writes nothing. */
@@ -85,7 +91,7 @@ export interface RunContext extends FreshnessContext {
   redact: Redactor;
   /** INFRA_ERROR retries; a task's `retries:` overrides the count. */
   retry: RetryPolicy;
-  /** The shared compiler cache for steps with Step.compilerCache; null: off (or no such step in the run). Never part of a fingerprint. */
+  /** The shared compiler cache for steps with Step.compilerCache; null: off (or no such step in the run). Its being on is (compilerCacheOn). */
   compilerCache: CompilerCache | null;
   /** The commit the build ran from (and whether the tree had changes), null outside git: what `reproduce` checks out. */
   source: { commit: string; dirty: boolean } | null;
@@ -107,6 +113,14 @@ export function declaredOutputs(ctx: Pick<FingerprintContext, 'buildDir' | 'conf
 
 export function stepOf(ctx: Pick<FingerprintContext, 'steps'>, inst: TaskInstance): Step | null {
   return inst.task.spec.uses ? (ctx.steps.get(inst.task.spec.uses) ?? null) : null;
+}
+
+/**
+ * Whether this instance's compiles go through ccache: its step uses the compiler cache, the run has it
+ * on, and the step does not compile through icecream instead (kernel-build under --icecream).
+ */
+export function compilerCacheOf(ctx: Pick<FingerprintContext, 'steps' | 'icecream' | 'compilerCacheOn'>, inst: TaskInstance): boolean {
+  return !!ctx.compilerCacheOn && !!stepOf(ctx, inst)?.compilerCache && !icecreamOf(ctx, inst);
 }
 
 /** The run's icecream setting when this instance's step compiles through the cluster; null: it compiles here. */

@@ -30,8 +30,9 @@ describe('describeChange', () => {
   });
 
   it('names a build through the icecream cluster, and back (its kernel is not the local bytes)', () => {
-    expect(describeChange(base, { ...base, compiled_by: 'icecream' })).toEqual(['compiled through the icecream cluster now (--icecream), locally before']);
-    expect(describeChange({ ...base, compiled_by: 'icecream' }, base)).toEqual(['compiled locally now, through the icecream cluster before']);
+    expect(describeChange(base, { ...base, compiled_by: 'icecream' })).toEqual(['compiled through the icecream cluster (--icecream) now, locally without a compiler cache before']);
+    expect(describeChange({ ...base, compiled_by: 'icecream' }, base)).toEqual(['compiled locally without a compiler cache now, through the icecream cluster (--icecream) before']);
+    expect(describeChange(base, { ...base, compiled_by: 'ccache' })).toEqual(['compiled through the compiler cache (ccache) now, locally without a compiler cache before']);
   });
 
   it('no earlier result', () => {

@@ -53,7 +53,8 @@ export function describeChange(before: Parts | undefined, after: Parts): string[
     out.push(`Secure Boot key changed (${name(before.secureboot_cert)} -> ${name(after.secureboot_cert)})`);
   }
   if ((before.compiled_by ?? null) !== (after.compiled_by ?? null)) {
-    out.push(after.compiled_by ? 'compiled through the icecream cluster now (--icecream), locally before' : 'compiled locally now, through the icecream cluster before');
+    const how = (c: unknown) => (c === 'icecream' ? 'through the icecream cluster (--icecream)' : c === 'ccache' ? 'through the compiler cache (ccache)' : 'locally without a compiler cache');
+    out.push(`compiled ${how(after.compiled_by)} now, ${how(before.compiled_by)} before`);
   }
   const depsA = (before.deps ?? {}) as Record<string, unknown>;
   const depsB = (after.deps ?? {}) as Record<string, unknown>;

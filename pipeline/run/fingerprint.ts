@@ -31,8 +31,11 @@ export type FingerprintParts = {
   module_signing_cert?: string | null;
   /** A step that signs for Secure Boot (Step.secureBootKey): sha256 of the key dir's Secure Boot certificate, or null (none). */
   secureboot_cert?: string | null;
-  /** A step with Step.icecream run under --icecream: compiled through the cluster, whose kernel differs from a local one. */
-  compiled_by?: 'icecream';
+  /**
+   * How the compiles ran when not plain gcc here: 'icecream' (a step with Step.icecream under --icecream) or
+   * 'ccache' (a step with Step.compilerCache with the cache on), whose objects are not always a plain build's bytes.
+   */
+  compiled_by?: 'icecream' | 'ccache';
 };
 
 /** JSON with sorted keys, so equal values hash equally. */

@@ -206,6 +206,7 @@ export async function openRun(o: SessionOptions): Promise<RunContext> {
     passes: new PassIndex(buildDir),
     remote,
     compilerCache: compilerCache.cache,
+    compilerCacheOn: compilerCache.cache !== null,
     icecream,
     moduleSigningKey: (await findModuleSigningKey(o.keyDir ?? defaultKeyDir())) ?? null,
     // A wrong key (no certificate, a certificate of another key, readable by others) stops the run here: exit 4 with the fix.

@@ -381,7 +381,7 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
     {
       evidence,
       // Through the cluster a local rebuild gives other bytes (docs/decisions.md): not reproducible by `reproduce`.
-      data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS], reproducible: !notReproducible && !icecc, ...(icecc ? { icecream: icecc.record() } : {}) },
+      data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS], reproducible: !notReproducible && !icecc && !cache, ...(icecc ? { icecream: icecc.record() } : {}) },
     },
   );
 }
