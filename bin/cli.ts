@@ -78,7 +78,7 @@ const RUN_OPTIONS: OptionGroup = {
         return raw;
       },
     },
-    { name: 'icecream', type: 'boolean', help: "compile kernels through this machine's iceccd and its icecream cluster; a result of its own, not the local build's bytes (default: the config file's icecream)" },
+    { name: 'icecream', type: 'boolean', help: "compile kernels through this machine's iceccd and its icecream cluster; the same kernel bytes as a plain local build (default: the config file's icecream)" },
     { name: 'icecream-jobs', type: 'string', value: 'N', help: 'make -j while compiling through the cluster (default: 4 x -j); implies --icecream', parse: positiveInt('--icecream-jobs') },
     { name: 'rootfs-backend', type: 'string', value: 'B', help: 'busybox (default, offline), buildroot (needs --buildroot), or aya (B-08 from the aya-ebpf component)', default: 'busybox' },
     { name: 'buildroot', type: 'string', value: 'P', help: 'a Buildroot source dir or release tarball (with --buildroot-sha256 HEX for a tarball)' },

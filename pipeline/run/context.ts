@@ -48,7 +48,8 @@ export interface FingerprintContext {
   secureBootKey?: SecureBootKey | null;
   /**
    * --icecream: steps with Step.icecream compile through the local iceccd's cluster; absent or null: locally.
-   * In their fingerprints: a whole kernel through the cluster is not the local one's bytes (README *Measured*).
+   * Not in a fingerprint: a whole kernel through the cluster is the local build's bytes (README *Measured*),
+   * but it turns the compiler cache off for such a step (compilerCacheOf).
    */
   icecream?: IcecreamSetting | null;
   /**

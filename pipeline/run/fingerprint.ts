@@ -32,8 +32,9 @@ export type FingerprintParts = {
   /** A step that signs for Secure Boot (Step.secureBootKey): sha256 of the key dir's Secure Boot certificate, or null (none). */
   secureboot_cert?: string | null;
   /**
-   * How the compiles ran when not plain gcc here: 'icecream' (a step with Step.icecream under --icecream) or
-   * 'ccache' (a step with Step.compilerCache with the cache on), whose objects are not always a plain build's bytes.
+   * 'ccache': a step with Step.compilerCache ran with the cache on, whose objects are not always a plain build's
+   * bytes. 'icecream' is only in records of runs before the icecream front (2026-12-06), when a kernel through
+   * the cluster differed from a local one; explain still names that change.
    */
   compiled_by?: 'icecream' | 'ccache';
 };

