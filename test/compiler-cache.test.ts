@@ -12,6 +12,7 @@ import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { dir } from 'tmp-promise';
 import { afterEach, describe, expect, it } from 'vitest';
+import { explainCommand } from '../bin/commands/explain.js';
 import { run } from '../lib/proc.js';
 import type { Step } from '../pipeline/catalog/step.js';
 import { baseDirPrefixMap, ccacheMasquerade } from '../pipeline/ccache/ccache-masquerade.js';
@@ -189,6 +190,11 @@ describe('the shared compiler cache (ccache) through the scheduler, sandboxed', 
     expect(again.taskEnd.compiler_cache).toMatchObject({ misses: 3 });
     const state = JSON.parse(await readFile(join(a.buildDir, 'state.json'), 'utf8')) as { instances: Record<string, { fingerprint_parts: { compiled_by?: string } }> };
     expect(state.instances['C-01']!.fingerprint_parts.compiled_by).toBe('ccache');
+    // explain reads the same config file and so makes the same decision: up to date.
+    const out: string[] = [];
+    const rc = await explainCommand({ repoRoot: a.root, buildDir: a.buildDir, positionals: ['C-01'], arch: null, config: join(a.root, 'cc.config.yaml'), json: true, print: (t) => out.push(t), printErr: () => {}, steps: new Map([['cc', ccStep]]) });
+    expect(rc).toBe(0);
+    expect(JSON.parse(out.join('')).instances).toMatchObject([{ id: 'C-01', verdict: 'up-to-date', would_run: false }]);
   }, 60_000);
 
   // Why the cache is in the fingerprint: Linux's arch/x86/kernel/Makefile has CFLAGS_irq.o := -I $(src)/../include/asm/trace,

@@ -24,6 +24,7 @@ import type { Step } from '../../pipeline/catalog/step.js';
 import type { TaskInstance } from '../../pipeline/catalog/task-spec.js';
 import { toolPackagesOf, type FreshnessContext } from '../../pipeline/run/context.js';
 import { chooseCompilerCache } from '../../pipeline/ccache/compiler-cache.js';
+import { icecreamSetting } from '../../pipeline/kernel/icecc.js';
 import { describeChange } from '../../pipeline/run/explain-change.js';
 import { ToolVersions } from '../../pipeline/run/fingerprint.js';
 import { decideFreshness, frozenSpecRefusal, keptRecord, type OutputCheck } from '../../pipeline/run/freshness.js';
@@ -109,8 +110,10 @@ async function openExplainContext(o: ExplainOptions, arches: string[] | null): P
     secureBootKey: (await findSecureBootKey(defaultKeyDir(), await loadTestCerts(o.repoRoot))) ?? null,
     freeze: await loadFreezeState(o.repoRoot),
   };
-  // What `all` without cache flags would do: the config file's compiler_cache turns ccache on, and that is in the fingerprint.
+  // What `all` without flags would do: the config file's compiler_cache turns ccache on, and that is in the
+  // fingerprint, unless its icecream sends the step's compiles to the cluster instead (compilerCacheOf).
   ctx.compilerCacheOn = chooseCompilerCache(ctx.config.compiler_cache, {}).on;
+  ctx.icecream = icecreamSetting({}, ctx.config.icecream, 1);
   const remoteUrl = o.remoteCache ?? ctx.config.remote_cache?.url;
   if (remoteUrl) {
     // Read-only here: explain looks entries up (and says why one is refused) but never pulls or pushes.
