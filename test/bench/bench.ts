@@ -35,7 +35,8 @@
  *   9. a whole kernel through icecream (issue 17, item 4): the real kernel-build step for x86_64
  *      (--arch) compiling through a real cluster on this machine (test/helpers/icecc-cluster.ts:
  *      a scheduler and two daemons in network namespaces), its time, the jobs per daemon, and its
- *      vmlinuz against --icecream-reference FILE (a vmlinuz built locally). Needs root and the
+ *      vmlinuz against --icecream-reference FILE|SHA256 (a vmlinuz built locally without the compiler
+ *      cache, or the start of its sha256, e.g. from CI's reproduce output). Needs root and the
  *      unpacked kernel in <build-dir>/cache/src (--only icecream).
  * Options: --runs N (default 3), --kernel-runs N (default 1: each kernel run
  * costs two full builds, ~12 min on 2 cores), --skip-kernel, --build-dir DIR,
@@ -538,14 +539,16 @@ async function icecreamKernel(): Promise<void> {
     const { outcome: o, ms } = await runKernelStep({ arch, scratch, outDir, extra: { icecream: { jobs: 8 } }, log, wrap });
     if (o.status !== 'PASS') throw new Error(`bench: kernel-build through icecream ${o.status}: ${o.message} (log ${logFile})`);
     const vmlinuz = await sha256File(join(outDir, 'vmlinuz'));
-    const reference = values['icecream-reference'] ? await sha256File(resolve(values['icecream-reference'])) : null;
+    // A file, or a sha256 (16 hex digits at least) of a plain build's vmlinuz recorded elsewhere (CI's reproduce lists them).
+    const ref = values['icecream-reference'];
+    const reference = !ref ? null : /^[0-9a-f]{16,64}$/.test(ref) ? ref : await sha256File(resolve(ref));
     const byDaemon = countSchedulerJobs(await cluster.schedulerLog());
     console.log(
       `icecream, whole kernel (kernel-build ${arch.name}, make -j8, scheduler and two 2-slot daemons in network namespaces on these 2 cores):\n` +
         `  ${fmt(ms)}; ${o.message}\n` +
         `  scheduler: ${Object.entries(byDaemon).map(([d, n]) => `${d} ${n} jobs`).join(', ')}\n` +
         `  vmlinuz ${vmlinuz.slice(0, 16)}` +
-        (reference ? `: ${vmlinuz === reference ? 'the same bytes as' : 'DIFFERS from'} ${values['icecream-reference']} (${reference.slice(0, 16)})` : ''),
+        (reference ? `: ${vmlinuz.startsWith(reference) ? 'the same bytes as' : 'DIFFERS from'} ${ref} (${reference.slice(0, 16)})` : ''),
     );
   } finally {
     await cluster.stop();
