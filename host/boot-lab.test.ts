@@ -1,6 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { dir, type DirectoryResult } from 'tmp-promise';
 import { run } from '../lib/proc.js';
@@ -499,6 +500,11 @@ describe('boot lab with the fake QEMU replaying recorded serial logs', () => {
   it('an interrupt stops the running boots (their process groups killed) and starts no more: exit 130', async () => {
     const iso = await fakeIso();
     const ac = new AbortController();
+    const started: string[] = [];
+    const replayed = (b: PlannedBoot) => join(tmp!.path, `replayed-${process.pid}-${b.index}`);
+    const untilReplayed = async (files: string[]) => {
+      for (let i = 0; i < 300 && !files.every((f) => existsSync(f)); i++) await sleep(100);
+    };
     const res = await runBootLab({
       machine: x86,
       variants: x86.variants.filter((v) => v.name === 'seabios'),
@@ -512,10 +518,13 @@ describe('boot lab with the fake QEMU replaying recorded serial logs', () => {
       accel: TCG,
       hostCpus: 2,
       binary: FAKE,
-      envFor: replay({ 1: 'hang', 2: 'hang', 3: 'hang', 4: 'hang' }),
+      envFor: (b) => ({ ...replay({ 1: 'hang', 2: 'hang', 3: 'hang', 4: 'hang' })(b), FAKE_QEMU_REPLAYED: replayed(b) }),
       signal: ac.signal,
       onEvent: (e) => {
-        if (e.type === 'start' && e.running === 2) setTimeout(() => ac.abort(), 500);
+        if (e.type !== 'start') return;
+        started.push(replayed(e.boot));
+        // Interrupt once both running boots have printed their firmware output (not after a fixed delay: a busy machine starts them late).
+        if (e.running === 2) void untilReplayed(started).then(() => sleep(500)).then(() => ac.abort());
       },
     });
     const s = summarizeLab(res);
