@@ -139,8 +139,9 @@ export interface Step {
   secureBootKey?: boolean;
   /**
    * The step's compiles may go through the run's compiler cache (ccache): it gets
-   * ctx.compilerCache, and the run reports the task's hit rate. Not part of the
-   * fingerprint: the step must produce the same bytes with and without it.
+   * ctx.compilerCache, and the run reports the task's hit rate. With the cache on,
+   * its fingerprint says so (compiled_by: ccache): ccache's base_dir can change the
+   * debug info (docs/decisions.md).
    */
   compilerCache?: boolean;
   /** What `with:` may hold, checked when the catalog loads (pipeline/catalog/step-params.ts). Every built-in step has one. */

@@ -4,9 +4,10 @@
  * ccache's own remote storage on a redis server. What a run decides once (on or
  * off, where, which remote) and the environment a task's compiles get.
  *
- * Never part of a fingerprint: the objects are the same bytes with and without it
- * (the kernel's build paths are mapped away, see baseDirPrefixMap in ccache-masquerade.ts), so a kernel
- * built through the cache is the kernel built without it.
+ * Part of a fingerprint when on (compilerCacheOf, compiled_by: ccache): the build
+ * paths are mapped away (baseDirPrefixMap in ccache-masquerade.ts), but base_dir
+ * drops a '..' from -I paths in the debug info, so a kernel through the cache is
+ * not the plain build's bytes (docs/decisions.md).
  */
 import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';

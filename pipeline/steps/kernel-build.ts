@@ -380,7 +380,7 @@ async function buildKernel(ctx: StepContext): Promise<Outcome> {
       (icecc ? `; ${describeJobs(icecc.counts)}` : ''),
     {
       evidence,
-      // Through the cluster a local rebuild gives other bytes (docs/decisions.md): not reproducible by `reproduce`.
+      // Through ccache a plain rebuild gives other bytes (docs/decisions.md): `reproduce` compiles without it.
       data: { kernelRelease: release, srcDir, sha256: src.sha256, outputs: [...KERNEL_OUTPUTS], reproducible: !notReproducible && !cache, ...(icecc ? { icecream: icecc.record() } : {}) },
     },
   );
